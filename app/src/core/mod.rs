@@ -1,0 +1,16 @@
+//! The pure flow core: the document, step kinds, criteria logic, SMS length,
+//! canvas geometry and the validator.
+//!
+//! Nothing here does IO, reads the clock or imports Leptos: it compiles for
+//! the browser and the server alike and is tested as plain functions.
+
+pub mod flow;
+pub mod geometry;
+pub mod kinds;
+pub mod logic;
+pub mod sms;
+pub mod validate;
+
+pub use flow::{Edge, FlowDocument, Step, FORMAT_V1};
+pub use kinds::StepKind;
+pub use validate::{validate, validate_value, Code, Context, Finding, Findings, Level};

@@ -1,0 +1,8 @@
+//! The browser entry point. It only hydrates the server-rendered page; every
+//! component and all domain logic live in `app`.
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}
