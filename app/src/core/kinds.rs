@@ -173,14 +173,13 @@ impl StepKind {
 /// The output ports of `step`, in drawing order. Split's come from its
 /// branches; go to flow has `next` only when it copies. An unknown kind has
 /// none that we can know.
-pub fn ports(step: &Step) -> Vec<String> {
-    let fixed = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+pub fn ports(step: &Step) -> Vec<&str> {
     match &step.kind {
         StepKind::Exit | StepKind::Restart | StepKind::Unknown(_) => Vec::new(),
-        StepKind::Condition => fixed(&["yes", "no"]),
-        StepKind::Webhook => fixed(&["next", "failed"]),
+        StepKind::Condition => vec!["yes", "no"],
+        StepKind::Webhook => vec!["next", "failed"],
         StepKind::GoToFlow => match step.setting_str("mode") {
-            Some("copy") => fixed(&["next"]),
+            Some("copy") => vec!["next"],
             _ => Vec::new(),
         },
         StepKind::Split => match step.settings.get("branches").and_then(Value::as_array) {
@@ -188,11 +187,10 @@ pub fn ports(step: &Step) -> Vec<String> {
                 .iter()
                 .filter_map(|branch| branch.get("port").and_then(Value::as_str))
                 .filter(|port| !port.is_empty())
-                .map(str::to_owned)
                 .collect(),
             None => Vec::new(),
         },
-        _ => fixed(&["next"]),
+        _ => vec!["next"],
     }
 }
 
@@ -433,7 +431,7 @@ pub struct RunScriptSettings {
 /// Reads a step's settings as `T`; a setting of the wrong type is reported
 /// with its name.
 pub fn read_settings<T: DeserializeOwned>(step: &Step) -> Result<T, SettingProblem> {
-    serde_path_to_error::deserialize(Value::Object(step.settings.clone())).map_err(|err| {
+    serde_path_to_error::deserialize(&step.settings).map_err(|err| {
         let setting = err.path().to_string();
         invalid(&setting, err.into_inner().to_string())
     })
@@ -490,72 +488,141 @@ pub fn value_is_empty(value: &Value) -> bool {
     }
 }
 
-/// Every problem with a step's settings. Unknown kinds have none we can know.
-pub fn setting_problems(step: &Step) -> Vec<SettingProblem> {
-    let mut problems = Vec::new();
-    if let Err(problem) = check_kind(step, &mut problems) {
-        problems.push(problem);
-    }
-    problems
+/// A step's settings, read once as the type its kind defines.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepSettings {
+    Start(StartSettings),
+    Wait(WaitSettings),
+    Condition(ConditionSettings),
+    Split(SplitSettings),
+    Exit(ExitSettings),
+    GoToFlow(GoToFlowSettings),
+    Restart(RestartSettings),
+    RunActionGroup(RunActionGroupSettings),
+    SendEmail(SendEmailSettings),
+    SendSms(SendSmsSettings),
+    Call(CallSettings),
+    ScheduleCallback(ScheduleCallbackSettings),
+    Task(TaskSettings),
+    NotifyEmail(NotifySettings),
+    NotifySms(NotifySettings),
+    UpdateContact(UpdateContactSettings),
+    AddToList(ListSettings),
+    RemoveFromList(ListSettings),
+    OptOut(OptOutSettings),
+    Block,
+    CreateActivity(CreateActivitySettings),
+    DataAppend(DataAppendSettings),
+    Webhook(WebhookSettings),
+    S3Upload(S3UploadSettings),
+    FtpUpload(FtpUploadSettings),
+    CrmPush(CrmPushSettings),
+    RunScript(RunScriptSettings),
+    /// An unknown kind: nothing can be said about its settings.
+    Unknown,
 }
 
-fn check_kind(step: &Step, p: &mut Vec<SettingProblem>) -> Result<(), SettingProblem> {
-    let require = |p: &mut Vec<SettingProblem>, setting: &str, value: &Option<String>, what: &str| {
-        if blank(value) {
-            p.push(missing(setting, what));
-        }
-    };
-    match &step.kind {
-        StepKind::Unknown(_) | StepKind::Block => {}
-        StepKind::Start => {
-            let s: StartSettings = read_settings(step)?;
+impl StepSettings {
+    /// Reads `step`'s settings; a setting of the wrong type is the error.
+    pub fn read(step: &Step) -> Result<StepSettings, SettingProblem> {
+        Ok(match &step.kind {
+            StepKind::Start => StepSettings::Start(read_settings(step)?),
+            StepKind::Wait => StepSettings::Wait(read_settings(step)?),
+            StepKind::Condition => StepSettings::Condition(read_settings(step)?),
+            StepKind::Split => StepSettings::Split(read_settings(step)?),
+            StepKind::Exit => StepSettings::Exit(read_settings(step)?),
+            StepKind::GoToFlow => StepSettings::GoToFlow(read_settings(step)?),
+            StepKind::Restart => StepSettings::Restart(read_settings(step)?),
+            StepKind::RunActionGroup => StepSettings::RunActionGroup(read_settings(step)?),
+            StepKind::SendEmail => StepSettings::SendEmail(read_settings(step)?),
+            StepKind::SendSms => StepSettings::SendSms(read_settings(step)?),
+            StepKind::Call => StepSettings::Call(read_settings(step)?),
+            StepKind::ScheduleCallback => StepSettings::ScheduleCallback(read_settings(step)?),
+            StepKind::Task => StepSettings::Task(read_settings(step)?),
+            StepKind::NotifyEmail => StepSettings::NotifyEmail(read_settings(step)?),
+            StepKind::NotifySms => StepSettings::NotifySms(read_settings(step)?),
+            StepKind::UpdateContact => StepSettings::UpdateContact(read_settings(step)?),
+            StepKind::AddToList => StepSettings::AddToList(read_settings(step)?),
+            StepKind::RemoveFromList => StepSettings::RemoveFromList(read_settings(step)?),
+            StepKind::OptOut => StepSettings::OptOut(read_settings(step)?),
+            StepKind::Block => StepSettings::Block,
+            StepKind::CreateActivity => StepSettings::CreateActivity(read_settings(step)?),
+            StepKind::DataAppend => StepSettings::DataAppend(read_settings(step)?),
+            StepKind::Webhook => StepSettings::Webhook(read_settings(step)?),
+            StepKind::S3Upload => StepSettings::S3Upload(read_settings(step)?),
+            StepKind::FtpUpload => StepSettings::FtpUpload(read_settings(step)?),
+            StepKind::CrmPush => StepSettings::CrmPush(read_settings(step)?),
+            StepKind::RunScript => StepSettings::RunScript(read_settings(step)?),
+            StepKind::Unknown(_) => StepSettings::Unknown,
+        })
+    }
+
+    /// What is missing or unusable in settings that did read.
+    pub fn problems(&self) -> Vec<SettingProblem> {
+        let mut problems = Vec::new();
+        check(self, &mut problems);
+        problems
+    }
+}
+
+/// Every problem with a step's settings. Unknown kinds have none we can know.
+pub fn setting_problems(step: &Step) -> Vec<SettingProblem> {
+    match StepSettings::read(step) {
+        Ok(settings) => settings.problems(),
+        Err(problem) => vec![problem],
+    }
+}
+
+fn require(p: &mut Vec<SettingProblem>, setting: &str, value: &Option<String>, what: &str) {
+    if blank(value) {
+        p.push(missing(setting, what));
+    }
+}
+
+fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
+    match settings {
+        StepSettings::Unknown | StepSettings::Block => {}
+        StepSettings::Start(s) => {
             p.extend(one_of("entry", &s.entry, &["manual", "list", "api"]));
             if s.entry.as_deref() == Some("list") {
                 require(p, "list", &s.list, "list entry needs the list whose new members enter");
             }
         }
-        StepKind::Wait => {
-            let s: WaitSettings = read_settings(step)?;
-            match s.mode.as_deref() {
-                None | Some("") => p.push(missing("mode", "choose how long to wait")),
-                Some("duration") => match (&s.amount, &s.unit) {
-                    (Some(amount), Some(unit)) => {
-                        check_duration("unit", &Duration { amount: *amount, unit: unit.clone() }, p)
-                    }
-                    (None, _) => p.push(missing("amount", "say how long to wait")),
-                    (_, None) => p.push(missing("unit", "choose minutes, hours, days or weeks")),
-                },
-                Some("until") => match &s.at {
-                    Some(at) if !at.trim().is_empty() => check_timestamp("at", at, p),
-                    _ => p.push(missing("at", "choose the date and time to wait until")),
-                },
-                Some("time_of_day") => {
-                    match &s.time {
-                        Some(time) if !time.trim().is_empty() => check_time_of_day("time", time, p),
-                        _ => p.push(missing("time", "choose the time of day to wait for")),
-                    }
-                    for day in s.days.iter().flatten() {
-                        if !["mon", "tue", "wed", "thu", "fri", "sat", "sun"].contains(&day.as_str()) {
-                            p.push(invalid("days", format!("\"{day}\" is not a day (mon … sun)")));
-                        }
+        StepSettings::Wait(s) => match s.mode.as_deref() {
+            None | Some("") => p.push(missing("mode", "choose how long to wait")),
+            Some("duration") => match (&s.amount, &s.unit) {
+                (Some(amount), Some(unit)) => check_duration("unit", &Duration { amount: *amount, unit: unit.clone() }, p),
+                (None, _) => p.push(missing("amount", "say how long to wait")),
+                (_, None) => p.push(missing("unit", "choose minutes, hours, days or weeks")),
+            },
+            Some("until") => match &s.at {
+                Some(at) if !at.trim().is_empty() => check_timestamp("at", at, p),
+                _ => p.push(missing("at", "choose the date and time to wait until")),
+            },
+            Some("time_of_day") => {
+                match &s.time {
+                    Some(time) if !time.trim().is_empty() => check_time_of_day("time", time, p),
+                    _ => p.push(missing("time", "choose the time of day to wait for")),
+                }
+                for day in s.days.iter().flatten() {
+                    if !["mon", "tue", "wed", "thu", "fri", "sat", "sun"].contains(&day.as_str()) {
+                        p.push(invalid("days", format!("\"{day}\" is not a day (mon … sun)")));
                     }
                 }
-                Some("business_hours") => {}
-                Some(other) => p.push(invalid(
-                    "mode",
-                    format!("\"{other}\" is not a wait mode (duration, until, time_of_day, business_hours)"),
-                )),
             }
-        }
-        StepKind::Condition => {
-            let s: ConditionSettings = read_settings(step)?;
+            Some("business_hours") => {}
+            Some(other) => p.push(invalid(
+                "mode",
+                format!("\"{other}\" is not a wait mode (duration, until, time_of_day, business_hours)"),
+            )),
+        },
+        StepSettings::Condition(s) => {
             if s.criteria.is_empty() {
                 p.push(missing("criteria", "add at least one criterion to decide yes or no"));
             }
             criteria_problems("criteria", &s.criteria, p);
         }
-        StepKind::Split => {
-            let s: SplitSettings = read_settings(step)?;
+        StepSettings::Split(s) => {
             if s.branches.is_empty() {
                 p.push(missing("branches", "add the branches to split between"));
             }
@@ -577,64 +644,43 @@ fn check_kind(step: &Step, p: &mut Vec<SettingProblem>) -> Result<(), SettingPro
                 }
             }
         }
-        StepKind::Exit => {
-            let s: ExitSettings = read_settings(step)?;
-            p.extend(one_of("contact_permission", &s.contact_permission, &["allow", "deny"]));
-        }
-        StepKind::GoToFlow => {
-            let s: GoToFlowSettings = read_settings(step)?;
+        StepSettings::Exit(s) => p.extend(one_of("contact_permission", &s.contact_permission, &["allow", "deny"])),
+        StepSettings::GoToFlow(s) => {
             require(p, "flow", &s.flow, "choose the flow to go to");
             p.extend(one_of("mode", &s.mode, &["move", "copy"]));
         }
-        StepKind::Restart => {
-            let _: RestartSettings = read_settings(step)?;
-        }
-        StepKind::RunActionGroup => {
-            let s: RunActionGroupSettings = read_settings(step)?;
-            require(p, "group", &s.group, "choose the action group to run");
-        }
-        StepKind::SendEmail => {
-            let s: SendEmailSettings = read_settings(step)?;
+        StepSettings::Restart(_) => {}
+        StepSettings::RunActionGroup(s) => require(p, "group", &s.group, "choose the action group to run"),
+        StepSettings::SendEmail(s) => {
             require(p, "subject", &s.subject, "the email has no subject");
             require(p, "body", &s.body, "the email has no body");
             p.extend(one_of("activation", &s.activation, &["automatic", "manual"]));
             p.extend(one_of("timing", &s.timing, &["immediate", "business_hours_weekday", "business_hours_any_day"]));
             p.extend(one_of("if_no_email", &s.if_no_email, &["skip", "exit"]));
         }
-        StepKind::SendSms => {
-            let s: SendSmsSettings = read_settings(step)?;
+        StepSettings::SendSms(s) => {
             require(p, "text", &s.text, "the SMS has no text");
             p.extend(one_of("if_no_mobile", &s.if_no_mobile, &["skip", "exit"]));
         }
-        StepKind::Call => {
-            let s: CallSettings = read_settings(step)?;
-            check_owner(&s.owner, p);
-        }
-        StepKind::ScheduleCallback => {
-            let s: ScheduleCallbackSettings = read_settings(step)?;
-            match (&s.after, &s.at) {
-                (Some(after), _) => check_duration("after", after, p),
-                (None, Some(at)) if !at.trim().is_empty() => check_timestamp("at", at, p),
-                _ => p.push(missing("after", "say when the callback is due (after a delay, or at a time)")),
-            }
-        }
-        StepKind::Task => {
-            let s: TaskSettings = read_settings(step)?;
+        StepSettings::Call(s) => check_owner(&s.owner, p),
+        StepSettings::ScheduleCallback(s) => match (&s.after, &s.at) {
+            (Some(after), _) => check_duration("after", after, p),
+            (None, Some(at)) if !at.trim().is_empty() => check_timestamp("at", at, p),
+            _ => p.push(missing("after", "say when the callback is due (after a delay, or at a time)")),
+        },
+        StepSettings::Task(s) => {
             p.extend(one_of("priority", &s.priority, &["low", "normal", "high"]));
             check_owner(&s.owner, p);
         }
-        StepKind::NotifyEmail => {
-            let s: NotifySettings = read_settings(step)?;
+        StepSettings::NotifyEmail(s) => {
             require(p, "to", &s.to, "choose who is notified");
             require(p, "subject", &s.subject, "the notification has no subject");
         }
-        StepKind::NotifySms => {
-            let s: NotifySettings = read_settings(step)?;
+        StepSettings::NotifySms(s) => {
             require(p, "to", &s.to, "choose who is notified");
             require(p, "text", &s.text, "the notification has no text");
         }
-        StepKind::UpdateContact => {
-            let s: UpdateContactSettings = read_settings(step)?;
+        StepSettings::UpdateContact(s) => {
             if s.changes.is_empty() {
                 p.push(missing("changes", "add the fields to change"));
             }
@@ -658,58 +704,42 @@ fn check_kind(step: &Step, p: &mut Vec<SettingProblem>) -> Result<(), SettingPro
                 }
             }
         }
-        StepKind::AddToList | StepKind::RemoveFromList => {
-            let s: ListSettings = read_settings(step)?;
-            require(p, "list", &s.list, "choose the list");
-        }
-        StepKind::OptOut => {
-            let s: OptOutSettings = read_settings(step)?;
-            p.extend(one_of("channel", &s.channel, &["all", "email", "sms", "call"]));
-        }
-        StepKind::CreateActivity => {
-            let s: CreateActivitySettings = read_settings(step)?;
+        StepSettings::AddToList(s) | StepSettings::RemoveFromList(s) => require(p, "list", &s.list, "choose the list"),
+        StepSettings::OptOut(s) => p.extend(one_of("channel", &s.channel, &["all", "email", "sms", "call"])),
+        StepSettings::CreateActivity(s) => {
             require(p, "type", &s.activity_type, "choose follow up, request or sale");
             p.extend(one_of("type", &s.activity_type, &["follow_up", "request", "sale"]));
             check_owner(&s.owner, p);
         }
-        StepKind::DataAppend => {
-            let s: DataAppendSettings = read_settings(step)?;
+        StepSettings::DataAppend(s) => {
             require(p, "url", &s.url, "the enrichment service's address is missing");
             check_url("url", &s.url, p);
             if s.mapping.is_empty() {
                 p.push(missing("mapping", "map at least one response field to a contact field"));
             }
         }
-        StepKind::Webhook => {
-            let s: WebhookSettings = read_settings(step)?;
+        StepSettings::Webhook(s) => {
             require(p, "url", &s.url, "the webhook's address is missing");
             check_url("url", &s.url, p);
             p.extend(one_of("method", &s.method, &["GET", "POST", "PUT", "PATCH", "DELETE"]));
             p.extend(one_of("format", &s.format, &["json", "form"]));
         }
-        StepKind::S3Upload => {
-            let s: S3UploadSettings = read_settings(step)?;
+        StepSettings::S3Upload(s) => {
             require(p, "bucket", &s.bucket, "choose the bucket");
             require(p, "key", &s.key, "choose the object key");
             p.extend(one_of("format", &s.format, &["json", "csv"]));
         }
-        StepKind::FtpUpload => {
-            let s: FtpUploadSettings = read_settings(step)?;
+        StepSettings::FtpUpload(s) => {
             require(p, "path", &s.path, "choose the remote path");
             p.extend(one_of("format", &s.format, &["json", "csv"]));
         }
-        StepKind::CrmPush => {
-            let s: CrmPushSettings = read_settings(step)?;
+        StepSettings::CrmPush(s) => {
             require(p, "provider", &s.provider, "choose Zoho CRM or Keap");
             p.extend(one_of("provider", &s.provider, &["zoho", "keap"]));
             require(p, "operation", &s.operation, "choose what to push");
         }
-        StepKind::RunScript => {
-            let s: RunScriptSettings = read_settings(step)?;
-            require(p, "script", &s.script, "the script is empty");
-        }
+        StepSettings::RunScript(s) => require(p, "script", &s.script, "the script is empty"),
     }
-    Ok(())
 }
 
 fn check_owner(owner: &Option<String>, p: &mut Vec<SettingProblem>) {

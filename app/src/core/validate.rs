@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::core::flow::{FlowDocument, Guard, Logic, Step, FORMAT_V1};
-use crate::core::kinds::{self, criteria_problems, ports, read_settings, SettingProblem, StepKind};
+use crate::core::kinds::{self, criteria_problems, ports, SettingProblem, StepKind, StepSettings};
 use crate::core::logic::LogicExpr;
 use crate::core::sms;
 
@@ -232,7 +232,7 @@ pub fn can_connect(doc: &FlowDocument, from: &str, port: &str, to: &str) -> Resu
     if to_step.kind == StepKind::Start {
         return Err(ConnectRefusal::IntoStart);
     }
-    if !ports(from_step).iter().any(|p| p == port) {
+    if !ports(from_step).contains(&port) {
         return Err(ConnectRefusal::NoSuchPort);
     }
     if doc.edges.iter().any(|edge| edge.from == from && edge.port == port) {
@@ -340,9 +340,9 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
     }
     let start = starts.first().and_then(|s| index.get(s.id.as_str())).copied();
 
-    // Edges.
-    let step_ports: HashMap<&str, Vec<String>> = doc.steps.iter().map(|s| (s.id.as_str(), ports(s))).collect();
-    let mut used_ports: HashMap<(&str, &str), &str> = HashMap::new();
+    // Edges. `wired[node][i]` is where output `i` of that step leads.
+    let step_ports: Vec<Vec<&str>> = graph.node_weights().map(|step| ports(step)).collect();
+    let mut wired: Vec<Vec<Option<&str>>> = step_ports.iter().map(|ports| vec![None; ports.len()]).collect();
     for edge in &doc.edges {
         let (from, to) = (index.get(edge.from.as_str()), index.get(edge.to.as_str()));
         let Some(&from) = from else {
@@ -354,42 +354,43 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
             continue;
         };
         let from_step = graph[from];
-        let known_port = !from_step.kind.is_known() || step_ports[edge.from.as_str()].contains(&edge.port);
-        if !known_port {
-            let outputs = &step_ports[edge.from.as_str()];
-            let has = if outputs.is_empty() { "has no outputs".to_owned() } else { format!("has {}", outputs.join(", ")) };
-            findings.push(Finding {
-                port: Some(edge.port.clone()),
-                ..add(
-                    Code::UnknownPort,
-                    Some(&edge.from),
-                    format!("{} has no output “{}”; a {} step {has}.", named(from_step), edge.port, from_step.kind.label()),
-                )
-            });
-        }
-        match used_ports.get(&(edge.from.as_str(), edge.port.as_str())) {
-            Some(first_to) => findings.push(Finding {
-                port: Some(edge.port.clone()),
-                ..add(
-                    Code::PortReused,
-                    Some(&edge.from),
-                    format!(
-                        "{}'s “{}” output is connected to both “{first_to}” and “{}”; one output leads to one step.",
-                        named(from_step),
-                        edge.port,
-                        edge.to
-                    ),
-                )
-            }),
-            None => {
-                used_ports.insert((edge.from.as_str(), edge.port.as_str()), edge.to.as_str());
+        let outputs = &step_ports[from.index()];
+        let port = outputs.iter().position(|port| *port == edge.port);
+        match port {
+            None if from_step.kind.is_known() => {
+                let has = if outputs.is_empty() { "has no outputs".to_owned() } else { format!("has {}", outputs.join(", ")) };
+                findings.push(Finding {
+                    port: Some(edge.port.clone()),
+                    ..add(
+                        Code::UnknownPort,
+                        Some(&edge.from),
+                        format!("{} has no output “{}”; a {} step {has}.", named(from_step), edge.port, from_step.kind.label()),
+                    )
+                });
+                continue;
             }
+            None => {}
+            Some(port) => match wired[from.index()][port] {
+                Some(first_to) => findings.push(Finding {
+                    port: Some(edge.port.clone()),
+                    ..add(
+                        Code::PortReused,
+                        Some(&edge.from),
+                        format!(
+                            "{}'s “{}” output is connected to both “{first_to}” and “{}”; one output leads to one step.",
+                            named(from_step),
+                            edge.port,
+                            edge.to
+                        ),
+                    )
+                }),
+                None => wired[from.index()][port] = Some(edge.to.as_str()),
+            },
         }
         match to {
-            Some(&to) if known_port => {
+            Some(&to) => {
                 graph.add_edge(from, to, false);
             }
-            Some(_) => {}
             None => findings.push(add(
                 Code::DanglingEdge,
                 Some(&edge.from),
@@ -413,7 +414,7 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
     }
 
     check_instant_loops(&graph, &mut findings);
-    check_reachability(&graph, start, &step_ports, &used_ports, &mut findings);
+    check_reachability(&graph, start, &step_ports, &wired, &mut findings);
     findings
 }
 
@@ -436,56 +437,58 @@ fn setting_finding(step: &Step, problem: SettingProblem) -> Finding {
 }
 
 fn check_step(step: &Step, findings: &mut Findings) {
-    for problem in kinds::setting_problems(step) {
+    let settings = match StepSettings::read(step) {
+        Ok(settings) => settings,
+        Err(problem) => {
+            findings.push(setting_finding(step, problem));
+            StepSettings::Unknown
+        }
+    };
+    for problem in settings.problems() {
         findings.push(setting_finding(step, problem));
     }
     if let Some(guard) = &step.guard {
         check_guard(step, guard, findings);
     }
     let finding = |code, message| Finding { code, step: Some(step.id.clone()), port: None, setting: None, message };
-    match &step.kind {
-        StepKind::Condition => {
-            if let Ok(settings) = read_settings::<kinds::ConditionSettings>(step) {
-                if let Some(Logic::Custom(text)) = &settings.logic {
-                    if let Err(err) = LogicExpr::parse(text, settings.criteria.len()) {
-                        findings.push(Finding {
-                            setting: Some("logic".into()),
-                            ..finding(Code::BadLogic, format!("{}: the logic “{text}” cannot be used: {err}.", named(step)))
-                        });
-                    }
+    match &settings {
+        StepSettings::Condition(settings) => {
+            if let Some(Logic::Custom(text)) = &settings.logic {
+                if let Err(err) = LogicExpr::parse(text, settings.criteria.len()) {
+                    findings.push(Finding {
+                        setting: Some("logic".into()),
+                        ..finding(Code::BadLogic, format!("{}: the logic “{text}” cannot be used: {err}.", named(step)))
+                    });
                 }
             }
         }
-        StepKind::Split => {
-            if let Ok(settings) = read_settings::<kinds::SplitSettings>(step) {
-                let total: f64 = settings.branches.iter().filter_map(|b| b.percent).sum();
-                if !settings.branches.is_empty() && (total - 100.0).abs() > 1e-9 {
-                    findings.push(finding(
-                        Code::SplitNot100,
-                        format!("{}: the branches add up to {}%, not 100%.", named(step), trim_float(total)),
-                    ));
-                }
+        StepSettings::Split(settings) => {
+            let total: f64 = settings.branches.iter().filter_map(|b| b.percent).sum();
+            if !settings.branches.is_empty() && (total - 100.0).abs() > 1e-9 {
+                findings.push(finding(
+                    Code::SplitNot100,
+                    format!("{}: the branches add up to {}%, not 100%.", named(step), trim_float(total)),
+                ));
             }
         }
-        StepKind::SendSms | StepKind::NotifySms => {
-            if let Some(text) = step.setting_str("text") {
-                let length = sms::measure(text);
-                if length.segments > 1 {
-                    let encoding = match length.encoding {
-                        sms::SmsEncoding::Gsm7 => "GSM-7",
-                        sms::SmsEncoding::Ucs2 => "UCS-2, because of its special characters",
-                    };
-                    findings.push(finding(
-                        Code::SmsMultiSegment,
-                        format!(
-                            "{}: the text is {} characters in {encoding} and will be sent as {} messages (one holds {}).",
-                            named(step),
-                            length.units,
-                            length.segments,
-                            length.single_limit
-                        ),
-                    ));
-                }
+        StepSettings::SendSms(kinds::SendSmsSettings { text: Some(text), .. })
+        | StepSettings::NotifySms(kinds::NotifySettings { text: Some(text), .. }) => {
+            let length = sms::measure(text);
+            if length.segments > 1 {
+                let encoding = match length.encoding {
+                    sms::SmsEncoding::Gsm7 => "GSM-7",
+                    sms::SmsEncoding::Ucs2 => "UCS-2, because of its special characters",
+                };
+                findings.push(finding(
+                    Code::SmsMultiSegment,
+                    format!(
+                        "{}: the text is {} characters in {encoding} and will be sent as {} messages (one holds {}).",
+                        named(step),
+                        length.units,
+                        length.segments,
+                        length.single_limit
+                    ),
+                ));
             }
         }
         _ => {}
@@ -646,8 +649,8 @@ fn check_instant_loops(flow: &FlowGraph, findings: &mut Findings) {
 fn check_reachability(
     flow: &FlowGraph,
     start: Option<NodeIndex>,
-    step_ports: &HashMap<&str, Vec<String>>,
-    used_ports: &HashMap<(&str, &str), &str>,
+    step_ports: &[Vec<&str>],
+    wired: &[Vec<Option<&str>>],
     findings: &mut Findings,
 ) {
     let graph = flow;
@@ -674,13 +677,14 @@ fn check_reachability(
     let mut ends = Vec::new();
     for node in graph.node_indices() {
         let step = graph[node];
-        let outputs = &step_ports[step.id.as_str()];
-        let open: Vec<&String> = outputs.iter().filter(|port| !used_ports.contains_key(&(step.id.as_str(), port.as_str()))).collect();
+        let outputs = &step_ports[node.index()];
+        let open: Vec<&str> =
+            outputs.iter().zip(&wired[node.index()]).filter(|(_, to)| to.is_none()).map(|(port, _)| *port).collect();
         for port in &open {
             findings.push(Finding {
                 code: Code::UnconnectedOutput,
                 step: Some(step.id.clone()),
-                port: Some((*port).clone()),
+                port: Some((*port).to_owned()),
                 setting: None,
                 message: if outputs.len() == 1 {
                     format!("{} leads nowhere: participants finish the flow there.", named(step))
