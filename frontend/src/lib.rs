@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The browser entry point. It only hydrates the server-rendered page; every
 //! component and all domain logic live in `app`.
 

@@ -107,27 +107,28 @@ impl StepKind {
         }
     }
 
-    /// A one-glyph icon for the canvas and palette.
+    /// A one-glyph icon for the canvas and palette: plain symbols that
+    /// common fonts have (no emoji), so they render everywhere.
     pub fn icon(&self) -> &'static str {
         match self {
             StepKind::Start => "▶",
-            StepKind::Wait => "⏱",
+            StepKind::Wait => "◷",
             StepKind::Condition => "◇",
-            StepKind::Split => "⑂",
+            StepKind::Split => "⋔",
             StepKind::Exit => "■",
             StepKind::GoToFlow => "↪",
             StepKind::Restart => "↺",
             StepKind::RunActionGroup => "⚙",
             StepKind::SendEmail | StepKind::NotifyEmail => "✉",
-            StepKind::SendSms | StepKind::NotifySms => "💬",
+            StepKind::SendSms | StepKind::NotifySms => "✆",
             StepKind::Call => "☎",
-            StepKind::ScheduleCallback => "📅",
+            StepKind::ScheduleCallback => "⚑",
             StepKind::Task => "✔",
             StepKind::UpdateContact => "✎",
-            StepKind::AddToList => "＋",
-            StepKind::RemoveFromList => "－",
+            StepKind::AddToList => "+",
+            StepKind::RemoveFromList => "−",
             StepKind::OptOut => "⊘",
-            StepKind::Block => "⛔",
+            StepKind::Block => "✖",
             StepKind::CreateActivity => "★",
             StepKind::DataAppend => "⇩",
             StepKind::Webhook => "⚡",

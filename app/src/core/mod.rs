@@ -11,6 +11,6 @@ pub mod logic;
 pub mod sms;
 pub mod validate;
 
-pub use flow::{Edge, FlowDocument, Step, FORMAT_V1};
+pub use flow::{DocumentError, Edge, FlowDocument, Step, FORMAT_V1};
 pub use kinds::StepKind;
 pub use validate::{validate, validate_value, Code, Context, Finding, Findings, Level};

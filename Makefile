@@ -1,0 +1,63 @@
+# Waymark: two commands on a fresh machine.
+#   make run    install what is missing, build, migrate, seed the demo, serve on :3000
+#   make test   install what is missing, build, run every test (Rust + browser)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+TOOLS ?= $(HOME)/.cache/waymark/tools
+export PATH := $(TOOLS)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export LEPTOS_OUTPUT_NAME := waymark
+
+SITE_DEBUG := $(CARGO_TARGET_DIR)/site-debug
+SITE_RELEASE := $(CARGO_TARGET_DIR)/site
+DATABASE_URL ?= sqlite://data/waymark.db
+ADDR ?= 127.0.0.1:3000
+
+.PHONY: run test tools browser site-release site-debug unit e2e bench fmt lint clean
+
+## run: build for release and serve the app with the demo flow
+run: tools site-release
+	cargo build -p server --release --locked
+	LEPTOS_SITE_ROOT=$(SITE_RELEASE) $(CARGO_TARGET_DIR)/release/waymark --database-url $(DATABASE_URL) serve --addr $(ADDR)
+
+## test: every test: unit, property, integration (real SQLite), CLI, browser (headless Chromium)
+test: tools browser site-debug unit e2e
+
+## tools: the wasm target, wasm-bindgen (same version as Cargo.lock), wasm-opt
+tools:
+	.ci/install-tools "$(TOOLS)"
+
+## browser: Debian's Chromium and the Playwright runner
+browser:
+	.ci/install-browser "$(TOOLS)"
+
+site-release:
+	cargo build -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release --locked
+	.ci/package-site $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/frontend.wasm $(SITE_RELEASE) optimize
+
+site-debug:
+	cargo build -p frontend --lib --target wasm32-unknown-unknown --locked
+	.ci/package-site $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/debug/frontend.wasm $(SITE_DEBUG)
+
+unit:
+	cargo test --workspace --locked
+
+e2e:
+	cargo build -p server --locked
+	cd end2end && WAYMARK_BIN=$(CARGO_TARGET_DIR)/debug/waymark LEPTOS_SITE_ROOT=$(SITE_DEBUG) \
+		NODE_PATH=$(TOOLS)/node_modules $(TOOLS)/node_modules/.bin/playwright test
+
+## bench: validator figures (median of repeated runs)
+bench:
+	cargo bench -p app --bench validate --locked
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+clean:
+	rm -rf $(CARGO_TARGET_DIR)/site $(SITE_DEBUG)

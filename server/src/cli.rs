@@ -1,0 +1,148 @@
+//! The `waymark` command line: serve, migrate, and validate / import /
+//! export flow documents.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use app::core::{validate_value, Context, FlowDocument, Findings};
+
+use crate::store::{self, Store};
+
+#[derive(Parser, Debug)]
+#[command(name = "waymark", version, about = "Waymark: visual flows for marketing and sales engagement")]
+pub struct Cli {
+    /// Database to use. SQLite files are created, with their folder, if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/waymark.db", global = true)]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the web app and the REST API (migrates first, seeds the demo flow once).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Do not seed the demo flow into a new database.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate a flow document. Exits 0 without errors, 1 with errors, 2 when
+    /// the file is not a JSON object.
+    Validate {
+        file: PathBuf,
+        /// Print the result as JSON: {"errors": [...], "warnings": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a flow document as a new flow.
+    Import {
+        file: PathBuf,
+        /// Name for the new flow (default: the document's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a flow's draft as a waymark.flow/v1 document.
+    Export {
+        flow_id: i64,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Reads a file as a JSON object, or says why not (exit code 2).
+fn read_object(file: &PathBuf) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|err| format!("{} is not JSON: {err}", file.display()))?;
+    if !value.is_object() {
+        return Err(format!("{} is JSON but not an object; a flow document is a JSON object", file.display()));
+    }
+    Ok(value)
+}
+
+pub fn validate_command(file: &PathBuf, json: bool) -> ExitCode {
+    let value = match read_object(file) {
+        Ok(value) => value,
+        Err(message) => {
+            eprintln!("waymark: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let findings = validate_value(&value, &Context::default());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialize"));
+    } else {
+        print_findings(&findings);
+    }
+    if findings.blocks_publish() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn print_findings(findings: &Findings) {
+    for (level, list) in [("error", &findings.errors), ("warning", &findings.warnings)] {
+        for finding in list {
+            let step = finding.step.as_deref().unwrap_or("-");
+            println!("{level:<7} {:<20} {step:<16} {}", finding.code.as_str(), finding.message);
+        }
+    }
+    println!("{} error(s), {} warning(s)", findings.errors.len(), findings.warnings.len());
+}
+
+pub async fn import_command(database_url: &str, file: &PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {
+    let value = match read_object(file) {
+        Ok(value) => value,
+        Err(message) => {
+            eprintln!("waymark: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let doc = match FlowDocument::from_value(&value) {
+        Ok(doc) => doc,
+        Err(err) => {
+            eprintln!("waymark: {} is not a flow document: {err}", file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let store = Store::new(store::connect(database_url).await?);
+    let name = name.unwrap_or_else(|| doc.name.clone());
+    match store.create(&name, Some(doc)).await {
+        Ok(flow) => {
+            println!(
+                "imported “{}” as flow {} ({} error(s), {} warning(s))",
+                flow.name, flow.id, flow.errors, flow.warnings
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("waymark: {}", err.public_message());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub async fn export_command(database_url: &str, flow_id: i64, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let store = Store::new(store::connect(database_url).await?);
+    let draft = match store.draft(flow_id).await {
+        Ok(draft) => draft,
+        Err(err) => {
+            eprintln!("waymark: {}", err.public_message());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let text = draft.document.to_canonical_json();
+    match output {
+        Some(path) => std::fs::write(&path, text)?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

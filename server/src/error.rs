@@ -1,0 +1,177 @@
+//! The one error type of the HTTP layer, answered as
+//! `application/problem+json` with a stable `code`.
+//!
+//! Database and internal errors are logged and answered with a generic 500;
+//! their text never reaches the client.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use app::core::{DocumentError, Finding};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The most a request body may be: 2 MiB.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The most steps a flow may have.
+pub const MAX_STEPS: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404 `flow_not_found`.
+    #[error("There is no flow with id {0}.")]
+    FlowNotFound(i64),
+    /// 404 `version_not_found`.
+    #[error("Flow {flow} has no published version {number}.")]
+    VersionNotFound { flow: i64, number: i64 },
+    /// 404 `not_found`: no such route.
+    #[error("There is nothing at this address.")]
+    RouteNotFound,
+    /// 409 `flow_name_taken`.
+    #[error("A flow named “{0}” already exists; choose another name.")]
+    NameTaken(String),
+    /// 409 `stale_revision`: the draft was saved elsewhere since it was read.
+    #[error("This draft was changed elsewhere (now revision {current}, you had {given}). Reload it before saving, so nothing is lost.")]
+    StaleRevision { current: i64, given: i64 },
+    /// 422 `invalid_name`.
+    #[error("A flow needs a name.")]
+    EmptyName,
+    /// 422 `invalid_document`: not a readable flow document.
+    #[error("The flow document cannot be read at {}: {}.", .0.path, .0.message)]
+    InvalidDocument(DocumentError),
+    /// 422 `too_many_steps`.
+    #[error("A flow may have at most {MAX_STEPS} steps; this one has {0}.")]
+    TooManySteps(usize),
+    /// 422 `publish_blocked`, listing the errors.
+    #[error("The flow has {} error(s) to fix before it can be published.", .0.len())]
+    PublishBlocked(Vec<Finding>),
+    /// 400 `invalid_json` or 415 `unsupported_media_type`, from the body extractor.
+    #[error("{message}")]
+    BadBody { status: StatusCode, code: &'static str, message: String },
+    /// 413 `payload_too_large`.
+    #[error("The request body is larger than the {} MiB limit.", MAX_BODY_BYTES / 1024 / 1024)]
+    PayloadTooLarge,
+    /// 500 `internal`; logged, never shown.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// 500 `internal`; logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::FlowNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound => StatusCode::NOT_FOUND,
+            Error::NameTaken(_) | Error::StaleRevision { .. } => StatusCode::CONFLICT,
+            Error::EmptyName | Error::InvalidDocument(_) | Error::TooManySteps(_) | Error::PublishBlocked(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::BadBody { status, .. } => *status,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::FlowNotFound(_) => "flow_not_found",
+            Error::VersionNotFound { .. } => "version_not_found",
+            Error::RouteNotFound => "not_found",
+            Error::NameTaken(_) => "flow_name_taken",
+            Error::StaleRevision { .. } => "stale_revision",
+            Error::EmptyName => "invalid_name",
+            Error::InvalidDocument(_) => "invalid_document",
+            Error::TooManySteps(_) => "too_many_steps",
+            Error::PublishBlocked(_) => "publish_blocked",
+            Error::BadBody { code, .. } => code,
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::Database(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// What a person reads: internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) | Error::Internal(_) => "Something went wrong on our side; it has been logged.".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Turns a unique-constraint violation on the flow name into `NameTaken`.
+    pub fn from_insert(err: sqlx::Error, name: &str) -> Error {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::NameTaken(name.to_owned()),
+            _ => Error::Database(err),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = json!({
+            "type": format!("https://waymark.dev/problems/{}", self.code()),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "code": self.code(),
+            "detail": self.public_message(),
+        });
+        match &self {
+            Error::PublishBlocked(errors) => body["errors"] = json!(errors),
+            Error::StaleRevision { current, .. } => body["current_revision"] = json!(current),
+            Error::InvalidDocument(err) => body["path"] = Value::String(err.path.clone()),
+            _ => {}
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        use std::error::Error as _;
+        // A body over the limit surfaces as a length-limit error deep in the chain.
+        let mut source = rejection.source();
+        while let Some(err) = source {
+            if err.to_string().contains("length limit exceeded") {
+                return Error::PayloadTooLarge;
+            }
+            source = err.source();
+        }
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Error::BadBody {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                message: "Send the body as JSON, with Content-Type: application/json.".into(),
+            },
+            JsonRejection::JsonDataError(err) => Error::BadBody {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                message: format!("The body does not have the expected fields: {}", err.body_text()),
+            },
+            other => Error::BadBody {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_json",
+                message: format!("The body is not valid JSON: {}", other.body_text()),
+            },
+        }
+    }
+}
+
+/// `axum::Json`, with its rejections answered as problems.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

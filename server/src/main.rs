@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use server::cli::{self, Cli, Command};
+use server::store::{self, Store};
+use server::{leptos_options, router, seed, AppState};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("waymark: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { file, json } => Ok(cli::validate_command(&file, json)),
+        Command::Import { file, name } => cli::import_command(&cli.database_url, &file, name).await,
+        Command::Export { flow_id, output } => cli::export_command(&cli.database_url, flow_id, output).await,
+        Command::Migrate => {
+            store::connect(&cli.database_url).await?;
+            println!("database at {} is up to date", cli.database_url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { addr, no_demo } => {
+            let store = Store::new(store::connect(&cli.database_url).await?);
+            if !no_demo && seed::seed_demo(&store).await? {
+                tracing::info!("seeded the demo flow");
+            }
+            let state = AppState { leptos_options: leptos_options(addr), store };
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!("Waymark listening on http://{addr}");
+            axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,372 @@
+//! The flow store on SQLite: flows with one editable draft and immutable
+//! published versions.
+//!
+//! Every write is one transaction: a refused write (stale revision, taken
+//! name, too many steps) changes nothing. Drafts are stored in canonical JSON
+//! so exports diff cleanly.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use app::api::{FlowDetail, FlowSummary, ReviewRow};
+use app::core::kinds::StepKind;
+use app::core::validate::LinkedFlow;
+use app::core::{validate, Context, FlowDocument, Findings, Level};
+
+use crate::error::{Error, Result, MAX_STEPS};
+
+/// Opens (creating if missing) the database at `url` and applies migrations.
+pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .foreign_keys(true);
+    if let Some(parent) = Path::new(options.get_filename()).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+/// A published version.
+#[derive(Clone, Debug, Serialize)]
+pub struct Version {
+    pub flow_id: i64,
+    pub number: i64,
+    pub published_at: String,
+    pub published_by: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionDocument {
+    #[serde(flatten)]
+    pub version: Version,
+    pub document: FlowDocument,
+}
+
+/// The draft of a flow, with the revision a save must name.
+#[derive(Clone, Debug, Serialize)]
+pub struct Draft {
+    pub revision: i64,
+    pub document: FlowDocument,
+    pub findings: Findings,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const SUMMARY_COLUMNS: &str = "f.id, f.name, f.revision, f.error_count, f.warning_count, f.updated_at,
+    (SELECT max(number) FROM flow_versions v WHERE v.flow_id = f.id) AS published_version,
+    coalesce((SELECT document FROM flow_versions v WHERE v.flow_id = f.id ORDER BY number DESC LIMIT 1) != f.draft, 0)
+        AS draft_changed";
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn summary(row: &sqlx::sqlite::SqliteRow) -> FlowSummary {
+    FlowSummary {
+        id: row.get("id"),
+        name: row.get("name"),
+        revision: row.get("revision"),
+        published_version: row.get("published_version"),
+        draft_changed: row.get::<i64, _>("draft_changed") != 0,
+        errors: row.get::<i64, _>("error_count") as u32,
+        warnings: row.get::<i64, _>("warning_count") as u32,
+        updated_at: row.get("updated_at"),
+    }
+}
+
+fn read_document(text: &str) -> Result<FlowDocument> {
+    FlowDocument::from_json(text).map_err(|err| Error::Internal(anyhow::anyhow!("stored document unreadable: {err}")))
+}
+
+/// The go_to_flow targets of a document, for [`LinkedFlow::goes_to`].
+fn goes_to(doc: &FlowDocument) -> Vec<String> {
+    doc.steps
+        .iter()
+        .filter(|step| step.kind == StepKind::GoToFlow)
+        .filter_map(|step| step.setting_str("flow").map(str::to_owned))
+        .collect()
+}
+
+fn clean_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::EmptyName);
+    }
+    Ok(name.to_owned())
+}
+
+impl Store {
+    pub fn new(pool: SqlitePool) -> Self {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// What the validator needs to know about the other flows.
+    async fn context(&self, flow_id: Option<i64>) -> Result<Context> {
+        let rows = sqlx::query("SELECT id, name, goes_to FROM flows").fetch_all(&self.pool).await?;
+        let flows = rows
+            .iter()
+            .filter(|row| Some(row.get::<i64, _>("id")) != flow_id)
+            .map(|row| LinkedFlow {
+                id: row.get::<i64, _>("id").to_string(),
+                name: row.get("name"),
+                goes_to: serde_json::from_str(row.get::<&str, _>("goes_to")).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Context { flow_id: flow_id.map(|id| id.to_string()), flows: Some(flows), groups: None })
+    }
+
+    pub async fn validate(&self, flow_id: Option<i64>, doc: &FlowDocument) -> Result<Findings> {
+        Ok(validate(doc, &self.context(flow_id).await?))
+    }
+
+    pub async fn list(&self) -> Result<Vec<FlowSummary>> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM flows f ORDER BY f.name COLLATE NOCASE, f.id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(summary).collect())
+    }
+
+    pub async fn summary(&self, id: i64) -> Result<FlowSummary> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM flows f WHERE f.id = ?");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(summary).ok_or(Error::FlowNotFound(id))
+    }
+
+    /// Creates a flow from a document (a new one-step draft when `None`).
+    /// The flow's name wins over the document's.
+    pub async fn create(&self, name: &str, document: Option<FlowDocument>) -> Result<FlowSummary> {
+        let name = clean_name(name)?;
+        let mut doc = document.unwrap_or_else(|| FlowDocument::new_draft(&name));
+        if doc.steps.len() > MAX_STEPS {
+            return Err(Error::TooManySteps(doc.steps.len()));
+        }
+        doc.name = name.clone();
+        let findings = self.validate(None, &doc).await?;
+        let at = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO flows (name, draft, error_count, warning_count, goes_to, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&name)
+        .bind(doc.to_canonical_json())
+        .bind(findings.errors.len() as i64)
+        .bind(findings.warnings.len() as i64)
+        .bind(serde_json::to_string(&goes_to(&doc)).expect("strings serialize"))
+        .bind(&at)
+        .bind(&at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|err| Error::from_insert(err, &name))?;
+        self.summary(id).await
+    }
+
+    pub async fn rename(&self, id: i64, name: &str) -> Result<FlowSummary> {
+        let name = clean_name(name)?;
+        let mut tx = self.pool.begin().await?;
+        let draft: Option<String> =
+            sqlx::query_scalar("SELECT draft FROM flows WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let mut doc = read_document(&draft.ok_or(Error::FlowNotFound(id))?)?;
+        doc.name = name.clone();
+        sqlx::query("UPDATE flows SET name = ?, draft = ?, revision = revision + 1, updated_at = ? WHERE id = ?")
+            .bind(&name)
+            .bind(doc.to_canonical_json())
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| Error::from_insert(err, &name))?;
+        tx.commit().await?;
+        self.summary(id).await
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM flows WHERE id = ?").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::FlowNotFound(id));
+        }
+        Ok(())
+    }
+
+    pub async fn draft(&self, id: i64) -> Result<Draft> {
+        let row = sqlx::query("SELECT draft, revision FROM flows WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = row.ok_or(Error::FlowNotFound(id))?;
+        let document = read_document(row.get("draft"))?;
+        let findings = self.validate(Some(id), &document).await?;
+        Ok(Draft { revision: row.get("revision"), document, findings })
+    }
+
+    pub async fn detail(&self, id: i64) -> Result<FlowDetail> {
+        let draft = self.draft(id).await?;
+        Ok(FlowDetail { summary: self.summary(id).await?, document: draft.document, findings: draft.findings })
+    }
+
+    /// Saves a draft made from `revision`. A stale revision is refused and
+    /// nothing is written. Errors in the document never block a save.
+    pub async fn save_draft(&self, id: i64, revision: i64, mut doc: FlowDocument) -> Result<Draft> {
+        if doc.steps.len() > MAX_STEPS {
+            return Err(Error::TooManySteps(doc.steps.len()));
+        }
+        let current = self.summary(id).await?;
+        // The flow's name is the document's: saving another name renames it.
+        let name = if doc.name.trim().is_empty() { current.name.clone() } else { doc.name.trim().to_owned() };
+        doc.name = name.clone();
+        doc.canonicalize();
+        let findings = self.validate(Some(id), &doc).await?;
+        let done = sqlx::query(
+            "UPDATE flows SET name = ?, draft = ?, revision = revision + 1, error_count = ?, warning_count = ?,
+                 goes_to = ?, updated_at = ?
+             WHERE id = ? AND revision = ?",
+        )
+        .bind(&name)
+        .bind(doc.to_canonical_json())
+        .bind(findings.errors.len() as i64)
+        .bind(findings.warnings.len() as i64)
+        .bind(serde_json::to_string(&goes_to(&doc)).expect("strings serialize"))
+        .bind(now())
+        .bind(id)
+        .bind(revision)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| Error::from_insert(err, &name))?;
+        if done.rows_affected() == 0 {
+            let now_at = self.summary(id).await?.revision;
+            return Err(Error::StaleRevision { current: now_at, given: revision });
+        }
+        Ok(Draft { revision: revision + 1, document: doc, findings })
+    }
+
+    /// Freezes the draft as the next version. Refused while the draft has
+    /// errors, or when `revision` is given and is not the draft's.
+    pub async fn publish(&self, id: i64, revision: Option<i64>, by: &str) -> Result<VersionDocument> {
+        let draft = self.draft(id).await?;
+        if let Some(given) = revision.filter(|given| *given != draft.revision) {
+            return Err(Error::StaleRevision { current: draft.revision, given });
+        }
+        if draft.findings.blocks_publish() {
+            return Err(Error::PublishBlocked(draft.findings.errors));
+        }
+        let mut tx = self.pool.begin().await?;
+        // Re-check the revision inside the transaction: a save between the
+        // read above and here must not be published unseen.
+        let still: Option<i64> = sqlx::query_scalar("SELECT revision FROM flows WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if still != Some(draft.revision) {
+            return Err(Error::StaleRevision { current: still.unwrap_or_default(), given: draft.revision });
+        }
+        let number: i64 = sqlx::query_scalar("SELECT coalesce(max(number), 0) + 1 FROM flow_versions WHERE flow_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let at = now();
+        sqlx::query("INSERT INTO flow_versions (flow_id, number, document, published_at, published_by) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(number)
+            .bind(draft.document.to_canonical_json())
+            .bind(&at)
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE flows SET updated_at = ? WHERE id = ?").bind(&at).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(VersionDocument {
+            version: Version { flow_id: id, number, published_at: at, published_by: by.to_owned() },
+            document: draft.document,
+        })
+    }
+
+    pub async fn versions(&self, id: i64) -> Result<Vec<Version>> {
+        self.summary(id).await?;
+        let rows = sqlx::query(
+            "SELECT flow_id, number, published_at, published_by FROM flow_versions WHERE flow_id = ? ORDER BY number DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Version {
+                flow_id: row.get("flow_id"),
+                number: row.get("number"),
+                published_at: row.get("published_at"),
+                published_by: row.get("published_by"),
+            })
+            .collect())
+    }
+
+    pub async fn version(&self, id: i64, number: i64) -> Result<VersionDocument> {
+        let row = sqlx::query(
+            "SELECT flow_id, number, document, published_at, published_by FROM flow_versions WHERE flow_id = ? AND number = ?",
+        )
+        .bind(id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or(Error::VersionNotFound { flow: id, number })?;
+        Ok(VersionDocument {
+            version: Version {
+                flow_id: row.get("flow_id"),
+                number: row.get("number"),
+                published_at: row.get("published_at"),
+                published_by: row.get("published_by"),
+            },
+            document: read_document(row.get("document"))?,
+        })
+    }
+
+    /// Every flow's findings, validated now against every other flow.
+    pub async fn review(&self) -> Result<Vec<ReviewRow>> {
+        let rows = sqlx::query("SELECT id, name, draft FROM flows ORDER BY name COLLATE NOCASE").fetch_all(&self.pool).await?;
+        let all = self.context(None).await?;
+        let mut review = Vec::new();
+        for row in rows {
+            let id: i64 = row.get("id");
+            let name: String = row.get("name");
+            let doc = read_document(row.get("draft"))?;
+            let context = Context {
+                flow_id: Some(id.to_string()),
+                flows: all.flows.as_ref().map(|flows| flows.iter().filter(|f| f.id != id.to_string()).cloned().collect()),
+                groups: None,
+            };
+            let findings = validate(&doc, &context);
+            for (level, list) in [(Level::Error, findings.errors), (Level::Warning, findings.warnings)] {
+                review.extend(list.into_iter().map(|finding| ReviewRow { flow_id: id, flow_name: name.clone(), level, finding }));
+            }
+        }
+        Ok(review)
+    }
+
+    /// Records `key` once; true the first time only. (The demo flow is
+    /// seeded once per installation, not again after it is deleted.)
+    pub async fn first_time(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query("INSERT OR IGNORE INTO installation (key, value) VALUES (?, ?)")
+            .bind(key)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

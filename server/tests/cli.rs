@@ -1,0 +1,124 @@
+//! The `waymark` binary as a user runs it: exit codes, output, and a real
+//! SQLite file for import / export / migrate.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn waymark(args: &[&str], db: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_waymark"));
+    command.args(args).env_remove("DATABASE_URL").env("RUST_LOG", "error");
+    if let Some(db) = db {
+        command.env("DATABASE_URL", format!("sqlite://{}", db.display()));
+    }
+    command.output().expect("waymark runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn clean_flow() -> Value {
+    json!({"format": "waymark.flow/v1", "name": "Clean",
+           "steps": [{"id": "start", "kind": "start"}, {"id": "x", "kind": "exit"}],
+           "edges": [{"from": "start", "port": "next", "to": "x"}]})
+}
+
+#[test]
+fn validate_exits_0_1_or_2_as_the_format_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = write(dir.path(), "clean.json", &clean_flow().to_string());
+    let out = waymark(&["validate", &clean, "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result, json!({"errors": [], "warnings": []}));
+
+    let mut looping = clean_flow();
+    looping["steps"] = json!([{"id": "start", "kind": "start"}, {"id": "a", "kind": "block"}, {"id": "b", "kind": "opt_out"}]);
+    looping["edges"] = json!([{"from": "start", "port": "next", "to": "a"}, {"from": "a", "port": "next", "to": "b"},
+                              {"from": "b", "port": "next", "to": "a"}]);
+    let bad = write(dir.path(), "loop.json", &looping.to_string());
+    let out = waymark(&["validate", &bad, "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["errors"][0]["code"], "instant_loop");
+    assert_eq!(result["errors"][0]["step"], "a");
+    assert!(result["errors"][0]["message"].as_str().unwrap().contains("no wait"));
+    assert_eq!(result["warnings"][0]["code"], "no_way_out");
+
+    // without --json: one line per finding, readable
+    let out = waymark(&["validate", &bad], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("error") && text.contains("instant_loop") && text.contains("1 error(s)"), "{text}");
+
+    // any JSON object is validated; a missing format is a finding, not a crash
+    let object = write(dir.path(), "object.json", r#"{"hello": "world"}"#);
+    let out = waymark(&["validate", &object, "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["errors"][0]["code"], "unsupported_format");
+
+    for (name, text) in [("broken.json", "{\"steps\": ["), ("array.json", "[1, 2, 3]"), ("text.json", "hello")] {
+        let path = write(dir.path(), name, text);
+        let out = waymark(&["validate", &path, "--json"], None);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{name}: the message names the file: {stderr}");
+    }
+    let out = waymark(&["validate", "/nonexistent/flow.json"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn import_then_export_round_trips_through_a_real_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested/folder/waymark.db");
+    let out = waymark(&["migrate"], Some(&db));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(db.exists(), "the database and its folder are created");
+
+    let file = write(dir.path(), "clean.json", &clean_flow().to_string());
+    let out = waymark(&["import", &file], Some(&db));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("“Clean” as flow 1"), "{said}");
+
+    let again = waymark(&["import", &file], Some(&db));
+    assert_eq!(again.status.code(), Some(1), "the name is taken");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let renamed = waymark(&["import", &file, "--name", "Clean copy"], Some(&db));
+    assert!(renamed.status.success());
+
+    let out = waymark(&["export", "1"], Some(&db));
+    assert!(out.status.success());
+    let exported = String::from_utf8(out.stdout).unwrap();
+    let original = app::core::FlowDocument::from_value(&clean_flow()).unwrap().to_canonical_json();
+    assert_eq!(exported, original);
+
+    let target = dir.path().join("out.json");
+    let out = waymark(&["export", "1", "--output", target.to_str().unwrap()], Some(&db));
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(target).unwrap(), original);
+
+    let missing = waymark(&["export", "99"], Some(&db));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no flow with id 99"));
+
+    let not_a_flow = write(dir.path(), "odd.json", r#"{"steps": "many"}"#);
+    assert_eq!(waymark(&["import", &not_a_flow], Some(&db)).status.code(), Some(2));
+}
+
+#[test]
+fn help_documents_the_configuration() {
+    let out = waymark(&["--help"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in ["serve", "migrate", "validate", "import", "export", "--database-url", "DATABASE_URL"] {
+        assert!(text.contains(expected), "--help mentions {expected}: {text}");
+    }
+    let serve = String::from_utf8_lossy(&waymark(&["serve", "--help"], None).stdout).into_owned();
+    assert!(serve.contains("LEPTOS_SITE_ADDR") && serve.contains("127.0.0.1:3000"), "{serve}");
+}
