@@ -28,7 +28,7 @@ pub fn ReviewPage() -> impl IntoView {
                         Err(err) => return view! { <ErrorNote message=error_text(&err)/> }.into_any(),
                     };
                     let mut flows: Vec<(i64, String)> = rows.iter().map(|r| (r.flow_id, r.flow_name.clone())).collect();
-                    flows.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+                    flows.sort_by_key(|(_, name)| name.to_lowercase());
                     flows.dedup();
                     let (code, flow) = (code(), flow());
                     let shown: Vec<ReviewRow> = rows
