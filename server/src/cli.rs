@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use app::core::contact::Contact;
+use app::core::simulate::{self, parse_span, Simulation};
 use app::core::{validate_value, Context, FlowDocument, Findings};
 
 use crate::store::{self, Store};
@@ -50,6 +52,27 @@ pub enum Command {
         /// Name for the new flow (default: the document's name).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Run one contact through a flow file on a virtual clock, effects
+    /// captured instead of sent.
+    Simulate {
+        file: PathBuf,
+        /// The contact: {"email", "mobile", "timezone", "fields", "lists", ...}.
+        #[arg(long)]
+        contact: PathBuf,
+        /// When the contact enters (RFC 3339).
+        #[arg(long)]
+        start: String,
+        /// How long to simulate, like 30d, 12h or 1d12h.
+        #[arg(long = "for", value_name = "SPAN")]
+        window: String,
+        /// A simulated person completes manual steps this long after they are due
+        /// (default: never).
+        #[arg(long)]
+        manual_after: Option<String>,
+        /// Print the result as JSON: {"status", "actions", "effects"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a flow's draft as a waymark.flow/v1 document.
     Export {
@@ -96,6 +119,61 @@ fn print_findings(findings: &Findings) {
         }
     }
     println!("{} error(s), {} warning(s)", findings.errors.len(), findings.warnings.len());
+}
+
+pub struct SimulateArgs {
+    pub file: PathBuf,
+    pub contact: PathBuf,
+    pub start: String,
+    pub window: String,
+    pub manual_after: Option<String>,
+    pub json: bool,
+}
+
+/// Exit 0 when simulated, 2 when an input cannot be read.
+pub fn simulate_command(args: SimulateArgs) -> ExitCode {
+    match simulate(&args) {
+        Ok(sim) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&sim).expect("simulations serialize"));
+            } else {
+                for action in &sim.actions {
+                    let done = action.done_at.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+                    let outcome = serde_json::to_value(action.outcome).expect("outcomes serialize");
+                    let why = action.reason.as_deref().or(action.why.as_deref()).unwrap_or("");
+                    println!("{:<20} {:<18} due {} done {done:<20} {:<9} {why}", action.step, action.kind, action.due_at, outcome.as_str().unwrap_or(""));
+                }
+                for effect in &sim.effects {
+                    println!("effect {:<13} {:<20} at {}", effect.effect.kind(), effect.step, effect.at);
+                }
+                println!("status: {}", sim.status);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("waymark: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn simulate(args: &SimulateArgs) -> Result<Simulation, String> {
+    let flow = FlowDocument::from_value(&read_object(&args.file)?)
+        .map_err(|err| format!("{} is not a flow document: {err}", args.file.display()))?;
+    let contact: Contact = serde_json::from_value(read_object(&args.contact)?)
+        .map_err(|err| format!("{} is not a contact: {err}", args.contact.display()))?;
+    let start: jiff::Timestamp =
+        args.start.parse().map_err(|err| format!("--start “{}” is not an RFC 3339 time: {err}", args.start))?;
+    let window = parse_span(&args.window).map_err(|err| format!("--for: {err}"))?;
+    let manual_after = args.manual_after.as_deref().map(parse_span).transpose().map_err(|err| format!("--manual-after: {err}"))?;
+    Ok(simulate::simulate(&flow, &contact, &simulate::Options { start, window, manual_after, seed: seed_for(&contact) }))
+}
+
+/// The split draws' seed, from the contact itself: the same contact takes
+/// the same branches every run.
+fn seed_for(contact: &Contact) -> u64 {
+    let text = serde_json::to_string(contact).expect("contacts serialize");
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 pub async fn import_command(database_url: &str, file: &PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {

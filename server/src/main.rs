@@ -26,6 +26,9 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { file, json } => Ok(cli::validate_command(&file, json)),
+        Command::Simulate { file, contact, start, window, manual_after, json } => {
+            Ok(cli::simulate_command(cli::SimulateArgs { file, contact, start, window, manual_after, json }))
+        }
         Command::Import { file, name } => cli::import_command(&cli.database_url, &file, name).await,
         Command::Export { flow_id, output } => cli::export_command(&cli.database_url, flow_id, output).await,
         Command::Migrate => {

@@ -122,3 +122,41 @@ fn help_documents_the_configuration() {
     let serve = String::from_utf8_lossy(&waymark(&["serve", "--help"], None).stdout).into_owned();
     assert!(serve.contains("LEPTOS_SITE_ADDR") && serve.contains("127.0.0.1:3000"), "{serve}");
 }
+
+#[test]
+fn simulate_prints_the_timeline_and_captured_effects() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = json!({"format": "waymark.flow/v1", "name": "Sim",
+        "steps": [{"id": "start", "kind": "start"},
+                  {"id": "w1", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+                  {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi {{ first_name }}", "body": "Hello"}},
+                  {"id": "call", "kind": "call"},
+                  {"id": "s1", "kind": "send_sms", "settings": {"text": "Hi"}}],
+        "edges": [{"from": "start", "port": "next", "to": "w1"}, {"from": "w1", "port": "next", "to": "e1"},
+                  {"from": "e1", "port": "next", "to": "call"}, {"from": "call", "port": "next", "to": "s1"}]});
+    let flow_file = write(dir.path(), "flow.json", &flow.to_string());
+    let contact = write(dir.path(), "contact.json", r#"{"email": "ada@example.com", "fields": {"first_name": "Ada"}, "mobile": "+15550100"}"#);
+    let args = ["simulate", &flow_file, "--contact", &contact, "--start", "2026-11-23T09:00:00Z", "--for", "30d", "--manual-after", "1h", "--json"];
+    let out = waymark(&args, None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["status"], "completed");
+    let steps: Vec<&str> = sim["actions"].as_array().unwrap().iter().map(|a| a["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["start", "w1", "e1", "call", "s1"]);
+    assert_eq!(sim["actions"][1]["due_at"], "2026-11-24T09:00:00Z");
+    assert_eq!(sim["actions"][3]["done_at"], "2026-11-24T10:00:00Z", "the call is done 1h after it was due");
+    assert_eq!(sim["effects"][0], json!({"step": "e1", "kind": "email", "at": "2026-11-24T09:00:00Z",
+                                        "to": "ada@example.com", "subject": "Hi Ada", "html": "Hello"}));
+    assert_eq!(sim["effects"][1]["kind"], "sms");
+
+    // no --manual-after: the call stays pending and the participant waits
+    let out = waymark(&args[..args.len() - 3].iter().copied().chain(["--json"]).collect::<Vec<_>>(), None);
+    let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["status"], "waiting");
+    assert_eq!(sim["actions"][3]["outcome"], "pending");
+    assert_eq!(sim["actions"][3]["done_at"], Value::Null);
+
+    let bad = waymark(&["simulate", &flow_file, "--contact", &contact, "--start", "tomorrow", "--for", "30d"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}

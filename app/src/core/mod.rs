@@ -1,13 +1,19 @@
 //! The pure flow core: the document, step kinds, criteria logic, SMS length,
-//! canvas geometry and the validator.
+//! canvas geometry, the validator, and the step semantics (engine,
+//! calendars, merge tags) with the simulator that drives them.
 //!
 //! Nothing here does IO, reads the clock or imports Leptos: it compiles for
 //! the browser and the server alike and is tested as plain functions.
 
+pub mod calendar;
+pub mod contact;
+pub mod engine;
 pub mod flow;
 pub mod geometry;
 pub mod kinds;
 pub mod logic;
+pub mod merge;
+pub mod simulate;
 pub mod sms;
 pub mod validate;
 

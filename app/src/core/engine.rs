@@ -1,0 +1,1028 @@
+//! The step semantics: one pure function moves a participant through a
+//! published flow version.
+//!
+//! `advance(flow, participant, contact, event, now)` returns the participant's
+//! new state, the contact as the steps changed it, the commands the shell
+//! must carry out (send an email, call a webhook…) and the timeline records
+//! (one per step reached). `next_wake` says when to call it again. No clock,
+//! no IO: production, the simulator and the editor's test run all drive this
+//! same function, tests with a virtual clock.
+//!
+//! Events that do not fit the participant's state (a timer for a participant
+//! waiting on an agent, anything for a finished participant) change nothing:
+//! the shell may deliver late or twice without harm.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::core::calendar::{next_time_of_day, zone_for, Calendar, Due};
+use crate::core::contact::{criteria_met, Channel, Contact};
+use crate::core::flow::{CalendarZone, Duration, FlowDocument, Step, WhenUnmet};
+use crate::core::kinds::{FieldChange, StepKind, StepSettings};
+use crate::core::merge::{render, Escape};
+
+/// How often a held step re-checks its guard.
+pub const HOLD_RECHECK: SignedDuration = SignedDuration::from_mins(15);
+/// Steps one advance may take before the participant is failed: a cycle
+/// without a wait would otherwise spin for ever (validation reports those).
+pub const MAX_STEPS_PER_ADVANCE: usize = 1_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Due to run now.
+    Ready,
+    /// Waiting for time to pass, an agent, or an effect's outcome.
+    Waiting,
+    /// A guard with `when_unmet: hold` is not met yet.
+    Held,
+    Paused,
+    Cancelled,
+    /// Stopped without losing its status (kept in `prior_status`).
+    Suppressed,
+    Completed,
+    Exited,
+    Failed,
+    /// A copy made by a bulk move, not yet started.
+    Transition,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Waiting => "waiting",
+            Status::Held => "held",
+            Status::Paused => "paused",
+            Status::Cancelled => "cancelled",
+            Status::Suppressed => "suppressed",
+            Status::Completed => "completed",
+            Status::Exited => "exited",
+            Status::Failed => "failed",
+            Status::Transition => "transition",
+        }
+    }
+
+    /// The engine moves only participants in these states.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Ready | Status::Waiting | Status::Held)
+    }
+}
+
+/// Where the participant is within its current step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// The step runs when `next_run_at` comes (on arrival, or a send
+    /// waiting for business hours).
+    Due,
+    /// A wait step is counting down; when it ends the participant moves on.
+    Waiting,
+    /// A guard is unmet; re-checked until met or the timeout.
+    Held { since: Timestamp },
+    /// A person must complete, skip or defer the step.
+    Manual { due_at: Timestamp },
+    /// An effect was handed to the shell; its outcome comes back as an event.
+    Effect { attempt: u32 },
+}
+
+/// One enrollment's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    pub status: Status,
+    /// The status a suppressed participant had, restored by unsuppress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_status: Option<Status>,
+    pub step: Option<String>,
+    pub phase: Phase,
+    pub next_run_at: Option<Timestamp>,
+    pub pass_count: u32,
+    pub restarts: u32,
+    /// Counts steps reached; timeline records and effects are keyed by it.
+    pub visit: u32,
+    /// When the current step is due (kept so its timeline record keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    /// Random branch draws per split step (0 ≤ draw < 100), kept so a
+    /// replay takes the same branch.
+    #[serde(default)]
+    pub draws: BTreeMap<String, f64>,
+    /// Seeds this participant's draws.
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Participant {
+    /// A participant about to enter; `advance` with [`Event::Enroll`] starts it.
+    pub fn new(seed: u64) -> Self {
+        Participant {
+            status: Status::Ready,
+            prior_status: None,
+            step: None,
+            phase: Phase::Due,
+            next_run_at: None,
+            pass_count: 0,
+            restarts: 0,
+            visit: 0,
+            due_at: None,
+            draws: BTreeMap::new(),
+            seed,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Enter the flow at its start step.
+    Enroll,
+    /// `next_run_at` has come.
+    Wake,
+    /// A person completed, skipped or deferred the current manual step.
+    Manual {
+        outcome: ManualOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disposition: Option<String>,
+    },
+    /// The shell carried out (or finally failed) the current step's effect.
+    Effect { result: EffectResult },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ManualOutcome {
+    Completed,
+    Skipped,
+    Deferred { until: Timestamp },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum EffectResult {
+    /// Done; `updates` are contact fields the effect learned (data append).
+    Done {
+        #[serde(default)]
+        updates: Map<String, Value>,
+    },
+    /// Failed for good (retries exhausted, or not retryable).
+    Failed { reason: String },
+}
+
+/// What the shell must carry out for a step. Keyed for idempotency by
+/// (participant, `step`, `visit`, `attempt`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub step: String,
+    pub visit: u32,
+    pub attempt: u32,
+    /// Whether the participant waits for the outcome (as [`Event::Effect`]).
+    pub awaited: bool,
+    pub effect: Effect,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    Email { to: String, subject: String, html: String },
+    Sms { to: String, text: String },
+    Webhook { method: String, url: String, format: String, headers: Map<String, Value>, body: Value },
+    DataAppend { url: String, mapping: Map<String, Value> },
+    S3Upload { bucket: String, key: String, format: String },
+    FtpUpload { path: String, format: String },
+    CrmPush { provider: String, operation: String },
+    NotifyEmail { to: String, subject: String, text: String },
+    NotifySms { to: String, text: String },
+    RunScript { script: String },
+    CreateActivity { activity: String, title: String, owner: Option<String> },
+    GoToFlow { flow: String, mode: String },
+    RunActionGroup { group: String },
+}
+
+impl Effect {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::Email { .. } => "email",
+            Effect::Sms { .. } => "sms",
+            Effect::Webhook { .. } => "webhook",
+            Effect::DataAppend { .. } => "data_append",
+            Effect::S3Upload { .. } => "s3_upload",
+            Effect::FtpUpload { .. } => "ftp_upload",
+            Effect::CrmPush { .. } => "crm_push",
+            Effect::NotifyEmail { .. } => "notify_email",
+            Effect::NotifySms { .. } => "notify_sms",
+            Effect::RunScript { .. } => "run_script",
+            Effect::CreateActivity { .. } => "create_activity",
+            Effect::GoToFlow { .. } => "go_to_flow",
+            Effect::RunActionGroup { .. } => "run_action_group",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Skipped,
+    Deferred,
+    Failed,
+    Pending,
+}
+
+/// The timeline: one record per step reached (per `visit`); a later record
+/// with the same visit replaces the earlier one (pending → completed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub visit: u32,
+    pub step: String,
+    pub kind: String,
+    pub due_at: Timestamp,
+    pub done_at: Option<Timestamp>,
+    pub outcome: Outcome,
+    /// Why it was skipped, failed or took the branch it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub manual: bool,
+    /// Who must do a manual step (a user id), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The task's subject, for manual steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// How the due time was reached (wait rule, calendar, zone, skipped days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl ActionRecord {
+    /// Folds a later record of the same visit into this one: the newer
+    /// outcome and times win; what the newer one does not say is kept.
+    pub fn update(&mut self, newer: ActionRecord) {
+        debug_assert_eq!(self.visit, newer.visit);
+        self.due_at = newer.due_at;
+        self.done_at = newer.done_at;
+        self.outcome = newer.outcome;
+        self.manual |= newer.manual;
+        self.reason = newer.reason.or(self.reason.take());
+        self.owner = newer.owner.or(self.owner.take());
+        self.subject = newer.subject.or(self.subject.take());
+        self.why = newer.why.or(self.why.take());
+    }
+}
+
+/// Everything one call to [`advance`] decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Advance {
+    pub participant: Participant,
+    pub contact: Contact,
+    pub commands: Vec<Command>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// When the shell should wake this participant, if time alone can move it.
+pub fn next_wake(participant: &Participant) -> Option<Timestamp> {
+    if !participant.status.is_active() {
+        return None;
+    }
+    match participant.phase {
+        Phase::Due | Phase::Waiting | Phase::Held { .. } => participant.next_run_at,
+        Phase::Manual { .. } | Phase::Effect { .. } => None,
+    }
+}
+
+/// Moves `participant` as far as it can go at `now` in response to `event`.
+pub fn advance(flow: &FlowDocument, participant: &Participant, contact: &Contact, event: Event, now: Timestamp) -> Advance {
+    let mut run = Run {
+        flow,
+        p: participant.clone(),
+        contact: contact.clone(),
+        commands: Vec::new(),
+        actions: Vec::new(),
+        now,
+        steps_taken: 0,
+    };
+    run.handle(event);
+    Advance { participant: run.p, contact: run.contact, commands: run.commands, actions: run.actions }
+}
+
+/// What executing a step decided.
+enum Next {
+    /// Leave by this port now.
+    Port(&'static str),
+    /// Leave by a port named at run time (split branches).
+    Branch(String),
+    /// Stay: the participant waits (state already set).
+    Stay,
+}
+
+struct Run<'a> {
+    flow: &'a FlowDocument,
+    p: Participant,
+    contact: Contact,
+    commands: Vec<Command>,
+    actions: Vec<ActionRecord>,
+    now: Timestamp,
+    steps_taken: usize,
+}
+
+impl Run<'_> {
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Enroll => {
+                if self.p.step.is_some() {
+                    return; // already enrolled: a duplicate delivery
+                }
+                let Some(start) = self.flow.steps.iter().find(|s| s.kind == StepKind::Start) else {
+                    return self.fail("the flow has no start step");
+                };
+                self.p.pass_count = self.p.pass_count.max(1);
+                self.enter(&start.id.clone());
+                self.run();
+            }
+            Event::Wake => {
+                if !self.p.status.is_active() || self.p.next_run_at.is_some_and(|at| at > self.now) {
+                    return;
+                }
+                match self.p.phase {
+                    Phase::Due | Phase::Held { .. } => self.run(),
+                    Phase::Waiting => {
+                        self.finish_current(Outcome::Completed, None);
+                        if self.leave("next") {
+                            self.run();
+                        }
+                    }
+                    Phase::Manual { .. } | Phase::Effect { .. } => {}
+                }
+            }
+            Event::Manual { outcome, disposition } => {
+                let Phase::Manual { .. } = self.p.phase else { return };
+                if !self.p.status.is_active() {
+                    return;
+                }
+                match outcome {
+                    ManualOutcome::Deferred { until } => {
+                        self.p.phase = Phase::Manual { due_at: until };
+                        self.p.due_at = Some(until);
+                        let mut record = self.record(Outcome::Deferred, Some("deferred".into()));
+                        record.done_at = None;
+                        record.manual = true;
+                        record.why = Some(format!("deferred to {until}"));
+                        self.actions.push(record);
+                    }
+                    ManualOutcome::Completed | ManualOutcome::Skipped => {
+                        let completed = outcome == ManualOutcome::Completed;
+                        if completed {
+                            self.apply_record_updates();
+                        }
+                        let reason = disposition.map(|d| format!("disposition: {d}"));
+                        self.finish_current(if completed { Outcome::Completed } else { Outcome::Skipped }, reason);
+                        if self.leave("next") {
+                            self.run();
+                        }
+                    }
+                }
+            }
+            Event::Effect { result } => {
+                let Phase::Effect { .. } = self.p.phase else { return };
+                if !self.p.status.is_active() {
+                    return;
+                }
+                match result {
+                    EffectResult::Done { updates } => {
+                        for (field, value) in updates {
+                            self.contact.set_field(&field, value);
+                        }
+                        self.apply_record_updates();
+                        self.finish_current(Outcome::Completed, None);
+                        if self.leave("next") {
+                            self.run();
+                        }
+                    }
+                    EffectResult::Failed { reason } => {
+                        let has_failed_port = self.current_step().is_some_and(|s| s.kind == StepKind::Webhook);
+                        self.finish_current(Outcome::Failed, Some(reason.clone()));
+                        if has_failed_port {
+                            if self.leave("failed") {
+                                self.run();
+                            }
+                        } else {
+                            self.fail(&reason);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn current_step(&self) -> Option<&Step> {
+        self.p.step.as_deref().and_then(|id| self.flow.step(id))
+    }
+
+    fn record(&mut self, outcome: Outcome, reason: Option<String>) -> ActionRecord {
+        let step = self.current_step().expect("records are made for the current step");
+        let done = !matches!(outcome, Outcome::Pending);
+        ActionRecord {
+            visit: self.p.visit,
+            step: step.id.clone(),
+            kind: step.kind.as_str().to_owned(),
+            due_at: self.p.due_at.unwrap_or(self.now),
+            done_at: done.then_some(self.now),
+            outcome,
+            reason,
+            manual: false,
+            owner: None,
+            subject: None,
+            why: None,
+        }
+    }
+
+    /// Closes the current visit's record (keeping its due time if it had one).
+    fn finish_current(&mut self, outcome: Outcome, reason: Option<String>) {
+        let record = self.record(outcome, reason);
+        self.actions.push(record);
+    }
+
+    fn enter(&mut self, step: &str) {
+        self.p.step = Some(step.to_owned());
+        self.p.visit += 1;
+        self.p.due_at = Some(self.now);
+        self.p.phase = Phase::Due;
+        self.p.status = Status::Ready;
+        self.p.next_run_at = Some(self.now);
+    }
+
+    /// Follows `port` from the current step. Returns false when the
+    /// participant ended (nothing connected: it finished the flow).
+    fn leave(&mut self, port: &str) -> bool {
+        let from = self.p.step.clone().unwrap_or_default();
+        match self.flow.edges.iter().find(|e| e.from == from && e.port == port) {
+            Some(edge) => {
+                let to = edge.to.clone();
+                if self.flow.step(&to).is_none() {
+                    self.fail(&format!("“{from}” leads to “{to}”, which does not exist"));
+                    return false;
+                }
+                self.enter(&to);
+                true
+            }
+            None => {
+                self.end(Status::Completed, None);
+                false
+            }
+        }
+    }
+
+    fn end(&mut self, status: Status, reason: Option<String>) {
+        self.p.status = status;
+        self.p.phase = Phase::Due;
+        self.p.next_run_at = None;
+        self.p.reason = reason;
+    }
+
+    fn fail(&mut self, reason: &str) {
+        self.end(Status::Failed, Some(reason.to_owned()));
+    }
+
+    /// Runs steps until the participant must wait or ends.
+    fn run(&mut self) {
+        while self.p.status.is_active() && matches!(self.p.phase, Phase::Due | Phase::Held { .. }) {
+            if self.p.next_run_at.is_some_and(|at| at > self.now) {
+                return;
+            }
+            self.steps_taken += 1;
+            if self.steps_taken > MAX_STEPS_PER_ADVANCE {
+                return self.fail("the flow loops without a wait; stopped after 1,000 steps at one instant");
+            }
+            let Some(step) = self.current_step().cloned() else {
+                let id = self.p.step.clone().unwrap_or_default();
+                return self.fail(&format!("step “{id}” no longer exists in this version"));
+            };
+            let next = match self.check_guard(&step) {
+                Some(next) => next,
+                None => self.execute(&step),
+            };
+            let port = match next {
+                Next::Stay => return,
+                Next::Port(port) => port.to_owned(),
+                Next::Branch(port) => port,
+            };
+            if !self.leave(&port) {
+                return;
+            }
+        }
+    }
+
+    /// `Some` when the guard decides (skip or hold); `None` to run the step.
+    fn check_guard(&mut self, step: &Step) -> Option<Next> {
+        let guard = step.guard.as_ref().filter(|_| step.kind != StepKind::Start)?;
+        if criteria_met(&self.contact, &guard.criteria, guard.logic.as_ref()) {
+            return None;
+        }
+        let skip_port = if crate::core::kinds::ports(step).contains(&"next") { "next" } else { "no" };
+        match guard.when_unmet.unwrap_or(WhenUnmet::Skip) {
+            WhenUnmet::Skip => {
+                let record = self.record(Outcome::Skipped, Some("criteria_unmet".into()));
+                self.actions.push(record);
+                Some(Next::Port(skip_port))
+            }
+            WhenUnmet::Hold => {
+                let since = match self.p.phase {
+                    Phase::Held { since } => since,
+                    _ => self.now,
+                };
+                let timeout = guard.hold_timeout.as_ref().and_then(duration);
+                if let Some(timeout) = timeout {
+                    if self.now >= since + timeout {
+                        self.finish_current(Outcome::Skipped, Some("hold_timeout".into()));
+                        return Some(Next::Port(skip_port));
+                    }
+                }
+                let mut recheck = self.now + HOLD_RECHECK;
+                if let Some(timeout) = timeout {
+                    recheck = recheck.min(since + timeout);
+                }
+                if !matches!(self.p.phase, Phase::Held { .. }) {
+                    let mut record = self.record(Outcome::Pending, Some("held: criteria unmet".into()));
+                    record.why = Some(match timeout {
+                        Some(t) => format!("held until its criteria are met, re-checked every 15 minutes, at most {t:#}"),
+                        None => "held until its criteria are met, re-checked every 15 minutes".into(),
+                    });
+                    self.actions.push(record);
+                }
+                self.p.phase = Phase::Held { since };
+                self.p.status = Status::Held;
+                self.p.next_run_at = Some(recheck);
+                Some(Next::Stay)
+            }
+        }
+    }
+
+    fn execute(&mut self, step: &Step) -> Next {
+        let settings = match StepSettings::read(step) {
+            Ok(settings) => settings,
+            Err(problem) => {
+                self.fail(&format!("“{}” has unusable settings: {problem:?}", step.id));
+                return Next::Stay;
+            }
+        };
+        match settings {
+            StepSettings::Start(_) => self.completed(None, "next"),
+            StepSettings::Wait(s) => self.wait(step, &s),
+            StepSettings::Condition(s) => {
+                let met = criteria_met(&self.contact, &s.criteria, s.logic.as_ref());
+                self.completed(Some(if met { "criteria met" } else { "criteria not met" }.into()), if met { "yes" } else { "no" })
+            }
+            StepSettings::Split(s) => {
+                let draw = *self.p.draws.entry(step.id.clone()).or_insert_with(|| draw(self.p.seed, &step.id, self.p.visit));
+                let mut floor = 0.0;
+                let branch = s.branches.iter().find(|b| {
+                    floor += b.percent.unwrap_or(0.0);
+                    draw < floor
+                });
+                match branch.or(s.branches.last()) {
+                    Some(branch) => {
+                        let record = self.record(Outcome::Completed, Some(format!("branch {} (draw {draw:.1})", branch.port)));
+                        self.actions.push(record);
+                        Next::Branch(branch.port.clone())
+                    }
+                    None => {
+                        self.fail("the split has no branches");
+                        Next::Stay
+                    }
+                }
+            }
+            StepSettings::Exit(s) => {
+                match s.contact_permission.as_deref() {
+                    Some("deny") => {
+                        self.contact.opted_out.insert("call".into());
+                    }
+                    Some("allow") => {
+                        self.contact.opted_out.remove("call");
+                    }
+                    _ => {}
+                }
+                let record = self.record(Outcome::Completed, None);
+                self.actions.push(record);
+                self.end(Status::Completed, Some("reached an exit".into()));
+                Next::Stay
+            }
+            StepSettings::GoToFlow(s) => {
+                let flow = s.flow.unwrap_or_default();
+                let mode = s.mode.unwrap_or_else(|| "move".into());
+                self.command(false, Effect::GoToFlow { flow: flow.clone(), mode: mode.clone() });
+                if mode == "copy" {
+                    return self.completed(Some(format!("copied into “{flow}”")), "next");
+                }
+                let record = self.record(Outcome::Completed, Some(format!("moved to “{flow}”")));
+                self.actions.push(record);
+                self.end(Status::Exited, Some(format!("moved to flow “{flow}”")));
+                Next::Stay
+            }
+            StepSettings::Restart(s) => {
+                if s.max_restarts.is_some_and(|max| self.p.restarts >= max) {
+                    let record = self.record(Outcome::Completed, Some("restart limit reached".into()));
+                    self.actions.push(record);
+                    self.end(Status::Completed, Some("restart limit reached".into()));
+                    return Next::Stay;
+                }
+                self.p.restarts += 1;
+                self.p.pass_count += 1;
+                let record = self.record(Outcome::Completed, Some(format!("restart {}", self.p.restarts)));
+                self.actions.push(record);
+                let start = self.flow.steps.iter().find(|s| s.kind == StepKind::Start).map(|s| s.id.clone());
+                match start {
+                    Some(start) => {
+                        self.enter(&start);
+                        self.run();
+                    }
+                    None => self.fail("the flow has no start step"),
+                }
+                Next::Stay
+            }
+            StepSettings::RunActionGroup(s) => {
+                self.command(false, Effect::RunActionGroup { group: s.group.unwrap_or_default() });
+                self.completed(None, "next")
+            }
+            StepSettings::SendEmail(s) => self.send_email(s),
+            StepSettings::SendSms(s) => {
+                let Some(to) = self.contact.mobile.clone().filter(|m| !m.trim().is_empty()) else {
+                    return self.missing_address("no_mobile", s.if_no_mobile.as_deref());
+                };
+                if let Some(refusal) = self.contact.refusal(Channel::Sms) {
+                    return self.skipped(refusal);
+                }
+                let text = render(s.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                self.awaited(Effect::Sms { to, text })
+            }
+            StepSettings::Call(s) => {
+                if self.contact.mobile.as_deref().is_none_or(|m| m.trim().is_empty())
+                    && self.contact.field_text("phone").trim().is_empty()
+                {
+                    return self.skipped("no_phone");
+                }
+                if let Some(refusal) = self.contact.refusal(Channel::Call) {
+                    return self.skipped(refusal);
+                }
+                let owner = self.owner(s.owner.as_deref());
+                self.manual(self.now, owner, Some(format!("Call {}", self.contact_label())), None)
+            }
+            StepSettings::ScheduleCallback(s) => {
+                let (due, why) = match (&s.after, &s.at) {
+                    (Some(after), _) => match duration(after) {
+                        Some(d) => (self.now + d, format!("{} after the callback was booked", describe(after))),
+                        None => {
+                            self.fail("the callback delay is not usable");
+                            return Next::Stay;
+                        }
+                    },
+                    (None, Some(at)) => match at.parse::<Timestamp>() {
+                        Ok(at) => (at.max(self.now), format!("booked for {at}")),
+                        Err(_) => {
+                            self.fail("the callback time is not usable");
+                            return Next::Stay;
+                        }
+                    },
+                    (None, None) => (self.now, "due at once".into()),
+                };
+                let owner = self.owner(None);
+                self.manual(due, owner, Some(format!("Call back {}", self.contact_label())), Some(why))
+            }
+            StepSettings::Task(s) => {
+                let subject = s
+                    .subject
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| render(&t, &self.contact, Escape::None))
+                    .unwrap_or_else(|| format!("{} {}", step.display_name(), self.now.strftime("%Y-%m-%d %H:%M")));
+                let owner = self.owner(s.owner.as_deref());
+                self.manual(self.now, owner, Some(subject), None)
+            }
+            StepSettings::NotifyEmail(s) => {
+                let to = self.owner(s.to.as_deref()).unwrap_or_else(|| s.to.clone().unwrap_or_default());
+                let subject = render(s.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                let text = render(s.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                self.command(false, Effect::NotifyEmail { to, subject, text });
+                self.completed(None, "next")
+            }
+            StepSettings::NotifySms(s) => {
+                let to = self.owner(s.to.as_deref()).unwrap_or_else(|| s.to.clone().unwrap_or_default());
+                let text = render(s.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                self.command(false, Effect::NotifySms { to, text });
+                self.completed(None, "next")
+            }
+            StepSettings::UpdateContact(s) => {
+                let changes = apply_changes(&mut self.contact, &s.changes);
+                self.completed(Some(changes), "next")
+            }
+            StepSettings::AddToList(s) => {
+                self.contact.lists.insert(s.list.unwrap_or_default());
+                self.completed(None, "next")
+            }
+            StepSettings::RemoveFromList(s) => {
+                let list = s.list.unwrap_or_default();
+                self.contact.lists.retain(|l| !l.eq_ignore_ascii_case(&list));
+                self.completed(None, "next")
+            }
+            StepSettings::OptOut(s) => {
+                self.contact.opted_out.insert(s.channel.unwrap_or_else(|| "all".into()));
+                self.completed(None, "next")
+            }
+            StepSettings::Block => {
+                self.contact.blocked = true;
+                self.completed(None, "next")
+            }
+            StepSettings::CreateActivity(s) => {
+                let owner = self.owner(s.owner.as_deref());
+                self.command(
+                    false,
+                    Effect::CreateActivity {
+                        activity: s.activity_type.unwrap_or_default(),
+                        title: render(s.title.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                        owner,
+                    },
+                );
+                self.completed(None, "next")
+            }
+            StepSettings::DataAppend(s) => self.awaited(Effect::DataAppend {
+                url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                mapping: s.mapping,
+            }),
+            StepSettings::Webhook(s) => self.awaited(Effect::Webhook {
+                method: s.method.unwrap_or_else(|| "POST".into()),
+                url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                format: s.format.unwrap_or_else(|| "json".into()),
+                headers: s.headers,
+                body: render_value(s.body.unwrap_or(Value::Null), &self.contact),
+            }),
+            StepSettings::S3Upload(s) => self.awaited(Effect::S3Upload {
+                bucket: s.bucket.unwrap_or_default(),
+                key: render(s.key.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                format: s.format.unwrap_or_else(|| "json".into()),
+            }),
+            StepSettings::FtpUpload(s) => self.awaited(Effect::FtpUpload {
+                path: render(s.path.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                format: s.format.unwrap_or_else(|| "json".into()),
+            }),
+            StepSettings::CrmPush(s) => self.awaited(Effect::CrmPush {
+                provider: s.provider.unwrap_or_default(),
+                operation: s.operation.unwrap_or_default(),
+            }),
+            StepSettings::RunScript(s) => {
+                // Scripts run beside the flow: the participant does not wait.
+                self.command(false, Effect::RunScript { script: s.script.unwrap_or_default() });
+                self.completed(None, "next")
+            }
+            StepSettings::Unknown => {
+                self.fail(&format!("“{}” is a kind of step this version cannot run", step.id));
+                Next::Stay
+            }
+        }
+    }
+
+    fn contact_label(&self) -> String {
+        let name = self.contact.field_text("first_name");
+        if !name.is_empty() {
+            return name;
+        }
+        self.contact.email.clone().or_else(|| self.contact.mobile.clone()).unwrap_or_else(|| "the contact".into())
+    }
+
+    /// The step ran and the participant leaves by `port`.
+    fn completed(&mut self, reason: Option<String>, port: &'static str) -> Next {
+        self.apply_record_updates();
+        let record = self.record(Outcome::Completed, reason);
+        self.actions.push(record);
+        Next::Port(port)
+    }
+
+    fn skipped(&mut self, reason: &str) -> Next {
+        let record = self.record(Outcome::Skipped, Some(reason.to_owned()));
+        self.actions.push(record);
+        Next::Port("next")
+    }
+
+    /// No address for the channel: skip the step, or leave the flow.
+    fn missing_address(&mut self, reason: &str, policy: Option<&str>) -> Next {
+        if policy == Some("exit") {
+            let record = self.record(Outcome::Skipped, Some(reason.to_owned()));
+            self.actions.push(record);
+            self.end(Status::Exited, Some(reason.to_owned()));
+            return Next::Stay;
+        }
+        self.skipped(reason)
+    }
+
+    fn command(&mut self, awaited: bool, effect: Effect) {
+        let step = self.p.step.clone().unwrap_or_default();
+        let attempt = match self.p.phase {
+            Phase::Effect { attempt } => attempt,
+            _ => 1,
+        };
+        self.commands.push(Command { step, visit: self.p.visit, attempt, awaited, effect });
+    }
+
+    /// Hands an effect to the shell and waits for its outcome.
+    fn awaited(&mut self, effect: Effect) -> Next {
+        self.p.phase = Phase::Effect { attempt: 1 };
+        self.command(true, effect);
+        self.p.status = Status::Waiting;
+        self.p.next_run_at = None;
+        let record = self.record(Outcome::Pending, None);
+        self.actions.push(record);
+        Next::Stay
+    }
+
+    fn manual(&mut self, due: Timestamp, owner: Option<String>, subject: Option<String>, why: Option<String>) -> Next {
+        self.p.phase = Phase::Manual { due_at: due };
+        self.p.status = Status::Waiting;
+        self.p.next_run_at = None;
+        self.p.due_at = Some(due);
+        let mut record = self.record(Outcome::Pending, None);
+        record.manual = true;
+        record.owner = owner;
+        record.subject = subject;
+        record.why = why;
+        self.actions.push(record);
+        Next::Stay
+    }
+
+    /// `record_owner` (default), `user:ID`, or `field:NAME` (delegation).
+    fn owner(&self, rule: Option<&str>) -> Option<String> {
+        match rule.unwrap_or("record_owner") {
+            "record_owner" => self.contact.owner.clone(),
+            rule => match (rule.strip_prefix("user:"), rule.strip_prefix("field:")) {
+                (Some(id), _) => Some(id.to_owned()),
+                (_, Some(field)) => Some(self.contact.field_text(field)).filter(|o| !o.is_empty()).or(self.contact.owner.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    fn send_email(&mut self, s: crate::core::kinds::SendEmailSettings) -> Next {
+        let Some(to) = self.contact.email.clone().filter(|e| !e.trim().is_empty()) else {
+            return self.missing_address("no_email", s.if_no_email.as_deref());
+        };
+        if let Some(refusal) = self.contact.refusal(Channel::Email) {
+            return self.skipped(refusal);
+        }
+        let subject = render(s.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+        if s.activation.as_deref() == Some("manual") {
+            let owner = self.owner(None);
+            return self.manual(self.now, owner, Some(subject), Some("a person reviews and sends this email".into()));
+        }
+        let timing = s.timing.as_deref().unwrap_or("immediate");
+        if timing != "immediate" {
+            let calendar = Calendar::from_settings(self.flow.settings.business_hours.as_ref());
+            let calendar = if timing == "business_hours_any_day" { calendar.any_day() } else { calendar };
+            let Some(due) = self.calendar_due(&calendar) else {
+                self.fail("the business-hours calendar never opens");
+                return Next::Stay;
+            };
+            if due.at > self.now {
+                self.p.status = Status::Waiting;
+                self.p.next_run_at = Some(due.at);
+                self.p.due_at = Some(due.at);
+                let mut record = self.record(Outcome::Pending, None);
+                record.why = Some(format!("{timing}: {}", due.why));
+                self.actions.push(record);
+                return Next::Stay;
+            }
+        }
+        let html = render(s.body.as_deref().unwrap_or_default(), &self.contact, Escape::Html);
+        self.awaited(Effect::Email { to, subject, html })
+    }
+
+    fn calendar_due(&self, calendar: &Calendar) -> Option<Due> {
+        let rule = self.flow.settings.business_hours.as_ref().and_then(|b| b.zone).unwrap_or(CalendarZone::Contact);
+        let (zone, source) = zone_for(self.contact.timezone.as_deref(), self.flow.settings.timezone_or_default(), rule);
+        calendar.next_open(self.now, &zone).map(|due| Due { why: format!("{} in {source}", due.why), ..due })
+    }
+
+    fn wait(&mut self, step: &Step, s: &crate::core::kinds::WaitSettings) -> Next {
+        let due = match s.mode.as_deref() {
+            Some("duration") => {
+                let length = Duration { amount: s.amount.unwrap_or(0), unit: s.unit.clone().unwrap_or(crate::core::flow::TimeUnit::Days) };
+                duration(&length).map(|d| Due { at: self.now + d, why: format!("{} after the previous step", describe(&length)) })
+            }
+            Some("until") => s.at.as_deref().and_then(|at| at.parse::<Timestamp>().ok()).map(|at| Due { at, why: format!("until {at}") }),
+            Some("time_of_day") => {
+                let time = s.time.as_deref().and_then(|t| jiff::civil::Time::strptime("%H:%M", t).ok());
+                let (zone, source) = zone_for(self.contact.timezone.as_deref(), self.flow.settings.timezone_or_default(), CalendarZone::Contact);
+                time.and_then(|time| next_time_of_day(self.now, &zone, time, s.days.as_deref().unwrap_or_default()))
+                    .map(|due| Due { why: format!("{} ({source})", due.why), ..due })
+            }
+            Some("business_hours") => {
+                let calendar = Calendar::from_settings(self.flow.settings.business_hours.as_ref());
+                self.calendar_due(&calendar)
+            }
+            _ => None,
+        };
+        let Some(due) = due else {
+            self.fail(&format!("“{}” cannot work out how long to wait", step.id));
+            return Next::Stay;
+        };
+        if due.at <= self.now {
+            return self.completed(Some(due.why), "next");
+        }
+        self.p.phase = Phase::Waiting;
+        self.p.status = Status::Waiting;
+        self.p.next_run_at = Some(due.at);
+        self.p.due_at = Some(due.at);
+        let mut record = self.record(Outcome::Pending, None);
+        record.why = Some(due.why);
+        self.actions.push(record);
+        Next::Stay
+    }
+
+    /// `updates` on any action step: field changes made when it is performed.
+    fn apply_record_updates(&mut self) {
+        let Some(step) = self.current_step() else { return };
+        let Some(updates) = step.settings.get("updates").cloned() else { return };
+        if let Ok(changes) = serde_json::from_value::<Vec<FieldChange>>(updates) {
+            apply_changes(&mut self.contact, &changes);
+        }
+    }
+}
+
+/// A duration as elapsed time; `None` when unusable.
+pub fn duration(length: &Duration) -> Option<SignedDuration> {
+    length.as_seconds().and_then(|s| i64::try_from(s).ok()).map(SignedDuration::from_secs)
+}
+
+fn describe(length: &Duration) -> String {
+    let unit = length.unit.as_str();
+    let unit = if length.amount == 1 { unit.trim_end_matches('s') } else { unit };
+    format!("{} {unit}", length.amount)
+}
+
+/// A draw in [0, 100) from the participant's seed, the step and the visit.
+fn draw(seed: u64, step: &str, visit: u32) -> f64 {
+    // FNV-1a over the inputs, then splitmix64 to spread the bits.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in step.bytes().chain(visit.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    (hash >> 11) as f64 / (1u64 << 53) as f64 * 100.0
+}
+
+/// String values may use merge tags; other JSON is kept.
+fn render_value(value: Value, contact: &Contact) -> Value {
+    match value {
+        Value::String(text) => Value::String(render(&text, contact, Escape::None)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| render_value(v, contact)).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, render_value(v, contact))).collect()),
+        other => other,
+    }
+}
+
+/// Applies field changes; returns what changed, for the timeline.
+pub fn apply_changes(contact: &mut Contact, changes: &[FieldChange]) -> String {
+    let mut done = Vec::new();
+    for change in changes {
+        let field = change.field.as_str();
+        let value = change.value.clone().map(|v| render_value(v, contact));
+        let number = |v: Option<Value>| v.as_ref().and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()));
+        let current = contact.field(field);
+        let new = match change.op.as_str() {
+            "set" => value.unwrap_or(Value::Null),
+            "clear" => Value::Null,
+            "increment" | "decrement" => {
+                let by = number(value).unwrap_or(1.0);
+                let base = number(current).unwrap_or(0.0);
+                let result = if change.op == "increment" { base + by } else { base - by };
+                if result.fract() == 0.0 && result.abs() < 9e15 { Value::from(result as i64) } else { Value::from(result) }
+            }
+            "append" => match current {
+                Some(Value::Array(mut items)) => {
+                    items.push(value.unwrap_or(Value::Null));
+                    Value::Array(items)
+                }
+                Some(Value::String(text)) if !text.is_empty() => {
+                    Value::String(format!("{text}{}", value.as_ref().and_then(Value::as_str).unwrap_or_default()))
+                }
+                _ => Value::Array(vec![value.unwrap_or(Value::Null)]),
+            },
+            "remove" => match current {
+                Some(Value::Array(items)) => Value::Array(items.into_iter().filter(|i| Some(i) != value.as_ref()).collect()),
+                Some(other) if Some(&other) == value.as_ref() => Value::Null,
+                Some(other) => other,
+                None => Value::Null,
+            },
+            _ => continue,
+        };
+        done.push(format!("{field} {}", change.op));
+        contact.set_field(field, new);
+    }
+    done.join(", ")
+}
+
+#[cfg(test)]
+mod tests;

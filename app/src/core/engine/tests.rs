@@ -1,0 +1,470 @@
+//! The step semantics on a virtual clock: no database, no sleeping.
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::core::simulate::{parse_span, simulate, Options, Simulation};
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+/// A flow from steps and `from:port->to` wires.
+fn flow(settings: Value, steps: Value, wires: &[&str]) -> FlowDocument {
+    let edges: Vec<Value> = wires
+        .iter()
+        .map(|w| {
+            let (from, to) = w.split_once("->").unwrap();
+            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
+            json!({"from": from, "port": port, "to": to})
+        })
+        .collect();
+    FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": "T", "settings": settings, "steps": steps, "edges": edges}))
+        .unwrap()
+}
+
+fn contact(value: Value) -> Contact {
+    serde_json::from_value(value).unwrap()
+}
+
+fn run(flow: &FlowDocument, contact: &Contact, start: &str, window: &str, manual_after: Option<&str>) -> Simulation {
+    simulate(
+        flow,
+        contact,
+        &Options {
+            start: at(start),
+            window: parse_span(window).unwrap(),
+            manual_after: manual_after.map(|m| parse_span(m).unwrap()),
+            seed: 7,
+        },
+    )
+}
+
+fn trail(sim: &Simulation) -> Vec<String> {
+    sim.actions
+        .iter()
+        .map(|a| match &a.reason {
+            Some(reason) => format!("{}:{:?}:{reason}", a.step, a.outcome),
+            None => format!("{}:{:?}", a.step, a.outcome),
+        })
+        .collect()
+}
+
+fn ada() -> Contact {
+    contact(json!({"email": "ada@example.com", "mobile": "+15550100", "timezone": "America/New_York", "owner": "7",
+                   "fields": {"first_name": "Ada", "score": 5}}))
+}
+
+#[test]
+fn a_day_is_24_hours_after_the_previous_step_and_emails_are_captured() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "e", "kind": "send_email", "settings": {"subject": "Hi {{ first_name }}", "body": "<p>{{ first_name }}</p>"}}]),
+        &["s->w", "w->e"],
+    );
+    let sim = run(&f, &ada(), "2026-11-23T10:30:00Z", "30d", None);
+    assert_eq!(sim.status, "completed");
+    assert_eq!(trail(&sim), ["s:Completed", "w:Completed", "e:Completed"]);
+    assert_eq!(sim.actions[1].due_at, at("2026-11-24T10:30:00Z"));
+    assert_eq!(sim.actions[1].why.as_deref(), Some("1 day after the previous step"));
+    assert_eq!(sim.effects.len(), 1);
+    assert_eq!(sim.effects[0].at, at("2026-11-24T10:30:00Z"));
+    assert_eq!(sim.effects[0].effect, Effect::Email { to: "ada@example.com".into(), subject: "Hi Ada".into(), html: "<p>Ada</p>".into() });
+
+    let value = serde_json::to_value(&sim).unwrap();
+    assert_eq!(value["effects"][0]["kind"], "email");
+    assert_eq!(value["effects"][0]["subject"], "Hi Ada");
+    assert_eq!(value["actions"][1]["due_at"], "2026-11-24T10:30:00Z");
+
+    // the window ends before the wait does: still waiting
+    let short = run(&f, &ada(), "2026-11-23T10:30:00Z", "12h", None);
+    assert_eq!(short.status, "waiting");
+    assert_eq!(short.actions[1].outcome, Outcome::Pending);
+    assert!(short.effects.is_empty());
+}
+
+#[test]
+fn after_a_manual_step_the_wait_counts_from_its_completion() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "t", "kind": "task", "name": "Qualify"},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->t", "t->w", "w->x"],
+    );
+    let sim = run(&f, &ada(), "2026-11-23T09:00:00Z", "30d", Some("5h"));
+    assert_eq!(sim.status, "completed");
+    let task = &sim.actions[1];
+    assert!(task.manual);
+    assert_eq!(task.owner.as_deref(), Some("7"), "the record owner does it");
+    assert_eq!(task.done_at, Some(at("2026-11-23T14:00:00Z")));
+    assert_eq!(sim.actions[2].due_at, at("2026-11-24T14:00:00Z"), "24 h after the completion, not after the due time");
+
+    // nobody does it: the participant waits on the task
+    let pending = run(&f, &ada(), "2026-11-23T09:00:00Z", "30d", None);
+    assert_eq!(pending.status, "waiting");
+    assert_eq!(pending.actions.last().unwrap().outcome, Outcome::Pending);
+}
+
+#[test]
+fn a_task_without_subject_is_named_after_its_step_and_time() {
+    let f = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "t", "kind": "task", "name": "Qualify lead"}]), &["s->t"]);
+    let p = Participant::new(1);
+    let out = advance(&f, &p, &ada(), Event::Enroll, at("2026-11-23T09:05:00Z"));
+    assert_eq!(out.actions[1].subject.as_deref(), Some("Qualify lead 2026-11-23 09:05"));
+}
+
+#[test]
+fn business_hours_email_waits_for_the_contacts_morning_skipping_holidays() {
+    let settings = json!({"timezone": "UTC", "business_hours": {
+        "days": {"mon": ["09:00", "17:00"], "tue": ["09:00", "17:00"], "wed": ["09:00", "17:00"], "thu": ["09:00", "17:00"], "fri": ["09:00", "17:00"]},
+        "holidays": ["2026-12-25"], "zone": "contact"}});
+    let f = flow(
+        settings.clone(),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e", "kind": "send_email", "settings": {"subject": "S", "body": "B", "timing": "business_hours_weekday"}}]),
+        &["s->e"],
+    );
+    // Thursday 24 Dec, 20:00 in New York; Friday is a holiday, then the weekend
+    let sim = run(&f, &ada(), "2026-12-25T01:00:00Z", "30d", None);
+    let email = &sim.actions[1];
+    assert_eq!(email.due_at, at("2026-12-28T14:00:00Z"), "Monday 09:00 New York");
+    let why = email.why.as_deref().unwrap();
+    assert!(why.contains("holiday 2026-12-25") && why.contains("the contact's zone"), "{why}");
+    assert_eq!(sim.effects[0].at, at("2026-12-28T14:00:00Z"));
+
+    // any day: Friday the holiday itself, at Monday's hours
+    let mut any = f.clone();
+    any.steps.iter_mut().find(|s| s.id == "e").unwrap().settings.insert("timing".into(), json!("business_hours_any_day"));
+    let sim = run(&any, &ada(), "2026-12-25T01:00:00Z", "30d", None);
+    assert_eq!(sim.effects[0].at, at("2026-12-25T14:00:00Z"));
+
+    // "zone": "flow" reads the hours in the flow's zone (UTC here)
+    let mut flow_zone = settings;
+    flow_zone["business_hours"]["zone"] = json!("flow");
+    let mut f2 = f.clone();
+    f2.settings = serde_json::from_value(flow_zone).unwrap();
+    let sim = run(&f2, &ada(), "2026-12-25T01:00:00Z", "30d", None);
+    assert_eq!(sim.effects[0].at, at("2026-12-28T09:00:00Z"));
+}
+
+#[test]
+fn time_of_day_waits_are_in_the_contacts_zone_across_dst() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "w", "kind": "wait", "settings": {"mode": "time_of_day", "time": "09:00"}}]),
+        &["s->w"],
+    );
+    // Saturday 7 March 2026 12:00 NY (EST); the next 09:00 is Sunday, after clocks go forward (EDT)
+    let sim = run(&f, &ada(), "2026-03-07T17:00:00Z", "7d", None);
+    assert_eq!(sim.actions[1].done_at, Some(at("2026-03-08T13:00:00Z")));
+}
+
+#[test]
+fn conditions_take_yes_or_no_with_custom_logic() {
+    let steps = json!([{"id": "s", "kind": "start"},
+        {"id": "c", "kind": "condition", "settings": {"criteria": [
+            {"field": "score", "op": "greater_than", "value": 3},
+            {"field": "country", "op": "equals", "value": "US"},
+            {"field": "x", "op": "member_of", "value": "VIP"}], "logic": "1 AND (2 OR NOT 3)"}},
+        {"id": "yes", "kind": "exit"}, {"id": "no", "kind": "block"}]);
+    let f = flow(json!({}), steps, &["s->c", "c:yes->yes", "c:no->no"]);
+    let sim = run(&f, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "c:Completed:criteria met", "yes:Completed"]);
+    let mut vip = ada();
+    vip.lists.insert("VIP".into());
+    let sim = run(&f, &vip, "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "c:Completed:criteria not met", "no:Completed"]);
+    assert!(sim.contact.blocked);
+}
+
+#[test]
+fn guards_skip_or_hold_until_met_or_timeout() {
+    let guarded = |when: &str| {
+        flow(
+            json!({}),
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "sms", "kind": "send_sms", "settings": {"text": "Hi"},
+                    "guard": {"criteria": [{"field": "stage", "op": "equals", "value": "lead"}], "logic": "all",
+                              "when_unmet": when, "hold_timeout": {"amount": 2, "unit": "hours"}}},
+                   {"id": "x", "kind": "exit"}]),
+            &["s->sms", "sms->x"],
+        )
+    };
+    let sim = run(&guarded("skip"), &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:criteria_unmet", "x:Completed"]);
+    assert!(sim.effects.is_empty());
+
+    // hold: re-checked every 15 minutes, skipped after 2 hours
+    let sim = run(&guarded("hold"), &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:hold_timeout", "x:Completed"]);
+    assert_eq!(sim.actions[1].done_at, Some(at("2026-11-23T11:00:00Z")));
+
+    // held, then the contact changes and the next re-check runs the step
+    let f = guarded("hold");
+    let start = at("2026-11-23T09:00:00Z");
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, start);
+    assert_eq!(out.participant.status, Status::Held);
+    assert_eq!(next_wake(&out.participant), Some(start + HOLD_RECHECK));
+    let mut lead = out.contact.clone();
+    lead.fields.insert("stage".into(), json!("lead"));
+    let later = advance(&f, &out.participant, &lead, Event::Wake, start + HOLD_RECHECK);
+    assert_eq!(later.participant.status, Status::Waiting);
+    assert!(matches!(later.commands[0].effect, Effect::Sms { .. }));
+}
+
+#[test]
+fn splits_draw_once_per_participant_and_follow_the_percentages() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "ab", "kind": "split", "settings": {"branches": [{"port": "a", "percent": 70}, {"port": "b", "percent": 30}]}},
+               {"id": "a", "kind": "exit"}, {"id": "b", "kind": "exit"}]),
+        &["s->ab", "ab:a->a", "ab:b->b"],
+    );
+    let now = at("2026-11-23T09:00:00Z");
+    let mut took_a = 0;
+    for seed in 0..10_000u64 {
+        let out = advance(&f, &Participant::new(seed), &ada(), Event::Enroll, now);
+        let again = advance(&f, &Participant::new(seed), &ada(), Event::Enroll, now);
+        assert_eq!(out.participant.step, again.participant.step, "a replay takes the same branch");
+        assert!(out.participant.draws.contains_key("ab"), "the draw is recorded");
+        if out.participant.step.as_deref() == Some("a") {
+            took_a += 1;
+        }
+    }
+    assert!((6_800..7_200).contains(&took_a), "70% ± 2% took a: {took_a}");
+}
+
+#[test]
+fn exits_moves_copies_and_bounded_restarts() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "go_to_flow", "settings": {"flow": "Nurture", "mode": "copy"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "r", "kind": "restart", "settings": {"max_restarts": 2}}]),
+        &["s->g", "g->w", "w->r"],
+    );
+    let sim = run(&f, &ada(), "2026-11-23T09:00:00Z", "30d", None);
+    assert_eq!(sim.status, "completed");
+    let restarts: Vec<_> = sim.actions.iter().filter(|a| a.step == "r").map(|a| a.reason.clone().unwrap()).collect();
+    assert_eq!(restarts, ["restart 1", "restart 2", "restart limit reached"]);
+    assert_eq!(sim.effects.iter().filter(|e| e.effect.kind() == "go_to_flow").count(), 3);
+
+    let moved = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "go_to_flow", "settings": {"flow": "Win back"}}]), &["s->g"]);
+    let sim = run(&moved, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(sim.status, "exited");
+}
+
+#[test]
+fn compliance_is_checked_when_sending() {
+    let f = |if_no: &str| {
+        flow(
+            json!({}),
+            json!([{"id": "s", "kind": "start"}, {"id": "sms", "kind": "send_sms", "settings": {"text": "Hi", "if_no_mobile": if_no}},
+                   {"id": "e", "kind": "send_email", "settings": {"subject": "S", "body": "B"}}]),
+            &["s->sms", "sms->e"],
+        )
+    };
+    let mut no_mobile = ada();
+    no_mobile.mobile = None;
+    let sim = run(&f("skip"), &no_mobile, "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:no_mobile", "e:Completed"]);
+    let sim = run(&f("exit"), &no_mobile, "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(sim.status, "exited");
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:no_mobile"]);
+
+    let mut opted = ada();
+    opted.opted_out.insert("sms".into());
+    let sim = run(&f("skip"), &opted, "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:opted_out_sms", "e:Completed"]);
+
+    let mut blocked = ada();
+    blocked.blocked = true;
+    let sim = run(&f("skip"), &blocked, "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "sms:Skipped:blocked", "e:Skipped:blocked"]);
+    assert!(sim.effects.is_empty());
+
+    // an opt-out step earlier in the same flow is seen by the send after it
+    let opt_then_send = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "o", "kind": "opt_out", "settings": {"channel": "email"}},
+               {"id": "e", "kind": "send_email", "settings": {"subject": "S", "body": "B"}}]),
+        &["s->o", "o->e"],
+    );
+    let sim = run(&opt_then_send, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(trail(&sim), ["s:Completed", "o:Completed", "e:Skipped:opted_out_email"]);
+}
+
+#[test]
+fn record_updates_apply_and_later_steps_see_them() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "u", "kind": "update_contact", "settings": {"changes": [
+                   {"field": "score", "op": "increment", "value": 10},
+                   {"field": "greeting", "op": "set", "value": "Hello {{ first_name }}"},
+                   {"field": "tags", "op": "append", "value": "warm"}]}},
+               {"id": "c", "kind": "condition", "settings": {"criteria": [{"field": "score", "op": "greater_than", "value": 12}]}},
+               {"id": "sms", "kind": "send_sms", "settings": {"text": "{{ greeting }}!"}, "guard": null},
+               {"id": "x", "kind": "exit"}]),
+        &["s->u", "u->c", "c:yes->sms", "c:no->x"],
+    );
+    let sim = run(&f, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(sim.contact.fields["score"], json!(15));
+    assert_eq!(sim.contact.fields["tags"], json!(["warm"]));
+    assert_eq!(sim.effects[0].effect, Effect::Sms { to: "+15550100".into(), text: "Hello Ada!".into() });
+
+    // `updates` on any action step apply when it is performed
+    let mut with_updates = f.clone();
+    let sms = with_updates.steps.iter_mut().find(|s| s.id == "sms").unwrap();
+    sms.settings.insert("updates".into(), json!([{"field": "texted", "op": "set", "value": true}]));
+    let sim = run(&with_updates, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(sim.contact.fields["texted"], json!(true));
+}
+
+#[test]
+fn effect_outcomes_take_the_failed_port_or_fail_the_participant() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "h", "kind": "webhook", "settings": {"url": "https://x.test/{{ email }}"}},
+               {"id": "ok", "kind": "exit"}, {"id": "bad", "kind": "notify_email", "settings": {"to": "user:1", "subject": "failed"}}]),
+        &["s->h", "h->ok", "h:failed->bad"],
+    );
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+    let Effect::Webhook { url, .. } = &out.commands[0].effect else { panic!("a webhook") };
+    assert_eq!(url, "https://x.test/ada@example.com");
+    assert_eq!((out.commands[0].visit, out.commands[0].attempt), (2, 1));
+    let failed = advance(&f, &out.participant, &out.contact, Event::Effect { result: EffectResult::Failed { reason: "HTTP 503".into() } }, now);
+    assert_eq!(failed.participant.step.as_deref(), Some("bad"));
+    assert_eq!(failed.actions[0].outcome, Outcome::Failed);
+    assert_eq!(failed.actions[0].reason.as_deref(), Some("HTTP 503"));
+
+    let email = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "e", "kind": "send_email", "settings": {"subject": "S", "body": "B"}}]), &["s->e"]);
+    let out = advance(&email, &Participant::new(1), &ada(), Event::Enroll, now);
+    let failed = advance(&email, &out.participant, &out.contact, Event::Effect { result: EffectResult::Failed { reason: "SMTP 550".into() } }, now);
+    assert_eq!(failed.participant.status, Status::Failed);
+    assert_eq!(failed.participant.reason.as_deref(), Some("SMTP 550"));
+}
+
+#[test]
+fn manual_steps_can_be_deferred_and_spurious_events_change_nothing() {
+    let f = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "call", "settings": {"owner": "field:account_manager"}},
+                                   {"id": "x", "kind": "exit"}]), &["s->c", "c->x"]);
+    let mut managed = ada();
+    managed.fields.insert("account_manager".into(), json!("42"));
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance(&f, &Participant::new(1), &managed, Event::Enroll, now);
+    assert_eq!(out.actions[1].owner.as_deref(), Some("42"), "delegated through a contact field");
+    assert_eq!(next_wake(&out.participant), None, "a manual step waits for a person, not the clock");
+
+    let wake = advance(&f, &out.participant, &out.contact, Event::Wake, now + SignedDuration::from_hours(1));
+    assert_eq!(wake.participant, out.participant);
+    assert!(wake.actions.is_empty());
+    let effect = advance(&f, &out.participant, &out.contact, Event::Effect { result: EffectResult::Done { updates: Default::default() } }, now);
+    assert_eq!(effect.participant, out.participant);
+
+    let later = at("2026-11-24T15:00:00Z");
+    let deferred = advance(&f, &out.participant, &out.contact, Event::Manual { outcome: ManualOutcome::Deferred { until: later }, disposition: None }, now);
+    assert_eq!(deferred.participant.phase, Phase::Manual { due_at: later });
+    assert_eq!(deferred.actions[0].outcome, Outcome::Deferred);
+    let done = advance(&f, &deferred.participant, &deferred.contact, Event::Manual { outcome: ManualOutcome::Completed, disposition: Some("interested".into()) }, later);
+    assert_eq!(done.participant.status, Status::Completed);
+    assert_eq!(done.actions[0].reason.as_deref(), Some("disposition: interested"));
+    assert_eq!(done.actions[0].due_at, later);
+
+    // nothing moves a finished participant
+    let after = advance(&f, &done.participant, &done.contact, Event::Wake, later);
+    assert_eq!(after.participant, done.participant);
+    assert!(after.actions.is_empty() && after.commands.is_empty());
+    let again = advance(&f, &done.participant, &done.contact, Event::Enroll, later);
+    assert_eq!(again.participant, done.participant);
+}
+
+#[test]
+fn a_loop_without_a_wait_fails_the_participant_instead_of_spinning() {
+    let f = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "a", "kind": "block"}, {"id": "b", "kind": "add_to_list", "settings": {"list": "L"}}]),
+                 &["s->a", "a->b", "b->a"]);
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, at("2026-11-23T09:00:00Z"));
+    assert_eq!(out.participant.status, Status::Failed);
+    assert!(out.participant.reason.unwrap().contains("loops without a wait"));
+}
+
+#[test]
+fn spans_parse_like_the_cli_says() {
+    assert_eq!(parse_span("30d").unwrap(), SignedDuration::from_hours(720));
+    assert_eq!(parse_span("1d12h").unwrap(), SignedDuration::from_hours(36));
+    assert_eq!(parse_span("90m").unwrap(), SignedDuration::from_mins(90));
+    assert!(parse_span("").is_err());
+    assert!(parse_span("3").is_err());
+    assert!(parse_span("3 days").is_err());
+    assert!(parse_span("99999999999999999999d").is_err());
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn nurture() -> FlowDocument {
+        flow(
+            json!({}),
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 7, "unit": "hours"}},
+                   {"id": "ab", "kind": "split", "settings": {"branches": [{"port": "a", "percent": 50}, {"port": "b", "percent": 50}]}},
+                   {"id": "e", "kind": "send_email", "settings": {"subject": "S", "body": "B", "timing": "business_hours_weekday"}},
+                   {"id": "t", "kind": "task"},
+                   {"id": "r", "kind": "restart", "settings": {"max_restarts": 3}}]),
+            &["s->w", "w->ab", "ab:a->e", "ab:b->t", "e->r", "t->r"],
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn wake_times_never_go_backwards_and_nothing_moves_after_the_end(
+            seed in any::<u64>(),
+            start_offset in 0i64..(365 * 86_400),
+            manual_after in proptest::option::of(0i64..200_000),
+        ) {
+            let start = at("2026-01-01T00:00:00Z") + SignedDuration::from_secs(start_offset);
+            let sim = simulate(&nurture(), &ada(), &Options {
+                start,
+                window: SignedDuration::from_hours(24 * 60),
+                manual_after: manual_after.map(SignedDuration::from_secs),
+                seed,
+            });
+            let mut last = start;
+            for action in &sim.actions {
+                if let Some(done) = action.done_at {
+                    prop_assert!(done >= last, "{} done at {} before {}", action.step, done, last);
+                    last = done;
+                }
+            }
+            for pair in sim.effects.windows(2) {
+                prop_assert!(pair[1].at >= pair[0].at);
+            }
+        }
+
+        #[test]
+        fn a_finished_participant_stays_finished(seed in any::<u64>(), event in 0u8..4) {
+            let f = nurture();
+            let now = at("2026-11-23T09:00:00Z");
+            let mut p = Participant::new(seed);
+            p.status = [Status::Completed, Status::Exited, Status::Failed, Status::Cancelled][(seed % 4) as usize];
+            p.step = Some("e".into());
+            let event = match event {
+                0 => Event::Wake,
+                1 => Event::Manual { outcome: ManualOutcome::Completed, disposition: None },
+                2 => Event::Effect { result: EffectResult::Done { updates: Default::default() } },
+                _ => Event::Enroll,
+            };
+            let out = advance(&f, &p, &ada(), event, now);
+            prop_assert_eq!(out.participant, p);
+            prop_assert!(out.commands.is_empty() && out.actions.is_empty());
+        }
+    }
+}
