@@ -26,7 +26,6 @@ pub fn router() -> Router<AppState> {
         .route("/flows/{id}/versions/{number}", get(get_version))
         .route("/flows/{id}/export", get(export))
         .route("/validate", post(validate_document))
-        .fallback(|| async { Error::RouteNotFound })
 }
 
 /// Reads a document from a JSON value, refusing unreadable shapes and

@@ -26,6 +26,24 @@ pub enum Error {
     /// 404 `version_not_found`.
     #[error("Flow {flow} has no published version {number}.")]
     VersionNotFound { flow: i64, number: i64 },
+    /// 404 `contact_not_found`.
+    #[error("There is no contact with id {0}.")]
+    ContactNotFound(i64),
+    /// 404 `participant_not_found`.
+    #[error("There is no participant with id {0}.")]
+    ParticipantNotFound(i64),
+    /// 409 `contact_exists`.
+    #[error("A contact with the email “{0}” already exists.")]
+    ContactExists(String),
+    /// 409 `flow_has_participants`.
+    #[error("Flow {0} has participants; cancel or move them before deleting it.")]
+    FlowHasParticipants(i64),
+    /// 409 `nothing_to_do`: the participant is not waiting for a person.
+    #[error("Participant {0} is not waiting for a person to act.")]
+    NoPendingAction(i64),
+    /// 422 `flow_not_published`.
+    #[error("Flow {0} has no published version yet; publish it before enrolling.")]
+    NotPublished(i64),
     /// 404 `not_found`: no such route.
     #[error("There is nothing at this address.")]
     RouteNotFound,
@@ -64,9 +82,21 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::FlowNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound => StatusCode::NOT_FOUND,
-            Error::NameTaken(_) | Error::StaleRevision { .. } => StatusCode::CONFLICT,
-            Error::EmptyName | Error::InvalidDocument(_) | Error::TooManySteps(_) | Error::PublishBlocked(_) => {
+            Error::FlowNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::RouteNotFound
+            | Error::ContactNotFound(_)
+            | Error::ParticipantNotFound(_) => StatusCode::NOT_FOUND,
+            Error::NameTaken(_)
+            | Error::StaleRevision { .. }
+            | Error::ContactExists(_)
+            | Error::FlowHasParticipants(_)
+            | Error::NoPendingAction(_) => StatusCode::CONFLICT,
+            Error::EmptyName
+            | Error::InvalidDocument(_)
+            | Error::TooManySteps(_)
+            | Error::PublishBlocked(_)
+            | Error::NotPublished(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::BadBody { status, .. } => *status,
@@ -80,6 +110,12 @@ impl Error {
             Error::FlowNotFound(_) => "flow_not_found",
             Error::VersionNotFound { .. } => "version_not_found",
             Error::RouteNotFound => "not_found",
+            Error::ContactNotFound(_) => "contact_not_found",
+            Error::ParticipantNotFound(_) => "participant_not_found",
+            Error::ContactExists(_) => "contact_exists",
+            Error::FlowHasParticipants(_) => "flow_has_participants",
+            Error::NoPendingAction(_) => "nothing_to_do",
+            Error::NotPublished(_) => "flow_not_published",
             Error::NameTaken(_) => "flow_name_taken",
             Error::StaleRevision { .. } => "stale_revision",
             Error::EmptyName => "invalid_name",

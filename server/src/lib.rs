@@ -6,6 +6,8 @@ pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod runtime;
+pub mod runtime_api;
 pub mod seed;
 pub mod store;
 
@@ -19,12 +21,14 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::MAX_BODY_BYTES;
+use crate::runtime::Runtime;
 use crate::store::Store;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Store,
+    pub runtime: Runtime,
 }
 
 /// Leptos options from the environment cargo-leptos (or the Makefile) sets,
@@ -47,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         move || app::shell(options.clone())
     };
     Router::new()
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router().merge(runtime_api::router()).fallback(|| async { error::Error::RouteNotFound }))
         .leptos_routes_with_context(&state, routes, pages.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

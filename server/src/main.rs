@@ -4,6 +4,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use server::cli::{self, Cli, Command};
+use std::sync::Arc;
+
+use server::runtime::outbox::{Dispatcher, Unconfigured};
+use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
 
@@ -41,7 +45,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
             }
-            let state = AppState { leptos_options: leptos_options(addr), store };
+            let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()));
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
+            server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
+            let state = AppState { leptos_options: leptos_options(addr), store, runtime };
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!("Waymark listening on http://{addr}");
             axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await?;

@@ -201,7 +201,13 @@ impl Store {
         self.summary(id).await
     }
 
+    /// Deletes a flow and its versions; refused while it has participants.
     pub async fn delete(&self, id: i64) -> Result<()> {
+        let participants: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = ?").bind(id).fetch_one(&self.pool).await?;
+        if participants > 0 {
+            return Err(Error::FlowHasParticipants(id));
+        }
         let done = sqlx::query("DELETE FROM flows WHERE id = ?").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(Error::FlowNotFound(id));

@@ -8,6 +8,9 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use std::sync::Arc;
+
+use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
 
@@ -30,7 +33,8 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/waymark.db", dir.path().display());
         let store = Store::new(store::connect(&url).await.unwrap());
-        let state = AppState { leptos_options: leptos_options("127.0.0.1:0".parse().unwrap()), store: store.clone() };
+        let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), "test");
+        let state = AppState { leptos_options: leptos_options("127.0.0.1:0".parse().unwrap()), store: store.clone(), runtime };
         Api { app: router(state), store, _dir: dir }
     }
 

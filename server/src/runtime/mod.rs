@@ -1,0 +1,583 @@
+//! The runtime shell around the pure engine (`app::core::engine`): enroll
+//! participants, claim the due ones in batches, run `advance`, and commit
+//! the new state, the timeline and the outbox in one transaction.
+//!
+//! Durability rules: a claim is a lease with an expiry, so a crashed worker's
+//! participants are picked up again once it runs out; a write commits only
+//! over the revision it read and the lease it holds, so a worker that lost
+//! its lease cannot overwrite work taken from it; effects are enqueued with
+//! a unique idempotency key, so a replayed transition cannot enqueue twice.
+
+pub mod contacts;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use app::core::contact::Contact;
+use app::core::engine::{self, ActionRecord, Advance, Event, Participant, Status};
+use app::core::flow::{FlowDocument, Reentry};
+
+use crate::error::{Error, Result};
+
+/// Where `now` comes from: the system clock in production, a hand-moved
+/// one in tests.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that only moves when told to.
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Arc<Self> {
+        Arc::new(ManualClock(Mutex::new(at)))
+    }
+
+    pub fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("clock lock") = at;
+    }
+
+    pub fn advance(&self, by: SignedDuration) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now = *now + by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+pub fn millis(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+/// A participant as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParticipantView {
+    pub id: i64,
+    pub flow_id: i64,
+    pub version: i64,
+    pub contact_id: i64,
+    pub status: String,
+    pub step: Option<String>,
+    pub next_run_at: Option<Timestamp>,
+    pub pass_count: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+    worker: String,
+    lease: SignedDuration,
+    batch: usize,
+    versions: Arc<Mutex<HashMap<(i64, i64), Arc<FlowDocument>>>>,
+}
+
+/// What one scheduler pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    pub claimed: usize,
+    pub committed: usize,
+    /// Steps reached (timeline records written).
+    pub transitions: usize,
+}
+
+/// Participants claimed by one worker, with their advances worked out.
+pub struct Batch {
+    now: Timestamp,
+    claimed: Vec<Claimed>,
+    steps: Vec<(Contact, Advance)>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.claimed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.claimed.is_empty()
+    }
+}
+
+struct Claimed {
+    id: i64,
+    flow_id: i64,
+    version: i64,
+    contact_id: i64,
+    revision: i64,
+    state: Participant,
+}
+
+fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
+    ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
+}
+
+fn outcome_text(record: &ActionRecord) -> &'static str {
+    match record.outcome {
+        engine::Outcome::Completed => "completed",
+        engine::Outcome::Skipped => "skipped",
+        engine::Outcome::Deferred => "deferred",
+        engine::Outcome::Failed => "failed",
+        engine::Outcome::Pending => "pending",
+    }
+}
+
+impl Runtime {
+    pub fn new(pool: SqlitePool, clock: Arc<dyn Clock>, worker: impl Into<String>) -> Self {
+        Runtime {
+            pool,
+            clock,
+            worker: worker.into(),
+            lease: SignedDuration::from_secs(30),
+            batch: 500,
+            versions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    pub fn with_lease(mut self, lease: SignedDuration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A published version's document (cached: versions never change).
+    async fn version(&self, conn: &mut SqliteConnection, flow: i64, number: i64) -> Result<Arc<FlowDocument>> {
+        if let Some(doc) = self.versions.lock().expect("cache lock").get(&(flow, number)) {
+            return Ok(doc.clone());
+        }
+        let text: Option<String> = sqlx::query_scalar("SELECT document FROM flow_versions WHERE flow_id = ? AND number = ?")
+            .bind(flow)
+            .bind(number)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let text = text.ok_or(Error::VersionNotFound { flow, number })?;
+        let doc = Arc::new(
+            FlowDocument::from_json(&text).map_err(|err| Error::Internal(anyhow::anyhow!("stored version unreadable: {err}")))?,
+        );
+        self.versions.lock().expect("cache lock").insert((flow, number), doc.clone());
+        Ok(doc)
+    }
+
+    /// Enrolls contacts into a flow's newest published version, honouring
+    /// its re-entry rule. Returns the new participants' ids; contacts the
+    /// rule keeps out are skipped and counted in the second value.
+    pub async fn enroll(&self, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
+            .bind(flow_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(version) = version else {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = ?").bind(flow_id).fetch_optional(&mut *tx).await?;
+            return Err(if exists.is_some() { Error::NotPublished(flow_id) } else { Error::FlowNotFound(flow_id) });
+        };
+        let doc = self.version(&mut tx, flow_id, version).await?;
+        let reentry = doc.settings.reentry.unwrap_or(Reentry::Never);
+        let now = self.now();
+        let at = now.to_string();
+        let mut ids = Vec::with_capacity(contact_ids.len());
+        let mut kept_out = 0;
+        for &contact_id in contact_ids {
+            let blocking = match reentry {
+                Reentry::Always => None,
+                Reentry::Never => Some("SELECT count(*) FROM participants WHERE flow_id = ? AND contact_id = ?"),
+                Reentry::AfterExit => Some(
+                    "SELECT count(*) FROM participants WHERE flow_id = ? AND contact_id = ?
+                     AND status NOT IN ('completed', 'exited', 'cancelled', 'failed')",
+                ),
+            };
+            if let Some(sql) = blocking {
+                let count: i64 = sqlx::query_scalar(sql).bind(flow_id).bind(contact_id).fetch_one(&mut *tx).await?;
+                if count > 0 {
+                    kept_out += 1;
+                    continue;
+                }
+            }
+            let seed = (contact_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now.as_nanosecond() as u64;
+            let state = Participant::new(seed);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, enrolled_at, updated_at)
+                 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(flow_id)
+            .bind(version)
+            .bind(contact_id)
+            .bind(serde_json::to_string(&state).expect("participants serialize"))
+            .bind(millis(now))
+            .bind(&at)
+            .bind(&at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::ContactNotFound(contact_id),
+                _ => Error::Database(err),
+            })?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok((ids, kept_out))
+    }
+
+    /// Claims due participants (a lease) and returns them.
+    async fn claim(&self, now: Timestamp) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(
+            "UPDATE participants SET lease_owner = ?, lease_until = ?
+             WHERE id IN (
+                 SELECT id FROM participants
+                 WHERE next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                 ORDER BY next_run_at LIMIT ?)
+             RETURNING id, flow_id, version, contact_id, revision, state",
+        )
+        .bind(&self.worker)
+        .bind(millis(now + self.lease))
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(self.batch as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.get("id"),
+                    flow_id: row.get("flow_id"),
+                    version: row.get("version"),
+                    contact_id: row.get("contact_id"),
+                    revision: row.get("revision"),
+                    state: serde_json::from_str(row.get::<&str, _>("state"))
+                        .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// One scheduler pass: claim due participants and move each as far as it goes now.
+    pub async fn tick(&self) -> Result<Tick> {
+        let batch = self.claim_batch().await?;
+        self.commit_batch(batch).await
+    }
+
+    /// Claims due participants and works out their advances, writing
+    /// nothing but the claim. [`Runtime::commit_batch`] writes the rest.
+    pub async fn claim_batch(&self) -> Result<Batch> {
+        let now = self.now();
+        let claimed = self.claim(now).await?;
+        let mut steps = Vec::with_capacity(claimed.len());
+        if !claimed.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            let contact_ids: Vec<i64> = claimed.iter().map(|c| c.contact_id).collect();
+            let mut contacts = contacts::load_many(&mut conn, &contact_ids).await?;
+            for participant in &claimed {
+                let doc = self.version(&mut conn, participant.flow_id, participant.version).await?;
+                let event = if participant.state.step.is_none() { Event::Enroll } else { Event::Wake };
+                let before = contacts.get(&participant.contact_id).cloned().unwrap_or_default();
+                let step = engine::advance(&doc, &participant.state, &before, event, now);
+                // Later participants of the same contact in this batch see the change.
+                contacts.insert(participant.contact_id, step.contact.clone());
+                steps.push((before, step));
+            }
+        }
+        Ok(Batch { now, claimed, steps })
+    }
+
+    /// Commits a claimed batch in one transaction. Participants whose lease
+    /// was taken over meanwhile are left alone (not counted as committed).
+    pub async fn commit_batch(&self, batch: Batch) -> Result<Tick> {
+        let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
+        if batch.claimed.is_empty() {
+            return Ok(tick);
+        }
+        let mut tx = self.pool.begin().await?;
+        for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
+            if self.commit(&mut tx, participant, before, step, batch.now).await? {
+                tick.committed += 1;
+                tick.transitions += step.actions.len();
+            }
+        }
+        tx.commit().await?;
+        Ok(tick)
+    }
+
+    /// Writes one participant's advance. False (and nothing written) when
+    /// the lease was lost: another worker owns it now.
+    async fn commit(&self, conn: &mut SqliteConnection, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
+        let p = &step.participant;
+        let done = sqlx::query(
+            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
+                 revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = ?
+             WHERE id = ? AND revision = ? AND lease_owner = ?",
+        )
+        .bind(p.status.as_str())
+        .bind(&p.step)
+        .bind(serde_json::to_string(p).expect("participants serialize"))
+        .bind(engine::next_wake(p).map(millis))
+        .bind(p.pass_count as i64)
+        .bind(now.to_string())
+        .bind(claimed.id)
+        .bind(claimed.revision)
+        .bind(&self.worker)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
+            return Ok(false);
+        }
+        write_effects(conn, claimed.id, before, step, claimed.contact_id, now).await?;
+        Ok(true)
+    }
+
+    /// Feeds an event that is not a timer (an agent's action, an effect's
+    /// outcome) to one participant, in one transaction.
+    pub async fn deliver(&self, participant_id: i64, event: Event) -> Result<ParticipantView> {
+        // A scheduler pass may commit the same participant meanwhile: write
+        // only over the revision read, and read again if it moved.
+        for _ in 0..5 {
+            if self.try_deliver(participant_id, event.clone()).await? {
+                return self.participant(participant_id).await;
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!("participant {participant_id} kept changing; event not delivered")))
+    }
+
+    async fn try_deliver(&self, participant_id: i64, event: Event) -> Result<bool> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision FROM participants WHERE id = ?")
+            .bind(participant_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::ParticipantNotFound(participant_id))?;
+        let (flow_id, version, contact_id, revision): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(4));
+        let state: Participant = serde_json::from_str(row.get::<&str, _>(3))
+            .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+        if matches!(event, Event::Manual { .. }) && !matches!(state.phase, engine::Phase::Manual { .. }) {
+            return Err(Error::NoPendingAction(participant_id));
+        }
+        let doc = self.version(&mut tx, flow_id, version).await?;
+        let before = contacts::load(&mut tx, contact_id).await?;
+        let step = engine::advance(&doc, &state, &before, event, now);
+        let p = &step.participant;
+        let done = sqlx::query(
+            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
+                 revision = revision + 1, updated_at = ? WHERE id = ? AND revision = ?",
+        )
+        .bind(p.status.as_str())
+        .bind(&p.step)
+        .bind(serde_json::to_string(p).expect("participants serialize"))
+        .bind(engine::next_wake(p).map(millis))
+        .bind(p.pass_count as i64)
+        .bind(now.to_string())
+        .bind(participant_id)
+        .bind(revision)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn participant(&self, id: i64) -> Result<ParticipantView> {
+        let row = sqlx::query(
+            "SELECT id, flow_id, version, contact_id, status, step, next_run_at, pass_count, state FROM participants WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::ParticipantNotFound(id))?;
+        let state: Option<Participant> = serde_json::from_str(row.get::<&str, _>("state")).ok();
+        Ok(ParticipantView {
+            id: row.get("id"),
+            flow_id: row.get("flow_id"),
+            version: row.get("version"),
+            contact_id: row.get("contact_id"),
+            status: row.get("status"),
+            step: row.get("step"),
+            next_run_at: timestamp_from_millis(row.get("next_run_at")),
+            pass_count: row.get("pass_count"),
+            reason: state.and_then(|s| s.reason),
+        })
+    }
+
+    /// The participant's timeline, in the order the steps were reached.
+    pub async fn timeline(&self, id: i64) -> Result<Vec<ActionRecord>> {
+        self.participant(id).await?;
+        let rows = sqlx::query(
+            "SELECT visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why
+             FROM participant_actions WHERE participant_id = ? ORDER BY visit",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let outcome: String = row.get("outcome");
+                ActionRecord {
+                    visit: row.get::<i64, _>("visit") as u32,
+                    step: row.get("step"),
+                    kind: row.get("kind"),
+                    due_at: row.get::<&str, _>("due_at").parse().unwrap_or_default(),
+                    done_at: row.get::<Option<&str>, _>("done_at").and_then(|t| t.parse().ok()),
+                    outcome: serde_json::from_value(serde_json::Value::String(outcome)).unwrap_or(engine::Outcome::Pending),
+                    reason: row.get("reason"),
+                    manual: row.get::<i64, _>("manual") != 0,
+                    owner: row.get("owner"),
+                    subject: row.get("subject"),
+                    why: row.get("why"),
+                }
+            })
+            .collect())
+    }
+
+    /// Participants per status for a flow, for the canvas and reports.
+    pub async fn counts(&self, flow_id: i64) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT coalesce(step, ''), status, count(*) FROM participants WHERE flow_id = ? GROUP BY step, status ORDER BY step, status",
+        )
+        .bind(flow_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    /// Runs scheduler passes until nothing is due at the clock's `now`.
+    pub async fn run_until_idle(&self) -> Result<Tick> {
+        let mut total = Tick::default();
+        loop {
+            let tick = self.tick().await?;
+            if tick.claimed == 0 {
+                return Ok(total);
+            }
+            total.claimed += tick.claimed;
+            total.committed += tick.committed;
+            total.transitions += tick.transitions;
+        }
+    }
+}
+
+/// The timeline records, the outbox entries and the contact's changes of one advance.
+async fn write_effects(conn: &mut SqliteConnection, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
+    if !step.actions.is_empty() {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO participant_actions (participant_id, visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why) ",
+        );
+        // Later records of a visit replace earlier ones; one row per visit.
+        let mut latest: Vec<&ActionRecord> = Vec::new();
+        for record in &step.actions {
+            match latest.iter().position(|r| r.visit == record.visit) {
+                Some(i) => latest[i] = record,
+                None => latest.push(record),
+            }
+        }
+        query.push_values(latest, |mut row, r| {
+            row.push_bind(participant_id)
+                .push_bind(r.visit as i64)
+                .push_bind(r.step.clone())
+                .push_bind(r.kind.clone())
+                .push_bind(r.due_at.to_string())
+                .push_bind(r.done_at.map(|t| t.to_string()))
+                .push_bind(outcome_text(r))
+                .push_bind(r.reason.clone())
+                .push_bind(r.manual)
+                .push_bind(r.owner.clone())
+                .push_bind(r.subject.clone())
+                .push_bind(r.why.clone());
+        });
+        query.push(
+            " ON CONFLICT (participant_id, visit) DO UPDATE SET due_at = excluded.due_at, done_at = excluded.done_at,
+                outcome = excluded.outcome, reason = coalesce(excluded.reason, reason), manual = max(manual, excluded.manual),
+                owner = coalesce(excluded.owner, owner), subject = coalesce(excluded.subject, subject), why = coalesce(excluded.why, why)",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+    for command in &step.commands {
+        let key = format!("{participant_id}:{}:{}:{}", command.step, command.visit, command.attempt);
+        sqlx::query(
+            "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(participant_id)
+        .bind(&command.step)
+        .bind(command.visit as i64)
+        .bind(key)
+        .bind(command.effect.kind())
+        .bind(serde_json::to_string(&command.effect).expect("effects serialize"))
+        .bind(command.awaited)
+        .bind(millis(now))
+        .bind(now.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    contacts::save(conn, contact_id, before, &step.contact).await
+}
+
+/// Statuses a participant can be searched by.
+pub fn status_names() -> Vec<&'static str> {
+    [
+        Status::Ready,
+        Status::Waiting,
+        Status::Held,
+        Status::Paused,
+        Status::Cancelled,
+        Status::Suppressed,
+        Status::Completed,
+        Status::Exited,
+        Status::Failed,
+        Status::Transition,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .collect()
+}
+
+/// Runs the scheduler and the outbox dispatcher until the process ends:
+/// busy while there is work, polling every `idle` when there is none.
+pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut busy = false;
+            match runtime.tick().await {
+                Ok(tick) => busy |= tick.claimed > 0,
+                Err(err) => tracing::error!(error = %err, "scheduler pass failed"),
+            }
+            match dispatcher.dispatch().await {
+                Ok(done) => busy |= done != outbox::Dispatch::default(),
+                Err(err) => tracing::error!(error = %err, "outbox pass failed"),
+            }
+            if !busy {
+                tokio::time::sleep(idle).await;
+            }
+        }
+    })
+}

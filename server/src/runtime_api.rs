@@ -1,0 +1,136 @@
+//! The runtime's REST routes under `/api/v1`: contacts, enrollment,
+//! participants, their timelines, and agents' tasks.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use app::core::contact::Contact;
+use app::core::engine::{Event, ManualOutcome};
+
+use crate::error::{Error, Json, Result};
+use crate::runtime::contacts;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/contacts", post(create_contact))
+        .route("/contacts/{id}", get(get_contact))
+        .route("/flows/{id}/enroll", post(enroll))
+        .route("/flows/{id}/participants/counts", get(counts))
+        .route("/participants/{id}", get(get_participant))
+        .route("/participants/{id}/timeline", get(timeline))
+        .route("/participants/{id}/action", post(act))
+        .route("/tasks", get(tasks))
+}
+
+fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
+    raw.parse().map_err(|_| missing(0))
+}
+
+async fn create_contact(State(state): State<AppState>, Json(contact): Json<Contact>) -> Result<Response> {
+    let mut conn = state.runtime.pool().acquire().await?;
+    let id = contacts::insert(&mut conn, &contact).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+async fn get_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let id = id(&raw, Error::ContactNotFound)?;
+    let mut conn = state.runtime.pool().acquire().await?;
+    let contact = contacts::load(&mut conn, id).await?;
+    Ok(Json(crate::runtime::contacts::StoredContact { id, contact }))
+}
+
+#[derive(Deserialize)]
+struct Enroll {
+    #[serde(default)]
+    contact_ids: Vec<i64>,
+    /// Every member of this list.
+    list: Option<String>,
+}
+
+async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Enroll>) -> Result<Response> {
+    let flow = id(&raw, Error::FlowNotFound)?;
+    let mut ids = body.contact_ids;
+    if let Some(list) = &body.list {
+        let mut conn = state.runtime.pool().acquire().await?;
+        ids.extend(contacts::list_members(&mut conn, list).await?);
+    }
+    let (enrolled, kept_out) = state.runtime.enroll(flow, &ids).await?;
+    Ok((StatusCode::CREATED, Json(json!({"enrolled": enrolled, "kept_out_by_reentry": kept_out}))).into_response())
+}
+
+async fn counts(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let flow = id(&raw, Error::FlowNotFound)?;
+    let rows = state.runtime.counts(flow).await?;
+    Ok(Json(rows.into_iter().map(|(step, status, count)| json!({"step": step, "status": status, "count": count})).collect::<Vec<_>>()))
+}
+
+async fn get_participant(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    Ok(Json(state.runtime.participant(id(&raw, Error::ParticipantNotFound)?).await?))
+}
+
+async fn timeline(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    Ok(Json(state.runtime.timeline(id(&raw, Error::ParticipantNotFound)?).await?))
+}
+
+#[derive(Deserialize)]
+struct Act {
+    /// completed, skipped or deferred.
+    outcome: String,
+    /// For deferred: when it is due again (RFC 3339).
+    until: Option<String>,
+    disposition: Option<String>,
+}
+
+/// An agent completes, skips or defers the participant's manual step.
+async fn act(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Act>) -> Result<impl IntoResponse> {
+    let participant = id(&raw, Error::ParticipantNotFound)?;
+    let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_action", message };
+    let outcome = match body.outcome.as_str() {
+        "completed" => ManualOutcome::Completed,
+        "skipped" => ManualOutcome::Skipped,
+        "deferred" => {
+            let until = body.until.as_deref().ok_or_else(|| bad("A deferral needs `until`, the time it is due again.".into()))?;
+            let until = until.parse().map_err(|_| bad(format!("“{until}” is not an RFC 3339 time.")))?;
+            ManualOutcome::Deferred { until }
+        }
+        other => return Err(bad(format!("“{other}” is not completed, skipped or deferred."))),
+    };
+    Ok(Json(state.runtime.deliver(participant, Event::Manual { outcome, disposition: body.disposition }).await?))
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    owner: Option<String>,
+}
+
+/// Pending manual steps (calls, manual emails, tasks, callbacks), soonest first.
+async fn tasks(State(state): State<AppState>, Query(query): Query<TaskQuery>) -> Result<impl IntoResponse> {
+    let rows = sqlx::query(
+        "SELECT a.participant_id, a.step, a.kind, a.due_at, a.owner, a.subject, a.outcome, p.contact_id, p.flow_id
+         FROM participant_actions a JOIN participants p ON p.id = a.participant_id
+         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR a.owner = ?1)
+         ORDER BY a.due_at LIMIT 500",
+    )
+    .bind(query.owner)
+    .fetch_all(state.runtime.pool())
+    .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "participant_id": r.get::<i64, _>(0), "step": r.get::<String, _>(1), "kind": r.get::<String, _>(2),
+                    "due_at": r.get::<String, _>(3), "owner": r.get::<Option<String>, _>(4),
+                    "subject": r.get::<Option<String>, _>(5), "outcome": r.get::<String, _>(6),
+                    "contact_id": r.get::<i64, _>(7), "flow_id": r.get::<i64, _>(8),
+                })
+            })
+            .collect::<Vec<_>>(),
+    ))
+}

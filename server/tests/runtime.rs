@@ -1,0 +1,287 @@
+//! The runtime on a real SQLite file, driven by a virtual clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Map, Value};
+use sqlx::Row;
+
+use app::core::contact::Contact;
+use app::core::engine::{Effect, Event, ManualOutcome, Outcome};
+use app::core::FlowDocument;
+use server::runtime::outbox::{Dispatcher, Executor, Failure, RetryPolicy, Unconfigured};
+use server::runtime::{contacts, ManualClock, Runtime};
+use server::store::{self, Store};
+
+struct World {
+    store: Store,
+    clock: Arc<ManualClock>,
+    runtime: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn t0() -> Timestamp {
+    "2026-11-23T09:00:00Z".parse().unwrap()
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+    let clock = ManualClock::new(t0());
+    let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a");
+    World { store: Store::new(pool), clock, runtime, _dir: dir }
+}
+
+/// Creates and publishes a flow from steps and `from:port->to` wires.
+async fn publish(store: &Store, name: &str, steps: Value, wires: &[&str]) -> i64 {
+    let edges: Vec<Value> = wires
+        .iter()
+        .map(|w| {
+            let (from, to) = w.split_once("->").unwrap();
+            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
+            json!({"from": from, "port": port, "to": to})
+        })
+        .collect();
+    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": name, "steps": steps, "edges": edges})).unwrap();
+    let flow = store.create(name, Some(doc)).await.unwrap();
+    store.publish(flow.id, None, "test").await.unwrap();
+    flow.id
+}
+
+async fn add_contacts(runtime: &Runtime, count: usize, make: impl Fn(usize) -> Contact) -> Vec<i64> {
+    let mut tx = runtime.pool().begin().await.unwrap();
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        ids.push(contacts::insert(&mut tx, &make(i)).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn ten_thousand_participants_wait_update_branch_and_finish() {
+    let w = world().await;
+    let flow = publish(
+        &w.store,
+        "Scoring",
+        json!([{"id": "start", "kind": "start"},
+               {"id": "wait", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "score", "kind": "update_contact", "settings": {"changes": [{"field": "score", "op": "increment", "value": 10}]}},
+               {"id": "hot", "kind": "condition", "settings": {"criteria": [{"field": "score", "op": "greater_than", "value": 50}]}},
+               {"id": "vip", "kind": "add_to_list", "settings": {"list": "Hot leads"}},
+               {"id": "done", "kind": "exit"}]),
+        &["start->wait", "wait->score", "score->hot", "hot:yes->vip", "hot:no->done", "vip->done"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 10_000, |i| {
+        serde_json::from_value(json!({"email": format!("c{i}@example.com"), "fields": {"score": i % 100}})).unwrap()
+    })
+    .await;
+    let (participants, kept_out) = w.runtime.enroll(flow, &ids).await.unwrap();
+    assert_eq!((participants.len(), kept_out), (10_000, 0));
+
+    let first = w.runtime.run_until_idle().await.unwrap();
+    assert_eq!(first.committed, 10_000);
+    assert_eq!(first.transitions, 20_000, "start + the wait's pending record, each");
+
+    // nothing is due until a day has passed
+    w.clock.advance(SignedDuration::from_hours(23));
+    assert_eq!(w.runtime.run_until_idle().await.unwrap().claimed, 0);
+    w.clock.advance(SignedDuration::from_hours(1));
+    let second = w.runtime.run_until_idle().await.unwrap();
+    assert_eq!(second.committed, 10_000);
+
+    let pool = w.runtime.pool();
+    let statuses: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM participants GROUP BY status").fetch_all(pool).await.unwrap();
+    assert_eq!(statuses, [("completed".to_owned(), 10_000)]);
+    // score was i % 100, now +10: above 50 for i % 100 in 41..=99, 59 of every 100
+    let hot: i64 = sqlx::query_scalar("SELECT count(*) FROM list_members m JOIN lists l ON l.id = m.list_id WHERE l.name = 'Hot leads'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(hot, 5_900);
+    let mut conn = pool.acquire().await.unwrap();
+    let c = contacts::load(&mut conn, ids[45]).await.unwrap();
+    assert_eq!(c.fields["score"], json!(55));
+
+    // every timeline is exactly the path the contact took, each step once
+    let rows = sqlx::query(
+        "SELECT participant_id, group_concat(step || ':' || outcome, ' ') FROM
+           (SELECT * FROM participant_actions ORDER BY participant_id, visit) GROUP BY participant_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 10_000);
+    let hot_path = "start:completed wait:completed score:completed hot:completed vip:completed done:completed";
+    let cold_path = "start:completed wait:completed score:completed hot:completed done:completed";
+    let hot_rows = rows.iter().filter(|r| r.get::<String, _>(1) == hot_path).count();
+    let cold_rows = rows.iter().filter(|r| r.get::<String, _>(1) == cold_path).count();
+    assert_eq!((hot_rows, cold_rows), (5_900, 4_100));
+    let timeline = w.runtime.timeline(participants[0]).await.unwrap();
+    assert_eq!(timeline[1].due_at, t0() + SignedDuration::from_hours(24));
+    assert_eq!(timeline[1].why.as_deref(), Some("1 day after the previous step"));
+}
+
+#[tokio::test]
+async fn reentry_rules_are_kept_and_unpublished_flows_refuse_enrollment() {
+    let w = world().await;
+    let flow = publish(&w.store, "Once", json!([{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}]), &["s->x"]).await;
+    let ids = add_contacts(&w.runtime, 2, |i| Contact { email: Some(format!("r{i}@x.test")), ..Contact::default() }).await;
+    assert_eq!(w.runtime.enroll(flow, &ids).await.unwrap().0.len(), 2);
+    let (again, kept_out) = w.runtime.enroll(flow, &ids).await.unwrap();
+    assert_eq!((again.len(), kept_out), (0, 2), "reentry never (the default)");
+
+    let draft = w.store.create("Draft only", None).await.unwrap();
+    let err = w.runtime.enroll(draft.id, &ids).await.unwrap_err();
+    assert_eq!(err.code(), "flow_not_published");
+    let err = w.runtime.enroll(flow, &[999_999]).await.unwrap_err();
+    assert_eq!(err.code(), "contact_not_found");
+    // a flow with participants cannot be deleted out from under them
+    assert_eq!(w.store.delete(flow).await.unwrap_err().code(), "flow_has_participants");
+}
+
+#[tokio::test]
+async fn agents_complete_manual_steps_and_the_next_wait_counts_from_then() {
+    let w = world().await;
+    let flow = publish(
+        &w.store,
+        "Calls",
+        json!([{"id": "s", "kind": "start"}, {"id": "call", "kind": "call"},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->call", "call->w", "w->x"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 1, |_| Contact { mobile: Some("+15550100".into()), owner: Some("agent-7".into()), ..Contact::default() }).await;
+    let p = w.runtime.enroll(flow, &ids).await.unwrap().0[0];
+    w.runtime.run_until_idle().await.unwrap();
+    let view = w.runtime.participant(p).await.unwrap();
+    assert_eq!((view.status.as_str(), view.step.as_deref(), view.next_run_at), ("waiting", Some("call"), None));
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!((timeline[1].manual, timeline[1].owner.as_deref()), (true, Some("agent-7")));
+
+    // deferred, then completed 3 hours after it was due
+    let later = t0() + SignedDuration::from_hours(2);
+    w.runtime.deliver(p, Event::Manual { outcome: ManualOutcome::Deferred { until: later }, disposition: None }).await.unwrap();
+    assert_eq!(w.runtime.timeline(p).await.unwrap()[1].outcome, Outcome::Deferred);
+    w.clock.advance(SignedDuration::from_hours(3));
+    w.runtime.deliver(p, Event::Manual { outcome: ManualOutcome::Completed, disposition: Some("interested".into()) }).await.unwrap();
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!(timeline[1].outcome, Outcome::Completed);
+    assert_eq!(timeline[1].reason.as_deref(), Some("disposition: interested"));
+    assert_eq!(timeline[1].owner.as_deref(), Some("agent-7"), "the owner survives the completion");
+    assert_eq!(timeline[2].due_at, t0() + SignedDuration::from_hours(27), "one day after the completion");
+
+    // completing again is refused: nothing is waiting for a person
+    let err = w.runtime.deliver(p, Event::Manual { outcome: ManualOutcome::Completed, disposition: None }).await.unwrap_err();
+    assert_eq!(err.code(), "nothing_to_do");
+}
+
+/// Fails the first `fail` tries of each effect (like a flaky provider), then
+/// succeeds; counts tries per key.
+struct Flaky {
+    fail: usize,
+    tries: AtomicUsize,
+    keys: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Executor for Flaky {
+    async fn execute(&self, key: &str, _effect: &Effect) -> Result<Map<String, Value>, Failure> {
+        self.keys.lock().unwrap().push(key.to_owned());
+        if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail {
+            return Err(Failure { reason: "HTTP 503".into(), retryable: true, retry_after: None });
+        }
+        Ok(Map::new())
+    }
+}
+
+#[tokio::test]
+async fn effects_retry_with_capped_backoff_under_one_key_then_take_the_failed_port() {
+    let w = world().await;
+    let flow = publish(
+        &w.store,
+        "Hooks",
+        json!([{"id": "s", "kind": "start"}, {"id": "h", "kind": "webhook", "settings": {"url": "https://hooks.test/x"}},
+               {"id": "ok", "kind": "exit"}, {"id": "bad", "kind": "block"}]),
+        &["s->h", "h->ok", "h:failed->bad"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 2, |i| Contact { email: Some(format!("h{i}@x.test")), ..Contact::default() }).await;
+    let policy = RetryPolicy { base: SignedDuration::from_secs(10), cap: SignedDuration::from_secs(25), max_tries: 4 };
+
+    // succeeds on the third try: backoff 10 s, then 20 s
+    let p = w.runtime.enroll(flow, &ids[..1]).await.unwrap().0[0];
+    w.runtime.run_until_idle().await.unwrap();
+    let flaky = Arc::new(Flaky { fail: 2, tries: AtomicUsize::new(0), keys: Default::default() });
+    let dispatcher = Dispatcher::new(w.runtime.clone(), flaky.clone()).with_policy(policy);
+    assert_eq!(dispatcher.dispatch().await.unwrap().retried, 1);
+    w.clock.advance(SignedDuration::from_secs(9));
+    assert_eq!(dispatcher.dispatch().await.unwrap().retried, 0, "not before the backoff");
+    w.clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(dispatcher.dispatch().await.unwrap().retried, 1);
+    w.clock.advance(SignedDuration::from_secs(20));
+    assert_eq!(dispatcher.dispatch().await.unwrap().sent, 1);
+    let keys = flaky.keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k == &keys[0]), "one idempotency key for every try: {keys:?}");
+    assert_eq!(w.runtime.participant(p).await.unwrap().status, "completed");
+
+    // never succeeds: 4 tries (10 s, 20 s, then capped at 25 s), then the failed port
+    let p = w.runtime.enroll(flow, &ids[1..]).await.unwrap().0[0];
+    w.runtime.run_until_idle().await.unwrap();
+    let broken = Arc::new(Flaky { fail: usize::MAX, tries: AtomicUsize::new(0), keys: Default::default() });
+    let dispatcher = Dispatcher::new(w.runtime.clone(), broken.clone()).with_policy(policy);
+    for wait in [0, 10, 20, 25] {
+        w.clock.advance(SignedDuration::from_secs(wait));
+        dispatcher.dispatch().await.unwrap();
+    }
+    assert_eq!(broken.tries.load(Ordering::SeqCst), 4);
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!(timeline[1].outcome, Outcome::Failed);
+    assert_eq!(timeline[1].reason.as_deref(), Some("HTTP 503 (after 4 tries)"));
+    assert_eq!(timeline[2].step, "bad");
+}
+
+#[tokio::test]
+async fn an_unconfigured_channel_fails_the_participant_with_a_readable_reason() {
+    let w = world().await;
+    let flow = publish(
+        &w.store,
+        "Mail",
+        json!([{"id": "s", "kind": "start"}, {"id": "e", "kind": "send_email", "settings": {"subject": "Hi", "body": "Hello"}}]),
+        &["s->e"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 1, |_| Contact { email: Some("m@x.test".into()), ..Contact::default() }).await;
+    let p = w.runtime.enroll(flow, &ids).await.unwrap().0[0];
+    w.runtime.run_until_idle().await.unwrap();
+    Dispatcher::new(w.runtime.clone(), Arc::new(Unconfigured)).dispatch().await.unwrap();
+    let view = w.runtime.participant(p).await.unwrap();
+    assert_eq!(view.status, "failed");
+    assert_eq!(view.reason.as_deref(), Some("no email (SMTP) server is configured"));
+}
+
+#[tokio::test]
+async fn a_stalled_workers_claim_is_taken_over_and_its_late_commit_is_refused() {
+    let w = world().await;
+    let flow = publish(&w.store, "Lease", json!([{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}]), &["s->x"]).await;
+    let ids = add_contacts(&w.runtime, 50, |i| Contact { email: Some(format!("l{i}@x.test")), ..Contact::default() }).await;
+    w.runtime.enroll(flow, &ids).await.unwrap();
+
+    let stalled = w.runtime.clone().with_lease(SignedDuration::from_secs(30));
+    let other = Runtime::new(w.runtime.pool().clone(), w.clock.clone(), "worker-b");
+    let batch = stalled.claim_batch().await.unwrap();
+    assert_eq!(batch.len(), 50);
+    assert_eq!(other.tick().await.unwrap().claimed, 0, "claimed work is not taken while the lease holds");
+
+    w.clock.advance(SignedDuration::from_secs(31));
+    let taken = other.tick().await.unwrap();
+    assert_eq!((taken.claimed, taken.committed), (50, 50));
+    let late = stalled.commit_batch(batch).await.unwrap();
+    assert_eq!(late.committed, 0, "the stalled worker's writes are refused");
+    let actions: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions").fetch_one(w.runtime.pool()).await.unwrap();
+    assert_eq!(actions, 100, "each participant's two steps recorded once");
+}
