@@ -35,6 +35,10 @@ pub enum Command {
         /// Do not seed the demo flow into a new database.
         #[arg(long)]
         no_demo: bool,
+        /// How long a worker's claim on due participants lasts; a crashed
+        /// worker's participants are picked up again after it.
+        #[arg(long, env = "WAYMARK_LEASE_SECS", default_value_t = 30)]
+        lease_secs: i64,
     },
     /// Apply database migrations and exit.
     Migrate,

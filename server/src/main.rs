@@ -40,12 +40,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database at {} is up to date", cli.database_url);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, no_demo } => {
+        Command::Serve { addr, no_demo, lease_secs } => {
             let store = Store::new(store::connect(&cli.database_url).await?);
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
             }
-            let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()));
+            let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()))
+                .with_lease(jiff::SignedDuration::from_secs(lease_secs));
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let state = AppState { leptos_options: leptos_options(addr), store, runtime };
