@@ -51,9 +51,10 @@ e2e:
 	cd end2end && WAYMARK_BIN=$(CARGO_TARGET_DIR)/debug/waymark LEPTOS_SITE_ROOT=$(SITE_DEBUG) \
 		NODE_PATH=$(TOOLS)/node_modules $(TOOLS)/node_modules/.bin/playwright test
 
-## bench: validator figures (median of repeated runs)
+## bench: validator figures (median of repeated runs), runtime throughput and lateness
 bench:
 	cargo bench -p app --bench validate --locked
+	cargo bench -p server --bench runtime --locked
 
 fmt:
 	cargo fmt --all

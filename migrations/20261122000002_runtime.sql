@@ -2,6 +2,9 @@
 -- and the outbox of effects. Times the scheduler compares are unix
 -- milliseconds (INTEGER); times people read are RFC 3339 text.
 
+-- A published flow whose start step admits the members of a list.
+ALTER TABLE flows ADD COLUMN entry_list TEXT;
+
 CREATE TABLE contacts (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     email      TEXT,
@@ -42,6 +45,8 @@ CREATE TABLE participants (
     next_run_at  INTEGER,
     pass_count   INTEGER NOT NULL DEFAULT 0,
     owner        TEXT,
+    -- When it enters the flow (unix ms): enrollment time, or a later slow-drip slot.
+    starts_at    INTEGER NOT NULL,
     -- A worker's claim: a claim whose lease has run out may be taken over.
     lease_owner  TEXT,
     lease_until  INTEGER,
@@ -54,6 +59,7 @@ CREATE TABLE participants (
 CREATE INDEX participants_due ON participants (next_run_at) WHERE next_run_at IS NOT NULL;
 CREATE INDEX participants_flow ON participants (flow_id, status);
 CREATE INDEX participants_contact ON participants (contact_id, flow_id);
+CREATE INDEX participants_starts ON participants (flow_id, starts_at);
 
 -- The timeline: one row per step a participant reached (per visit).
 CREATE TABLE participant_actions (

@@ -8,6 +8,7 @@ pub mod api;
 pub mod components;
 pub mod core;
 pub mod pages;
+pub mod runtime_api;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -53,6 +54,7 @@ pub fn App() -> impl IntoView {
                     </A>
                     <nav>
                         <A href="/">"Flows"</A>
+                        <A href="/inbox">"Task inbox"</A>
                         <A href="/review">"Validation review"</A>
                     </nav>
                 </header>
@@ -61,6 +63,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=pages::flows::FlowsPage/>
                         <Route path=path!("/flows/:id") view=pages::flow::FlowPage/>
                         <Route path=path!("/review") view=pages::review::ReviewPage/>
+                        <Route path=path!("/inbox") view=pages::inbox::InboxPage/>
+                        <Route path=path!("/participants/:id") view=pages::participant::ParticipantPage/>
                     </Routes>
                 </main>
             </div>

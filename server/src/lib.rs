@@ -41,10 +41,14 @@ pub fn leptos_options(addr: std::net::SocketAddr) -> LeptosOptions {
 /// The whole application: REST API, server functions, pages, static files.
 pub fn router(state: AppState) -> Router {
     let backend: app::api::Backend = Arc::new(state.store.clone());
+    let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
     let routes = generate_route_list(app::App);
     let pages = {
-        let backend = backend.clone();
-        move || provide_context(backend.clone())
+        let (backend, runtime) = (backend.clone(), runtime.clone());
+        move || {
+            provide_context(backend.clone());
+            provide_context(runtime.clone());
+        }
     };
     let shell = {
         let options = state.leptos_options.clone();

@@ -21,8 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/contacts", post(create_contact))
         .route("/contacts/{id}", get(get_contact))
+        .route("/contacts/{id}/lists", post(add_to_list))
         .route("/flows/{id}/enroll", post(enroll))
         .route("/flows/{id}/participants/counts", get(counts))
+        .route("/flows/{id}/migrate", post(migrate))
         .route("/participants/{id}", get(get_participant))
         .route("/participants/{id}/timeline", get(timeline))
         .route("/participants/{id}/action", post(act))
@@ -33,10 +35,36 @@ fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
     raw.parse().map_err(|_| missing(0))
 }
 
+/// Creates a contact; lists it joins may enroll it into flows.
 async fn create_contact(State(state): State<AppState>, Json(contact): Json<Contact>) -> Result<Response> {
-    let mut conn = state.runtime.pool().acquire().await?;
-    let id = contacts::insert(&mut conn, &contact).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    let mut tx = state.runtime.pool().begin().await?;
+    let id = contacts::insert(&mut tx, &contact).await?;
+    let lists: Vec<String> = contact.lists.iter().cloned().collect();
+    let enrolled = state.runtime.enroll_by_lists(&mut tx, id, &lists).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "enrolled": enrolled}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListChange {
+    list: String,
+}
+
+/// Adds a contact to a list (entry on list membership enrolls it).
+async fn add_to_list(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<ListChange>) -> Result<impl IntoResponse> {
+    let id = id(&raw, Error::ContactNotFound)?;
+    let mut tx = state.runtime.pool().begin().await?;
+    let before = contacts::load(&mut tx, id).await?;
+    let mut after = before.clone();
+    after.lists.insert(body.list.trim().to_owned());
+    contacts::save(&mut tx, id, &before, &after).await?;
+    let enrolled = if before.lists.iter().any(|l| l.eq_ignore_ascii_case(body.list.trim())) {
+        0
+    } else {
+        state.runtime.enroll_by_lists(&mut tx, id, &[body.list.trim().to_owned()]).await?
+    };
+    tx.commit().await?;
+    Ok(Json(json!({"enrolled": enrolled})))
 }
 
 async fn get_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
@@ -68,7 +96,25 @@ async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(bod
 async fn counts(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
     let flow = id(&raw, Error::FlowNotFound)?;
     let rows = state.runtime.counts(flow).await?;
-    Ok(Json(rows.into_iter().map(|(step, status, count)| json!({"step": step, "status": status, "count": count})).collect::<Vec<_>>()))
+    Ok(Json(
+        rows.into_iter()
+            .map(|(version, step, status, count)| json!({"version": version, "step": step, "status": status, "count": count}))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Migrate {
+    /// old step id -> step of the newest version; steps with the same id map to themselves.
+    #[serde(default)]
+    map: std::collections::HashMap<String, String>,
+}
+
+/// Moves participants on older versions onto the newest published one.
+async fn migrate(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Migrate>) -> Result<impl IntoResponse> {
+    let flow = id(&raw, Error::FlowNotFound)?;
+    let (moved, left) = state.runtime.migrate(flow, &body.map).await?;
+    Ok(Json(json!({"moved": moved, "left_on_old_version": left})))
 }
 
 async fn get_participant(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {

@@ -296,7 +296,20 @@ impl Store {
             .bind(by)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE flows SET updated_at = ? WHERE id = ?").bind(&at).bind(id).execute(&mut *tx).await?;
+        // Entry on list membership follows the newest published version.
+        let entry_list = draft
+            .document
+            .steps
+            .iter()
+            .find(|step| step.kind == StepKind::Start && step.setting_str("entry") == Some("list"))
+            .and_then(|step| step.setting_str("list"))
+            .map(str::to_owned);
+        sqlx::query("UPDATE flows SET updated_at = ?, entry_list = ? WHERE id = ?")
+            .bind(&at)
+            .bind(entry_list)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(VersionDocument {
             version: Version { flow_id: id, number, published_at: at, published_by: by.to_owned() },

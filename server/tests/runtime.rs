@@ -285,3 +285,92 @@ async fn a_stalled_workers_claim_is_taken_over_and_its_late_commit_is_refused() 
     let actions: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions").fetch_one(w.runtime.pool()).await.unwrap();
     assert_eq!(actions, 100, "each participant's two steps recorded once");
 }
+
+#[tokio::test]
+async fn slow_drip_starts_at_most_n_per_period() {
+    let w = world().await;
+    let steps = json!([{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}]);
+    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": "Drip",
+        "settings": {"slow_drip": {"limit": 3, "per": "hour"}, "reentry": "always"},
+        "steps": steps, "edges": [{"from": "s", "port": "next", "to": "x"}]}))
+    .unwrap();
+    let flow = w.store.create("Drip", Some(doc)).await.unwrap().id;
+    w.store.publish(flow, None, "test").await.unwrap();
+    let ids = add_contacts(&w.runtime, 7, |i| Contact { email: Some(format!("d{i}@x.test")), ..Contact::default() }).await;
+    w.clock.set("2026-11-23T09:20:00Z".parse().unwrap());
+    w.runtime.enroll(flow, &ids[..5]).await.unwrap();
+    w.runtime.enroll(flow, &ids[5..]).await.unwrap();
+    let starts: Vec<i64> = sqlx::query_scalar("SELECT starts_at FROM participants ORDER BY id").fetch_all(w.runtime.pool()).await.unwrap();
+    let at = |t: &str| t.parse::<Timestamp>().unwrap().as_millisecond();
+    assert_eq!(
+        starts,
+        [at("2026-11-23T09:20:00Z"), at("2026-11-23T09:20:00Z"), at("2026-11-23T09:20:00Z"),
+         at("2026-11-23T10:00:00Z"), at("2026-11-23T10:00:00Z"), at("2026-11-23T10:00:00Z"), at("2026-11-23T11:00:00Z")]
+    );
+    assert_eq!(w.runtime.run_until_idle().await.unwrap().committed, 3, "only this hour's three start now");
+    w.clock.set("2026-11-23T10:00:00Z".parse().unwrap());
+    assert_eq!(w.runtime.run_until_idle().await.unwrap().committed, 3);
+}
+
+#[tokio::test]
+async fn joining_a_list_enrolls_into_flows_that_start_on_it() {
+    let w = world().await;
+    let welcome = publish(
+        &w.store,
+        "Welcome",
+        json!([{"id": "s", "kind": "start", "settings": {"entry": "list", "list": "Signups"}}, {"id": "x", "kind": "exit"}]),
+        &["s->x"],
+    )
+    .await;
+    let tagger = publish(
+        &w.store,
+        "Tagger",
+        json!([{"id": "s", "kind": "start"}, {"id": "tag", "kind": "add_to_list", "settings": {"list": "signups"}}]),
+        &["s->tag"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 1, |_| Contact { email: Some("j@x.test".into()), ..Contact::default() }).await;
+    w.runtime.enroll(tagger, &ids).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    let in_welcome: Vec<(i64, String)> = sqlx::query_as("SELECT contact_id, status FROM participants WHERE flow_id = ?")
+        .bind(welcome)
+        .fetch_all(w.runtime.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_welcome, [(ids[0], "completed".to_owned())], "the list step enrolled the contact, which then ran");
+}
+
+#[tokio::test]
+async fn participants_stay_on_their_version_until_migrated() {
+    let w = world().await;
+    let steps_v1 = json!([{"id": "s", "kind": "start"}, {"id": "call", "kind": "call"}, {"id": "x", "kind": "exit"}]);
+    let flow = publish(&w.store, "Versions", steps_v1, &["s->call", "call->x"]).await;
+    let ids = add_contacts(&w.runtime, 3, |i| Contact { mobile: Some(format!("+1555010{i}")), ..Contact::default() }).await;
+    let ps = w.runtime.enroll(flow, &ids).await.unwrap().0;
+    w.runtime.run_until_idle().await.unwrap();
+
+    // v2 renames the call step: only a map can carry participants across
+    let draft = w.store.draft(flow).await.unwrap();
+    let mut doc = draft.document.clone();
+    doc.steps.iter_mut().find(|s| s.id == "call").unwrap().id = "intro_call".into();
+    for edge in &mut doc.edges {
+        for end in [&mut edge.from, &mut edge.to] {
+            if end == "call" {
+                *end = "intro_call".into();
+            }
+        }
+    }
+    w.store.save_draft(flow, draft.revision, doc).await.unwrap();
+    w.store.publish(flow, None, "test").await.unwrap();
+    assert_eq!(w.runtime.participant(ps[0]).await.unwrap().version, 1, "pinned to the version it entered");
+    assert_eq!(w.runtime.counts(flow).await.unwrap(), [(1, "call".to_owned(), "waiting".to_owned(), 3)]);
+
+    assert_eq!(w.runtime.migrate(flow, &Default::default()).await.unwrap(), (0, 3), "no step of that id in v2");
+    let err = w.runtime.migrate(flow, &[("call".to_owned(), "nowhere".to_owned())].into()).await.unwrap_err();
+    assert_eq!(err.code(), "unknown_step");
+    let map = [("call".to_owned(), "intro_call".to_owned())].into();
+    assert_eq!(w.runtime.migrate(flow, &map).await.unwrap(), (3, 0));
+    w.runtime.run_until_idle().await.unwrap();
+    let view = w.runtime.participant(ps[0]).await.unwrap();
+    assert_eq!((view.version, view.step.as_deref(), view.status.as_str()), (2, Some("intro_call"), "waiting"));
+}

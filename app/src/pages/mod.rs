@@ -2,6 +2,8 @@
 
 pub mod flow;
 pub mod flows;
+pub mod inbox;
+pub mod participant;
 pub mod review;
 
 use leptos::prelude::*;

@@ -10,6 +10,7 @@
 
 pub mod contacts;
 pub mod outbox;
+mod pages;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -192,6 +193,30 @@ impl Runtime {
     /// rule keeps out are skipped and counted in the second value.
     pub async fn enroll(&self, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
         let mut tx = self.pool.begin().await?;
+        let enrolled = self.enroll_in(&mut tx, flow_id, contact_ids).await?;
+        tx.commit().await?;
+        Ok(enrolled)
+    }
+
+    /// Enrolls `contact` into every published flow whose start step admits
+    /// the members of one of `lists` (entry on list membership).
+    pub async fn enroll_by_lists(&self, conn: &mut SqliteConnection, contact: i64, lists: &[String]) -> Result<usize> {
+        let mut enrolled = 0;
+        for list in lists {
+            let flows: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM flows WHERE entry_list = ? COLLATE NOCASE AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
+            )
+            .bind(list)
+            .fetch_all(&mut *conn)
+            .await?;
+            for flow in flows {
+                enrolled += self.enroll_in(conn, flow, &[contact]).await?.0.len();
+            }
+        }
+        Ok(enrolled)
+    }
+
+    async fn enroll_in(&self, tx: &mut SqliteConnection, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
         let version: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
             .bind(flow_id)
             .fetch_one(&mut *tx)
@@ -200,12 +225,13 @@ impl Runtime {
             let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = ?").bind(flow_id).fetch_optional(&mut *tx).await?;
             return Err(if exists.is_some() { Error::NotPublished(flow_id) } else { Error::FlowNotFound(flow_id) });
         };
-        let doc = self.version(&mut tx, flow_id, version).await?;
+        let doc = self.version(tx, flow_id, version).await?;
         let reentry = doc.settings.reentry.unwrap_or(Reentry::Never);
         let now = self.now();
         let at = now.to_string();
         let mut ids = Vec::with_capacity(contact_ids.len());
         let mut kept_out = 0;
+        let mut slots: HashMap<i64, i64> = HashMap::new();
         for &contact_id in contact_ids {
             let blocking = match reentry {
                 Reentry::Always => None,
@@ -224,15 +250,20 @@ impl Runtime {
             }
             let seed = (contact_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now.as_nanosecond() as u64;
             let state = Participant::new(seed);
+            let starts = match &doc.settings.slow_drip {
+                Some(drip) => drip_slot(tx, flow_id, drip, now, &mut slots).await?,
+                None => now,
+            };
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, enrolled_at, updated_at)
-                 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at)
+                 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(flow_id)
             .bind(version)
             .bind(contact_id)
             .bind(serde_json::to_string(&state).expect("participants serialize"))
-            .bind(millis(now))
+            .bind(millis(starts))
+            .bind(millis(starts))
             .bind(&at)
             .bind(&at)
             .fetch_one(&mut *tx)
@@ -243,7 +274,6 @@ impl Runtime {
             })?;
             ids.push(id);
         }
-        tx.commit().await?;
         Ok((ids, kept_out))
     }
 
@@ -350,7 +380,7 @@ impl Runtime {
             tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
             return Ok(false);
         }
-        write_effects(conn, claimed.id, before, step, claimed.contact_id, now).await?;
+        self.write_effects(conn, claimed.id, before, step, claimed.contact_id, now).await?;
         Ok(true)
     }
 
@@ -402,7 +432,7 @@ impl Runtime {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
+        self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -460,15 +490,84 @@ impl Runtime {
             .collect())
     }
 
-    /// Participants per status for a flow, for the canvas and reports.
-    pub async fn counts(&self, flow_id: i64) -> Result<Vec<(String, String, i64)>> {
+    /// Participants per version, step and status for a flow: for the canvas,
+    /// and to show what a migration to a new version would move.
+    pub async fn counts(&self, flow_id: i64) -> Result<Vec<(i64, String, String, i64)>> {
         let rows = sqlx::query(
-            "SELECT coalesce(step, ''), status, count(*) FROM participants WHERE flow_id = ? GROUP BY step, status ORDER BY step, status",
+            "SELECT version, coalesce(step, ''), status, count(*) FROM participants WHERE flow_id = ?
+             GROUP BY version, step, status ORDER BY version, step, status",
         )
         .bind(flow_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    }
+
+    /// Moves participants pinned to older versions of a flow onto its newest
+    /// version. Each keeps its step when the new version has a step with the
+    /// same id, or goes to `map[old step]`; participants whose step has
+    /// neither stay where they are and are counted. Returns (moved, left).
+    pub async fn migrate(&self, flow_id: i64, map: &HashMap<String, String>) -> Result<(usize, usize)> {
+        let mut tx = self.pool.begin().await?;
+        let newest: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
+            .bind(flow_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let newest = newest.ok_or(Error::NotPublished(flow_id))?;
+        let doc = self.version(&mut tx, flow_id, newest).await?;
+        for target in map.values() {
+            if doc.step(target).is_none() {
+                return Err(Error::BadBody {
+                    status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "unknown_step",
+                    message: format!("Version {newest} has no step “{target}” to move participants to."),
+                });
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT id, state, revision FROM participants WHERE flow_id = ? AND version < ?
+             AND status NOT IN ('completed', 'exited', 'cancelled')",
+        )
+        .bind(flow_id)
+        .bind(newest)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (mut moved, mut left) = (0, 0);
+        for row in rows {
+            let mut state: Participant = serde_json::from_str(row.get::<&str, _>("state"))
+                .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+            let target = match state.step.as_deref() {
+                None => None,
+                Some(step) => map.get(step).cloned().or_else(|| doc.step(step).map(|s| s.id.clone())),
+            };
+            let Some(target) = target.or_else(|| state.step.is_none().then(String::new)) else {
+                left += 1;
+                continue;
+            };
+            if !target.is_empty() && state.step.as_deref() != Some(target.as_str()) {
+                // A different step: it starts that step afresh, now.
+                state.step = Some(target);
+                state.phase = engine::Phase::Due;
+                state.status = Status::Ready;
+                state.next_run_at = Some(self.now());
+            }
+            sqlx::query(
+                "UPDATE participants SET version = ?, step = ?, status = ?, state = ?, next_run_at = ?, revision = revision + 1
+                 WHERE id = ? AND revision = ?",
+            )
+            .bind(newest)
+            .bind(&state.step)
+            .bind(state.status.as_str())
+            .bind(serde_json::to_string(&state).expect("participants serialize"))
+            .bind(engine::next_wake(&state).map(millis))
+            .bind(row.get::<i64, _>("id"))
+            .bind(row.get::<i64, _>("revision"))
+            .execute(&mut *tx)
+            .await?;
+            moved += 1;
+        }
+        tx.commit().await?;
+        Ok((moved, left))
     }
 
     /// Runs scheduler passes until nothing is due at the clock's `now`.
@@ -486,8 +585,10 @@ impl Runtime {
     }
 }
 
-/// The timeline records, the outbox entries and the contact's changes of one advance.
-async fn write_effects(conn: &mut SqliteConnection, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
+impl Runtime {
+/// The timeline records, the outbox entries and the contact's changes of
+/// one advance (lists it joined may enroll it into other flows).
+async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
     if !step.actions.is_empty() {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO participant_actions (participant_id, visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why) ",
@@ -539,7 +640,13 @@ async fn write_effects(conn: &mut SqliteConnection, participant_id: i64, before:
         .execute(&mut *conn)
         .await?;
     }
-    contacts::save(conn, contact_id, before, &step.contact).await
+    contacts::save(conn, contact_id, before, &step.contact).await?;
+    let joined: Vec<String> = step.contact.lists.difference(&before.lists).cloned().collect();
+    if !joined.is_empty() {
+        self.enroll_by_lists(conn, contact_id, &joined).await?;
+    }
+    Ok(())
+}
 }
 
 /// Statuses a participant can be searched by.
@@ -559,6 +666,45 @@ pub fn status_names() -> Vec<&'static str> {
     .iter()
     .map(|s| s.as_str())
     .collect()
+}
+
+/// Slow drip: the start of the first period (hour or day, UTC) from `now`
+/// with fewer than `limit` starts. `slots` counts starts per period index,
+/// filled from the database the first time a period is looked at.
+async fn drip_slot(
+    conn: &mut SqliteConnection,
+    flow_id: i64,
+    drip: &app::core::flow::SlowDrip,
+    now: Timestamp,
+    slots: &mut HashMap<i64, i64>,
+) -> Result<Timestamp> {
+    let period = match drip.per {
+        app::core::flow::DripPeriod::Hour => 3_600_000,
+        app::core::flow::DripPeriod::Day => 86_400_000,
+    };
+    let limit = i64::from(drip.limit.max(1));
+    let mut index = millis(now).div_euclid(period);
+    loop {
+        let used = match slots.get(&index) {
+            Some(used) => *used,
+            None => {
+                let used: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = ? AND starts_at >= ? AND starts_at < ?")
+                    .bind(flow_id)
+                    .bind(index * period)
+                    .bind((index + 1) * period)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                slots.insert(index, used);
+                used
+            }
+        };
+        if used < limit {
+            slots.insert(index, used + 1);
+            let start = Timestamp::from_millisecond(index * period).unwrap_or(now);
+            return Ok(start.max(now));
+        }
+        index += 1;
+    }
 }
 
 /// Runs the scheduler and the outbox dispatcher until the process ends:

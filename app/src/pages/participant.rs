@@ -1,0 +1,94 @@
+//! One participant: where it is, and its timeline — each step reached, when
+//! it was due and done, the outcome, why, and how the due time was reached.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::error_text;
+use crate::core::engine::Outcome;
+use crate::pages::ErrorNote;
+use crate::runtime_api::{get_participant, ParticipantDetail};
+
+#[component]
+pub fn ParticipantPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|id| id.parse::<i64>().ok());
+    let detail = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_participant(id).await,
+            None => Err(ServerFnError::new("There is no such participant.")),
+        }
+    });
+    view! {
+        <section class="page">
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match detail.await {
+                        Ok(detail) => view! { <Timeline detail/> }.into_any(),
+                        Err(err) => view! { <h1>"Participant"</h1><ErrorNote message=error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// A time in the contact's zone when it is known, else UTC.
+fn local(at: jiff::Timestamp, zone: Option<&str>) -> String {
+    match zone.and_then(|z| jiff::tz::TimeZone::get(z).ok()) {
+        Some(tz) => at.to_zoned(tz).strftime("%a %Y-%m-%d %H:%M %Z").to_string(),
+        None => at.strftime("%a %Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+#[component]
+fn Timeline(detail: ParticipantDetail) -> impl IntoView {
+    let zone = detail.contact_zone.clone();
+    let rows = detail
+        .timeline
+        .iter()
+        .map(|action| {
+            let outcome = match action.outcome {
+                Outcome::Completed => "completed",
+                Outcome::Skipped => "skipped",
+                Outcome::Deferred => "deferred",
+                Outcome::Failed => "failed",
+                Outcome::Pending => "pending",
+            };
+            view! {
+                <tr class=outcome data-step=action.step.clone()>
+                    <td><code>{action.step.clone()}</code></td>
+                    <td>{action.kind.replace('_', " ")} {action.manual.then_some(" (manual)")}</td>
+                    <td>{local(action.due_at, zone.as_deref())}</td>
+                    <td>{action.done_at.map(|d| local(d, zone.as_deref())).unwrap_or_else(|| "—".into())}</td>
+                    <td><span class=format!("pill {outcome}")>{outcome}</span></td>
+                    <td>
+                        {action.reason.clone()}
+                        {action.why.clone().map(|why| view! { <details><summary>"why then?"</summary>{why}</details> })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <Title text=format!("Participant {}", detail.id)/>
+        <div class="page-head">
+            <div>
+                <p class="crumbs"><a href=format!("/flows/{}", detail.flow_id)>{detail.flow_name.clone()}</a> " / participant"</p>
+                <h1>{detail.contact.clone()}</h1>
+                <p class="meta">
+                    <span class="status">{detail.status.clone()}</span>
+                    {detail.step.clone().map(|s| format!(" · at {s}"))}
+                    {format!(" · version {}", detail.version)}
+                    {detail.next_run_at.clone().map(|n| format!(" · next run {n}"))}
+                    {detail.reason.clone().map(|r| format!(" · {r}"))}
+                </p>
+            </div>
+        </div>
+        <table class="timeline">
+            <thead><tr><th>"Step"</th><th>"Kind"</th><th>"Due"</th><th>"Done"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}

@@ -1,0 +1,60 @@
+import { test, expect, Page } from "@playwright/test";
+import * as path from "path";
+
+async function open(page: Page, url: string) {
+  await page.goto(url);
+  await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
+}
+
+test("an agent completes a call from the inbox and the timeline shows it", async ({ page, request }) => {
+  const flow = await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name: "Inbox e2e",
+        steps: [
+          { id: "start", kind: "start" },
+          { id: "call", kind: "call", name: "Intro call", settings: { owner: "user:agent-1" } },
+          { id: "wait", kind: "wait", settings: { mode: "duration", amount: 2, unit: "days" } },
+          { id: "done", kind: "exit" },
+        ],
+        edges: [
+          { from: "start", port: "next", to: "call" },
+          { from: "call", port: "next", to: "wait" },
+          { from: "wait", port: "next", to: "done" },
+        ],
+      },
+    },
+  });
+  expect(flow.status()).toBe(201);
+  const flowId = (await flow.json()).id;
+  expect((await request.post(`/api/v1/flows/${flowId}/publish`)).status()).toBe(201);
+  const contact = await request.post("/api/v1/contacts", {
+    data: { email: "grace@example.com", mobile: "+15550123", timezone: "Europe/Paris" },
+  });
+  const contactId = (await contact.json()).id;
+  const enrolled = await request.post(`/api/v1/flows/${flowId}/enroll`, { data: { contact_ids: [contactId] } });
+  const participant = (await enrolled.json()).enrolled[0];
+
+  // the scheduler reaches the call within a moment
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/participants/${participant}`)).json()).step, { timeout: 10_000 })
+    .toBe("call");
+
+  await open(page, "/inbox?owner=agent-1");
+  const row = page.locator(`tr[data-participant="${participant}"]`);
+  await expect(row).toContainText("Call grace@example.com");
+  await page.screenshot({ path: path.join("screenshots", "06-inbox.png"), fullPage: true });
+  await row.getByLabel("Disposition").fill("interested");
+  await row.getByRole("button", { name: "Complete" }).click();
+  await expect(row).toHaveCount(0);
+
+  await open(page, `/participants/${participant}`);
+  const call = page.locator('table.timeline tr[data-step="call"]');
+  await expect(call).toContainText("completed");
+  await expect(call).toContainText("disposition: interested");
+  const wait = page.locator('table.timeline tr[data-step="wait"]');
+  await expect(wait).toContainText("pending");
+  await expect(wait).toContainText("CET"); // times in the contact's zone
+  await page.screenshot({ path: path.join("screenshots", "07-timeline.png"), fullPage: true });
+});

@@ -1,0 +1,110 @@
+//! The runtime behind the inbox and participant pages' server functions.
+
+use leptos::prelude::ServerFnError;
+use sqlx::Row;
+
+use app::core::engine::{Event, ManualOutcome};
+use app::runtime_api::{ParticipantDetail, RuntimeBackend, Task};
+
+use super::{contacts, Runtime};
+use crate::error::Error;
+
+fn to_server_error(err: Error) -> ServerFnError {
+    if err.status().is_server_error() {
+        tracing::error!(error = %err, "server function failed");
+    }
+    ServerFnError::new(err.public_message())
+}
+
+fn contact_label(email: Option<String>, mobile: Option<String>, id: i64) -> String {
+    email.or(mobile).unwrap_or_else(|| format!("Contact {id}"))
+}
+
+#[async_trait::async_trait]
+impl RuntimeBackend for Runtime {
+    async fn tasks(&self, owner: Option<String>) -> Result<Vec<Task>, ServerFnError> {
+        let rows = sqlx::query(
+            "SELECT a.participant_id, p.flow_id, f.name, p.contact_id, c.email, c.mobile, a.step, a.kind, a.subject, a.owner,
+                    a.due_at, a.outcome
+             FROM participant_actions a
+             JOIN participants p ON p.id = a.participant_id
+             JOIN flows f ON f.id = p.flow_id
+             JOIN contacts c ON c.id = p.contact_id
+             WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND p.status = 'waiting'
+               AND (?1 IS NULL OR a.owner = ?1)
+             ORDER BY a.due_at LIMIT 500",
+        )
+        .bind(owner)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|err| to_server_error(err.into()))?;
+        Ok(rows
+            .iter()
+            .map(|r| Task {
+                participant_id: r.get(0),
+                flow_id: r.get(1),
+                flow_name: r.get(2),
+                contact_id: r.get(3),
+                contact: contact_label(r.get(4), r.get(5), r.get(3)),
+                step: r.get(6),
+                kind: r.get(7),
+                subject: r.get(8),
+                owner: r.get(9),
+                due_at: r.get(10),
+                deferred: r.get::<String, _>(11) == "deferred",
+            })
+            .collect())
+    }
+
+    async fn task_owners(&self) -> Result<Vec<String>, ServerFnError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT owner FROM participant_actions WHERE manual = 1 AND outcome IN ('pending', 'deferred') AND owner IS NOT NULL ORDER BY owner",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|err| to_server_error(err.into()))
+    }
+
+    async fn act(&self, participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError> {
+        let outcome = match outcome.as_str() {
+            "completed" => ManualOutcome::Completed,
+            "skipped" => ManualOutcome::Skipped,
+            "deferred" => {
+                let until = until.ok_or_else(|| ServerFnError::new("Say until when to defer it."))?;
+                let until = until
+                    .trim()
+                    .parse()
+                    .map_err(|_| ServerFnError::new(format!("“{until}” is not a date and time like 2026-12-01T09:00:00Z.")))?;
+                ManualOutcome::Deferred { until }
+            }
+            other => return Err(ServerFnError::new(format!("“{other}” is not complete, skip or defer."))),
+        };
+        self.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ()).map_err(to_server_error)
+    }
+
+    async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError> {
+        let view = Runtime::participant(self, id).await.map_err(to_server_error)?;
+        let timeline = self.timeline(id).await.map_err(to_server_error)?;
+        let flow_name: String = sqlx::query("SELECT name FROM flows WHERE id = ?")
+            .bind(view.flow_id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(|err| to_server_error(err.into()))?
+            .get(0);
+        let mut conn = self.pool().acquire().await.map_err(|err| to_server_error(err.into()))?;
+        let contact = contacts::load(&mut conn, view.contact_id).await.map_err(to_server_error)?;
+        Ok(ParticipantDetail {
+            id,
+            flow_id: view.flow_id,
+            flow_name,
+            version: view.version,
+            contact: contact_label(contact.email.clone(), contact.mobile.clone(), view.contact_id),
+            contact_zone: contact.timezone.clone(),
+            status: view.status,
+            step: view.step,
+            reason: view.reason,
+            next_run_at: view.next_run_at.map(|t| t.to_string()),
+            timeline,
+        })
+    }
+}
