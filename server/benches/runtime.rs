@@ -128,7 +128,7 @@ async fn lateness() {
         .iter()
         .map(|(contact, ran)| {
             let ran: Timestamp = ran.parse().unwrap();
-            (ran - due(*contact as usize - 1)).as_secs_f64() * 1e3
+            ran.duration_since(due(*contact as usize - 1)).as_secs_f64() * 1e3
         })
         .collect();
     late.sort_by(f64::total_cmp);

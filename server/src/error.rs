@@ -41,6 +41,9 @@ pub enum Error {
     /// 409 `nothing_to_do`: the participant is not waiting for a person.
     #[error("Participant {0} is not waiting for a person to act.")]
     NoPendingAction(i64),
+    /// 409 `not_failed`: only a failed participant can be retried.
+    #[error("Participant {0} has not failed; only failed participants can be retried.")]
+    NotFailed(i64),
     /// 422 `flow_not_published`.
     #[error("Flow {0} has no published version yet; publish it before enrolling.")]
     NotPublished(i64),
@@ -91,7 +94,8 @@ impl Error {
             | Error::StaleRevision { .. }
             | Error::ContactExists(_)
             | Error::FlowHasParticipants(_)
-            | Error::NoPendingAction(_) => StatusCode::CONFLICT,
+            | Error::NoPendingAction(_)
+            | Error::NotFailed(_) => StatusCode::CONFLICT,
             Error::EmptyName
             | Error::InvalidDocument(_)
             | Error::TooManySteps(_)
@@ -115,6 +119,7 @@ impl Error {
             Error::ContactExists(_) => "contact_exists",
             Error::FlowHasParticipants(_) => "flow_has_participants",
             Error::NoPendingAction(_) => "nothing_to_do",
+            Error::NotFailed(_) => "not_failed",
             Error::NotPublished(_) => "flow_not_published",
             Error::NameTaken(_) => "flow_name_taken",
             Error::StaleRevision { .. } => "stale_revision",

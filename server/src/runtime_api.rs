@@ -23,11 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/contacts/{id}", get(get_contact))
         .route("/contacts/{id}/lists", post(add_to_list))
         .route("/flows/{id}/enroll", post(enroll))
+        .route("/flows/{id}/enroll/csv", post(enroll_csv))
         .route("/flows/{id}/participants/counts", get(counts))
         .route("/flows/{id}/migrate", post(migrate))
         .route("/participants/{id}", get(get_participant))
         .route("/participants/{id}/timeline", get(timeline))
         .route("/participants/{id}/action", post(act))
+        .route("/participants/{id}/retry", post(retry))
         .route("/tasks", get(tasks))
 }
 
@@ -93,6 +95,70 @@ async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(bod
     Ok((StatusCode::CREATED, Json(json!({"enrolled": enrolled, "kept_out_by_reentry": kept_out}))).into_response())
 }
 
+/// Enrolls the contacts of a CSV file (header row; `email` or `mobile`
+/// required; `timezone`, `owner` and any other column become fields).
+/// Existing contacts are found by email, or by mobile; new ones are created.
+/// A row without either is reported by its line number and nothing is
+/// written for the file.
+async fn enroll_csv(State(state): State<AppState>, Path(raw): Path<String>, body: String) -> Result<Response> {
+    let flow = id(&raw, Error::FlowNotFound)?;
+    let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_csv", message };
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_bytes());
+    let headers: Vec<String> = reader.headers().map_err(|err| bad(format!("The CSV cannot be read: {err}")))?.iter().map(|h| h.to_lowercase()).collect();
+    if !headers.iter().any(|h| h == "email" || h == "mobile") {
+        return Err(bad("The CSV needs an `email` or a `mobile` column.".into()));
+    }
+    let mut contacts_in_file = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|err| bad(format!("Line {line}: {err}")))?;
+        let mut contact = Contact::default();
+        for (header, value) in headers.iter().zip(record.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            match header.as_str() {
+                "email" => contact.email = Some(value.to_owned()),
+                "mobile" => contact.mobile = Some(value.to_owned()),
+                "timezone" => contact.timezone = Some(value.to_owned()),
+                "owner" => contact.owner = Some(value.to_owned()),
+                field => {
+                    contact.fields.insert(field.to_owned(), serde_json::Value::String(value.to_owned()));
+                }
+            }
+        }
+        if contact.email.is_none() && contact.mobile.is_none() {
+            return Err(bad(format!("Line {line} has neither an email nor a mobile number.")));
+        }
+        contacts_in_file.push(contact);
+    }
+    let mut tx = state.runtime.pool().begin().await?;
+    let mut ids = Vec::with_capacity(contacts_in_file.len());
+    let mut created = 0;
+    for contact in &contacts_in_file {
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM contacts WHERE (?1 IS NOT NULL AND lower(email) = lower(?1)) OR (?1 IS NULL AND mobile = ?2) LIMIT 1",
+        )
+        .bind(&contact.email)
+        .bind(&contact.mobile)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                created += 1;
+                contacts::insert(&mut tx, contact).await?
+            }
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    tx.commit().await?;
+    let (enrolled, kept_out) = state.runtime.enroll(flow, &ids).await?;
+    Ok((StatusCode::CREATED, Json(json!({"rows": contacts_in_file.len(), "contacts_created": created, "enrolled": enrolled, "kept_out_by_reentry": kept_out}))).into_response())
+}
+
 async fn counts(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
     let flow = id(&raw, Error::FlowNotFound)?;
     let rows = state.runtime.counts(flow).await?;
@@ -149,6 +215,11 @@ async fn act(State(state): State<AppState>, Path(raw): Path<String>, Json(body):
         other => return Err(bad(format!("“{other}” is not completed, skipped or deferred."))),
     };
     Ok(Json(state.runtime.deliver(participant, Event::Manual { outcome, disposition: body.disposition }).await?))
+}
+
+/// Runs a failed participant's step again.
+async fn retry(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    Ok(Json(state.runtime.retry(id(&raw, Error::ParticipantNotFound)?).await?))
 }
 
 #[derive(Deserialize)]

@@ -303,3 +303,32 @@ async fn pages_render_on_the_server_with_the_demo_flow() {
     let review = api.get("/review").await;
     assert!(review.text.contains("sms_multi_segment"));
 }
+
+#[tokio::test]
+async fn enrolling_from_csv_finds_or_creates_contacts_and_refuses_bad_rows_whole() {
+    let api = Api::new().await;
+    let doc = json!({"format": "waymark.flow/v1", "name": "CSV",
+                     "steps": [{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}],
+                     "edges": [{"from": "s", "port": "next", "to": "x"}]});
+    let id = api.json(Method::POST, "/api/v1/flows", json!({"document": doc})).await.body["id"].as_i64().unwrap();
+    let csv_body = |text: &str| Some(text.as_bytes().to_vec());
+    let early = api.send(Method::POST, &format!("/api/v1/flows/{id}/enroll/csv"), csv_body("email\na@x.test\n"), Some("text/csv")).await;
+    assert_problem(&early, StatusCode::UNPROCESSABLE_ENTITY, "flow_not_published");
+    api.send(Method::POST, &format!("/api/v1/flows/{id}/publish"), None, None).await;
+
+    let existing = api.json(Method::POST, "/api/v1/contacts", json!({"email": "Ada@X.test"})).await;
+    assert_eq!(existing.status, StatusCode::CREATED);
+    let file = "email,first_name,timezone\nada@x.test,Ada,Europe/London\nbob@x.test,Bob,\nbob@x.test,Bob,\n";
+    let reply = api.send(Method::POST, &format!("/api/v1/flows/{id}/enroll/csv"), csv_body(file), Some("text/csv")).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["rows"], 3);
+    assert_eq!(reply.body["contacts_created"], 1, "Ada existed; Bob is created once");
+    assert_eq!(reply.body["enrolled"].as_array().unwrap().len(), 2);
+
+    let bad = "email,mobile\ncarol@x.test,\n,\n";
+    let reply = api.send(Method::POST, &format!("/api/v1/flows/{id}/enroll/csv"), csv_body(bad), Some("text/csv")).await;
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv");
+    assert!(reply.body["detail"].as_str().unwrap().contains("Line 3"));
+    let carol: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE email = 'carol@x.test'").fetch_one(api.store.pool()).await.unwrap();
+    assert_eq!(carol, 0, "nothing from a refused file is written");
+}

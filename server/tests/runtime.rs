@@ -83,7 +83,7 @@ async fn ten_thousand_participants_wait_update_branch_and_finish() {
 
     let first = w.runtime.run_until_idle().await.unwrap();
     assert_eq!(first.committed, 10_000);
-    assert_eq!(first.transitions, 20_000, "start + the wait's pending record, each");
+    assert_eq!(first.transitions, 20_000, "each entered start and the wait");
 
     // nothing is due until a day has passed
     w.clock.advance(SignedDuration::from_hours(23));
@@ -91,6 +91,7 @@ async fn ten_thousand_participants_wait_update_branch_and_finish() {
     w.clock.advance(SignedDuration::from_hours(1));
     let second = w.runtime.run_until_idle().await.unwrap();
     assert_eq!(second.committed, 10_000);
+    assert_eq!(second.transitions, 35_900, "score, hot, done for all; vip for 5,900");
 
     let pool = w.runtime.pool();
     let statuses: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM participants GROUP BY status").fetch_all(pool).await.unwrap();
@@ -262,6 +263,17 @@ async fn an_unconfigured_channel_fails_the_participant_with_a_readable_reason() 
     let view = w.runtime.participant(p).await.unwrap();
     assert_eq!(view.status, "failed");
     assert_eq!(view.reason.as_deref(), Some("no email (SMTP) server is configured"));
+
+    // retried (say, after the server is configured): the step runs again as a new visit
+    assert_eq!(w.runtime.retry(p + 1000).await.unwrap_err().code(), "participant_not_found");
+    let again = w.runtime.retry(p).await.unwrap();
+    assert_eq!(again.status, "ready");
+    w.runtime.run_until_idle().await.unwrap();
+    let keys: Vec<String> = sqlx::query_scalar("SELECT idempotency_key FROM outbox ORDER BY id").fetch_all(w.runtime.pool()).await.unwrap();
+    assert_eq!(keys, [format!("{p}:e:2:1"), format!("{p}:e:3:1")], "a new key for the new try");
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!(timeline.iter().map(|a| a.outcome).collect::<Vec<_>>(), [Outcome::Completed, Outcome::Failed, Outcome::Pending]);
+    assert_eq!(w.runtime.retry(p).await.unwrap_err().code(), "not_failed");
 }
 
 #[tokio::test]

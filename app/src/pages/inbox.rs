@@ -62,6 +62,14 @@ pub fn InboxPage() -> impl IntoView {
     }
 }
 
+/// `2026-11-22T13:26:30.857Z` as `Sun 2026-11-22 13:26 UTC`.
+fn readable(timestamp: &str) -> String {
+    timestamp
+        .parse::<jiff::Timestamp>()
+        .map(|at| at.strftime("%a %Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| timestamp.to_owned())
+}
+
 #[component]
 fn TaskRow(task: Task, act: ServerAction<ActOnTask>) -> impl IntoView {
     let deferring = RwSignal::new(false);
@@ -69,7 +77,7 @@ fn TaskRow(task: Task, act: ServerAction<ActOnTask>) -> impl IntoView {
     let what = task.subject.clone().unwrap_or_else(|| task.step.clone());
     view! {
         <tr data-participant=id data-kind=task.kind.clone()>
-            <td class="due">{task.due_at.clone()} {task.deferred.then_some(" (deferred)")}</td>
+            <td class="due">{readable(&task.due_at)} {task.deferred.then_some(" (deferred)")}</td>
             <td><span class="pill">{task.kind.replace('_', " ")}</span> " " {what}</td>
             <td><a href=format!("/participants/{id}")>{task.contact.clone()}</a></td>
             <td><a href=format!("/flows/{}", task.flow_id)>{task.flow_name.clone()}</a></td>

@@ -45,6 +45,7 @@ fn local(at: jiff::Timestamp, zone: Option<&str>) -> String {
 #[component]
 fn Timeline(detail: ParticipantDetail) -> impl IntoView {
     let zone = detail.contact_zone.clone();
+    let row_zone = zone.clone();
     let rows = detail
         .timeline
         .iter()
@@ -60,8 +61,8 @@ fn Timeline(detail: ParticipantDetail) -> impl IntoView {
                 <tr class=outcome data-step=action.step.clone()>
                     <td><code>{action.step.clone()}</code></td>
                     <td>{action.kind.replace('_', " ")} {action.manual.then_some(" (manual)")}</td>
-                    <td>{local(action.due_at, zone.as_deref())}</td>
-                    <td>{action.done_at.map(|d| local(d, zone.as_deref())).unwrap_or_else(|| "—".into())}</td>
+                    <td>{local(action.due_at, row_zone.as_deref())}</td>
+                    <td>{action.done_at.map(|d| local(d, row_zone.as_deref())).unwrap_or_else(|| "—".into())}</td>
                     <td><span class=format!("pill {outcome}")>{outcome}</span></td>
                     <td>
                         {action.reason.clone()}
@@ -81,7 +82,7 @@ fn Timeline(detail: ParticipantDetail) -> impl IntoView {
                     <span class="status">{detail.status.clone()}</span>
                     {detail.step.clone().map(|s| format!(" · at {s}"))}
                     {format!(" · version {}", detail.version)}
-                    {detail.next_run_at.clone().map(|n| format!(" · next run {n}"))}
+                    {detail.next_run_at.as_deref().and_then(|n| n.parse().ok()).map(|n| format!(" · next run {}", local(n, zone.as_deref())))}
                     {detail.reason.clone().map(|r| format!(" · {r}"))}
                 </p>
             </div>

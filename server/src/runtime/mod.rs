@@ -96,7 +96,7 @@ pub struct Runtime {
 pub struct Tick {
     pub claimed: usize,
     pub committed: usize,
-    /// Steps reached (timeline records written).
+    /// Steps entered (each a transition of one participant).
     pub transitions: usize,
 }
 
@@ -349,7 +349,7 @@ impl Runtime {
         for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
             if self.commit(&mut tx, participant, before, step, batch.now).await? {
                 tick.committed += 1;
-                tick.transitions += step.actions.len();
+                tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
             }
         }
         tx.commit().await?;
@@ -501,6 +501,39 @@ impl Runtime {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    }
+
+    /// Runs a failed participant's step again, as a new visit (the failed
+    /// record stays on the timeline; effects get new idempotency keys).
+    pub async fn retry(&self, id: i64) -> Result<ParticipantView> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT state, revision FROM participants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::ParticipantNotFound(id))?;
+        let mut state: Participant = serde_json::from_str(row.get::<&str, _>("state"))
+            .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+        if state.status != Status::Failed || state.step.is_none() {
+            return Err(Error::NotFailed(id));
+        }
+        state.status = Status::Ready;
+        state.phase = engine::Phase::Due;
+        state.reason = None;
+        state.visit += 1;
+        state.due_at = Some(now);
+        state.next_run_at = Some(now);
+        sqlx::query("UPDATE participants SET status = 'ready', state = ?, next_run_at = ?, revision = revision + 1, updated_at = ? WHERE id = ? AND revision = ?")
+            .bind(serde_json::to_string(&state).expect("participants serialize"))
+            .bind(millis(now))
+            .bind(now.to_string())
+            .bind(id)
+            .bind(row.get::<i64, _>("revision"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.participant(id).await
     }
 
     /// Moves participants pinned to older versions of a flow onto its newest
