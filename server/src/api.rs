@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/flows/{id}/versions/{number}", get(get_version))
         .route("/flows/{id}/export", get(export))
         .route("/validate", post(validate_document))
+        .route("/groups", get(list_groups))
+        .route("/groups/{name}", axum::routing::put(put_group))
 }
 
 /// Reads a document from a JSON value, refusing unreadable shapes and
@@ -174,4 +176,13 @@ async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Result
         draft.document.to_canonical_json(),
     )
         .into_response())
+}
+
+async fn list_groups(State(state): State<AppState>) -> Result<impl IntoResponse> {
+    Ok(Json(state.store.group_names().await?))
+}
+
+/// Creates or replaces an action group from a document; answers its findings.
+async fn put_group(State(state): State<AppState>, Path(name): Path<String>, Json(body): Json<Value>) -> Result<impl IntoResponse> {
+    Ok(Json(state.store.save_group(&name, document(&body)?).await?))
 }

@@ -14,7 +14,7 @@ use sqlx::{Row, SqlitePool};
 
 use app::api::{FlowDetail, FlowSummary, ReviewRow};
 use app::core::kinds::StepKind;
-use app::core::validate::LinkedFlow;
+use app::core::validate::{LinkedFlow, LinkedGroup};
 use app::core::{validate, Context, FlowDocument, Findings, Level};
 
 use crate::error::{Error, Result, MAX_STEPS};
@@ -97,6 +97,20 @@ fn read_document(text: &str) -> Result<FlowDocument> {
     FlowDocument::from_json(text).map_err(|err| Error::Internal(anyhow::anyhow!("stored document unreadable: {err}")))
 }
 
+/// The groups a document runs, from steps and call dispositions.
+fn runs(doc: &FlowDocument) -> Vec<String> {
+    let mut names = Vec::new();
+    for step in &doc.steps {
+        if step.kind == StepKind::RunActionGroup {
+            names.extend(step.setting_str("group").map(str::to_owned));
+        }
+        if let Some(dispositions) = step.settings.get("dispositions").and_then(serde_json::Value::as_object) {
+            names.extend(dispositions.values().filter_map(|g| g.as_str().map(str::to_owned)));
+        }
+    }
+    names
+}
+
 /// The go_to_flow targets of a document, for [`LinkedFlow::goes_to`].
 fn goes_to(doc: &FlowDocument) -> Vec<String> {
     doc.steps
@@ -123,7 +137,48 @@ impl Store {
         &self.pool
     }
 
-    /// What the validator needs to know about the other flows.
+    /// Action groups by lower-case name, as the engine runs them.
+    pub async fn groups(&self) -> Result<std::collections::HashMap<String, FlowDocument>> {
+        let rows = sqlx::query("SELECT name, document FROM action_groups").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.get::<String, _>("name").to_lowercase(), read_document(row.get("document"))?)))
+            .collect()
+    }
+
+    /// Creates or replaces an action group. Its steps are validated like a
+    /// flow's; the findings come back, and errors do not block saving.
+    pub async fn save_group(&self, name: &str, mut doc: FlowDocument) -> Result<Findings> {
+        let name = clean_name(name)?;
+        if doc.steps.len() > MAX_STEPS {
+            return Err(Error::TooManySteps(doc.steps.len()));
+        }
+        doc.name = name.clone();
+        doc.canonicalize();
+        let mut context = self.context(None).await?;
+        if let Some(groups) = context.groups.as_mut() {
+            groups.retain(|g| !g.name.eq_ignore_ascii_case(&name));
+            groups.push(LinkedGroup { name: name.clone(), runs: runs(&doc) });
+        }
+        let findings = validate(&doc, &context);
+        let at = now();
+        sqlx::query(
+            "INSERT INTO action_groups (name, document, created_at, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+        )
+        .bind(&name)
+        .bind(doc.to_canonical_json())
+        .bind(&at)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(findings)
+    }
+
+    pub async fn group_names(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM action_groups ORDER BY name COLLATE NOCASE").fetch_all(&self.pool).await?)
+    }
+
+    /// What the validator needs to know about the other flows and the groups.
     async fn context(&self, flow_id: Option<i64>) -> Result<Context> {
         let rows = sqlx::query("SELECT id, name, goes_to FROM flows").fetch_all(&self.pool).await?;
         let flows = rows
@@ -135,7 +190,9 @@ impl Store {
                 goes_to: serde_json::from_str(row.get::<&str, _>("goes_to")).unwrap_or_default(),
             })
             .collect();
-        Ok(Context { flow_id: flow_id.map(|id| id.to_string()), flows: Some(flows), groups: None })
+        let groups = self.groups().await?;
+        let groups = groups.values().map(|doc| LinkedGroup { name: doc.name.clone(), runs: runs(doc) }).collect();
+        Ok(Context { flow_id: flow_id.map(|id| id.to_string()), flows: Some(flows), groups: Some(groups) })
     }
 
     pub async fn validate(&self, flow_id: Option<i64>, doc: &FlowDocument) -> Result<Findings> {
@@ -368,7 +425,7 @@ impl Store {
             let context = Context {
                 flow_id: Some(id.to_string()),
                 flows: all.flows.as_ref().map(|flows| flows.iter().filter(|f| f.id != id.to_string()).cloned().collect()),
-                groups: None,
+                groups: all.groups.clone(),
             };
             let findings = validate(&doc, &context);
             for (level, list) in [(Level::Error, findings.errors), (Level::Warning, findings.warnings)] {

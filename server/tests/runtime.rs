@@ -386,3 +386,43 @@ async fn participants_stay_on_their_version_until_migrated() {
     let view = w.runtime.participant(ps[0]).await.unwrap();
     assert_eq!((view.version, view.step.as_deref(), view.status.as_str()), (2, Some("intro_call"), "waiting"));
 }
+
+#[tokio::test]
+async fn stored_action_groups_run_and_recursion_is_reported_before_publish() {
+    let w = world().await;
+    let group = |runs: &str| {
+        FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "steps": [
+            {"id": "s", "kind": "start"}, {"id": "u", "kind": "update_contact", "settings": {"changes": [{"field": "stage", "op": "set", "value": "qualified"}]}},
+            {"id": "r", "kind": "run_action_group", "settings": {"group": runs}}],
+            "edges": [{"from": "s", "port": "next", "to": "u"}, {"from": "u", "port": "next", "to": "r"}]}))
+        .unwrap()
+    };
+    let findings = w.store.save_group("Qualify", group("Tag")).await.unwrap();
+    assert_eq!(findings.errors[0].code, app::core::Code::UnknownTarget, "Tag does not exist yet");
+    let tag = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "steps": [
+        {"id": "s", "kind": "start"}, {"id": "l", "kind": "add_to_list", "settings": {"list": "Tagged"}}],
+        "edges": [{"from": "s", "port": "next", "to": "l"}]})).unwrap();
+    assert!(w.store.save_group("Tag", tag).await.unwrap().errors.is_empty());
+
+    let flow = publish(
+        &w.store,
+        "Grouped",
+        json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "run_action_group", "settings": {"group": "qualify"}}]),
+        &["s->g"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 1, |_| Contact { email: Some("g@x.test".into()), ..Contact::default() }).await;
+    w.runtime.enroll(flow, &ids).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    let mut conn = w.runtime.pool().acquire().await.unwrap();
+    let contact = contacts::load(&mut conn, ids[0]).await.unwrap();
+    assert_eq!(contact.fields["stage"], json!("qualified"));
+    assert!(contact.lists.contains("Tagged"), "the nested group ran too");
+
+    // Tag now runs Qualify, which runs Tag: the flow that runs them is told before publishing
+    let findings = w.store.save_group("Tag", group("Qualify")).await.unwrap();
+    assert!(findings.errors.iter().any(|f| f.code == app::core::Code::Recursion), "{findings:?}");
+    let draft = w.store.draft(flow).await.unwrap();
+    assert!(draft.findings.errors.iter().any(|f| f.code == app::core::Code::Recursion));
+    assert_eq!(w.store.publish(flow, None, "test").await.unwrap_err().code(), "publish_blocked");
+}

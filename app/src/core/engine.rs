@@ -180,6 +180,9 @@ pub struct Command {
     pub step: String,
     pub visit: u32,
     pub attempt: u32,
+    /// Position among this visit's commands (an action group makes several).
+    #[serde(default)]
+    pub seq: u32,
     /// Whether the participant waits for the outcome (as [`Event::Effect`]).
     pub awaited: bool,
     pub effect: Effect,
@@ -296,8 +299,46 @@ pub fn next_wake(participant: &Participant) -> Option<Timestamp> {
 
 /// Moves `participant` as far as it can go at `now` in response to `event`.
 pub fn advance(flow: &FlowDocument, participant: &Participant, contact: &Contact, event: Event, now: Timestamp) -> Advance {
+    advance_with(flow, &NoGroups, participant, contact, event, now)
+}
+
+/// Action groups a flow can run, found by name (case-insensitive).
+pub trait Groups {
+    fn group(&self, name: &str) -> Option<&FlowDocument>;
+}
+
+/// For flows that run no action groups.
+pub struct NoGroups;
+
+impl Groups for NoGroups {
+    fn group(&self, _name: &str) -> Option<&FlowDocument> {
+        None
+    }
+}
+
+/// Groups keyed by lower-case name.
+impl Groups for std::collections::HashMap<String, FlowDocument> {
+    fn group(&self, name: &str) -> Option<&FlowDocument> {
+        self.get(&name.to_lowercase())
+    }
+}
+
+/// Nesting deeper than this is refused at run time (validation refuses
+/// recursion before publishing).
+pub const MAX_GROUP_DEPTH: usize = 8;
+
+/// [`advance`], for a flow that may run action groups.
+pub fn advance_with(
+    flow: &FlowDocument,
+    groups: &dyn Groups,
+    participant: &Participant,
+    contact: &Contact,
+    event: Event,
+    now: Timestamp,
+) -> Advance {
     let mut run = Run {
         flow,
+        groups,
         p: participant.clone(),
         contact: contact.clone(),
         commands: Vec::new(),
@@ -321,6 +362,7 @@ enum Next {
 
 struct Run<'a> {
     flow: &'a FlowDocument,
+    groups: &'a dyn Groups,
     p: Participant,
     contact: Contact,
     commands: Vec<Command>,
@@ -375,10 +417,20 @@ impl Run<'_> {
                     }
                     ManualOutcome::Completed | ManualOutcome::Skipped => {
                         let completed = outcome == ManualOutcome::Completed;
+                        let mut reason = disposition.as_ref().map(|d| format!("disposition: {d}"));
                         if completed {
                             self.apply_record_updates();
+                            // A disposition may run an action group.
+                            let group = disposition.as_deref().and_then(|d| {
+                                let step = self.current_step()?;
+                                let groups = step.settings.get("dispositions")?.as_object()?;
+                                groups.iter().find(|(k, _)| k.eq_ignore_ascii_case(d)).and_then(|(_, g)| g.as_str()).map(str::to_owned)
+                            });
+                            if let Some(group) = group {
+                                let ran = self.run_group(&group, 0).unwrap_or_else(|why| why);
+                                reason = Some(format!("{}; {ran}", reason.unwrap_or_default()));
+                            }
                         }
-                        let reason = disposition.map(|d| format!("disposition: {d}"));
                         self.finish_current(if completed { Outcome::Completed } else { Outcome::Skipped }, reason);
                         if self.leave("next") {
                             self.run();
@@ -644,8 +696,11 @@ impl Run<'_> {
                 Next::Stay
             }
             StepSettings::RunActionGroup(s) => {
-                self.command(false, Effect::RunActionGroup { group: s.group.unwrap_or_default() });
-                self.completed(None, "next")
+                let name = s.group.unwrap_or_default();
+                match self.run_group(&name, 0) {
+                    Ok(summary) => self.completed(Some(summary), "next"),
+                    Err(reason) => self.skipped(&reason),
+                }
             }
             StepSettings::SendEmail(s) => self.send_email(s),
             StepSettings::SendSms(s) => {
@@ -782,6 +837,138 @@ impl Run<'_> {
         }
     }
 
+    /// Runs an action group inline, at this instant: its record updates,
+    /// branches, notifications and fire-and-forget effects. Waits and manual
+    /// steps cannot run inside a group and are passed over, said so in the
+    /// summary. Returns what ran, or why the group could not run.
+    fn run_group(&mut self, name: &str, depth: usize) -> Result<String, String> {
+        if depth >= MAX_GROUP_DEPTH {
+            return Err(format!("action groups nest more than {MAX_GROUP_DEPTH} deep"));
+        }
+        let groups = self.groups;
+        let group = groups.group(name).ok_or_else(|| format!("action group “{name}” does not exist"))?;
+        let mut current = group.steps.iter().find(|s| s.kind == StepKind::Start).map(|s| s.id.clone());
+        let mut ran: Vec<String> = Vec::new();
+        let mut passed_over: Vec<String> = Vec::new();
+        let mut taken = 0;
+        while let Some(id) = current.take() {
+            taken += 1;
+            if taken > 200 {
+                return Err(format!("action group “{name}” loops"));
+            }
+            let Some(step) = group.step(&id) else { break };
+            let port: Option<String> = if step.guard.as_ref().is_some_and(|g| !criteria_met(&self.contact, &g.criteria, g.logic.as_ref())) {
+                passed_over.push(format!("{} (criteria unmet)", step.id));
+                Some("next".into())
+            } else {
+                match StepSettings::read(step) {
+                    Ok(StepSettings::Start(_)) => Some("next".into()),
+                    Ok(StepSettings::UpdateContact(u)) => {
+                        apply_changes(&mut self.contact, &u.changes);
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::AddToList(l)) => {
+                        self.contact.lists.insert(l.list.unwrap_or_default());
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::RemoveFromList(l)) => {
+                        let list = l.list.unwrap_or_default();
+                        self.contact.lists.retain(|x| !x.eq_ignore_ascii_case(&list));
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::OptOut(o)) => {
+                        self.contact.opted_out.insert(o.channel.unwrap_or_else(|| "all".into()));
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::Block) => {
+                        self.contact.blocked = true;
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::Condition(c)) => {
+                        let met = criteria_met(&self.contact, &c.criteria, c.logic.as_ref());
+                        ran.push(step.id.clone());
+                        Some(if met { "yes" } else { "no" }.into())
+                    }
+                    Ok(StepSettings::Split(sp)) => {
+                        let d = draw(self.p.seed, &format!("{name}/{}", step.id), self.p.visit);
+                        let mut floor = 0.0;
+                        ran.push(step.id.clone());
+                        sp.branches.iter().find(|b| {
+                            floor += b.percent.unwrap_or(0.0);
+                            d < floor
+                        }).or(sp.branches.last()).map(|b| b.port.clone())
+                    }
+                    Ok(StepSettings::NotifyEmail(n)) => {
+                        let to = self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default());
+                        let subject = render(n.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                        let text = render(n.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                        self.command(false, Effect::NotifyEmail { to, subject, text });
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::NotifySms(n)) => {
+                        let to = self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default());
+                        let text = render(n.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                        self.command(false, Effect::NotifySms { to, text });
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::CreateActivity(a)) => {
+                        let owner = self.owner(a.owner.as_deref());
+                        let title = render(a.title.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+                        self.command(false, Effect::CreateActivity { activity: a.activity_type.unwrap_or_default(), title, owner });
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::RunScript(r)) => {
+                        self.command(false, Effect::RunScript { script: r.script.unwrap_or_default() });
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::Webhook(h)) => {
+                        self.command(false, Effect::Webhook {
+                            method: h.method.unwrap_or_else(|| "POST".into()),
+                            url: render(h.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                            format: h.format.unwrap_or_else(|| "json".into()),
+                            headers: h.headers,
+                            body: render_value(h.body.unwrap_or(Value::Null), &self.contact),
+                        });
+                        ran.push(step.id.clone());
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::GoToFlow(g)) => {
+                        let mode = g.mode.unwrap_or_else(|| "copy".into());
+                        self.command(false, Effect::GoToFlow { flow: g.flow.unwrap_or_default(), mode: "copy".into() });
+                        ran.push(format!("{} ({mode} as copy)", step.id));
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::RunActionGroup(inner)) => {
+                        let inner = inner.group.unwrap_or_default();
+                        let summary = self.run_group(&inner, depth + 1)?;
+                        ran.push(format!("{} [{summary}]", step.id));
+                        Some("next".into())
+                    }
+                    Ok(StepSettings::Exit(_)) => None,
+                    Ok(_) | Err(_) => {
+                        passed_over.push(format!("{} ({} cannot run inside a group)", step.id, step.kind.label()));
+                        Some("next".into())
+                    }
+                }
+            };
+            current = port.and_then(|port| group.edges.iter().find(|e| e.from == id && e.port == port)).map(|e| e.to.clone());
+        }
+        let mut summary = format!("ran “{name}”: {}", if ran.is_empty() { "nothing".to_owned() } else { ran.join(", ") });
+        if !passed_over.is_empty() {
+            summary.push_str(&format!("; passed over {}", passed_over.join(", ")));
+        }
+        Ok(summary)
+    }
+
     fn contact_label(&self) -> String {
         let name = self.contact.field_text("first_name");
         if !name.is_empty() {
@@ -821,7 +1008,8 @@ impl Run<'_> {
             Phase::Effect { attempt } => attempt,
             _ => 1,
         };
-        self.commands.push(Command { step, visit: self.p.visit, attempt, awaited, effect });
+        let seq = self.commands.iter().filter(|c| c.step == step && c.visit == self.p.visit).count() as u32;
+        self.commands.push(Command { step, visit: self.p.visit, attempt, seq, awaited, effect });
     }
 
     /// Hands an effect to the shell and waits for its outcome.

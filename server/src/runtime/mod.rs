@@ -325,11 +325,12 @@ impl Runtime {
             let mut conn = self.pool.acquire().await?;
             let contact_ids: Vec<i64> = claimed.iter().map(|c| c.contact_id).collect();
             let mut contacts = contacts::load_many(&mut conn, &contact_ids).await?;
+            let groups = load_groups(&mut conn).await?;
             for participant in &claimed {
                 let doc = self.version(&mut conn, participant.flow_id, participant.version).await?;
                 let event = if participant.state.step.is_none() { Event::Enroll } else { Event::Wake };
                 let before = contacts.get(&participant.contact_id).cloned().unwrap_or_default();
-                let step = engine::advance(&doc, &participant.state, &before, event, now);
+                let step = engine::advance_with(&doc, &groups, &participant.state, &before, event, now);
                 // Later participants of the same contact in this batch see the change.
                 contacts.insert(participant.contact_id, step.contact.clone());
                 steps.push((before, step));
@@ -413,7 +414,8 @@ impl Runtime {
         }
         let doc = self.version(&mut tx, flow_id, version).await?;
         let before = contacts::load(&mut tx, contact_id).await?;
-        let step = engine::advance(&doc, &state, &before, event, now);
+        let groups = load_groups(&mut tx).await?;
+        let step = engine::advance_with(&doc, &groups, &state, &before, event, now);
         let p = &step.participant;
         let done = sqlx::query(
             "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
@@ -656,7 +658,10 @@ async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, 
         query.build().execute(&mut *conn).await?;
     }
     for command in &step.commands {
-        let key = format!("{participant_id}:{}:{}:{}", command.step, command.visit, command.attempt);
+        let mut key = format!("{participant_id}:{}:{}:{}", command.step, command.visit, command.attempt);
+        if command.seq > 0 {
+            key.push_str(&format!(":{}", command.seq));
+        }
         sqlx::query(
             "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, next_attempt_at, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -699,6 +704,13 @@ pub fn status_names() -> Vec<&'static str> {
     .iter()
     .map(|s| s.as_str())
     .collect()
+}
+
+/// Action groups by lower-case name. Read per batch: groups are edited in
+/// place, and a change applies from the next run.
+async fn load_groups(conn: &mut SqliteConnection) -> Result<HashMap<String, FlowDocument>> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, document FROM action_groups").fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().filter_map(|(name, text)| FlowDocument::from_json(&text).ok().map(|doc| (name.to_lowercase(), doc))).collect())
 }
 
 /// Slow drip: the start of the first period (hour or day, UTC) from `now`

@@ -468,3 +468,51 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn action_groups_run_inline_from_a_step_and_from_a_disposition() {
+    let group = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "tag", "kind": "add_to_list", "settings": {"list": "Qualified"}},
+               {"id": "big", "kind": "condition", "settings": {"criteria": [{"field": "score", "op": "greater_than", "value": 3}]}},
+               {"id": "tell", "kind": "notify_email", "settings": {"to": "user:9", "subject": "{{ first_name }} qualified"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}}]),
+        &["s->tag", "tag->big", "big:yes->tell", "tell->w"],
+    );
+    let groups: std::collections::HashMap<String, FlowDocument> = [("qualify".to_owned(), group)].into();
+    let main = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "run_action_group", "settings": {"group": "Qualify"}},
+               {"id": "c", "kind": "call", "settings": {"dispositions": {"interested": "Qualify"}}}, {"id": "x", "kind": "exit"}]),
+        &["s->g", "g->c", "c->x"],
+    );
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance_with(&main, &groups, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert!(out.contact.lists.contains("Qualified"));
+    let g = out.actions.iter().find(|a| a.step == "g").unwrap();
+    assert_eq!(g.outcome, Outcome::Completed);
+    let reason = g.reason.as_deref().unwrap();
+    assert!(reason.contains("ran “Qualify”: tag, big, tell") && reason.contains("w (Wait cannot run inside a group)"), "{reason}");
+    assert_eq!(out.commands.len(), 1);
+    assert_eq!(out.commands[0].effect, Effect::NotifyEmail { to: "9".into(), subject: "Ada qualified".into(), text: String::new() });
+    assert_eq!(out.participant.step.as_deref(), Some("c"), "then on to the call");
+
+    // the call's "interested" disposition runs the group again; its commands get their own sequence numbers
+    let done = advance_with(&main, &groups, &out.participant, &out.contact,
+        Event::Manual { outcome: ManualOutcome::Completed, disposition: Some("Interested".into()) }, now);
+    assert!(done.actions[0].reason.as_deref().unwrap().starts_with("disposition: Interested; ran “Qualify”"));
+    assert_eq!(done.commands.len(), 1);
+
+    // a group that does not exist skips the step, saying so
+    let out = advance(&main, &Participant::new(1), &ada(), Event::Enroll, now);
+    let g = out.actions.iter().find(|a| a.step == "g").unwrap();
+    assert_eq!((g.outcome, g.reason.as_deref()), (Outcome::Skipped, Some("action group “Qualify” does not exist")));
+
+    // nesting too deep (a group that runs itself) is refused at run time
+    let looping = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "again", "kind": "run_action_group", "settings": {"group": "loop"}}]), &["s->again"]);
+    let groups: std::collections::HashMap<String, FlowDocument> = [("loop".to_owned(), looping)].into();
+    let main = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "run_action_group", "settings": {"group": "loop"}}]), &["s->g"]);
+    let out = advance_with(&main, &groups, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert!(out.actions[1].reason.as_deref().unwrap().contains("nest more than 8 deep"));
+}
