@@ -39,6 +39,29 @@ pub struct ParticipantDetail {
     pub timeline: Vec<ActionRecord>,
 }
 
+/// A test run: a sample contact through a draft on a virtual clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestRunRequest {
+    /// The flow document as the editor has it now (JSON text).
+    pub document: String,
+    /// A stored contact to use, or else `sample`.
+    pub contact_id: Option<i64>,
+    pub sample: crate::core::contact::Contact,
+    /// RFC 3339; now when empty.
+    pub start: Option<String>,
+    /// Like 30d.
+    pub window: String,
+    /// Like 1h; manual steps stay pending when empty.
+    pub manual_after: Option<String>,
+}
+
+/// What the test run did, with times shown in the contact's zone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestRunResult {
+    pub zone: String,
+    pub simulation: crate::core::simulate::Simulation,
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{RuntimeBackend, RuntimeHandle};
 
@@ -56,6 +79,11 @@ mod backend {
         async fn task_owners(&self) -> Result<Vec<String>, ServerFnError>;
         async fn act(&self, participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError>;
         async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError>;
+        /// Loads a stored contact and the action groups for a test run.
+        async fn test_run_inputs(
+            &self,
+            contact_id: Option<i64>,
+        ) -> Result<(Option<crate::core::contact::Contact>, std::collections::HashMap<String, crate::core::FlowDocument>), ServerFnError>;
     }
 
     pub type RuntimeHandle = Arc<dyn RuntimeBackend>;
@@ -84,4 +112,26 @@ pub async fn act_on_task(participant: i64, outcome: String, until: Option<String
 #[server(prefix = "/fn")]
 pub async fn get_participant(id: i64) -> Result<ParticipantDetail, ServerFnError> {
     backend::runtime()?.participant(id).await
+}
+
+/// Runs a sample (or stored) contact through a draft with the production
+/// engine on a virtual clock; effects are captured, never sent.
+#[server(prefix = "/fn")]
+pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnError> {
+    use crate::core::simulate::{parse_span, simulate_with, Options};
+    let flow = crate::core::FlowDocument::from_json(&run.document).map_err(|err| ServerFnError::new(format!("The draft cannot be read: {err}")))?;
+    let (stored, groups) = backend::runtime()?.test_run_inputs(run.contact_id).await?;
+    let contact = stored.unwrap_or(run.sample);
+    let start = match run.start.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => text.parse().map_err(|_| ServerFnError::new(format!("“{text}” is not a date and time like 2026-12-01T09:00:00Z.")))?,
+        None => jiff::Timestamp::now(),
+    };
+    let window = parse_span(&run.window).map_err(ServerFnError::new)?;
+    if window > jiff::SignedDuration::from_hours(24 * 366) {
+        return Err(ServerFnError::new("A test run covers at most a year."));
+    }
+    let manual_after = run.manual_after.as_deref().filter(|m| !m.trim().is_empty()).map(parse_span).transpose().map_err(ServerFnError::new)?;
+    let zone = contact.timezone.clone().filter(|z| jiff::tz::TimeZone::get(z).is_ok()).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
+    let simulation = simulate_with(&flow, &groups, &contact, &Options { start, window, manual_after, seed: 42 });
+    Ok(TestRunResult { zone, simulation })
 }

@@ -58,3 +58,21 @@ test("an agent completes a call from the inbox and the timeline shows it", async
   await expect(wait).toContainText("CET"); // times in the contact's zone
   await page.screenshot({ path: path.join("screenshots", "07-timeline.png"), fullPage: true });
 });
+
+test("a test run shows the demo flow's timeline in the contact's zone", async ({ page }) => {
+  await open(page, "/");
+  await page.getByRole("link", { name: "Welcome series (demo)" }).click();
+  await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
+  const panel = page.locator("section.test-run");
+  await panel.getByLabel("Time zone").fill("Europe/Paris");
+  await panel.getByLabel("Lists").fill("Newsletter signups");
+  await panel.getByLabel("Fields (one field=value per line)").fill("first_name=Ada\ncountry=US");
+  await panel.getByLabel("Start (RFC 3339, empty = now)").fill("2026-12-04T20:00:00Z");
+  await panel.getByRole("button", { name: "Run test" }).click();
+  const result = panel.locator(".test-run-result");
+  await expect(result).toContainText("times in Europe/Paris");
+  // a Friday evening signup: the wait takes a day, the welcome email waits for Monday 09:00 Paris time
+  await expect(result.locator('tr[data-step="welcome"]')).toContainText("Mon 7 Dec 09:00 CET");
+  await expect(result.locator('li[data-kind="email"]').first()).toContainText("Welcome aboard, Ada");
+  await page.screenshot({ path: path.join("screenshots", "08-test-run.png"), fullPage: true });
+});

@@ -2,6 +2,8 @@
 //! and the command line. Everything that touches a database, a socket or
 //! the clock lives here; the flow rules live in `app::core`.
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod backend;
 pub mod cli;

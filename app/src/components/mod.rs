@@ -2,3 +2,4 @@
 
 pub mod findings;
 pub mod graph;
+pub mod test_run;

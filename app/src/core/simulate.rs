@@ -90,6 +90,11 @@ pub fn parse_span(text: &str) -> Result<SignedDuration, String> {
 }
 
 pub fn simulate(flow: &FlowDocument, contact: &Contact, options: &Options) -> Simulation {
+    simulate_with(flow, &engine::NoGroups, contact, options)
+}
+
+/// [`simulate`], for a flow that runs action groups.
+pub fn simulate_with(flow: &FlowDocument, groups: &dyn engine::Groups, contact: &Contact, options: &Options) -> Simulation {
     let end = options.start + options.window;
     let mut now = options.start;
     let mut participant = Participant::new(options.seed);
@@ -100,7 +105,7 @@ pub fn simulate(flow: &FlowDocument, contact: &Contact, options: &Options) -> Si
 
     for _ in 0..MAX_EVENTS {
         let Some(next) = event.take() else { break };
-        let step = engine::advance(flow, &participant, &contact, next, now);
+        let step = engine::advance_with(flow, groups, &participant, &contact, next, now);
         participant = step.participant;
         contact = step.contact;
         for record in step.actions {

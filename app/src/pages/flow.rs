@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::api::{error_text, get_flow, FlowDetail};
 use crate::components::findings::FindingsPanel;
 use crate::components::graph::FlowGraph;
+use crate::components::test_run::TestRunPanel;
 use crate::pages::ErrorNote;
 
 #[component]
@@ -87,6 +88,7 @@ fn FlowView(detail: FlowDetail, selected: RwSignal<Option<String>>) -> impl Into
             <div class="side">
                 {details}
                 <FindingsPanel findings selected/>
+                <TestRunPanel document=Signal::stored(document.to_canonical_json())/>
             </div>
         </div>
     }

@@ -82,6 +82,19 @@ impl RuntimeBackend for Runtime {
         self.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ()).map_err(to_server_error)
     }
 
+    async fn test_run_inputs(
+        &self,
+        contact_id: Option<i64>,
+    ) -> Result<(Option<app::core::contact::Contact>, std::collections::HashMap<String, app::core::FlowDocument>), ServerFnError> {
+        let mut conn = self.pool().acquire().await.map_err(|err| to_server_error(err.into()))?;
+        let contact = match contact_id {
+            Some(id) => Some(contacts::load(&mut conn, id).await.map_err(to_server_error)?),
+            None => None,
+        };
+        let groups = super::load_groups(&mut conn).await.map_err(to_server_error)?;
+        Ok((contact, groups))
+    }
+
     async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError> {
         let view = Runtime::participant(self, id).await.map_err(to_server_error)?;
         let timeline = self.timeline(id).await.map_err(to_server_error)?;
