@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Routes fallback=|| view! { <pages::NotFound/> }>
                         <Route path=path!("/") view=pages::flows::FlowsPage/>
                         <Route path=path!("/flows/:id") view=pages::flow::FlowPage/>
+                        <Route path=path!("/flows/:id/participants") view=pages::participants::ParticipantsPage/>
                         <Route path=path!("/review") view=pages::review::ReviewPage/>
                         <Route path=path!("/inbox") view=pages::inbox::InboxPage/>
                         <Route path=path!("/participants/:id") view=pages::participant::ParticipantPage/>

@@ -62,6 +62,18 @@ pub struct TestRunResult {
     pub simulation: crate::core::simulate::Simulation,
 }
 
+/// Where a flow's participants are, per version, step and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantCounts {
+    pub flow_id: i64,
+    pub flow_name: String,
+    pub newest_version: Option<i64>,
+    /// The newest version's steps as (id, name).
+    pub newest_steps: Vec<(String, String)>,
+    /// (version, step, status, count)
+    pub counts: Vec<(i64, String, String, i64)>,
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{RuntimeBackend, RuntimeHandle};
 
@@ -79,6 +91,9 @@ mod backend {
         async fn task_owners(&self) -> Result<Vec<String>, ServerFnError>;
         async fn act(&self, participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError>;
         async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError>;
+        async fn flow_participants(&self, flow: i64) -> Result<ParticipantCounts, ServerFnError>;
+        /// Moves participants on older versions to the newest; (moved, left).
+        async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError>;
         /// Loads a stored contact and the action groups for a test run.
         async fn test_run_inputs(
             &self,
@@ -134,4 +149,23 @@ pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnErro
     let zone = contact.timezone.clone().filter(|z| jiff::tz::TimeZone::get(z).is_ok()).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
     let simulation = simulate_with(&flow, &groups, &contact, &Options { start, window, manual_after, seed: 42 });
     Ok(TestRunResult { zone, simulation })
+}
+
+#[server(prefix = "/fn")]
+pub async fn flow_participants(flow: i64) -> Result<ParticipantCounts, ServerFnError> {
+    backend::runtime()?.flow_participants(flow).await
+}
+
+/// `map` is JSON: {"old step": "new step", ...}; steps left out keep their
+/// id when the newest version has it.
+#[server(prefix = "/fn")]
+pub async fn migrate_participants(flow: i64, map: String) -> Result<String, ServerFnError> {
+    let map: std::collections::HashMap<String, String> =
+        serde_json::from_str(&map).map_err(|err| ServerFnError::new(format!("The step mapping cannot be read: {err}")))?;
+    let map = map.into_iter().filter(|(_, to)| !to.is_empty()).collect();
+    let (moved, left) = backend::runtime()?.migrate(flow, map).await?;
+    Ok(match left {
+        0 => format!("Moved {moved} participant(s) to the newest version."),
+        left => format!("Moved {moved} participant(s); {left} stay on their version (their step has no match)."),
+    })
 }

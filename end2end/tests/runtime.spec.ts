@@ -76,3 +76,37 @@ test("a test run shows the demo flow's timeline in the contact's zone", async ({
   await expect(result.locator('li[data-kind="email"]').first()).toContainText("Welcome aboard, Ada");
   await page.screenshot({ path: path.join("screenshots", "08-test-run.png"), fullPage: true });
 });
+
+test("participants on an old version are moved to the new one, counts shown first", async ({ page, request }) => {
+  const doc = (callId: string) => ({
+    format: "waymark.flow/v1",
+    name: "Migrate e2e",
+    steps: [{ id: "start", kind: "start" }, { id: callId, kind: "call" }, { id: "done", kind: "exit" }],
+    edges: [{ from: "start", port: "next", to: callId }, { from: callId, port: "next", to: "done" }],
+  });
+  const flowId = (await (await request.post("/api/v1/flows", { data: { document: doc("call") } })).json()).id;
+  await request.post(`/api/v1/flows/${flowId}/publish`);
+  const ids: number[] = [];
+  for (const email of ["m1@x.test", "m2@x.test"]) {
+    ids.push((await (await request.post("/api/v1/contacts", { data: { email, mobile: "+15550199" } })).json()).id);
+  }
+  await request.post(`/api/v1/flows/${flowId}/enroll`, { data: { contact_ids: ids } });
+  // wait until the scheduler has them both at the call
+  await expect
+    .poll(async () => (await request.get(`/api/v1/flows/${flowId}/participants/counts`)).json(), { timeout: 10_000 })
+    .toEqual([{ version: 1, step: "call", status: "waiting", count: 2 }]);
+  const draft = await (await request.get(`/api/v1/flows/${flowId}/draft`)).json();
+  await request.put(`/api/v1/flows/${flowId}/draft`, { data: { revision: draft.revision, document: doc("intro_call") } });
+  await request.post(`/api/v1/flows/${flowId}/publish`);
+
+  await open(page, `/flows/${flowId}/participants`);
+  await expect(page.locator('tr[data-version="1"][data-step="call"] td.count')).toHaveText("2");
+  const button = page.getByRole("button", { name: /Move .* participant/ });
+  await expect(button).toBeDisabled(); // no step of that id in v2: nothing chosen yet
+  await page.getByLabel("Move call to").selectOption("intro_call");
+  await expect(button).toHaveText("Move 2 participant(s) to v2");
+  await page.screenshot({ path: path.join("screenshots", "09-migrate.png"), fullPage: true });
+  await button.click();
+  await expect(page.getByRole("status")).toContainText("Moved 2 participant(s)");
+  await expect(page.locator('tr[data-version="2"][data-step="intro_call"] td.count')).toHaveText("2");
+});

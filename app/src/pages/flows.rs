@@ -108,6 +108,7 @@ fn FlowRow(flow: FlowSummary, rename: ServerAction<RenameFlow>, delete: ServerAc
             <td class="updated"><time datetime=flow.updated_at.clone()>{short_time(&flow.updated_at)}</time></td>
             <td class="row-actions">
                 <button type="button" on:click=move |_| renaming.set(true)>"Rename"</button>
+                <a class="button" href=format!("/flows/{id}/participants")>"Participants"</a>
                 <a class="button" href=format!("/api/v1/flows/{id}/export") download>"Export"</a>
                 <button type="button" class="danger" on:click=move |_| confirming.set(true)>"Delete"</button>
                 <Show when=move || confirming.get()>

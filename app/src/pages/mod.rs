@@ -4,6 +4,7 @@ pub mod flow;
 pub mod flows;
 pub mod inbox;
 pub mod participant;
+pub mod participants;
 pub mod review;
 
 use leptos::prelude::*;

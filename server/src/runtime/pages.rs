@@ -82,6 +82,37 @@ impl RuntimeBackend for Runtime {
         self.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ()).map_err(to_server_error)
     }
 
+    async fn flow_participants(&self, flow: i64) -> Result<app::runtime_api::ParticipantCounts, ServerFnError> {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM flows WHERE id = ?")
+            .bind(flow)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|err| to_server_error(err.into()))?;
+        let flow_name = name.ok_or_else(|| to_server_error(Error::FlowNotFound(flow)))?;
+        let newest: Option<(i64, String)> =
+            sqlx::query_as("SELECT number, document FROM flow_versions WHERE flow_id = ? ORDER BY number DESC LIMIT 1")
+                .bind(flow)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|err| to_server_error(err.into()))?;
+        let newest_steps = newest
+            .as_ref()
+            .and_then(|(_, text)| app::core::FlowDocument::from_json(text).ok())
+            .map(|doc| doc.steps.iter().map(|s| (s.id.clone(), s.display_name().to_owned())).collect())
+            .unwrap_or_default();
+        Ok(app::runtime_api::ParticipantCounts {
+            flow_id: flow,
+            flow_name,
+            newest_version: newest.map(|(n, _)| n),
+            newest_steps,
+            counts: self.counts(flow).await.map_err(to_server_error)?,
+        })
+    }
+
+    async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
+        Runtime::migrate(self, flow, &map).await.map_err(to_server_error)
+    }
+
     async fn test_run_inputs(
         &self,
         contact_id: Option<i64>,
