@@ -31,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/participants/{id}/action", post(act))
         .route("/participants/{id}/retry", post(retry))
         .route("/tasks", get(tasks))
+        .route("/participants/bulk/preview", post(bulk_preview))
+        .route("/participants/bulk", post(bulk_apply))
 }
 
 fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
@@ -250,4 +252,32 @@ async fn tasks(State(state): State<AppState>, Query(query): Query<TaskQuery>) ->
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRequest {
+    action: crate::runtime::bulk::Action,
+    #[serde(default)]
+    criteria: crate::runtime::bulk::Criteria,
+    disposition: Option<String>,
+}
+
+/// What an action would do and to how many, before it runs.
+async fn bulk_preview(State(state): State<AppState>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
+    let (count, sample) = crate::runtime::bulk::preview(state.runtime.pool(), &body.criteria).await?;
+    Ok(Json(json!({"action": body.action.as_str(), "effect": body.action.effect(), "count": count, "sample": sample})))
+}
+
+async fn bulk_apply(State(state): State<AppState>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
+    let changed = crate::runtime::bulk::apply(
+        state.runtime.pool(),
+        &body.criteria,
+        &body.action,
+        body.disposition.as_deref(),
+        "local",
+        state.runtime.now(),
+    )
+    .await?;
+    Ok(Json(json!({"action": body.action.as_str(), "changed": changed})))
 }

@@ -426,3 +426,133 @@ async fn stored_action_groups_run_and_recursion_is_reported_before_publish() {
     assert!(draft.findings.errors.iter().any(|f| f.code == app::core::Code::Recursion));
     assert_eq!(w.store.publish(flow, None, "test").await.unwrap_err().code(), "publish_blocked");
 }
+
+mod bulk {
+    use server::runtime::bulk::{self, Action, Criteria, FieldEquals};
+    use server::runtime::Clock;
+
+    use super::*;
+
+    async fn statuses(w: &World) -> Vec<(i64, String, Option<i64>, i64)> {
+        sqlx::query_as("SELECT id, status, next_run_at, pass_count FROM participants ORDER BY id").fetch_all(w.runtime.pool()).await.unwrap()
+    }
+
+    /// Three participants: one waiting on a day's wait, one waiting on a call, one held by a guard.
+    async fn three(w: &World) -> (i64, Vec<i64>) {
+        let flow = publish(
+            &w.store,
+            "Bulk",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "route", "kind": "condition", "settings": {"criteria": [{"field": "kind", "op": "equals", "value": "wait"}]}},
+                   {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+                   {"id": "call", "kind": "call", "guard": {"criteria": [{"field": "ok", "op": "equals", "value": "yes"}], "when_unmet": "hold"}},
+                   {"id": "x", "kind": "exit"}]),
+            &["s->route", "route:yes->w", "route:no->call", "w->x", "call->x"],
+        )
+        .await;
+        let kinds = [("wait", "no"), ("call", "yes"), ("call", "no")];
+        let ids = add_contacts(&w.runtime, 3, |i| {
+            serde_json::from_value(json!({"email": format!("b{i}@x.test"), "mobile": "+15550100", "timezone": "Europe/Oslo",
+                                          "fields": {"kind": kinds[i].0, "ok": kinds[i].1, "region": if i == 0 { "North" } else { "South" }}}))
+            .unwrap()
+        })
+        .await;
+        let ps = w.runtime.enroll(flow, &ids).await.unwrap().0;
+        w.runtime.run_until_idle().await.unwrap();
+        (flow, ps)
+    }
+
+    #[tokio::test]
+    async fn suppress_keeps_the_status_and_unsuppress_restores_exactly_it() {
+        let w = world().await;
+        let (flow, ps) = three(&w).await;
+        let before = statuses(&w).await;
+        assert_eq!(before.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(), ["waiting", "waiting", "held"]);
+        let all = Criteria { flow_ids: vec![flow], ..Criteria::default() };
+        let (count, sample) = bulk::preview(w.runtime.pool(), &all).await.unwrap();
+        assert_eq!((count, sample), (3, ps.clone()));
+
+        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "test", w.clock.now()).await.unwrap(), 3);
+        assert!(statuses(&w).await.iter().all(|s| s.1 == "suppressed"));
+        // suppressing again changes nothing (the remembered status stays the original)
+        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "test", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+        // time passes: nothing suppressed moves, and an agent cannot complete the suppressed call
+        w.clock.advance(SignedDuration::from_hours(25));
+        assert_eq!(w.runtime.run_until_idle().await.unwrap().claimed, 0);
+        let err = w.runtime.deliver(ps[1], Event::Manual { outcome: ManualOutcome::Completed, disposition: None }).await.unwrap_err();
+        assert_eq!(err.code(), "nothing_to_do");
+
+        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Unsuppress, None, "test", w.clock.now()).await.unwrap(), 3);
+        assert_eq!(statuses(&w).await, before, "exactly the statuses, next runs and pass counts they had");
+        // and they carry on: the day's wait is over now
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.runtime.participant(ps[0]).await.unwrap().status, "completed");
+    }
+
+    #[tokio::test]
+    async fn cancel_and_pause_forget_the_prior_status_ready_and_reset_do_what_they_say() {
+        let w = world().await;
+        let (flow, ps) = three(&w).await;
+        let north = Criteria { flow_ids: vec![flow], contact: vec![FieldEquals { field: "region".into(), value: "north".into() }], ..Criteria::default() };
+        assert_eq!(bulk::preview(w.runtime.pool(), &north).await.unwrap(), (1, vec![ps[0]]));
+
+        bulk::apply(w.runtime.pool(), &north, &Action::Cancel, None, "test", w.clock.now()).await.unwrap();
+        assert_eq!(w.runtime.participant(ps[0]).await.unwrap().status, "cancelled");
+        assert_eq!(bulk::apply(w.runtime.pool(), &north, &Action::Unsuppress, None, "test", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+
+        // ready: status only; the pass count and next run stay
+        let before = statuses(&w).await[0].clone();
+        bulk::apply(w.runtime.pool(), &north, &Action::Ready, None, "test", w.clock.now()).await.unwrap();
+        let after = statuses(&w).await[0].clone();
+        assert_eq!((after.1.as_str(), after.2, after.3), ("ready", before.2, before.3));
+
+        // manual pass: +1 with a disposition, audited
+        let south = Criteria { flow_ids: vec![flow], contact: vec![FieldEquals { field: "region".into(), value: "South".into() }], ..Criteria::default() };
+        assert_eq!(bulk::apply(w.runtime.pool(), &south, &Action::ManualPass, None, "test", w.clock.now()).await.unwrap_err().code(), "disposition_required");
+        bulk::apply(w.runtime.pool(), &south, &Action::ManualPass, Some("no answer"), "test", w.clock.now()).await.unwrap();
+        assert_eq!(statuses(&w).await.iter().map(|s| s.3).collect::<Vec<_>>(), [1, 2, 2]);
+        let audit: (String, i64, Option<String>) = sqlx::query_as("SELECT action, count, disposition FROM bulk_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(w.runtime.pool()).await.unwrap();
+        assert_eq!(audit, ("manual_pass".to_owned(), 2, Some("no answer".to_owned())));
+
+        // reset: pass count 0, status ready, next run now; the held call re-checks at once
+        bulk::apply(w.runtime.pool(), &south, &Action::Pause, None, "test", w.clock.now()).await.unwrap();
+        assert_eq!(statuses(&w).await[2].1, "paused");
+        bulk::apply(w.runtime.pool(), &south, &Action::Reset, None, "test", w.clock.now()).await.unwrap();
+        let reset = statuses(&w).await;
+        assert_eq!((reset[2].1.as_str(), reset[2].2, reset[2].3), ("ready", Some(w.clock.now().as_millisecond()), 0));
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.runtime.participant(ps[1]).await.unwrap().status, "waiting", "back at its call");
+        assert_eq!(w.runtime.participant(ps[2]).await.unwrap().status, "held", "its guard still unmet");
+    }
+
+    #[tokio::test]
+    async fn bad_criteria_and_empty_matches_change_nothing() {
+        let w = world().await;
+        let (flow, _) = three(&w).await;
+        let before = statuses(&w).await;
+        let bad_status = Criteria { flow_ids: vec![flow], statuses: vec!["sleeping".into()], ..Criteria::default() };
+        assert_eq!(bulk::apply(w.runtime.pool(), &bad_status, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "invalid_criteria");
+        let nobody = Criteria { flow_ids: vec![flow + 100], ..Criteria::default() };
+        assert_eq!(bulk::apply(w.runtime.pool(), &nobody, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+        let odd_field = Criteria { contact: vec![FieldEquals { field: "x') OR 1=1 --".into(), value: "1".into() }], ..Criteria::default() };
+        assert_eq!(bulk::apply(w.runtime.pool(), &odd_field, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "invalid_criteria");
+        assert!(serde_json::from_value::<Criteria>(json!({"flow_idz": [1]})).is_err(), "unknown criteria are refused");
+        assert_eq!(statuses(&w).await, before);
+        let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM bulk_runs").fetch_one(w.runtime.pool()).await.unwrap();
+        assert_eq!(runs, 0);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_claimed_before_a_bulk_action_cannot_commit_over_it() {
+        let w = world().await;
+        let (flow, _) = three(&w).await;
+        w.clock.advance(SignedDuration::from_hours(25));
+        let batch = w.runtime.claim_batch().await.unwrap();
+        assert_eq!(batch.len(), 2, "the ended wait and the held guard's re-check");
+        let all = Criteria { flow_ids: vec![flow], ..Criteria::default() };
+        bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "t", w.clock.now()).await.unwrap();
+        assert_eq!(w.runtime.commit_batch(batch).await.unwrap().committed, 0);
+        assert!(statuses(&w).await.iter().all(|s| s.1 == "suppressed"));
+    }
+}

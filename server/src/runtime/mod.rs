@@ -8,6 +8,7 @@
 //! its lease cannot overwrite work taken from it; effects are enqueued with
 //! a unique idempotency key, so a replayed transition cannot enqueue twice.
 
+pub mod bulk;
 pub mod contacts;
 pub mod outbox;
 mod pages;
@@ -283,7 +284,8 @@ impl Runtime {
             "UPDATE participants SET lease_owner = ?, lease_until = ?
              WHERE id IN (
                  SELECT id FROM participants
-                 WHERE next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                 WHERE next_run_at <= ? AND status IN ('ready', 'waiting', 'held')
+                   AND (lease_until IS NULL OR lease_until < ?)
                  ORDER BY next_run_at LIMIT ?)
              RETURNING id, flow_id, version, contact_id, revision, state",
         )
@@ -401,7 +403,7 @@ impl Runtime {
     async fn try_deliver(&self, participant_id: i64, event: Event) -> Result<bool> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision FROM participants WHERE id = ?")
+        let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision, status FROM participants WHERE id = ?")
             .bind(participant_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -409,6 +411,10 @@ impl Runtime {
         let (flow_id, version, contact_id, revision): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(4));
         let state: Participant = serde_json::from_str(row.get::<&str, _>(3))
             .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+        // Bulk actions write the status column: it is the truth.
+        if !matches!(row.get::<&str, _>(5), "ready" | "waiting" | "held") {
+            return Err(Error::NoPendingAction(participant_id));
+        }
         if matches!(event, Event::Manual { .. }) && !matches!(state.phase, engine::Phase::Manual { .. }) {
             return Err(Error::NoPendingAction(participant_id));
         }
