@@ -6,6 +6,9 @@
 //! 2. Lateness without backlog: 5,000 participants due at times spread over
 //!    10 s, the real scheduler loop on the system clock; how late each ran
 //!    after it was due (p50 / p99).
+//! 3. Bulk suppress then unsuppress of 1,000,000 participants.
+//!
+//! `-- bulk` runs only the third; `-- 250000` sets the throughput sizes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -143,12 +146,32 @@ async fn lateness() {
     assert_eq!(late.len(), N, "every participant ran");
 }
 
+async fn bulk_suppress(n: usize) {
+    use server::runtime::bulk::{apply, Action, Criteria};
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, flow) = setup(dir.path()).await;
+    let t0: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+    populate(&pool, flow, n, |_| t0).await;
+    let all = Criteria { flow_ids: vec![flow], ..Criteria::default() };
+    for action in [Action::Suppress, Action::Unsuppress] {
+        let started = Instant::now();
+        let changed = apply(&pool, &all, &action, None, "bench", t0).await.unwrap();
+        println!("{:>10} {changed} participants in {:.2} s", action.as_str(), started.elapsed().as_secs_f64());
+        assert_eq!(changed as usize, n);
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.replace('_', "").parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "bulk") {
+        return bulk_suppress(1_000_000).await;
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.replace('_', "").parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![100_000, 1_000_000] } else { sizes };
     for n in sizes {
         throughput(n).await;
     }
     lateness().await;
+    bulk_suppress(1_000_000).await;
 }
