@@ -174,7 +174,7 @@ pub fn meets(contact: &Contact, criterion: &Criterion) -> bool {
         },
         Operator::NotEquals => !meets(contact, &Criterion { op: Operator::Equals, ..criterion.clone() }),
         Operator::Contains => !is_empty(&actual) && text(&actual).contains(&text(expected)),
-        Operator::NotContains => !(!is_empty(&actual) && text(&actual).contains(&text(expected))),
+        Operator::NotContains => is_empty(&actual) || !text(&actual).contains(&text(expected)),
         Operator::StartsWith => !is_empty(&actual) && text(&actual).starts_with(&text(expected)),
         Operator::GreaterThan | Operator::LessThan => {
             let (Some(a), Some(b)) = (&actual, expected) else { return false };

@@ -54,7 +54,7 @@ impl ManualClock {
 
     pub fn advance(&self, by: SignedDuration) {
         let mut now = self.0.lock().expect("clock lock");
-        *now = *now + by;
+        *now += by;
     }
 }
 
@@ -82,6 +82,9 @@ pub struct ParticipantView {
     pub reason: Option<String>,
 }
 
+/// Published versions by (flow, number): they never change, so never expire.
+type VersionCache = HashMap<(i64, i64), Arc<FlowDocument>>;
+
 #[derive(Clone)]
 pub struct Runtime {
     pool: SqlitePool,
@@ -89,7 +92,7 @@ pub struct Runtime {
     worker: String,
     lease: SignedDuration,
     batch: usize,
-    versions: Arc<Mutex<HashMap<(i64, i64), Arc<FlowDocument>>>>,
+    versions: Arc<Mutex<VersionCache>>,
 }
 
 /// What one scheduler pass did.
