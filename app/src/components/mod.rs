@@ -1,4 +1,4 @@
 //! Pieces shared by pages.
 
+pub mod editor;
 pub mod findings;
-pub mod graph;

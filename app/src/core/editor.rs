@@ -511,6 +511,8 @@ impl Default for Viewport {
 
 pub const MIN_ZOOM: f64 = 0.25;
 pub const MAX_ZOOM: f64 = 2.5;
+/// Below this, step names are too small to read.
+pub const READABLE_ZOOM: f64 = 0.6;
 
 impl Viewport {
     /// The canvas point under a point of the view.
@@ -539,6 +541,24 @@ impl Viewport {
         }
         let zoom = (width / bw).min(height / bh).clamp(MIN_ZOOM, 1.0);
         Viewport { x: (width - bw * zoom) / 2.0 - bx * zoom, y: (height - bh * zoom) / 2.0 - by * zoom, zoom }
+    }
+
+    /// The view a flow opens with: as it is when it fits; otherwise zoomed
+    /// out only as far as stays readable (`READABLE_ZOOM`), starting from its
+    /// left edge (flows read left to right) and centred vertically when
+    /// that fits.
+    pub fn initial(bounds: (f64, f64, f64, f64), width: f64, height: f64) -> Viewport {
+        let (bx, by, bw, bh) = bounds;
+        if bw <= width && bh <= height && bx >= 0.0 && by >= 0.0 {
+            return Viewport::default();
+        }
+        let fitted = Viewport::fit(bounds, width, height);
+        if fitted.zoom >= READABLE_ZOOM {
+            return fitted;
+        }
+        let zoom = READABLE_ZOOM;
+        let y = if bh * zoom <= height { (height - bh * zoom) / 2.0 - by * zoom } else { -by * zoom };
+        Viewport { x: -bx * zoom, y, zoom }
     }
 
     /// Pans so the canvas point sits in the middle of the view.
@@ -848,6 +868,19 @@ mod tests {
         let view = Viewport::fit((100.0, 100.0, 200.0, 100.0), 1000.0, 500.0);
         assert_eq!(view, Viewport { x: 300.0, y: 100.0, zoom: 1.0 });
         assert_eq!(Viewport::default().centre_on(Point { x: 100.0, y: 50.0 }, 800.0, 600.0).x, 300.0);
+    }
+
+    #[test]
+    fn a_flow_opens_readable_from_its_left_edge() {
+        // fits: left as it is
+        assert_eq!(Viewport::initial((40.0, 40.0, 500.0, 300.0), 800.0, 600.0), Viewport::default());
+        // a bit too big: fitted
+        assert_eq!(Viewport::initial((0.0, 0.0, 1000.0, 500.0), 800.0, 600.0).zoom, 0.8);
+        // far too wide: readable zoom, left edge in view, centred vertically
+        let view = Viewport::initial((40.0, 100.0, 4000.0, 400.0), 800.0, 600.0);
+        assert_eq!(view, Viewport { x: -24.0, y: 120.0, zoom: READABLE_ZOOM });
+        assert_eq!(view.to_screen(Point { x: 0.0, y: 100.0 + 200.0 }).y, 300.0, "its middle in the middle");
+        assert_eq!(view.to_screen(Point { x: 40.0, y: 100.0 }).x, 0.0);
     }
 
     // -- properties -----------------------------------------------------
