@@ -221,3 +221,69 @@ test("the palette is searchable and the help lists the shortcuts", async ({ page
   await page.keyboard.press("Escape");
   await expect(page.getByRole("dialog")).toHaveCount(0);
 });
+
+test("keyboard and selection tools: next-step choice, Tab and arrows, box select, copy/paste, duplicate, auto-layout, zoom", async ({ page }) => {
+  await createFlow(page, "Power tools");
+  await place(page, "wait", 364, 108);
+  await place(page, "send_sms", 604, 108);
+
+  const id = page.url().split("/").pop();
+  // Connecting without a pointer: the inspector's "next step" choice.
+  await step(page, "start").click();
+  await page.locator('.inspector select[name="next-next"]').selectOption("wait_1");
+  await step(page, "wait_1").click();
+  await page.locator('.inspector select[name="next-next"]').selectOption("send_sms_1");
+  await expect(page.locator('g.wire[data-from="wait_1"][data-port="next"][data-to="send_sms_1"]')).toHaveCount(1);
+
+  // Tab moves the selection from step to step; arrows move it on the grid.
+  await step(page, "start").click();
+  await page.keyboard.press("Tab");
+  await expect(page.locator(".inspector")).toHaveAttribute("data-step", "wait_1");
+  await expect(step(page, "wait_1")).toHaveAttribute("transform", "translate(280 80)");
+  await page.keyboard.press("ArrowDown");
+  await expect(step(page, "wait_1")).toHaveAttribute("transform", "translate(280 100)");
+
+  // Shift-drag on the background adds the steps in the box to the selection.
+  const canvas = (await page.locator("svg.flow-canvas").boundingBox())!;
+  await page.keyboard.down("Shift");
+  await drag(page, { x: canvas.x + 260, y: canvas.y + 60 }, { x: canvas.x + 720, y: canvas.y + 180 });
+  await page.keyboard.up("Shift");
+  await expect(page.locator("g.step.selected")).toHaveCount(2);
+
+  // Copy and paste: new ids, the wire between them comes along.
+  await page.keyboard.press("Control+c");
+  await page.keyboard.press("Control+v");
+  await expect(step(page, "wait_2")).toBeVisible();
+  await expect(step(page, "send_sms_2")).toBeVisible();
+  await expect(page.locator('g.wire[data-from="wait_2"][data-to="send_sms_2"]')).toHaveCount(1);
+  await expect(page.locator("g.step.selected")).toHaveCount(2);
+  await page.keyboard.press("Control+d");
+  await expect(page.locator("svg.flow-canvas g.step")).toHaveCount(7);
+  await expect(page.locator('g.wire[data-from="wait_3"][data-to="send_sms_3"]')).toHaveCount(1);
+
+  // Auto-layout arranges left to right, and undo puts everything back.
+  const positions = () =>
+    page.locator("svg.flow-canvas g.step").evaluateAll((els) => els.map((e) => `${e.getAttribute("data-step")}@${e.getAttribute("transform")}`));
+  const before = await positions();
+  await page.getByRole("button", { name: "Auto-layout" }).click();
+  await expect(step(page, "start")).toHaveAttribute("transform", "translate(40 40)");
+  await expect(step(page, "wait_1")).toHaveAttribute("transform", "translate(280 40)");
+  await expect(step(page, "send_sms_1")).toHaveAttribute("transform", "translate(540 40)");
+  await shot(page, "15-auto-layout");
+  await page.getByRole("button", { name: "Undo" }).click();
+  await expect.poll(positions).toEqual(before);
+
+  // The wheel zooms around the pointer.
+  const zoom = page.locator(".toolbar .zoom");
+  const was = await zoom.textContent();
+  await page.mouse.move(canvas.x + 300, canvas.y + 300);
+  await page.mouse.wheel(0, -400);
+  await expect(zoom).not.toHaveText(was!);
+
+  await page.keyboard.press("Escape");
+  await expect(page.locator("g.step.selected")).toHaveCount(0);
+
+  // Its copies are unreachable on purpose; the review test counts those.
+  await expect(page.locator(".save-status")).toHaveText("✓ Saved");
+  expect((await page.request.delete(`/api/v1/flows/${id}`)).ok()).toBeTruthy();
+});

@@ -421,8 +421,8 @@ pub fn copies(doc: &FlowDocument, steps: &[Step], edges: &[Edge], offset: (f64, 
 /// the right of the furthest step leading into it (longest path from the
 /// start, with the wires that close a cycle left out), and steps in a
 /// column keep the order of their ports (a condition's "yes" above its
-/// "no"). Steps the start cannot reach follow in the same way. Returned as
-/// one undoable move.
+/// "no"). Steps the start cannot reach are laid out the same way from the
+/// heads of their chains. Returned as one undoable move.
 pub fn auto_layout(doc: &FlowDocument) -> Change {
     const COLUMN: f64 = NODE_WIDTH + 80.0;
     const ROW: f64 = NODE_HEIGHT + 40.0;
@@ -452,8 +452,16 @@ pub fn auto_layout(doc: &FlowDocument) -> Change {
     let starts = index.values().copied().filter(|&i| doc.steps[i].kind == StepKind::Start);
     let mut roots: Vec<usize> = starts.collect();
     roots.sort();
+    // Then steps nothing leads into (the heads of unreachable chains), so a
+    // chain the start cannot reach still reads left to right; then the rest.
+    let mut led_into = vec![false; n];
+    for wires in &out {
+        for &(_, to) in wires {
+            led_into[to] = true;
+        }
+    }
     let mut rest: Vec<usize> = index.values().copied().collect();
-    rest.sort();
+    rest.sort_by_key(|&i| (led_into[i], i));
     for root in roots.into_iter().chain(rest) {
         if order[root] != usize::MAX {
             continue;
@@ -843,6 +851,19 @@ mod tests {
         let undo = apply(&mut laid, Change::MoveSteps { moves }).unwrap();
         apply(&mut laid, undo).unwrap();
         assert_eq!(laid, doc);
+    }
+
+    #[test]
+    fn auto_layout_reads_unreachable_chains_left_to_right_too() {
+        let mut doc = sample();
+        // y -> x, with x first in the document: x must still land right of y
+        doc.steps.push(step("x", StepKind::Exit, 0.0));
+        doc.steps.push(step("y", StepKind::Wait, 0.0));
+        doc.edges.push(edge("y", "next", "x"));
+        let Change::MoveSteps { moves } = auto_layout(&doc) else { panic!() };
+        let at: HashMap<&str, Position> = moves.iter().map(|(id, p)| (id.as_str(), p.unwrap())).collect();
+        assert!(at["x"].x > at["y"].x, "{at:?}");
+        assert_eq!(moves.len(), doc.steps.len(), "every step is placed");
     }
 
     #[test]
