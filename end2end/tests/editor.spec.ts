@@ -287,3 +287,16 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await expect(page.locator(".save-status")).toHaveText("✓ Saved");
   expect((await page.request.delete(`/api/v1/flows/${id}`)).ok()).toBeTruthy();
 });
+
+test("leaving the editor through a link right after an edit keeps the edit", async ({ page }) => {
+  await createFlow(page, "Quick exit");
+  await place(page, "wait", 364, 108);
+  await expect(step(page, "wait_1")).toBeVisible();
+  // straight away, before the autosave's pause is over
+  await page.getByRole("link", { name: "Flows", exact: true }).first().click();
+  const row = page.locator('tr[data-flow="Quick exit"]');
+  await expect(row).toBeVisible();
+  await row.getByRole("link", { name: "Quick exit" }).click();
+  await expect(step(page, "wait_1")).toBeVisible();
+  expect((await page.request.delete(page.url().replace(/\/flows\//, "/api/v1/flows/"))).ok()).toBeTruthy();
+});

@@ -39,6 +39,7 @@ pub fn Editor(flow_id: i64, document: FlowDocument, revision: i64, select: Optio
     }
 
     autosave(state);
+    save_on_leave(state);
     #[cfg(feature = "hydrate")]
     browser::listen(state, svg, space_held);
 
@@ -303,12 +304,35 @@ fn autosave(state: EditorState) {
         }
         set_timeout(
             move || {
-                if state.edits.get_untracked() == edits {
+                // `try_`: the editor may have been left in the meantime.
+                if state.edits.try_get_untracked() == Some(edits) {
                     save_now(state);
                 }
             },
             std::time::Duration::from_millis(AUTOSAVE_AFTER_MS),
         );
+    });
+}
+
+/// Leaving the editor inside the app (a link, the back button) does not
+/// fire `beforeunload`; an edit still waiting for its autosave is sent on
+/// the way out instead of being dropped.
+fn save_on_leave(state: EditorState) {
+    on_cleanup(move || {
+        let pending = state.save.try_with_untracked(|save| matches!(save, SaveState::Unsaved | SaveState::Failed(_)));
+        // (A save already on its way when the editor is left carries what
+        // it carries; edits made after it started are only kept if it had
+        // finished, a gap noted for later.)
+        let json = state.doc.try_with_untracked(FlowDocument::to_canonical_json);
+        let revision = state.revision.try_get_untracked();
+        if let (Some(true), Some(json), Some(revision)) = (pending, json, revision) {
+            let flow_id = state.flow_id;
+            // Nothing on screen is left to report to; the next visit shows
+            // whatever the server kept.
+            leptos::task::spawn_local(async move {
+                let _ = save_draft(flow_id, revision, json).await;
+            });
+        }
     });
 }
 
@@ -323,10 +347,13 @@ pub fn save_now(state: EditorState) {
     let revision = state.revision.get_untracked();
     state.save.set(SaveState::Saving);
     leptos::task::spawn_local(async move {
-        match save_draft(state.flow_id, revision, json).await {
+        let result = save_draft(state.flow_id, revision, json).await;
+        // The editor may have been left while the save was on its way.
+        let Some(edits_now) = state.edits.try_get_untracked() else { return };
+        match result {
             Ok(saved) => {
                 state.revision.set(saved.revision);
-                if state.edits.get_untracked() == edits {
+                if edits_now == edits {
                     state.save.set(SaveState::Saved);
                 } else {
                     state.save.set(SaveState::Unsaved);
