@@ -273,6 +273,16 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await page.getByRole("button", { name: "Undo" }).click();
   await expect.poll(positions).toEqual(before);
 
+  // A wire is selected by clicking it and deleted with the Delete key.
+  const wire = page.locator('g.wire[data-from="wait_1"][data-to="send_sms_1"]');
+  await wire.locator("path.hit").click();
+  await expect(wire).toHaveClass(/selected/);
+  await page.keyboard.press("Delete");
+  await expect(wire).toHaveCount(0);
+  await expect(step(page, "wait_1")).toBeVisible();
+  await page.keyboard.press("Control+z");
+  await expect(wire).toHaveCount(1);
+
   // The wheel zooms around the pointer.
   const zoom = page.locator(".toolbar .zoom");
   const was = await zoom.textContent();
