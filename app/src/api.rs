@@ -3,6 +3,8 @@
 //! provides as context, so all storage stays in the `server` crate.
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{FlowDocument, Finding, Findings, Level};
@@ -51,6 +53,42 @@ pub struct ReviewRow {
     pub finding: Finding,
 }
 
+/// What a saved draft now is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedDraft {
+    /// The revision the next save must name.
+    pub revision: i64,
+    pub findings: Findings,
+}
+
+/// Why a draft was not saved or published, kept apart so the editor can
+/// answer each one differently.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DraftError {
+    /// Someone (another tab) saved since this draft was read; nothing was
+    /// written.
+    #[error("{0}")]
+    Stale(String),
+    /// Publishing refused: the draft has errors.
+    #[error("{0}")]
+    Blocked(String),
+    /// Anything else: the server could not be reached, the flow is gone...
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl FromServerFnError for DraftError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(err: ServerFnErrorErr) -> Self {
+        DraftError::Failed(match err {
+            ServerFnErrorErr::Request(_) => "The server could not be reached; your changes are kept here.".into(),
+            ServerFnErrorErr::ServerError(message) => message,
+            other => other.to_string(),
+        })
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{Backend, FlowBackend};
 
@@ -70,6 +108,11 @@ mod backend {
         async fn rename_flow(&self, id: i64, name: String) -> Result<FlowSummary, ServerFnError>;
         async fn delete_flow(&self, id: i64) -> Result<(), ServerFnError>;
         async fn review(&self) -> Result<Vec<ReviewRow>, ServerFnError>;
+        /// Saves the draft made from `revision`; a stale revision is
+        /// [`DraftError::Stale`] and writes nothing.
+        async fn save_draft(&self, id: i64, revision: i64, document: FlowDocument) -> Result<SavedDraft, DraftError>;
+        /// Publishes the draft at `revision`; answers the new version's number.
+        async fn publish(&self, id: i64, revision: i64) -> Result<i64, DraftError>;
     }
 
     pub type Backend = Arc<dyn FlowBackend>;
@@ -116,6 +159,24 @@ pub async fn delete_flow(id: i64) -> Result<(), ServerFnError> {
 #[server(prefix = "/fn")]
 pub async fn validation_review() -> Result<Vec<ReviewRow>, ServerFnError> {
     backend::backend()?.review().await
+}
+
+/// Saves the draft the editor holds. `document_json` is the whole
+/// `waymark.flow/v1` document; `revision` is the one it was loaded or last
+/// saved at.
+#[server(prefix = "/fn")]
+pub async fn save_draft(id: i64, revision: i64, document_json: String) -> Result<SavedDraft, DraftError> {
+    let document = FlowDocument::from_json(&document_json)
+        .map_err(|err| DraftError::Failed(format!("The flow could not be read: {err}")))?;
+    let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
+    backend.save_draft(id, revision, document).await
+}
+
+/// Publishes the saved draft, if it is still at `revision` and has no errors.
+#[server(prefix = "/fn")]
+pub async fn publish_flow(id: i64, revision: i64) -> Result<i64, DraftError> {
+    let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
+    backend.publish(id, revision).await
 }
 
 /// The message to show for a failed server call, without Rust's wrapping.

@@ -1,7 +1,7 @@
 //! The store behind the pages' server functions. Errors become the sentence
 //! a marketer reads; internal ones are logged and stay generic.
 
-use app::api::{FlowBackend, FlowDetail, FlowSummary, ReviewRow};
+use app::api::{DraftError, FlowBackend, FlowDetail, FlowSummary, ReviewRow, SavedDraft};
 use app::core::FlowDocument;
 use leptos::prelude::ServerFnError;
 
@@ -13,6 +13,19 @@ fn to_server_error(err: Error) -> ServerFnError {
         tracing::error!(error = %err, "server function failed");
     }
     ServerFnError::new(err.public_message())
+}
+
+fn to_draft_error(err: Error) -> DraftError {
+    match err {
+        Error::StaleRevision { .. } => DraftError::Stale(err.public_message()),
+        Error::PublishBlocked(_) => DraftError::Blocked(err.public_message()),
+        other => {
+            if other.status().is_server_error() {
+                tracing::error!(error = %other, "saving or publishing a draft failed");
+            }
+            DraftError::Failed(other.public_message())
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -39,5 +52,15 @@ impl FlowBackend for Store {
 
     async fn review(&self) -> Result<Vec<ReviewRow>, ServerFnError> {
         Store::review(self).await.map_err(to_server_error)
+    }
+
+    async fn save_draft(&self, id: i64, revision: i64, document: FlowDocument) -> Result<SavedDraft, DraftError> {
+        let draft = Store::save_draft(self, id, revision, document).await.map_err(to_draft_error)?;
+        Ok(SavedDraft { revision: draft.revision, findings: draft.findings })
+    }
+
+    async fn publish(&self, id: i64, revision: i64) -> Result<i64, DraftError> {
+        let version = Store::publish(self, id, Some(revision), "editor").await.map_err(to_draft_error)?;
+        Ok(version.version.number)
     }
 }

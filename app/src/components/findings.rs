@@ -1,13 +1,12 @@
-//! The findings panel: errors first, then warnings; choosing one selects the
-//! step it concerns.
+//! The findings panel: errors first, then warnings, live as the flow is
+//! edited; choosing one selects (and shows) the step it concerns.
 
 use leptos::prelude::*;
 
 use crate::core::{Finding, Findings};
 
 #[component]
-pub fn FindingsPanel(findings: Findings, selected: RwSignal<Option<String>>) -> impl IntoView {
-    let total = findings.errors.len() + findings.warnings.len();
+pub fn FindingsPanel(findings: Signal<Findings>, selected: Signal<Option<String>>, on_choose: Callback<String>) -> impl IntoView {
     let row = move |finding: Finding, level: &'static str| {
         let step = finding.step.clone();
         let is_selected = {
@@ -16,10 +15,9 @@ pub fn FindingsPanel(findings: Findings, selected: RwSignal<Option<String>>) -> 
         };
         view! {
             <li class=format!("finding {level}") class:selected=is_selected data-code=finding.code.as_str() data-step=finding.step.clone()>
-                <button type="button" on:click=move |_| {
+                <button type="button" disabled=step.is_none() on:click=move |_| {
                     if let Some(step) = step.clone() {
-                        selected.set(Some(step.clone()));
-                        scroll_to_step(&step);
+                        on_choose.run(step);
                     }
                 }>
                     <span class="code">{finding.code.as_str()}</span>
@@ -28,39 +26,31 @@ pub fn FindingsPanel(findings: Findings, selected: RwSignal<Option<String>>) -> 
             </li>
         }
     };
-    let errors = findings.errors.iter().cloned().map(|f| row(f, "error")).collect_view();
-    let warnings = findings.warnings.iter().cloned().map(|f| row(f, "warning")).collect_view();
     view! {
         <aside class="findings" aria-label="Findings">
             <h2>
                 "Findings "
-                <span class="count error">{findings.errors.len()} " errors"</span>
-                <span class="count warning">{findings.warnings.len()} " warnings"</span>
+                <span class="count error">{move || findings.with(|f| f.errors.len())} " errors"</span>
+                <span class="count warning">{move || findings.with(|f| f.warnings.len())} " warnings"</span>
             </h2>
-            {(total == 0).then(|| view! { <p class="empty">"No problems found. This flow can be published."</p> })}
-            {(!findings.errors.is_empty()).then(|| view! {
-                <p class="notice">"Errors block publishing; the draft can still be saved."</p>
+            {move || findings.with(|f| {
+                if f.errors.is_empty() && f.warnings.is_empty() {
+                    view! { <p class="empty">"No problems found. This flow can be published."</p> }.into_any()
+                } else if !f.errors.is_empty() {
+                    view! { <p class="notice">"Errors block publishing; the draft can still be saved."</p> }.into_any()
+                } else {
+                    ().into_any()
+                }
             })}
-            <ul>{errors}{warnings}</ul>
+            <ul>
+                {move || {
+                    let f = findings.get();
+                    let errors = f.errors.into_iter().map(|finding| row(finding, "error")).collect_view();
+                    let warnings = f.warnings.into_iter().map(|finding| row(finding, "warning")).collect_view();
+                    view! { {errors}{warnings} }
+                }}
+            </ul>
         </aside>
     }
-}
-
-/// Brings a step into view on the canvas (browser only).
-fn scroll_to_step(step: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        let selector = format!("g.step[data-step=\"{}\"]", step.replace('\\', "\\\\").replace('"', "\\\""));
-        if let Some(element) = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.query_selector(&selector).ok().flatten())
-        {
-            let options = web_sys::ScrollIntoViewOptions::new();
-            options.set_behavior(web_sys::ScrollBehavior::Smooth);
-            options.set_block(web_sys::ScrollLogicalPosition::Center);
-            element.scroll_into_view_with_scroll_into_view_options(&options);
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = step;
+    .into_any()
 }

@@ -1,5 +1,5 @@
 //! Pieces shared by pages.
 
+pub mod editor;
 pub mod findings;
-pub mod graph;
 pub mod test_run;

@@ -1,13 +1,16 @@
 //! The pure flow core: the document, step kinds, criteria logic, SMS length,
-//! canvas geometry, the validator, and the step semantics (engine,
-//! calendars, merge tags) with the simulator that drives them.
+//! canvas geometry, the validator, the editor's changes and undo history,
+//! and the step semantics (engine, calendars, merge tags) with the
+//! simulator that drives them.
 //!
 //! Nothing here does IO, reads the clock or imports Leptos: it compiles for
 //! the browser and the server alike and is tested as plain functions.
 
 pub mod calendar;
 pub mod contact;
+pub mod editor;
 pub mod engine;
+pub mod export;
 pub mod flow;
 pub mod geometry;
 pub mod kinds;

@@ -1,0 +1,439 @@
+//! The canvas: steps, wires, the wire being pulled, the selection box and
+//! the minimap, drawn from the editor state. Pointer events here only start
+//! gestures; [`end_gesture`] turns a finished one into a [`Change`].
+
+use leptos::prelude::*;
+
+use super::state::{EditorState, Gesture};
+use crate::core::editor::{self, move_by, new_step, position_of, positions, snap, step_at, steps_in_box, Change};
+use crate::core::flow::{Edge, Position};
+use crate::core::geometry::{bounds, edge_midpoint, edge_path, input_point, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
+use crate::core::kinds::ports;
+use crate::core::Level;
+
+/// The canvas element's box on the page: `(left, top, width, height)`.
+pub fn canvas_rect(svg: &NodeRef<leptos::svg::Svg>) -> (f64, f64, f64, f64) {
+    #[cfg(feature = "hydrate")]
+    if let Some(svg) = svg.get_untracked() {
+        let rect = svg.get_bounding_client_rect();
+        return (rect.left(), rect.top(), rect.width(), rect.height());
+    }
+    let _ = svg;
+    (0.0, 0.0, 0.0, 0.0)
+}
+
+/// The canvas point under a point of the page.
+pub fn to_canvas(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) -> Point {
+    let (left, top, _, _) = canvas_rect(svg);
+    state.viewport.get_untracked().to_canvas(Point { x: client.x - left, y: client.y - top })
+}
+
+pub fn client_point(ev: &leptos::ev::MouseEvent) -> Point {
+    Point { x: f64::from(ev.client_x()), y: f64::from(ev.client_y()) }
+}
+
+/// The pointer moved: the gesture follows it.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) {
+    let Some(gesture) = state.gesture.get_untracked() else { return };
+    let at = to_canvas(state, svg, client);
+    let next = match gesture {
+        Gesture::Place { kind, .. } => Gesture::Place { kind, client },
+        Gesture::Move { ids, from, .. } => Gesture::Move { ids, from, dx: at.x - from.x, dy: at.y - from.y },
+        Gesture::Connect { from, port, .. } => Gesture::Connect { from, port, pointer: at },
+        Gesture::Pan { from_client, start } => {
+            state.viewport.set(editor::Viewport {
+                x: start.x + client.x - from_client.x,
+                y: start.y + client.y - from_client.y,
+                zoom: start.zoom,
+            });
+            Gesture::Pan { from_client, start }
+        }
+        Gesture::Select { from, .. } => Gesture::Select { from, to: at },
+    };
+    state.gesture.set(Some(next));
+}
+
+/// The pointer was released: a finished gesture becomes a change.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub fn end_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) {
+    let Some(gesture) = state.gesture.get_untracked() else { return };
+    state.gesture.set(None);
+    match gesture {
+        Gesture::Place { kind, .. } => {
+            let (left, top, width, height) = canvas_rect(svg);
+            let inside = client.x >= left && client.x <= left + width && client.y >= top && client.y <= top + height;
+            if !inside {
+                return;
+            }
+            let at = to_canvas(state, svg, client);
+            // The card lands centred on the pointer.
+            let corner = Position { x: at.x - NODE_WIDTH / 2.0, y: at.y - NODE_HEIGHT / 2.0 };
+            let step = state.doc.with_untracked(|doc| new_step(doc, kind, corner));
+            let id = step.id.clone();
+            if state.change(Change::AddSteps { steps: vec![step], edges: vec![] }) {
+                state.select_only(&id);
+            }
+        }
+        Gesture::Move { ids, dx, dy, .. } => {
+            if dx.abs() >= 1.0 || dy.abs() >= 1.0 {
+                let change = state.doc.with_untracked(|doc| move_by(doc, &ids, dx, dy));
+                state.change(change);
+            }
+        }
+        Gesture::Connect { from, port, pointer } => {
+            let to = state.doc.with_untracked(|doc| step_at(doc, pointer).map(str::to_owned));
+            match to {
+                Some(to) => {
+                    state.change(Change::Connect(Edge { from, port, to }));
+                }
+                None => state.notice.set(Some("Drop the wire on the step it should lead to.".into())),
+            }
+        }
+        Gesture::Pan { .. } => {}
+        Gesture::Select { from, to } => {
+            let ids = state.doc.with_untracked(|doc| steps_in_box(doc, from, to));
+            state.selected.update(|selected| {
+                for id in ids {
+                    if !selected.contains(&id) {
+                        selected.push(id);
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[component]
+pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: RwSignal<bool>) -> impl IntoView {
+    let on_background_down = move |ev: leptos::ev::PointerEvent| {
+        if ev.button() != 0 {
+            return;
+        }
+        let client = client_point(&ev);
+        if ev.shift_key() && !space_held.get_untracked() {
+            let at = to_canvas(state, &svg, client);
+            state.gesture.set(Some(Gesture::Select { from: at, to: at }));
+        } else {
+            state.selected.set(Vec::new());
+            state.selected_edge.set(None);
+            state.gesture.set(Some(Gesture::Pan { from_client: client, start: state.viewport.get_untracked() }));
+        }
+    };
+    let on_wheel = move |ev: leptos::ev::WheelEvent| {
+        ev.prevent_default();
+        let (left, top, _, _) = canvas_rect(&svg);
+        let pointer = Point { x: f64::from(ev.client_x()) - left, y: f64::from(ev.client_y()) - top };
+        // Pinch gestures arrive as wheel events with ctrl held and small
+        // deltas; both zoom around the pointer.
+        let speed = if ev.ctrl_key() { 0.01 } else { 0.0015 };
+        let factor = (-ev.delta_y() * speed).exp();
+        state.viewport.update(|view| *view = view.zoom_around(pointer, factor));
+    };
+    let transform = move || {
+        let view = state.viewport.get();
+        format!("translate({} {}) scale({})", num(view.x), num(view.y), view.zoom)
+    };
+    let step_ids = move || {
+        state.doc.with(|doc| {
+            let mut seen = std::collections::HashSet::new();
+            doc.steps.iter().filter(|s| seen.insert(s.id.clone())).map(|s| s.id.clone()).collect::<Vec<_>>()
+        })
+    };
+
+    view! {
+        <svg
+            node_ref=svg
+            class="flow-graph flow-canvas"
+            class:panning=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. })) || space_held.get()
+            role="application"
+            aria-label="Flow canvas"
+            on:pointerdown=on_background_down
+            on:wheel=on_wheel
+        >
+            <defs>
+                <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                    <path d="M0 0 L10 5 L0 10 z"/>
+                </marker>
+            </defs>
+            <g class="viewport" transform=transform>
+                <Wires state/>
+                <g class="steps">
+                    <For each=step_ids key=|id| id.clone() let:id>
+                        <StepNode state id space_held svg/>
+                    </For>
+                </g>
+                {move || match state.gesture.get() {
+                    Some(Gesture::Connect { from, port, pointer }) => {
+                        let start = state.doc.with(|doc| port_point(doc, &from, &port));
+                        start.map(|start| view! { <path class="wire-preview" d=edge_path(start, pointer)/> }.into_any())
+                    }
+                    Some(Gesture::Select { from, to }) => Some(view! {
+                        <rect class="selection-box" x=num(from.x.min(to.x)) y=num(from.y.min(to.y))
+                            width=num((to.x - from.x).abs()) height=num((to.y - from.y).abs())/>
+                    }.into_any()),
+                    _ => None,
+                }}
+            </g>
+        </svg>
+    }
+    .into_any()
+}
+
+/// Where `port` of step `id` sits on the canvas.
+fn port_point(doc: &crate::core::FlowDocument, id: &str, port: &str) -> Option<Point> {
+    let index = doc.steps.iter().position(|s| s.id == id)?;
+    let step = &doc.steps[index];
+    let outputs = ports(step);
+    let slot = outputs.iter().position(|p| *p == port)?;
+    Some(output_point(position_of(step, index), slot, outputs.len()))
+}
+
+/// Where a step is drawn now: during a drag, where it would land.
+fn drawn_at(state: EditorState, id: &str, at: Position) -> Position {
+    state.gesture.with(|gesture| match gesture {
+        Some(Gesture::Move { ids, dx, dy, .. }) if ids.iter().any(|m| m == id) => {
+            snap(Position { x: at.x + dx, y: at.y + dy })
+        }
+        _ => at,
+    })
+}
+
+#[component]
+fn Wires(state: EditorState) -> impl IntoView {
+    move || {
+        let doc = state.doc.read();
+        let mut at = positions(&doc);
+        for (id, position) in at.iter_mut() {
+            *position = drawn_at(state, id, *position);
+        }
+        doc.edges
+            .iter()
+            .filter_map(|edge| {
+                let from_step = doc.step(&edge.from)?;
+                let outputs = ports(from_step);
+                let index = outputs.iter().position(|port| *port == edge.port).unwrap_or(0);
+                let start = output_point(*at.get(edge.from.as_str())?, index, outputs.len().max(1));
+                let end = input_point(*at.get(edge.to.as_str())?);
+                let mid = edge_midpoint(start, end);
+                let label = (edge.port != "next").then(|| edge.port.clone());
+                let path = edge_path(start, end);
+                let selected = {
+                    let edge = edge.clone();
+                    move || state.selected_edge.with(|s| s.as_ref() == Some(&edge))
+                };
+                let choose = {
+                    let edge = edge.clone();
+                    move |ev: leptos::ev::PointerEvent| {
+                        ev.stop_propagation();
+                        state.selected.set(Vec::new());
+                        state.selected_edge.set(Some(edge.clone()));
+                    }
+                };
+                Some(view! {
+                    <g class="wire" class:selected=selected data-from=edge.from.clone() data-port=edge.port.clone() data-to=edge.to.clone()
+                        on:pointerdown=choose>
+                        <path class="hit" d=path.clone()/>
+                        <path class="line" d=path marker-end="url(#arrow)"/>
+                        {label.map(|label| view! {
+                            <text class="port-label" x=num(mid.x) y=num(mid.y - 4.0) text-anchor="middle">{label}</text>
+                        })}
+                    </g>
+                })
+            })
+            .collect_view()
+    }
+    .into_any()
+}
+
+#[component]
+fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: NodeRef<leptos::svg::Svg>) -> impl IntoView {
+    let step = {
+        let id = id.clone();
+        Memo::new(move |_| {
+            state.doc.with(|doc| {
+                let index = doc.steps.iter().position(|s| s.id == id)?;
+                Some((doc.steps[index].clone(), position_of(&doc.steps[index], index)))
+            })
+        })
+    };
+    let transform = {
+        let id = id.clone();
+        move || {
+            let (_, at) = step.get()?;
+            let at = drawn_at(state, &id, at);
+            Some(format!("translate({} {})", num(at.x), num(at.y)))
+        }
+    };
+    let selected = {
+        let id = id.clone();
+        move || state.is_selected(&id)
+    };
+    let level = {
+        let id = id.clone();
+        move || {
+            state.findings.with(|findings| {
+                let levels: Vec<Level> = findings.for_step(&id).map(|f| f.code.level()).collect();
+                if levels.contains(&Level::Error) {
+                    Some(Level::Error)
+                } else {
+                    levels.first().copied()
+                }
+            })
+        }
+    };
+    let on_down = {
+        let id = id.clone();
+        move |ev: leptos::ev::PointerEvent| {
+            if ev.button() != 0 || space_held.get_untracked() {
+                return; // space-drag pans from anywhere
+            }
+            ev.stop_propagation();
+            if ev.shift_key() {
+                // No focus change, so focusing does not undo the toggle.
+                ev.prevent_default();
+                state.selected.update(|ids| match ids.iter().position(|s| *s == id) {
+                    Some(at) => {
+                        ids.remove(at);
+                    }
+                    None => ids.push(id.clone()),
+                });
+                return;
+            }
+            if !state.is_selected(&id) {
+                state.select_only(&id);
+            }
+            state.selected_edge.set(None);
+            let from = to_canvas(state, &svg, client_point(&ev));
+            state.gesture.set(Some(Gesture::Move { ids: state.selected.get_untracked(), from, dx: 0.0, dy: 0.0 }));
+        }
+    };
+    let on_focus = {
+        let id = id.clone();
+        move |_| {
+            if !state.is_selected(&id) {
+                state.select_only(&id);
+            }
+        }
+    };
+    let inner = move || {
+        let (step, _) = step.get()?;
+        let outputs: Vec<String> = ports(&step).into_iter().map(str::to_owned).collect();
+        let count = outputs.len();
+        let dots = outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let p = output_point(Position { x: 0.0, y: 0.0 }, i, count);
+                let from = step.id.clone();
+                let pull = {
+                    let port = port.clone();
+                    move |ev: leptos::ev::PointerEvent| {
+                        if ev.button() != 0 {
+                            return;
+                        }
+                        ev.stop_propagation();
+                        let pointer = to_canvas(state, &svg, client_point(&ev));
+                        state.gesture.set(Some(Gesture::Connect { from: from.clone(), port: port.clone(), pointer }));
+                    }
+                };
+                let label = (count > 1).then(|| {
+                    view! { <text class="port-name" x=num(p.x - 8.0) y=num(p.y + 3.5) text-anchor="end">{port.clone()}</text> }
+                });
+                view! {
+                    {label}
+                    <circle class="port output" data-port=port.clone() cx=num(p.x) cy=num(p.y) r="6" on:pointerdown=pull>
+                        <title>{format!("Drag to connect “{port}”")}</title>
+                    </circle>
+                }
+            })
+            .collect_view();
+        let name = truncate(step.display_name(), 22);
+        Some(view! {
+            <title>{format!("{} — {}", step.display_name(), step.kind.label())}</title>
+            <rect class=format!("card group-{:?}", step.kind.group()).to_lowercase() width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="10"/>
+            <text class="icon" x="22" y="34" text-anchor="middle">{step.kind.icon()}</text>
+            <text class="name" x="42" y="25">{name}</text>
+            <text class="kind" x="42" y="42">{step.kind.label()}</text>
+            <circle class="port input" cx="0" cy=num(NODE_HEIGHT / 2.0) r="4"/>
+            {dots}
+        })
+    };
+    let badge = move || {
+        level().map(|level| {
+            let (class, mark, what) = match level {
+                Level::Error => ("badge error", "!", "Has errors"),
+                Level::Warning => ("badge warning", "⚠", "Has warnings"),
+            };
+            view! {
+                <g class=class>
+                    <title>{what}</title>
+                    <circle cx=num(NODE_WIDTH - 4.0) cy="4" r="10"/>
+                    <text x=num(NODE_WIDTH - 4.0) y="8.5" text-anchor="middle">{mark}</text>
+                </g>
+            }
+        })
+    };
+    view! {
+        <g class="step" class:selected=selected data-step=id.clone() transform=transform tabindex="0"
+            aria-label=move || step.with(|s| s.as_ref().map(|(s, _)| format!("{} ({})", s.display_name(), s.kind.label())))
+            on:pointerdown=on_down on:focus=on_focus>
+            {inner}
+            {badge}
+        </g>
+    }
+    .into_any()
+}
+
+/// A small map of the whole flow with the visible part outlined; a click
+/// centres the view there.
+#[component]
+pub fn Minimap(state: EditorState) -> impl IntoView {
+    const WIDTH: f64 = 200.0;
+    const HEIGHT: f64 = 120.0;
+    let frame = move || {
+        let (w, h) = state.canvas_size.get();
+        let view = state.viewport.get();
+        let top_left = view.to_canvas(Point { x: 0.0, y: 0.0 });
+        let bottom_right = view.to_canvas(Point { x: w, y: h });
+        let steps = state.doc.with(|doc| positions(doc).into_values().collect::<Vec<_>>());
+        let corners = [Position { x: top_left.x, y: top_left.y }, Position { x: bottom_right.x - NODE_WIDTH, y: bottom_right.y - NODE_HEIGHT }];
+        let (x, y, bw, bh) = bounds(steps.iter().copied().chain(corners), 20.0);
+        (steps, (x, y, bw, bh), top_left, bottom_right)
+    };
+    let on_click = move |ev: leptos::ev::MouseEvent| {
+        let (_, (x, y, bw, bh), _, _) = frame();
+        // The map keeps its aspect ratio (xMidYMid meet): undo that scaling.
+        let scale = (WIDTH / bw).min(HEIGHT / bh);
+        let (ox, oy) = ((WIDTH - bw * scale) / 2.0, (HEIGHT - bh * scale) / 2.0);
+        let at = Point { x: x + (f64::from(ev.offset_x()) - ox) / scale, y: y + (f64::from(ev.offset_y()) - oy) / scale };
+        let (w, h) = state.canvas_size.get_untracked();
+        state.viewport.update(|view| *view = view.centre_on(at, w, h));
+    };
+    view! {
+        <svg class="minimap" width=WIDTH height=HEIGHT aria-label="Minimap: click to move the view there" on:click=on_click
+            viewBox=move || { let (_, (x, y, w, h), _, _) = frame(); format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
+            {move || {
+                let (steps, _, top_left, bottom_right) = frame();
+                view! {
+                    {steps.into_iter().map(|at| view! {
+                        <rect class="mini-step" x=num(at.x) y=num(at.y) width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="8"/>
+                    }).collect_view()}
+                    <rect class="mini-view" x=num(top_left.x) y=num(top_left.y)
+                        width=num(bottom_right.x - top_left.x) height=num(bottom_right.y - top_left.y)/>
+                }
+            }}
+        </svg>
+    }
+    .into_any()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}

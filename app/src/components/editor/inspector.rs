@@ -1,0 +1,729 @@
+//! The inspector: the selected step's name, a form for its kind's settings,
+//! its guard, where its outputs lead, and its settings as JSON (so every
+//! kind, and every setting, can be edited).
+//!
+//! Each field edits a copy of the step and hands it back as one
+//! [`Change::update`]; keystrokes in one field merge into one undo step.
+
+use leptos::prelude::*;
+use serde_json::{Map, Value};
+
+use super::state::EditorState;
+use crate::core::editor::Change;
+use crate::core::flow::{Criterion, Duration, Edge, Guard, Logic, Operator, Step, TimeUnit, WhenUnmet};
+use crate::core::kinds::{ports, read_settings, ConditionSettings, FieldChange, KindGroup, StepKind, UpdateContactSettings};
+use crate::core::logic::LogicExpr;
+use crate::core::contact::Contact;
+use crate::core::merge::{render, Escape};
+use crate::core::sms::{measure, SmsEncoding};
+
+/// The selected step, and how its fields write back.
+#[derive(Clone, Copy)]
+struct Fields {
+    state: EditorState,
+    id: StoredValue<String>,
+    step: Memo<Option<Step>>,
+}
+
+impl Fields {
+    fn text(&self, key: &str) -> String {
+        self.step.with(|s| s.as_ref().and_then(|s| s.setting_str(key)).unwrap_or_default().to_owned())
+    }
+
+    /// Edits a copy of the step; `merge` names the field for undo merging.
+    fn edit(&self, merge: Option<&str>, edit: impl FnOnce(&mut Step)) {
+        let Some(mut step) = self.step.get_untracked() else { return };
+        edit(&mut step);
+        let change = Change::update(&step);
+        match merge {
+            Some(field) => self.state.change_merging(change, format!("{}/{field}", self.id.get_value())),
+            None => {
+                self.state.seal();
+                self.state.change(change)
+            }
+        };
+    }
+
+    /// Sets a setting; an empty text removes it (so it reads as missing).
+    fn set(&self, key: &str, value: Option<Value>, merge: bool) {
+        let value = value.filter(|v| v.as_str().is_none_or(|s| !s.is_empty()));
+        self.edit(merge.then_some(key), |step| match value {
+            Some(value) => {
+                step.settings.insert(key.to_owned(), value);
+            }
+            None => {
+                step.settings.remove(key);
+            }
+        });
+    }
+}
+
+#[component]
+pub fn Inspector(state: EditorState) -> impl IntoView {
+    let selected = Memo::new(move |_| state.single_selected());
+    move || match selected.get() {
+        Some(id) => view! { <StepInspector state id/> }.into_any(),
+        None => {
+            let count = state.selected.with(Vec::len);
+            let text = if count > 1 {
+                format!("{count} steps selected. Drag one to move them all; Delete removes them.")
+            } else {
+                "Select a step to edit it, or drag one from the palette.".to_owned()
+            };
+            view! { <section class="step-details inspector empty"><p>{text}</p></section> }.into_any()
+        }
+    }
+    .into_any()
+}
+
+#[component]
+fn StepInspector(state: EditorState, id: String) -> impl IntoView {
+    let step = {
+        let id = id.clone();
+        Memo::new(move |_| state.doc.with(|doc| doc.step(&id).cloned()))
+    };
+    let f = Fields { state, id: StoredValue::new(id.clone()), step };
+    let Some(initial) = step.get_untracked() else {
+        return view! { <section class="step-details inspector"><p>"That step is gone."</p></section> }.into_any();
+    };
+    let kind = initial.kind.clone();
+    let notes = {
+        let id = id.clone();
+        move || {
+            state.findings.with(|findings| {
+                findings
+                    .for_step(&id)
+                    .map(|finding| {
+                        let level = format!("{:?}", finding.code.level()).to_lowercase();
+                        view! { <li class=level data-code=finding.code.as_str()>{finding.message.clone()}</li> }
+                    })
+                    .collect_view()
+            })
+        }
+    };
+    let form = match kind {
+        StepKind::Start => view! { <StartForm f/> }.into_any(),
+        StepKind::Wait => view! { <WaitForm f/> }.into_any(),
+        StepKind::Condition => view! { <ConditionForm f/> }.into_any(),
+        StepKind::SendEmail => view! { <EmailForm f/> }.into_any(),
+        StepKind::SendSms => view! { <SmsForm f/> }.into_any(),
+        StepKind::UpdateContact => view! { <UpdateContactForm f/> }.into_any(),
+        _ => view! { <p class="hint">"Edit this step's settings as JSON below."</p> }.into_any(),
+    };
+    let typed_form = matches!(
+        kind,
+        StepKind::Start | StepKind::Wait | StepKind::Condition | StepKind::SendEmail | StepKind::SendSms | StepKind::UpdateContact
+    );
+    let guarded = kind.is_known() && kind.group() != KindGroup::FlowControl;
+    view! {
+        <section class="step-details inspector" aria-label="Selected step" data-step=id.clone() data-kind=kind.as_str().to_owned()>
+            <h2>{kind.icon()} " " {move || step.with(|s| s.as_ref().map(|s| s.display_name().to_owned()))}</h2>
+            <p class="kind">{kind.label()} " · id " <code>{id.clone()}</code></p>
+            <ul class="step-notes">{notes}</ul>
+            <label class="field">"Name"
+                <input type="text" name="step-name" placeholder=kind.label()
+                    prop:value=move || step.with(|s| s.as_ref().and_then(|s| s.name.clone()).unwrap_or_default())
+                    on:input=move |ev| {
+                        let name = event_target_value(&ev);
+                        f.edit(Some("name"), |s| s.name = (!name.trim().is_empty()).then_some(name));
+                    }
+                    on:blur=move |_| state.seal()/>
+            </label>
+            {form}
+            {guarded.then(|| view! { <GuardEditor f/> })}
+            <NextSteps f/>
+            <JsonSettings f open=!typed_form/>
+        </section>
+    }
+    .into_any()
+}
+
+/// `<option>`s with the current one selected. (Selecting through the
+/// option, not the select's value, works whenever the options are mounted.)
+fn options(choices: Vec<(String, String)>, current: Signal<String>) -> impl IntoView {
+    choices
+        .into_iter()
+        .map(|(value, text)| {
+            let this = value.clone();
+            view! { <option value=value prop:selected=move || current.with(|c| *c == this)>{text}</option> }
+        })
+        .collect_view()
+}
+
+fn pairs(choices: &[(&str, &str)]) -> Vec<(String, String)> {
+    choices.iter().map(|(v, t)| ((*v).to_owned(), (*t).to_owned())).collect()
+}
+
+fn text_field(f: Fields, key: &'static str, label: &'static str, placeholder: &'static str) -> impl IntoView {
+    view! {
+        <label class="field">{label}
+            <input type="text" name=key placeholder=placeholder prop:value=move || f.text(key)
+                on:input=move |ev| f.set(key, Some(Value::String(event_target_value(&ev))), true)
+                on:blur=move |_| f.state.seal()/>
+        </label>
+    }
+    .into_any()
+}
+
+fn text_area(f: Fields, key: &'static str, label: &'static str, placeholder: &'static str) -> impl IntoView {
+    view! {
+        <label class="field">{label}
+            <textarea name=key rows="5" placeholder=placeholder prop:value=move || f.text(key)
+                on:input=move |ev| f.set(key, Some(Value::String(event_target_value(&ev))), true)
+                on:blur=move |_| f.state.seal()></textarea>
+        </label>
+    }
+}
+
+/// A choice among fixed values; the first is what an absent setting means.
+fn choice(f: Fields, key: &'static str, label: &'static str, choices: &'static [(&'static str, &'static str)]) -> impl IntoView {
+    let current = move || {
+        let text = f.text(key);
+        if text.is_empty() {
+            choices[0].0.to_owned()
+        } else {
+            text
+        }
+    };
+    view! {
+        <label class="field">{label}
+            <select name=key on:change=move |ev| f.set(key, Some(Value::String(event_target_value(&ev))), false)>
+                {options(pairs(choices), Signal::derive(current))}
+            </select>
+        </label>
+    }
+}
+
+#[component]
+fn StartForm(f: Fields) -> impl IntoView {
+    let by_list = move || f.text("entry") == "list";
+    view! {
+        {choice(f, "entry", "Contacts enter", &[("manual", "When enrolled by hand"), ("list", "When they join a list"), ("api", "Through the API")])}
+        <Show when=by_list>{text_field(f, "list", "List", "e.g. Newsletter")}</Show>
+    }
+    .into_any()
+}
+
+#[component]
+fn WaitForm(f: Fields) -> impl IntoView {
+    let mode = move || f.text("mode");
+    let amount = Signal::derive(move || f.step.with(|s| s.as_ref().and_then(|s| s.settings.get("amount")?.as_u64())));
+    let unit = Signal::derive(move || f.text("unit"));
+    let set = Callback::new(move |(amount, unit): (Option<u64>, String)| {
+        f.edit(Some("duration"), |s| {
+            match amount {
+                Some(n) => s.settings.insert("amount".into(), n.into()),
+                None => s.settings.remove("amount"),
+            };
+            s.settings.insert("unit".into(), Value::String(unit));
+        })
+    });
+    view! {
+        {choice(f, "mode", "Wait", &[
+            ("duration", "For a while"),
+            ("until", "Until a date and time"),
+            ("time_of_day", "Until a time of day"),
+            ("business_hours", "Until business hours"),
+        ])}
+        {move || match mode().as_str() {
+            "until" => text_field(f, "at", "Until (date and time)", "2026-12-01T09:00:00Z").into_any(),
+            "time_of_day" => view! {
+                <label class="field">"Time of day (contact's zone)"
+                    <input type="time" name="time" prop:value=move || f.text("time")
+                        on:input=move |ev| f.set("time", Some(Value::String(event_target_value(&ev))), true)/>
+                </label>
+            }.into_any(),
+            "business_hours" => view! { <p class="hint">"Continues as soon as the flow's business hours are open."</p> }.into_any(),
+            _ => view! { <DurationPicker label="Wait for" amount unit set/> }.into_any(),
+        }}
+    }
+    .into_any()
+}
+
+/// An amount and a unit, as FLOW_FORMAT's durations are written.
+#[component]
+fn DurationPicker(
+    label: &'static str,
+    amount: Signal<Option<u64>>,
+    unit: Signal<String>,
+    set: Callback<(Option<u64>, String)>,
+) -> impl IntoView {
+    let unit_or_default = move || {
+        let unit = unit.get();
+        if unit.is_empty() {
+            "days".to_owned()
+        } else {
+            unit
+        }
+    };
+    let bad_amount = RwSignal::new(false);
+    view! {
+        <fieldset class="duration">
+            <legend>{label}</legend>
+            <input type="number" min="0" step="1" name="amount" aria-label=format!("{label}: amount")
+                prop:value=move || amount.get().map(|n| n.to_string()).unwrap_or_default()
+                on:input=move |ev| {
+                    let text = event_target_value(&ev);
+                    match text.trim().parse::<u64>() {
+                        Ok(n) => { bad_amount.set(false); set.run((Some(n), unit_or_default())); }
+                        Err(_) if text.trim().is_empty() => { bad_amount.set(false); set.run((None, unit_or_default())); }
+                        Err(_) => bad_amount.set(true),
+                    }
+                }/>
+            <select name="unit" aria-label=format!("{label}: unit")
+                on:change=move |ev| set.run((amount.get_untracked(), event_target_value(&ev)))>
+                {options(TimeUnit::ALL.iter().map(|u| (u.as_str().to_owned(), u.as_str().to_owned())).collect(), Signal::derive(unit_or_default))}
+            </select>
+            <Show when=move || bad_amount.get()>
+                <p class="field-error" role="alert">"Type a whole number."</p>
+            </Show>
+        </fieldset>
+    }
+    .into_any()
+}
+
+#[component]
+fn ConditionForm(f: Fields) -> impl IntoView {
+    let read = move || {
+        f.step.with(|s| s.as_ref().and_then(|s| read_settings::<ConditionSettings>(s).ok()).unwrap_or_default())
+    };
+    let criteria = Signal::derive(move || read().criteria);
+    let logic = Signal::derive(move || read().logic);
+    let set = Callback::new(move |(criteria, logic, merge): (Vec<Criterion>, Option<Logic>, Option<String>)| {
+        f.edit(merge.as_deref(), |s| {
+            s.settings.insert("criteria".into(), serde_json::to_value(&criteria).unwrap_or_default());
+            match logic {
+                Some(logic) => s.settings.insert("logic".into(), Value::String(logic.into())),
+                None => s.settings.remove("logic"),
+            };
+        })
+    });
+    view! {
+        <h3>"Yes when"</h3>
+        <CriteriaEditor criteria logic set/>
+    }
+    .into_any()
+}
+
+/// Rows of field / operator / value, and how they combine (all, any, or
+/// custom logic, whose parse error is shown as it is typed).
+#[component]
+fn CriteriaEditor(
+    criteria: Signal<Vec<Criterion>>,
+    logic: Signal<Option<Logic>>,
+    set: Callback<(Vec<Criterion>, Option<Logic>, Option<String>)>,
+) -> impl IntoView {
+    let update = move |i: usize, merge: Option<String>, edit: &dyn Fn(&mut Criterion)| {
+        let mut rows = criteria.get_untracked();
+        if let Some(row) = rows.get_mut(i) {
+            edit(row);
+            set.run((rows, logic.get_untracked(), merge));
+        }
+    };
+    let add = move |_| {
+        let mut rows = criteria.get_untracked();
+        rows.push(Criterion { field: String::new(), op: Operator::Equals, value: None });
+        set.run((rows, logic.get_untracked().or(Some(Logic::All)), None));
+    };
+    let logic_kind = move || match logic.get() {
+        None | Some(Logic::All) => "all",
+        Some(Logic::Any) => "any",
+        Some(Logic::Custom(_)) => "custom",
+    };
+    let custom_text = move || match logic.get() {
+        Some(Logic::Custom(text)) => text,
+        _ => String::new(),
+    };
+    let logic_error = move || match logic.get() {
+        Some(Logic::Custom(text)) => LogicExpr::parse(&text, criteria.with(Vec::len)).err().map(|err| err.to_string()),
+        _ => None,
+    };
+    let choose_logic = move |ev: leptos::ev::Event| {
+        let rows = criteria.get_untracked();
+        let logic = match event_target_value(&ev).as_str() {
+            "any" => Logic::Any,
+            "custom" => Logic::Custom((1..=rows.len().max(1)).map(|n| n.to_string()).collect::<Vec<_>>().join(" AND ")),
+            _ => Logic::All,
+        };
+        set.run((rows, Some(logic), None));
+    };
+    view! {
+        <div class="criteria">
+            <For each=move || 0..criteria.with(Vec::len) key=|i| *i let:i>
+                <div class="criterion" data-row=i + 1>
+                    <span class="number">{i + 1}</span>
+                    <input type="text" name="field" placeholder="field, e.g. country" aria-label=format!("Criterion {} field", i + 1)
+                        prop:value=move || criteria.with(|c| c.get(i).map(|c| c.field.clone()).unwrap_or_default())
+                        on:input=move |ev| { let text = event_target_value(&ev); update(i, Some(format!("criteria{i}.field")), &|c| c.field = text.clone()) }/>
+                    <select name="op" aria-label=format!("Criterion {} operator", i + 1)
+                        on:change=move |ev| { let op = Operator::from(event_target_value(&ev)); update(i, None, &|c| c.op = op.clone()) }>
+                        {options(
+                            Operator::ALL.iter().map(|op| (op.as_str().to_owned(), op.as_str().replace('_', " "))).collect(),
+                            Signal::derive(move || criteria.with(|c| c.get(i).map(|c| c.op.as_str().to_owned()).unwrap_or_default())),
+                        )}
+                    </select>
+                    <input type="text" name="value" placeholder="value" aria-label=format!("Criterion {} value", i + 1)
+                        class:hidden=move || criteria.with(|c| c.get(i).is_some_and(|c| !c.op.takes_value()))
+                        prop:value=move || criteria.with(|c| c.get(i).map(value_text).unwrap_or_default())
+                        on:input=move |ev| {
+                            let text = event_target_value(&ev);
+                            update(i, Some(format!("criteria{i}.value")), &|c| c.value = value_from_text(&c.op, &text))
+                        }/>
+                    <button type="button" class="remove" aria-label=format!("Remove criterion {}", i + 1) on:click=move |_| {
+                        let mut rows = criteria.get_untracked();
+                        if i < rows.len() {
+                            rows.remove(i);
+                            set.run((rows, logic.get_untracked(), None));
+                        }
+                    }>"×"</button>
+                </div>
+            </For>
+            <button type="button" class="add" on:click=add>"+ Add criterion"</button>
+            <label class="field">"Combine"
+                <select name="logic" on:change=choose_logic>
+                    {options(
+                        pairs(&[("all", "All must match"), ("any", "Any may match"), ("custom", "Custom logic")]),
+                        Signal::derive(move || logic_kind().to_owned()),
+                    )}
+                </select>
+            </label>
+            <Show when=move || logic_kind() == "custom">
+                <label class="field">"Custom logic"
+                    <input type="text" name="custom-logic" placeholder="1 AND (2 OR NOT 3)" prop:value=custom_text
+                        class:invalid=move || logic_error().is_some()
+                        on:input=move |ev| set.run((criteria.get_untracked(), Some(Logic::Custom(event_target_value(&ev))), Some("logic".into())))/>
+                </label>
+                {move || logic_error().map(|message| view! { <p class="field-error" role="alert">{message}</p> })}
+            </Show>
+        </div>
+    }
+    .into_any()
+}
+
+fn value_text(criterion: &Criterion) -> String {
+    match &criterion.value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(", ")
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `in` and `not in` take a comma-separated list; the rest take the text.
+fn value_from_text(op: &Operator, text: &str) -> Option<Value> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(match op {
+        Operator::In | Operator::NotIn => {
+            Value::Array(text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| Value::String(t.into())).collect())
+        }
+        _ => Value::String(text.to_owned()),
+    })
+}
+
+#[component]
+fn GuardEditor(f: Fields) -> impl IntoView {
+    let guard = move || f.step.with(|s| s.as_ref().and_then(|s| s.guard.clone()));
+    let has_guard = move || guard().is_some();
+    let toggle = move |ev: leptos::ev::Event| {
+        let on = event_target_checked(&ev);
+        f.edit(None, |s| {
+            s.guard = on.then(|| Guard { criteria: Vec::new(), logic: Some(Logic::All), when_unmet: Some(WhenUnmet::Skip), hold_timeout: None })
+        });
+    };
+    let criteria = Signal::derive(move || guard().map(|g| g.criteria).unwrap_or_default());
+    let logic = Signal::derive(move || guard().and_then(|g| g.logic));
+    let set = Callback::new(move |(criteria, logic, merge): (Vec<Criterion>, Option<Logic>, Option<String>)| {
+        let merge = merge.map(|m| format!("guard.{m}"));
+        f.edit(merge.as_deref(), |s| {
+            if let Some(guard) = s.guard.as_mut() {
+                guard.criteria = criteria;
+                guard.logic = logic;
+            }
+        })
+    });
+    let holds = move || guard().is_some_and(|g| g.when_unmet == Some(WhenUnmet::Hold));
+    let timeout_amount = Signal::derive(move || guard().and_then(|g| g.hold_timeout).map(|d| d.amount));
+    let timeout_unit = Signal::derive(move || guard().and_then(|g| g.hold_timeout).map(|d| d.unit.to_string()).unwrap_or_default());
+    let set_timeout = Callback::new(move |(amount, unit): (Option<u64>, String)| {
+        f.edit(Some("guard.hold_timeout"), |s| {
+            if let Some(guard) = s.guard.as_mut() {
+                guard.hold_timeout = amount.map(|amount| Duration { amount, unit: TimeUnit::from(unit) });
+            }
+        })
+    });
+    view! {
+        <section class="guard">
+            <label class="check"><input type="checkbox" name="guarded" prop:checked=has_guard on:change=toggle/>
+                " Only run this step when…"</label>
+            <Show when=has_guard>
+                <CriteriaEditor criteria logic set/>
+                <label class="field">"When not met"
+                    <select name="when_unmet"
+                        on:change=move |ev| {
+                            let hold = event_target_value(&ev) == "hold";
+                            f.edit(None, |s| if let Some(g) = s.guard.as_mut() {
+                                g.when_unmet = Some(if hold { WhenUnmet::Hold } else { WhenUnmet::Skip });
+                                if !hold { g.hold_timeout = None; }
+                            })
+                        }>
+                        {options(
+                            pairs(&[("skip", "Skip the step"), ("hold", "Hold until met")]),
+                            Signal::derive(move || if holds() { "hold".to_owned() } else { "skip".to_owned() }),
+                        )}
+                    </select>
+                </label>
+                <Show when=holds>
+                    <DurationPicker label="Give up after" amount=timeout_amount unit=timeout_unit set=set_timeout/>
+                </Show>
+            </Show>
+        </section>
+    }
+    .into_any()
+}
+
+/// The tags every contact has, for the merge-tag help.
+const MERGE_TAGS: &[(&str, &str)] = &[
+    ("first_name", "first name (a custom field)"),
+    ("email", "email address"),
+    ("mobile", "mobile number"),
+    ("timezone", "time zone"),
+    ("owner", "the record owner"),
+];
+
+/// The contact the email preview is written for.
+fn sample_contact() -> Contact {
+    let mut contact = Contact {
+        email: Some("ada@example.com".into()),
+        mobile: Some("+1 555 0100".into()),
+        timezone: Some("Europe/London".into()),
+        owner: Some("user:grace".into()),
+        ..Contact::default()
+    };
+    for (field, value) in [("first_name", "Ada"), ("last_name", "Lovelace"), ("company", "Analytical Engines")] {
+        contact.fields.insert(field.into(), Value::String(value.into()));
+    }
+    contact
+}
+
+#[component]
+fn EmailForm(f: Fields) -> impl IntoView {
+    // The engine's own merge: what the preview shows is what is sent.
+    let contact = StoredValue::new(sample_contact());
+    let preview_subject = move || contact.with_value(|c| render(&f.text("subject"), c, Escape::None));
+    let preview_body = move || contact.with_value(|c| render(&f.text("body"), c, Escape::None));
+    view! {
+        {text_field(f, "subject", "Subject", "Welcome, {{first_name}}!")}
+        {text_area(f, "body", "Body", "Hi {{first_name}}, …")}
+        <MergeTags/>
+        {choice(f, "activation", "Sent", &[("automatic", "Automatically"), ("manual", "By a person (manual)")])}
+        {choice(f, "timing", "Timing", &[
+            ("immediate", "Immediately"),
+            ("business_hours_weekday", "Business hours, weekdays"),
+            ("business_hours_any_day", "Business hours, any day"),
+        ])}
+        {choice(f, "if_no_email", "If the contact has no email", &[("skip", "Skip this step"), ("exit", "Leave the flow")])}
+        <section class="email-preview" aria-label="Email preview">
+            <h3>"Preview for a sample contact (Ada)"</h3>
+            <p class="subject">{preview_subject}</p>
+            <div class="body">{preview_body}</div>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn MergeTags() -> impl IntoView {
+    view! {
+        <details class="merge-tags">
+            <summary>"Merge tags"</summary>
+            <p class="hint">
+                "Put a contact's details in the text. Any custom field works, like " <code>"{{company}}"</code>
+                "; a missing one is left empty unless you give a fallback: " <code>"{{ first_name | default: \"there\" }}"</code> "."
+            </p>
+            <ul>{MERGE_TAGS.iter().map(|(tag, what)| view! { <li><code>{format!("{{{{{tag}}}}}")}</code> " " {*what}</li> }).collect_view()}</ul>
+        </details>
+    }
+    .into_any()
+}
+
+#[component]
+fn SmsForm(f: Fields) -> impl IntoView {
+    let counter = move || {
+        let length = measure(&f.text("text"));
+        let encoding = match length.encoding {
+            SmsEncoding::Gsm7 => "GSM-7",
+            SmsEncoding::Ucs2 => "Unicode (UCS-2)",
+        };
+        let plural = if length.segments == 1 { "" } else { "s" };
+        format!("{} characters · {} segment{plural} · {encoding} ({} fit in one)", length.units, length.segments, length.single_limit)
+    };
+    let many = move || measure(&f.text("text")).segments > 1;
+    view! {
+        {text_area(f, "text", "Text", "Hi {{first_name}}, …")}
+        <p class="sms-counter" class:warning=many aria-live="polite">{counter}</p>
+        <MergeTags/>
+        {choice(f, "if_no_mobile", "If the contact has no mobile number", &[("skip", "Skip this step"), ("exit", "Leave the flow")])}
+    }
+    .into_any()
+}
+
+const CHANGE_OPS: [&str; 6] = ["set", "clear", "increment", "decrement", "append", "remove"];
+
+#[component]
+fn UpdateContactForm(f: Fields) -> impl IntoView {
+    let changes = Signal::derive(move || {
+        f.step.with(|s| s.as_ref().and_then(|s| read_settings::<UpdateContactSettings>(s).ok()).unwrap_or_default().changes)
+    });
+    let write = move |rows: Vec<FieldChange>, merge: Option<String>| {
+        f.edit(merge.as_deref(), |s| {
+            s.settings.insert("changes".into(), serde_json::to_value(&rows).unwrap_or_default());
+        })
+    };
+    let update = move |i: usize, merge: Option<String>, edit: &dyn Fn(&mut FieldChange)| {
+        let mut rows = changes.get_untracked();
+        if let Some(row) = rows.get_mut(i) {
+            edit(row);
+            write(rows, merge);
+        }
+    };
+    view! {
+        <h3>"Change these fields"</h3>
+        <div class="changes">
+            <For each=move || 0..changes.with(Vec::len) key=|i| *i let:i>
+                <div class="change-row" data-row=i + 1>
+                    <input type="text" name="field" placeholder="field" aria-label=format!("Change {} field", i + 1)
+                        prop:value=move || changes.with(|c| c.get(i).map(|c| c.field.clone()).unwrap_or_default())
+                        on:input=move |ev| { let text = event_target_value(&ev); update(i, Some(format!("changes{i}.field")), &|c| c.field = text.clone()) }/>
+                    <select name="op" aria-label=format!("Change {} operation", i + 1)
+                        on:change=move |ev| { let op = event_target_value(&ev); update(i, None, &|c| c.op = op.clone()) }>
+                        {options(
+                            CHANGE_OPS.iter().map(|op| ((*op).to_owned(), (*op).to_owned())).collect(),
+                            Signal::derive(move || changes.with(|c| c.get(i).map(|c| c.op.clone()).unwrap_or_default())),
+                        )}
+                    </select>
+                    <input type="text" name="value" placeholder="value or {{tag}}" aria-label=format!("Change {} value", i + 1)
+                        class:hidden=move || changes.with(|c| c.get(i).is_some_and(|c| c.op == "clear"))
+                        prop:value=move || changes.with(|c| c.get(i).and_then(|c| c.value.as_ref()).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default())
+                        on:input=move |ev| {
+                            let text = event_target_value(&ev);
+                            update(i, Some(format!("changes{i}.value")), &|c| c.value = (!text.is_empty()).then(|| Value::String(text.clone())))
+                        }/>
+                    <button type="button" class="remove" aria-label=format!("Remove change {}", i + 1) on:click=move |_| {
+                        let mut rows = changes.get_untracked();
+                        if i < rows.len() { rows.remove(i); write(rows, None); }
+                    }>"×"</button>
+                </div>
+            </For>
+            <button type="button" class="add" on:click=move |_| {
+                let mut rows = changes.get_untracked();
+                rows.push(FieldChange { field: String::new(), op: "set".into(), value: None });
+                write(rows, None);
+            }>"+ Add a change"</button>
+        </div>
+    }
+    .into_any()
+}
+
+/// Where each output leads: the keyboard way to connect steps.
+#[component]
+fn NextSteps(f: Fields) -> impl IntoView {
+    let state = f.state;
+    let outputs = move || f.step.with(|s| s.as_ref().map(|s| ports(s).into_iter().map(str::to_owned).collect::<Vec<_>>()).unwrap_or_default());
+    (move || {
+        let outputs = outputs();
+        if outputs.is_empty() {
+            return None;
+        }
+        let id = f.id.get_value();
+        let rows = outputs
+            .into_iter()
+            .map(|port| {
+                let current = {
+                    let (id, port) = (id.clone(), port.clone());
+                    move || state.doc.with(|d| d.edges.iter().find(|e| e.from == id && e.port == port).map(|e| e.to.clone()).unwrap_or_default())
+                };
+                let others = {
+                    let id = id.clone();
+                    move || {
+                        let choices = state.doc.with(|d| {
+                            d.steps
+                                .iter()
+                                .filter(|s| s.id != id && s.kind != StepKind::Start)
+                                .map(|s| (s.id.clone(), format!("{} ({})", s.display_name(), s.id)))
+                                .collect()
+                        });
+                        options(choices, Signal::derive(current.clone()))
+                    }
+                };
+                let choose = {
+                    let (id, port) = (id.clone(), port.clone());
+                    move |ev: leptos::ev::Event| {
+                        let to = event_target_value(&ev);
+                        let old = state.doc.with_untracked(|d| d.edges.iter().find(|e| e.from == id && e.port == port).cloned());
+                        let mut changes: Vec<Change> = old.into_iter().map(Change::disconnect).collect();
+                        if !to.is_empty() {
+                            changes.push(Change::Connect(Edge { from: id.clone(), port: port.clone(), to }));
+                        }
+                        state.change(Change::Batch(changes));
+                    }
+                };
+                let label = if port == "next" { "Then go to".to_owned() } else { format!("“{port}” goes to") };
+                view! {
+                    <label class="field">{label}
+                        <select name=format!("next-{port}") on:change=choose>
+                            <option value="">"— nowhere (participants end here) —"</option>
+                            {others}
+                        </select>
+                    </label>
+                }
+            })
+            .collect_view();
+        Some(view! { <section class="next-steps"><h3>"Next step"</h3>{rows}</section> })
+    })
+    .into_any()
+}
+
+/// The settings as JSON: every setting of every kind, editable. Text that
+/// does not parse is kept in the box (with the reason) and not applied.
+#[component]
+fn JsonSettings(f: Fields, open: bool) -> impl IntoView {
+    let pretty = move || f.step.with_untracked(|s| s.as_ref().map(|s| serde_json::to_string_pretty(&s.settings).unwrap_or_default()).unwrap_or_default());
+    let text = RwSignal::new(pretty());
+    let error = RwSignal::new(None::<String>);
+    // Follow edits made elsewhere (a form field, undo) unless the box holds
+    // exactly those settings already.
+    Effect::new(move |_| {
+        let settings = f.step.with(|s| s.as_ref().map(|s| s.settings.clone()));
+        let same = serde_json::from_str::<Map<String, Value>>(&text.get_untracked()).ok() == settings;
+        if !same {
+            text.set(pretty());
+            error.set(None);
+        }
+    });
+    view! {
+        <details class="json-settings" open=open>
+            <summary>"Settings as JSON"</summary>
+            <textarea name="settings-json" rows="8" spellcheck="false" aria-label="Settings as JSON"
+                prop:value=move || text.get()
+                on:input=move |ev| {
+                    let typed = event_target_value(&ev);
+                    text.set(typed.clone());
+                    match serde_json::from_str::<Value>(&typed) {
+                        Ok(Value::Object(settings)) => {
+                            error.set(None);
+                            f.edit(Some("settings-json"), |s| s.settings = settings);
+                        }
+                        Ok(_) => error.set(Some("Settings must be a JSON object, like {\"list\": \"VIP\"}.".into())),
+                        Err(err) => error.set(Some(format!("Not applied: {err}"))),
+                    }
+                }
+                on:blur=move |_| f.state.seal()></textarea>
+            {move || error.get().map(|message| view! { <p class="field-error" role="alert">{message}</p> })}
+        </details>
+    }
+    .into_any()
+}

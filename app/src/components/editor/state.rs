@@ -1,0 +1,189 @@
+//! The editor's reactive state: the document, its history, the selection
+//! and the gesture under way. Every edit goes through [`EditorState::change`],
+//! which hands a [`Change`] to the pure core and records its inverse.
+
+use leptos::prelude::*;
+
+use crate::core::editor::{Change, UndoStack, Viewport};
+use crate::core::flow::{Edge, FlowDocument, Step};
+use crate::core::geometry::Point;
+use crate::core::kinds::StepKind;
+use crate::core::validate::{validate, Context};
+use crate::core::Findings;
+
+/// A pointer gesture in progress. Nothing is changed until it ends, so a
+/// drag is one undo step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gesture {
+    /// A kind dragged from the palette; `client` is the pointer on the page.
+    Place { kind: StepKind, client: Point },
+    /// Steps dragged by `(dx, dy)` canvas units so far.
+    Move { ids: Vec<String>, from: Point, dx: f64, dy: f64 },
+    /// A wire pulled from `from`'s `port`, its loose end at `pointer`.
+    Connect { from: String, port: String, pointer: Point },
+    /// The background dragged: the view follows the pointer.
+    Pan { from_client: Point, start: Viewport },
+    /// A selection box between two canvas points.
+    Select { from: Point, to: Point },
+}
+
+/// Where saving stands, as the toolbar shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveState {
+    Saved,
+    Unsaved,
+    Saving,
+    Failed(String),
+    /// Another tab saved first: autosave stops until the marketer chooses.
+    Stale(String),
+}
+
+#[derive(Clone, Copy)]
+pub struct EditorState {
+    pub flow_id: i64,
+    pub doc: RwSignal<FlowDocument>,
+    pub history: RwSignal<UndoStack>,
+    pub viewport: RwSignal<Viewport>,
+    pub selected: RwSignal<Vec<String>>,
+    pub selected_edge: RwSignal<Option<Edge>>,
+    pub gesture: RwSignal<Option<Gesture>>,
+    /// A refused change or other note, shown over the canvas.
+    pub notice: RwSignal<Option<String>>,
+    pub findings: Memo<Findings>,
+    /// Counts the edits; autosave watches it.
+    pub edits: RwSignal<u64>,
+    pub revision: RwSignal<i64>,
+    pub save: RwSignal<SaveState>,
+    /// The steps copied with Ctrl/Cmd+C, and the wires among them.
+    pub clipboard: StoredValue<Option<(Vec<Step>, Vec<Edge>)>>,
+    pub help_open: RwSignal<bool>,
+    /// The canvas's size on the page, for fit and centring.
+    pub canvas_size: RwSignal<(f64, f64)>,
+}
+
+impl EditorState {
+    pub fn new(flow_id: i64, doc: FlowDocument, revision: i64) -> Self {
+        let doc = RwSignal::new(doc);
+        let context = Context { flow_id: Some(flow_id.to_string()), ..Context::default() };
+        let findings = Memo::new(move |_| doc.with(|doc| validate(doc, &context)));
+        EditorState {
+            flow_id,
+            doc,
+            history: RwSignal::new(UndoStack::new()),
+            viewport: RwSignal::new(Viewport::default()),
+            selected: RwSignal::new(Vec::new()),
+            selected_edge: RwSignal::new(None),
+            gesture: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            findings,
+            edits: RwSignal::new(0),
+            revision: RwSignal::new(revision),
+            save: RwSignal::new(SaveState::Saved),
+            clipboard: StoredValue::new(None),
+            help_open: RwSignal::new(false),
+            canvas_size: RwSignal::new((960.0, 600.0)),
+        }
+    }
+
+    /// Applies a change; a refusal is shown and changes nothing.
+    pub fn change(&self, change: Change) -> bool {
+        self.record(change, None)
+    }
+
+    /// Applies a change that merges with the previous one of the same key
+    /// in the history (keystrokes in one field).
+    pub fn change_merging(&self, change: Change, key: String) -> bool {
+        self.record(change, Some(key))
+    }
+
+    fn record(&self, change: Change, key: Option<String>) -> bool {
+        let mut result = Ok(());
+        self.history.update_untracked(|history| {
+            self.doc.update_untracked(|doc| {
+                result = match &key {
+                    Some(key) => history.apply_merging(doc, change, key),
+                    None => history.apply(doc, change),
+                };
+            })
+        });
+        match result {
+            Ok(()) => {
+                self.edited();
+                self.notice.set(None);
+                true
+            }
+            Err(refusal) => {
+                self.notice.set(Some(refusal.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Ends a run of merged edits (a field lost focus).
+    pub fn seal(&self) {
+        self.history.update_untracked(UndoStack::seal);
+    }
+
+    pub fn undo(&self) {
+        let mut done = false;
+        self.history.update_untracked(|history| self.doc.update_untracked(|doc| done = history.undo(doc)));
+        if done {
+            self.edited();
+            self.forget_missing();
+        }
+    }
+
+    pub fn redo(&self) {
+        let mut done = false;
+        self.history.update_untracked(|history| self.doc.update_untracked(|doc| done = history.redo(doc)));
+        if done {
+            self.edited();
+            self.forget_missing();
+        }
+    }
+
+    fn edited(&self) {
+        self.doc.notify();
+        self.history.notify();
+        self.edits.update(|n| *n += 1);
+    }
+
+    /// Drops selected steps and wires that no longer exist.
+    fn forget_missing(&self) {
+        let doc = self.doc.read_untracked();
+        self.selected.update(|ids| ids.retain(|id| doc.step(id).is_some()));
+        if self.selected_edge.with_untracked(|edge| edge.as_ref().is_some_and(|e| !doc.edges.contains(e))) {
+            self.selected_edge.set(None);
+        }
+    }
+
+    pub fn select_only(&self, id: &str) {
+        self.selected.set(vec![id.to_owned()]);
+        self.selected_edge.set(None);
+    }
+
+    pub fn is_selected(&self, id: &str) -> bool {
+        self.selected.with(|ids| ids.iter().any(|s| s == id))
+    }
+
+    /// The one selected step, for the inspector.
+    pub fn single_selected(&self) -> Option<String> {
+        self.selected.with(|ids| match ids.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+    }
+
+    /// Deletes the selected steps (with their wires) and the selected wire.
+    pub fn delete_selection(&self) {
+        let ids = self.selected.get_untracked();
+        let edges: Vec<Edge> = self.selected_edge.get_untracked().into_iter().collect();
+        if ids.is_empty() && edges.is_empty() {
+            return;
+        }
+        if self.change(crate::core::editor::remove(ids, edges)) {
+            self.selected.set(Vec::new());
+            self.selected_edge.set(None);
+        }
+    }
+}

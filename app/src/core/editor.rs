@@ -1,0 +1,1026 @@
+//! The editor's model, kept apart from the canvas that draws it: every edit
+//! a marketer makes is a [`Change`] value, and one pure function, [`apply`],
+//! carries it out and hands back the change that undoes it. Undo and redo
+//! are then two stacks of changes ([`UndoStack`]), and the browser code only
+//! turns pointer and key events into changes.
+//!
+//! What may connect is decided by [`validate::can_connect`], the same rule
+//! the validator reports on save. A refused change leaves the document
+//! exactly as it was.
+//!
+//! The viewport (pan and zoom) is view state: it is not part of the saved
+//! document and is not undone, so it lives in [`Viewport`] beside the
+//! document rather than in a [`Change`].
+//!
+//! Nothing here does IO or knows about Leptos.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::core::flow::{Edge, FlowDocument, Guard, Position, Step};
+use crate::core::geometry::{Point, NODE_HEIGHT, NODE_WIDTH};
+use crate::core::kinds::{ports, StepKind};
+use crate::core::validate::{self, ConnectRefusal};
+
+/// The canvas grid; dropped and moved steps snap to it.
+pub const GRID: f64 = 20.0;
+
+/// One edit of the document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// Adds steps and wires as given (a new step, a paste, an undone
+    /// removal). Refused when a step id is already taken or a wire exists.
+    AddSteps { steps: Vec<Step>, edges: Vec<Edge> },
+    /// Removes the steps with these ids together with every wire touching
+    /// them, and the listed wires.
+    RemoveSteps { ids: Vec<String>, edges: Vec<Edge> },
+    /// Puts steps at these positions (`None`: no stored position).
+    MoveSteps { moves: Vec<(String, Option<Position>)> },
+    /// Draws a wire, if [`validate::can_connect`] allows it.
+    Connect(Edge),
+    /// Replaces a step's name, settings and guard (its id, kind and
+    /// position stay).
+    UpdateStep { id: String, name: Option<String>, settings: Map<String, Value>, guard: Option<Guard> },
+    /// Several changes as one undo step, applied in order, all or none.
+    Batch(Vec<Change>),
+}
+
+impl Change {
+    /// Removes one wire.
+    pub fn disconnect(edge: Edge) -> Change {
+        Change::RemoveSteps { ids: Vec::new(), edges: vec![edge] }
+    }
+
+    /// Sets `step`'s name, settings and guard to those of the given copy:
+    /// the inspector edits a clone and hands it back through this.
+    pub fn update(step: &Step) -> Change {
+        Change::UpdateStep {
+            id: step.id.clone(),
+            name: step.name.clone(),
+            settings: step.settings.clone(),
+            guard: step.guard.clone(),
+        }
+    }
+}
+
+/// Why a change was not made, in words the marketer reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{}", .0.message())]
+    Connect(ConnectRefusal),
+    #[error("There is no step “{0}” any more.")]
+    NoSuchStep(String),
+    #[error("A step with id “{0}” already exists.")]
+    DuplicateId(String),
+    #[error("That wire does not exist any more.")]
+    NoSuchEdge,
+    #[error("That wire already exists.")]
+    DuplicateEdge,
+}
+
+/// Applies `change` to `doc` and returns the change that undoes it. On a
+/// refusal `doc` is left untouched.
+///
+/// Steps and wires are inserted where the canonical order puts them (steps
+/// by id, wires sorted), so a canonical document stays canonical and an
+/// undo gives back exactly the document that was there before.
+pub fn apply(doc: &mut FlowDocument, change: Change) -> Result<Change, Refusal> {
+    match change {
+        Change::AddSteps { steps, edges } => {
+            let mut fresh = HashSet::new();
+            for step in &steps {
+                // A wire already naming the id (a dangling one) would be
+                // taken away by the undo, so such an id counts as taken.
+                let named = doc.edges.iter().any(|edge| edge.from == step.id || edge.to == step.id);
+                if doc.step(&step.id).is_some() || named || !fresh.insert(step.id.as_str()) {
+                    return Err(Refusal::DuplicateId(step.id.clone()));
+                }
+            }
+            if edges.iter().any(|edge| doc.edges.contains(edge)) {
+                return Err(Refusal::DuplicateEdge);
+            }
+            let ids = steps.iter().map(|step| step.id.clone()).collect();
+            let undo_edges = edges.clone();
+            for step in steps {
+                let at = doc.steps.partition_point(|other| other.id < step.id);
+                doc.steps.insert(at, step);
+            }
+            for edge in edges {
+                let at = doc.edges.partition_point(|other| *other < edge);
+                doc.edges.insert(at, edge);
+            }
+            Ok(Change::RemoveSteps { ids, edges: undo_edges })
+        }
+        Change::RemoveSteps { ids, edges } => {
+            if let Some(id) = ids.iter().find(|id| doc.step(id).is_none()) {
+                return Err(Refusal::NoSuchStep(id.clone()));
+            }
+            if edges.iter().any(|edge| !doc.edges.contains(edge)) {
+                return Err(Refusal::NoSuchEdge);
+            }
+            let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let (removed_steps, kept): (Vec<Step>, Vec<Step>) =
+                std::mem::take(&mut doc.steps).into_iter().partition(|step| gone.contains(step.id.as_str()));
+            doc.steps = kept;
+            let (removed_edges, kept): (Vec<Edge>, Vec<Edge>) = std::mem::take(&mut doc.edges)
+                .into_iter()
+                .partition(|edge| gone.contains(edge.from.as_str()) || gone.contains(edge.to.as_str()) || edges.contains(edge));
+            doc.edges = kept;
+            Ok(Change::AddSteps { steps: removed_steps, edges: removed_edges })
+        }
+        Change::MoveSteps { moves } => {
+            if let Some((id, _)) = moves.iter().find(|(id, _)| doc.step(id).is_none()) {
+                return Err(Refusal::NoSuchStep(id.clone()));
+            }
+            let mut undo = Vec::with_capacity(moves.len());
+            for (id, position) in moves {
+                let step = doc.steps.iter_mut().find(|step| step.id == id).expect("checked above");
+                undo.push((id, std::mem::replace(&mut step.position, position)));
+            }
+            // Undone in reverse, so a step moved twice in one change ends
+            // where it started.
+            undo.reverse();
+            Ok(Change::MoveSteps { moves: undo })
+        }
+        Change::Connect(edge) => {
+            validate::can_connect(doc, &edge.from, &edge.port, &edge.to).map_err(Refusal::Connect)?;
+            let at = doc.edges.partition_point(|other| *other < edge);
+            doc.edges.insert(at, edge.clone());
+            Ok(Change::disconnect(edge))
+        }
+        Change::UpdateStep { id, name, settings, guard } => {
+            let step = doc.steps.iter_mut().find(|step| step.id == id).ok_or_else(|| Refusal::NoSuchStep(id.clone()))?;
+            let undo = Change::UpdateStep {
+                id,
+                name: std::mem::replace(&mut step.name, name),
+                settings: std::mem::replace(&mut step.settings, settings),
+                guard: std::mem::replace(&mut step.guard, guard),
+            };
+            Ok(undo)
+        }
+        Change::Batch(changes) => {
+            let mut undo = Vec::with_capacity(changes.len());
+            for change in changes {
+                match apply(doc, change) {
+                    Ok(inverse) => undo.push(inverse),
+                    Err(refusal) => {
+                        // All or nothing: take back what this batch did.
+                        for inverse in undo.into_iter().rev() {
+                            apply(doc, inverse).expect("an inverse applies to the document it came from");
+                        }
+                        return Err(refusal);
+                    }
+                }
+            }
+            undo.reverse();
+            Ok(Change::Batch(undo))
+        }
+    }
+}
+
+/// The history of a document's edits. Each entry undoes one change; a new
+/// change after an undo drops what could have been redone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UndoStack {
+    undo: Vec<Entry>,
+    redo: Vec<Change>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    inverse: Change,
+    /// Edits with the same key in a row (typing in one field) undo as one.
+    merge_key: Option<String>,
+}
+
+/// How many changes can be undone.
+pub const UNDO_LIMIT: usize = 500;
+
+impl UndoStack {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies a change and remembers how to undo it.
+    pub fn apply(&mut self, doc: &mut FlowDocument, change: Change) -> Result<(), Refusal> {
+        self.record(doc, change, None)
+    }
+
+    /// Like [`UndoStack::apply`], but a run of changes with the same `key`
+    /// (each keystroke in the subject field, say) is undone in one step.
+    pub fn apply_merging(&mut self, doc: &mut FlowDocument, change: Change, key: &str) -> Result<(), Refusal> {
+        self.record(doc, change, Some(key))
+    }
+
+    fn record(&mut self, doc: &mut FlowDocument, change: Change, key: Option<&str>) -> Result<(), Refusal> {
+        let inverse = apply(doc, change)?;
+        self.redo.clear();
+        let merges = key.is_some() && self.undo.last().is_some_and(|last| last.merge_key.as_deref() == key);
+        if !merges {
+            // The earlier inverse of a merged run already restores what was
+            // there before the run began.
+            self.undo.push(Entry { inverse, merge_key: key.map(str::to_owned) });
+            if self.undo.len() > UNDO_LIMIT {
+                self.undo.remove(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a run of merged edits, so the next one is its own undo step.
+    pub fn seal(&mut self) {
+        if let Some(last) = self.undo.last_mut() {
+            last.merge_key = None;
+        }
+    }
+
+    /// Undoes the newest change; false when there is none.
+    pub fn undo(&mut self, doc: &mut FlowDocument) -> bool {
+        let Some(entry) = self.undo.pop() else { return false };
+        match apply(doc, entry.inverse) {
+            Ok(redo) => {
+                self.redo.push(redo);
+                true
+            }
+            // Only reachable if the document was changed behind the stack's
+            // back; the history no longer fits it.
+            Err(_) => {
+                self.clear();
+                false
+            }
+        }
+    }
+
+    /// Redoes the newest undone change; false when there is none.
+    pub fn redo(&mut self, doc: &mut FlowDocument) -> bool {
+        let Some(change) = self.redo.pop() else { return false };
+        match apply(doc, change) {
+            Ok(inverse) => {
+                self.undo.push(Entry { inverse, merge_key: None });
+                true
+            }
+            Err(_) => {
+                self.clear();
+                false
+            }
+        }
+    }
+
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    pub fn can_redo(&self) -> bool {
+        !self.redo.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.undo.clear();
+        self.redo.clear();
+    }
+}
+
+/// A new step id for `kind`: `<kind>_<n>` with the smallest `n` that no
+/// step (and no wire) uses.
+pub fn new_step_id(doc: &FlowDocument, kind: &StepKind) -> String {
+    let wired = doc.edges.iter().flat_map(|edge| [edge.from.as_str(), edge.to.as_str()]);
+    let taken: HashSet<&str> = doc.steps.iter().map(|step| step.id.as_str()).chain(wired).collect();
+    (1..)
+        .map(|n| format!("{}_{n}", kind.as_str()))
+        .find(|id| !taken.contains(id.as_str()))
+        .expect("some number is free")
+}
+
+/// The settings a step starts with: enough that it reads sensibly, nothing
+/// the marketer must decide (those are reported as missing).
+pub fn default_settings(kind: &StepKind) -> Map<String, Value> {
+    let settings = match kind {
+        StepKind::Start => json!({"entry": "manual"}),
+        StepKind::Wait => json!({"mode": "duration", "amount": 1, "unit": "days"}),
+        StepKind::Condition => json!({"criteria": [], "logic": "all"}),
+        StepKind::Split => json!({"branches": [{"port": "a", "percent": 50}, {"port": "b", "percent": 50}]}),
+        StepKind::GoToFlow => json!({"mode": "move"}),
+        StepKind::SendEmail => json!({"activation": "automatic", "timing": "immediate", "if_no_email": "skip"}),
+        StepKind::SendSms => json!({"if_no_mobile": "skip"}),
+        StepKind::Call => json!({"owner": "record_owner"}),
+        StepKind::Task => json!({"priority": "normal", "owner": "record_owner"}),
+        StepKind::ScheduleCallback => json!({"after": {"amount": 1, "unit": "days"}}),
+        StepKind::UpdateContact => json!({"changes": []}),
+        StepKind::OptOut => json!({"channel": "all"}),
+        StepKind::Webhook => json!({"method": "POST", "format": "json"}),
+        StepKind::S3Upload | StepKind::FtpUpload => json!({"format": "json"}),
+        _ => json!({}),
+    };
+    settings.as_object().cloned().unwrap_or_default()
+}
+
+/// A new step of `kind` at `at` (snapped to the grid), with a fresh id.
+pub fn new_step(doc: &FlowDocument, kind: StepKind, at: Position) -> Step {
+    let mut step = Step::new(new_step_id(doc, &kind), kind.clone());
+    step.settings = default_settings(&kind);
+    step.position = Some(snap(at));
+    step
+}
+
+/// The nearest grid point.
+pub fn snap(at: Position) -> Position {
+    let to_grid = |v: f64| (v / GRID).round() * GRID;
+    // `+ 0.0` turns a -0 from rounding into 0, which serializes as 0.
+    Position { x: to_grid(at.x) + 0.0, y: to_grid(at.y) + 0.0 }
+}
+
+/// Where a step is drawn: its own position, or a grid slot (from its index
+/// in the document) for documents written without positions.
+pub fn position_of(step: &Step, index: usize) -> Position {
+    step.position.unwrap_or(Position { x: 40.0 + (index % 5) as f64 * 240.0, y: 40.0 + (index / 5) as f64 * 120.0 })
+}
+
+/// Every step's drawn position, by id.
+pub fn positions(doc: &FlowDocument) -> HashMap<&str, Position> {
+    doc.steps.iter().enumerate().map(|(i, step)| (step.id.as_str(), position_of(step, i))).collect()
+}
+
+/// The step drawn under a canvas point (the one drawn last, on top), with
+/// a little slack around each card so a wire dropped on its edge counts.
+pub fn step_at(doc: &FlowDocument, point: Point) -> Option<&str> {
+    const SLACK: f64 = 8.0;
+    doc.steps.iter().enumerate().rev().find_map(|(i, step)| {
+        let at = position_of(step, i);
+        let inside = point.x >= at.x - SLACK
+            && point.x <= at.x + NODE_WIDTH + SLACK
+            && point.y >= at.y - SLACK
+            && point.y <= at.y + NODE_HEIGHT + SLACK;
+        inside.then_some(step.id.as_str())
+    })
+}
+
+/// The steps whose cards lie wholly inside the box between two corners.
+pub fn steps_in_box(doc: &FlowDocument, a: Point, b: Point) -> Vec<String> {
+    let (left, right) = (a.x.min(b.x), a.x.max(b.x));
+    let (top, bottom) = (a.y.min(b.y), a.y.max(b.y));
+    doc.steps
+        .iter()
+        .enumerate()
+        .filter(|(i, step)| {
+            let at = position_of(step, *i);
+            at.x >= left && at.x + NODE_WIDTH <= right && at.y >= top && at.y + NODE_HEIGHT <= bottom
+        })
+        .map(|(_, step)| step.id.clone())
+        .collect()
+}
+
+/// Moves steps by `(dx, dy)`, each landing on the grid.
+pub fn move_by(doc: &FlowDocument, ids: &[String], dx: f64, dy: f64) -> Change {
+    let at = positions(doc);
+    let moves = ids
+        .iter()
+        .filter_map(|id| {
+            let from = at.get(id.as_str())?;
+            Some((id.clone(), Some(snap(Position { x: from.x + dx, y: from.y + dy }))))
+        })
+        .collect();
+    Change::MoveSteps { moves }
+}
+
+/// Removes steps and wires; the wires touching removed steps go with them.
+pub fn remove(ids: Vec<String>, edges: Vec<Edge>) -> Change {
+    let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    // A wire that goes with its step anyway is not named twice.
+    let edges = edges.into_iter().filter(|e| !gone.contains(e.from.as_str()) && !gone.contains(e.to.as_str())).collect();
+    Change::RemoveSteps { ids, edges }
+}
+
+/// Copies of `steps` with fresh ids, shifted by `offset`, and the wires
+/// among them (wires to steps outside the copy are left out). What paste
+/// and duplicate add.
+pub fn copies(doc: &FlowDocument, steps: &[Step], edges: &[Edge], offset: (f64, f64)) -> Change {
+    let mut scratch = doc.clone();
+    let mut renamed = HashMap::new();
+    let mut added = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let mut copy = step.clone();
+        copy.id = new_step_id(&scratch, &step.kind);
+        let at = position_of(step, i);
+        copy.position = Some(snap(Position { x: at.x + offset.0, y: at.y + offset.1 }));
+        renamed.insert(step.id.clone(), copy.id.clone());
+        scratch.steps.push(copy.clone());
+        added.push(copy);
+    }
+    let edges = edges
+        .iter()
+        .filter_map(|edge| {
+            Some(Edge { from: renamed.get(&edge.from)?.clone(), port: edge.port.clone(), to: renamed.get(&edge.to)?.clone() })
+        })
+        .collect();
+    Change::AddSteps { steps: added, edges }
+}
+
+/// Lays the flow out in layers, left to right: a step sits one column to
+/// the right of the furthest step leading into it (longest path from the
+/// start, with the wires that close a cycle left out), and steps in a
+/// column keep the order of their ports (a condition's "yes" above its
+/// "no"). Steps the start cannot reach are laid out the same way from the
+/// heads of their chains. Returned as one undoable move.
+pub fn auto_layout(doc: &FlowDocument) -> Change {
+    const COLUMN: f64 = NODE_WIDTH + 80.0;
+    const ROW: f64 = NODE_HEIGHT + 40.0;
+    const ORIGIN: f64 = 40.0;
+
+    // The first step of each id is the one drawn and moved.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in doc.steps.iter().enumerate() {
+        index.entry(step.id.as_str()).or_insert(i);
+    }
+    let n = doc.steps.len();
+    let mut out: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for edge in &doc.edges {
+        let (Some(&from), Some(&to)) = (index.get(edge.from.as_str()), index.get(edge.to.as_str())) else { continue };
+        let rank = ports(&doc.steps[from]).iter().position(|port| *port == edge.port).unwrap_or(usize::MAX);
+        out[from].push((rank, to));
+    }
+    for wires in &mut out {
+        wires.sort();
+    }
+
+    // Breadth-first from the start (then from whatever is left) gives each
+    // step its discovery order; a wire pointing back in that order closes a
+    // cycle and does not push its target right.
+    let mut order = vec![usize::MAX; n];
+    let mut visited = Vec::with_capacity(n);
+    let starts = index.values().copied().filter(|&i| doc.steps[i].kind == StepKind::Start);
+    let mut roots: Vec<usize> = starts.collect();
+    roots.sort();
+    // Then steps nothing leads into (the heads of unreachable chains), so a
+    // chain the start cannot reach still reads left to right; then the rest.
+    let mut led_into = vec![false; n];
+    for wires in &out {
+        for &(_, to) in wires {
+            led_into[to] = true;
+        }
+    }
+    let mut rest: Vec<usize> = index.values().copied().collect();
+    rest.sort_by_key(|&i| (led_into[i], i));
+    for root in roots.into_iter().chain(rest) {
+        if order[root] != usize::MAX {
+            continue;
+        }
+        order[root] = visited.len();
+        visited.push(root);
+        let mut queue = VecDeque::from([root]);
+        while let Some(at) = queue.pop_front() {
+            for &(_, to) in &out[at] {
+                if order[to] == usize::MAX {
+                    order[to] = visited.len();
+                    visited.push(to);
+                    queue.push_back(to);
+                }
+            }
+        }
+    }
+    let mut layer = vec![0usize; n];
+    for &at in &visited {
+        for &(_, to) in &out[at] {
+            if order[to] > order[at] {
+                layer[to] = layer[to].max(layer[at] + 1);
+            }
+        }
+    }
+    let mut columns: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &at in &visited {
+        columns.entry(layer[at]).or_default().push(at);
+    }
+    let moves = columns
+        .into_iter()
+        .flat_map(|(column, steps)| {
+            steps.into_iter().enumerate().map(move |(row, at)| {
+                let position = Position { x: ORIGIN + column as f64 * COLUMN, y: ORIGIN + row as f64 * ROW };
+                (doc.steps[at].id.clone(), Some(snap(position)))
+            })
+        })
+        .collect();
+    Change::MoveSteps { moves }
+}
+
+/// Pan and zoom: a canvas point `p` is drawn at `p * zoom + (x, y)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Viewport {
+    pub x: f64,
+    pub y: f64,
+    pub zoom: f64,
+}
+
+impl Default for Viewport {
+    fn default() -> Self {
+        Viewport { x: 0.0, y: 0.0, zoom: 1.0 }
+    }
+}
+
+pub const MIN_ZOOM: f64 = 0.25;
+pub const MAX_ZOOM: f64 = 2.5;
+/// Below this, step names are too small to read.
+pub const READABLE_ZOOM: f64 = 0.6;
+
+impl Viewport {
+    /// The canvas point under a point of the view.
+    pub fn to_canvas(self, screen: Point) -> Point {
+        Point { x: (screen.x - self.x) / self.zoom, y: (screen.y - self.y) / self.zoom }
+    }
+
+    pub fn to_screen(self, canvas: Point) -> Point {
+        Point { x: canvas.x * self.zoom + self.x, y: canvas.y * self.zoom + self.y }
+    }
+
+    /// Zooms by `factor` keeping the canvas point under `screen` where it
+    /// is, so the wheel zooms around the pointer.
+    pub fn zoom_around(self, screen: Point, factor: f64) -> Viewport {
+        let zoom = (self.zoom * factor).clamp(MIN_ZOOM, MAX_ZOOM);
+        let anchor = self.to_canvas(screen);
+        Viewport { x: screen.x - anchor.x * zoom, y: screen.y - anchor.y * zoom, zoom }
+    }
+
+    /// Shows the box `(x, y, width, height)` of canvas space whole and
+    /// centred in a view of `width` by `height`, never enlarged past 1:1.
+    pub fn fit(bounds: (f64, f64, f64, f64), width: f64, height: f64) -> Viewport {
+        let (bx, by, bw, bh) = bounds;
+        if bw <= 0.0 || bh <= 0.0 || width <= 0.0 || height <= 0.0 {
+            return Viewport::default();
+        }
+        let zoom = (width / bw).min(height / bh).clamp(MIN_ZOOM, 1.0);
+        Viewport { x: (width - bw * zoom) / 2.0 - bx * zoom, y: (height - bh * zoom) / 2.0 - by * zoom, zoom }
+    }
+
+    /// The view a flow opens with: as it is when it fits; otherwise zoomed
+    /// out only as far as stays readable (`READABLE_ZOOM`), starting from its
+    /// left edge (flows read left to right) and centred vertically when
+    /// that fits.
+    pub fn initial(bounds: (f64, f64, f64, f64), width: f64, height: f64) -> Viewport {
+        let (bx, by, bw, bh) = bounds;
+        if bw <= width && bh <= height && bx >= 0.0 && by >= 0.0 {
+            return Viewport::default();
+        }
+        let fitted = Viewport::fit(bounds, width, height);
+        if fitted.zoom >= READABLE_ZOOM {
+            return fitted;
+        }
+        let zoom = READABLE_ZOOM;
+        let y = if bh * zoom <= height { (height - bh * zoom) / 2.0 - by * zoom } else { -by * zoom };
+        Viewport { x: -bx * zoom, y, zoom }
+    }
+
+    /// Pans so the canvas point sits in the middle of the view.
+    pub fn centre_on(self, canvas: Point, width: f64, height: f64) -> Viewport {
+        Viewport { x: width / 2.0 - canvas.x * self.zoom, y: height / 2.0 - canvas.y * self.zoom, zoom: self.zoom }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::flow::FORMAT_V1;
+    use proptest::prelude::*;
+
+    fn step(id: &str, kind: StepKind, x: f64) -> Step {
+        let mut step = Step::new(id, kind.clone());
+        step.settings = default_settings(&kind);
+        step.position = Some(Position { x, y: 0.0 });
+        step
+    }
+
+    fn edge(from: &str, port: &str, to: &str) -> Edge {
+        Edge { from: from.into(), port: port.into(), to: to.into() }
+    }
+
+    /// start -> w1 -> c1 (yes: e1)
+    fn sample() -> FlowDocument {
+        let mut doc = FlowDocument::new_draft("Sample");
+        doc.steps.push(step("w1", StepKind::Wait, 300.0));
+        doc.steps.push(step("c1", StepKind::Condition, 600.0));
+        doc.steps.push(step("e1", StepKind::SendEmail, 900.0));
+        doc.edges = vec![edge("start", "next", "w1"), edge("w1", "next", "c1"), edge("c1", "yes", "e1")];
+        doc.canonicalize();
+        doc
+    }
+
+    #[test]
+    fn adding_a_step_inserts_it_in_id_order_and_undo_takes_it_away() {
+        let mut doc = sample();
+        let before = doc.clone();
+        let new = new_step(&doc, StepKind::SendSms, Position { x: 311.0, y: 149.0 });
+        assert_eq!(new.id, "send_sms_1");
+        assert_eq!(new.position, Some(Position { x: 320.0, y: 140.0 }));
+        let undo = apply(&mut doc, Change::AddSteps { steps: vec![new], edges: vec![] }).unwrap();
+        let ids: Vec<&str> = doc.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["c1", "e1", "send_sms_1", "start", "w1"]);
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn a_taken_id_is_refused_and_nothing_changes() {
+        let mut doc = sample();
+        let before = doc.clone();
+        let refusal =
+            apply(&mut doc, Change::AddSteps { steps: vec![step("w1", StepKind::Exit, 0.0)], edges: vec![] }).unwrap_err();
+        assert_eq!(refusal, Refusal::DuplicateId("w1".into()));
+        assert_eq!(refusal.to_string(), "A step with id “w1” already exists.");
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn removing_a_step_takes_its_wires_and_undo_brings_both_back() {
+        let mut doc = sample();
+        let before = doc.clone();
+        let undo = apply(&mut doc, remove(vec!["w1".into()], vec![])).unwrap();
+        assert!(doc.step("w1").is_none());
+        assert_eq!(doc.edges, [edge("c1", "yes", "e1")]);
+        assert_eq!(
+            undo,
+            Change::AddSteps {
+                steps: vec![before.step("w1").unwrap().clone()],
+                edges: vec![edge("start", "next", "w1"), edge("w1", "next", "c1")],
+            }
+        );
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn removing_a_missing_step_or_wire_is_refused() {
+        let mut doc = sample();
+        assert_eq!(apply(&mut doc, remove(vec!["ghost".into()], vec![])), Err(Refusal::NoSuchStep("ghost".into())));
+        assert_eq!(apply(&mut doc, Change::disconnect(edge("e1", "next", "w1"))), Err(Refusal::NoSuchEdge));
+        assert_eq!(doc, sample());
+    }
+
+    #[test]
+    fn connect_asks_can_connect_and_passes_on_its_refusal() {
+        let mut doc = sample();
+        let cases = [
+            (edge("w1", "next", "e1"), ConnectRefusal::PortInUse),
+            (edge("e1", "next", "e1"), ConnectRefusal::ToItself),
+            (edge("e1", "next", "start"), ConnectRefusal::IntoStart),
+            (edge("c1", "maybe", "e1"), ConnectRefusal::NoSuchPort),
+            (edge("e1", "next", "ghost"), ConnectRefusal::NoSuchStep),
+        ];
+        for (wire, why) in cases {
+            let refusal = apply(&mut doc, Change::Connect(wire.clone())).unwrap_err();
+            assert_eq!(refusal, Refusal::Connect(why), "{wire:?}");
+            assert_eq!(refusal.to_string(), why.message());
+        }
+        assert_eq!(doc, sample());
+
+        let undo = apply(&mut doc, Change::Connect(edge("c1", "no", "w1"))).unwrap();
+        assert!(doc.edges.contains(&edge("c1", "no", "w1")));
+        assert_eq!(undo, Change::disconnect(edge("c1", "no", "w1")));
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, sample());
+    }
+
+    #[test]
+    fn moving_snaps_and_undo_restores_even_a_missing_position() {
+        let mut doc = sample();
+        doc.steps.iter_mut().find(|s| s.id == "e1").unwrap().position = None;
+        let before = doc.clone();
+        let change = move_by(&doc, &["w1".into(), "e1".into()], 13.0, 47.0);
+        assert_eq!(
+            change,
+            Change::MoveSteps {
+                moves: vec![
+                    ("w1".into(), Some(Position { x: 320.0, y: 40.0 })),
+                    // e1 had no position: it moves from its drawn slot (index 1)
+                    ("e1".into(), Some(Position { x: 300.0, y: 80.0 })),
+                ]
+            }
+        );
+        let undo = apply(&mut doc, change).unwrap();
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, before);
+        assert_eq!(
+            apply(&mut doc, Change::MoveSteps { moves: vec![("nope".into(), None)] }),
+            Err(Refusal::NoSuchStep("nope".into()))
+        );
+    }
+
+    #[test]
+    fn update_replaces_name_settings_and_guard_only() {
+        let mut doc = sample();
+        let mut edited = doc.step("e1").unwrap().clone();
+        edited.name = Some("Welcome".into());
+        edited.settings.insert("subject".into(), json!("Hi {{first_name}}"));
+        edited.position = Some(Position { x: -500.0, y: -500.0 });
+        let undo = apply(&mut doc, Change::update(&edited)).unwrap();
+        let now = doc.step("e1").unwrap();
+        assert_eq!(now.name.as_deref(), Some("Welcome"));
+        assert_eq!(now.setting_str("subject"), Some("Hi {{first_name}}"));
+        assert_eq!(now.position, Some(Position { x: 900.0, y: 0.0 }), "position is not the inspector's");
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, sample());
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let mut doc = sample();
+        let bad = Change::Batch(vec![
+            Change::Connect(edge("c1", "no", "w1")),
+            move_by(&doc, &["w1".into()], 100.0, 0.0),
+            Change::Connect(edge("c1", "no", "e1")), // the first one used "no"
+        ]);
+        assert_eq!(apply(&mut doc, bad), Err(Refusal::Connect(ConnectRefusal::PortInUse)));
+        assert_eq!(doc, sample());
+
+        let good = Change::Batch(vec![Change::Connect(edge("c1", "no", "w1")), remove(vec!["e1".into()], vec![])]);
+        let undo = apply(&mut doc, good).unwrap();
+        assert_eq!(doc.edges.len(), 3);
+        apply(&mut doc, undo).unwrap();
+        assert_eq!(doc, sample());
+    }
+
+    #[test]
+    fn undo_and_redo_walk_the_history() {
+        let mut doc = sample();
+        let mut history = UndoStack::new();
+        assert!(!history.undo(&mut doc) && !history.redo(&mut doc));
+        history.apply(&mut doc, Change::Connect(edge("c1", "no", "w1"))).unwrap();
+        let connected = doc.clone();
+        history.apply(&mut doc, remove(vec!["e1".into()], vec![])).unwrap();
+        let removed = doc.clone();
+        // a refused change is not recorded
+        assert!(history.apply(&mut doc, Change::Connect(edge("w1", "next", "start"))).is_err());
+
+        assert!(history.undo(&mut doc));
+        assert_eq!(doc, connected);
+        assert!(history.undo(&mut doc));
+        assert_eq!(doc, sample());
+        assert!(!history.can_undo() && history.can_redo());
+        assert!(history.redo(&mut doc));
+        assert_eq!(doc, connected);
+        assert!(history.redo(&mut doc));
+        assert_eq!(doc, removed);
+        assert!(!history.can_redo());
+
+        // a new change after an undo drops the redo
+        history.undo(&mut doc);
+        let nudge = move_by(&doc, &["w1".into()], 40.0, 0.0);
+        history.apply(&mut doc, nudge).unwrap();
+        assert!(!history.can_redo());
+    }
+
+    #[test]
+    fn typing_in_one_field_undoes_as_one_step() {
+        let mut doc = sample();
+        let mut history = UndoStack::new();
+        let mut e1 = doc.step("e1").unwrap().clone();
+        for typed in ["H", "Hi", "Hi!"] {
+            e1.settings.insert("subject".into(), json!(typed));
+            history.apply_merging(&mut doc, Change::update(&e1), "e1/subject").unwrap();
+        }
+        e1.settings.insert("body".into(), json!("Hello"));
+        history.apply_merging(&mut doc, Change::update(&e1), "e1/body").unwrap();
+        history.undo(&mut doc);
+        assert_eq!(doc.step("e1").unwrap().setting_str("subject"), Some("Hi!"));
+        assert_eq!(doc.step("e1").unwrap().setting_str("body"), None);
+        history.undo(&mut doc);
+        assert_eq!(doc, sample());
+
+        // after a seal, the same field starts a new undo step
+        history.apply_merging(&mut doc, Change::update(&e1), "e1/subject").unwrap();
+        history.seal();
+        e1.settings.insert("subject".into(), json!("Later"));
+        history.apply_merging(&mut doc, Change::update(&e1), "e1/subject").unwrap();
+        history.undo(&mut doc);
+        assert_eq!(doc.step("e1").unwrap().setting_str("subject"), Some("Hi!"));
+    }
+
+    #[test]
+    fn new_ids_take_the_first_free_number() {
+        let mut doc = sample();
+        assert_eq!(new_step_id(&doc, &StepKind::Wait), "wait_1");
+        doc.steps.push(step("wait_1", StepKind::Wait, 0.0));
+        doc.steps.push(step("wait_3", StepKind::Wait, 0.0));
+        assert_eq!(new_step_id(&doc, &StepKind::Wait), "wait_2");
+    }
+
+    #[test]
+    fn snapping_rounds_to_the_nearest_grid_point() {
+        assert_eq!(snap(Position { x: 9.9, y: 10.0 }), Position { x: 0.0, y: 20.0 });
+        assert_eq!(snap(Position { x: -9.0, y: -31.0 }), Position { x: 0.0, y: -40.0 });
+        assert_eq!(snap(Position { x: -9.0, y: 0.0 }).x.to_string(), "0", "no negative zero");
+    }
+
+    #[test]
+    fn copies_get_new_ids_and_keep_only_their_inner_wires() {
+        let doc = sample();
+        let picked: Vec<Step> = ["w1", "c1"].iter().map(|id| doc.step(id).unwrap().clone()).collect();
+        let change = copies(&doc, &picked, &doc.edges, (40.0, 40.0));
+        let Change::AddSteps { steps, edges } = &change else { panic!("{change:?}") };
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["wait_1", "condition_1"]);
+        assert_eq!(steps[0].position, Some(Position { x: 340.0, y: 40.0 }));
+        assert_eq!(edges, &[edge("wait_1", "next", "condition_1")]);
+        let mut doc = doc;
+        apply(&mut doc, change).unwrap();
+        assert_eq!(doc.steps.len(), 6);
+    }
+
+    #[test]
+    fn hit_testing_and_box_selection_use_the_cards() {
+        let doc = sample();
+        assert_eq!(step_at(&doc, Point { x: 310.0, y: 20.0 }), Some("w1"));
+        assert_eq!(step_at(&doc, Point { x: 295.0, y: 20.0 }), Some("w1"), "slack at the edge");
+        assert_eq!(step_at(&doc, Point { x: 500.0, y: 20.0 }), None);
+        assert_eq!(steps_in_box(&doc, Point { x: 700.0, y: 100.0 }, Point { x: 250.0, y: -10.0 }), ["w1"]);
+    }
+
+    #[test]
+    fn auto_layout_puts_steps_in_columns_by_longest_path() {
+        let mut doc = sample();
+        doc.steps.push(step("x1", StepKind::Exit, 0.0));
+        doc.edges.push(edge("c1", "no", "x1"));
+        doc.edges.push(edge("e1", "next", "w1")); // a loop back: ignored for layering
+        let Change::MoveSteps { moves } = auto_layout(&doc) else { panic!() };
+        let at: HashMap<&str, Position> = moves.iter().map(|(id, p)| (id.as_str(), p.unwrap())).collect();
+        let column = |id: &str| ((at[id].x - 40.0) / (NODE_WIDTH + 80.0)).round() as i64;
+        assert_eq!(
+            ["start", "w1", "c1", "e1", "x1"].map(column),
+            [0, 1, 2, 3, 3]
+        );
+        assert!(at["e1"].y < at["x1"].y, "yes above no");
+        let mut laid = doc.clone();
+        let undo = apply(&mut laid, Change::MoveSteps { moves }).unwrap();
+        apply(&mut laid, undo).unwrap();
+        assert_eq!(laid, doc);
+    }
+
+    #[test]
+    fn auto_layout_reads_unreachable_chains_left_to_right_too() {
+        let mut doc = sample();
+        // y -> x, with x first in the document: x must still land right of y
+        doc.steps.push(step("x", StepKind::Exit, 0.0));
+        doc.steps.push(step("y", StepKind::Wait, 0.0));
+        doc.edges.push(edge("y", "next", "x"));
+        let Change::MoveSteps { moves } = auto_layout(&doc) else { panic!() };
+        let at: HashMap<&str, Position> = moves.iter().map(|(id, p)| (id.as_str(), p.unwrap())).collect();
+        assert!(at["x"].x > at["y"].x, "{at:?}");
+        assert_eq!(moves.len(), doc.steps.len(), "every step is placed");
+    }
+
+    #[test]
+    fn zoom_keeps_the_point_under_the_pointer() {
+        let view = Viewport { x: 30.0, y: -20.0, zoom: 1.0 };
+        let pointer = Point { x: 400.0, y: 300.0 };
+        let under = view.to_canvas(pointer);
+        let zoomed = view.zoom_around(pointer, 1.5);
+        assert_eq!(zoomed.zoom, 1.5);
+        let after = zoomed.to_canvas(pointer);
+        assert!((after.x - under.x).abs() < 1e-9 && (after.y - under.y).abs() < 1e-9);
+        assert_eq!(view.zoom_around(pointer, 100.0).zoom, MAX_ZOOM);
+        let p = Point { x: 12.0, y: 34.0 };
+        let back = zoomed.to_canvas(zoomed.to_screen(p));
+        assert!((back.x - p.x).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fit_shows_the_whole_flow_centred() {
+        let view = Viewport::fit((0.0, 0.0, 2000.0, 500.0), 1000.0, 500.0);
+        assert_eq!(view, Viewport { x: 0.0, y: 125.0, zoom: 0.5 });
+        // a small flow is not blown up
+        let view = Viewport::fit((100.0, 100.0, 200.0, 100.0), 1000.0, 500.0);
+        assert_eq!(view, Viewport { x: 300.0, y: 100.0, zoom: 1.0 });
+        assert_eq!(Viewport::default().centre_on(Point { x: 100.0, y: 50.0 }, 800.0, 600.0).x, 300.0);
+    }
+
+    #[test]
+    fn a_flow_opens_readable_from_its_left_edge() {
+        // fits: left as it is
+        assert_eq!(Viewport::initial((40.0, 40.0, 500.0, 300.0), 800.0, 600.0), Viewport::default());
+        // a bit too big: fitted
+        assert_eq!(Viewport::initial((0.0, 0.0, 1000.0, 500.0), 800.0, 600.0).zoom, 0.8);
+        // far too wide: readable zoom, left edge in view, centred vertically
+        let view = Viewport::initial((40.0, 100.0, 4000.0, 400.0), 800.0, 600.0);
+        assert_eq!(view, Viewport { x: -24.0, y: 120.0, zoom: READABLE_ZOOM });
+        assert_eq!(view.to_screen(Point { x: 0.0, y: 100.0 + 200.0 }).y, 300.0, "its middle in the middle");
+        assert_eq!(view.to_screen(Point { x: 40.0, y: 100.0 }).x, 0.0);
+    }
+
+    // -- properties -----------------------------------------------------
+
+    const KINDS: [StepKind; 6] =
+        [StepKind::Start, StepKind::Wait, StepKind::Condition, StepKind::SendEmail, StepKind::Exit, StepKind::Webhook];
+
+    fn arb_doc() -> impl Strategy<Value = FlowDocument> {
+        let steps = prop::collection::btree_map(
+            "[a-e][0-9]",
+            (prop::sample::select(KINDS.to_vec()), prop::option::of((-50i32..50, -50i32..50))),
+            0..8,
+        );
+        steps.prop_flat_map(|steps| {
+            let ids: Vec<String> = steps.keys().cloned().chain(["ghost".to_owned()]).collect();
+            let edges = prop::collection::btree_set(
+                (
+                    prop::sample::select(ids.clone()),
+                    prop::sample::select(vec!["next", "yes", "no", "failed"]),
+                    prop::sample::select(ids),
+                ),
+                0..10,
+            );
+            (Just(steps), edges).prop_map(|(steps, edges)| FlowDocument {
+                format: Some(FORMAT_V1.into()),
+                name: "Fuzz".into(),
+                settings: Default::default(),
+                steps: steps
+                    .into_iter()
+                    .map(|(id, (kind, at))| {
+                        let mut step = Step::new(id, kind.clone());
+                        step.settings = default_settings(&kind);
+                        step.position = at.map(|(x, y)| Position { x: f64::from(x) * 10.0, y: f64::from(y) * 10.0 });
+                        step
+                    })
+                    .collect(),
+                edges: edges.into_iter().map(|(from, port, to)| edge(&from, port, &to)).collect(),
+            })
+        })
+    }
+
+    /// A change made of names that may or may not exist in the document.
+    fn arb_change() -> impl Strategy<Value = Change> {
+        let id = || "[a-e][0-9]|ghost|wait_1";
+        let some_edge =
+            || (id(), prop::sample::select(vec!["next", "yes", "no", "failed"]), id()).prop_map(|(f, p, t)| edge(&f, p, &t));
+        let leaf = prop_oneof![
+            (prop::sample::select(KINDS.to_vec()), -20i32..20).prop_map(|(kind, x)| {
+                // "ghost" is named by dangling wires in some documents
+                let id = if x % 3 == 0 { "ghost".to_owned() } else { format!("{}_1", kind.as_str()) };
+                let mut s = Step::new(id, kind);
+                s.position = Some(Position { x: f64::from(x) * 20.0, y: 0.0 });
+                Change::AddSteps { steps: vec![s], edges: vec![] }
+            }),
+            (prop::collection::vec(id(), 0..3), prop::collection::vec(some_edge(), 0..2))
+                .prop_map(|(ids, edges)| Change::RemoveSteps { ids, edges }),
+            prop::collection::vec((id(), prop::option::of((-9i32..9, -9i32..9))), 1..3).prop_map(|moves| {
+                Change::MoveSteps {
+                    moves: moves
+                        .into_iter()
+                        .map(|(id, at)| (id, at.map(|(x, y)| Position { x: f64::from(x) * 20.0, y: f64::from(y) * 20.0 })))
+                        .collect(),
+                }
+            }),
+            some_edge().prop_map(Change::Connect),
+            (id(), ".{0,6}").prop_map(|(id, name)| Change::UpdateStep {
+                id,
+                name: Some(name.clone()),
+                settings: json!({"subject": name}).as_object().unwrap().clone(),
+                guard: None,
+            }),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| prop::collection::vec(inner, 0..4).prop_map(Change::Batch))
+    }
+
+    proptest! {
+        #[test]
+        fn apply_then_its_inverse_gives_back_the_document(doc in arb_doc(), change in arb_change()) {
+            let mut edited = doc.clone();
+            match apply(&mut edited, change.clone()) {
+                Ok(inverse) => {
+                    let after = edited.clone();
+                    let redo = apply(&mut edited, inverse).expect("an inverse always applies");
+                    prop_assert_eq!(&edited, &doc);
+                    apply(&mut edited, redo).expect("a redo always applies");
+                    prop_assert_eq!(&edited, &after);
+                }
+                Err(_) => prop_assert_eq!(&edited, &doc, "a refusal changes nothing"),
+            }
+        }
+
+        #[test]
+        fn undoing_everything_returns_to_the_start(doc in arb_doc(), changes in prop::collection::vec(arb_change(), 0..12)) {
+            let mut edited = doc.clone();
+            let mut history = UndoStack::new();
+            let mut states = vec![doc.clone()];
+            for change in changes {
+                if history.apply(&mut edited, change).is_ok() {
+                    states.push(edited.clone());
+                }
+            }
+            let done = edited.clone();
+            for expected in states.iter().rev().skip(1) {
+                prop_assert!(history.undo(&mut edited));
+                prop_assert_eq!(&edited, expected);
+            }
+            prop_assert!(!history.undo(&mut edited));
+            while history.redo(&mut edited) {}
+            prop_assert_eq!(&edited, &done);
+        }
+
+        #[test]
+        fn connect_succeeds_exactly_when_can_connect_says_so(doc in arb_doc(), from in "[a-e][0-9]", port in "next|yes|no", to in "[a-e][0-9]") {
+            let mut edited = doc.clone();
+            let wire = edge(&from, &port, &to);
+            let allowed = validate::can_connect(&doc, &from, &port, &to);
+            let result = apply(&mut edited, Change::Connect(wire.clone()));
+            prop_assert_eq!(result.is_ok(), allowed.is_ok());
+            prop_assert_eq!(edited.edges.contains(&wire), allowed.is_ok() || doc.edges.contains(&wire));
+        }
+    }
+}
