@@ -74,6 +74,30 @@ pub struct ParticipantCounts {
     pub counts: Vec<(i64, String, String, i64)>,
 }
 
+/// Participants at one step of a flow, for the canvas.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCount {
+    pub step: String,
+    /// Active participants at the step now (ready, waiting, held).
+    pub here: i64,
+    /// Times the step was completed or skipped.
+    pub passed: i64,
+    /// Participants that failed at the step.
+    pub failed: i64,
+}
+
+impl StepCount {
+    /// `3 here · 10 passed · 1 failed`, leaving out zeros.
+    pub fn label(&self) -> String {
+        let parts: Vec<String> = [(self.here, "here"), (self.passed, "passed"), (self.failed, "failed")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        parts.join(" · ")
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{RuntimeBackend, RuntimeHandle};
 
@@ -92,6 +116,7 @@ mod backend {
         async fn act(&self, participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError>;
         async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError>;
         async fn flow_participants(&self, flow: i64) -> Result<ParticipantCounts, ServerFnError>;
+        async fn step_counts(&self, flow: i64) -> Result<Vec<StepCount>, ServerFnError>;
         /// Moves participants on older versions to the newest; (moved, left).
         async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError>;
         /// Loads a stored contact and the action groups for a test run.
@@ -168,4 +193,9 @@ pub async fn migrate_participants(flow: i64, map: String) -> Result<String, Serv
         0 => format!("Moved {moved} participant(s) to the newest version."),
         left => format!("Moved {moved} participant(s); {left} stay on their version (their step has no match)."),
     })
+}
+
+#[server(prefix = "/fn")]
+pub async fn step_counts(flow: i64) -> Result<Vec<StepCount>, ServerFnError> {
+    backend::runtime()?.step_counts(flow).await
 }

@@ -57,6 +57,11 @@ test("an agent completes a call from the inbox and the timeline shows it", async
   await expect(wait).toContainText("pending");
   await expect(wait).toContainText("CET"); // times in the contact's zone
   await page.screenshot({ path: path.join("screenshots", "07-timeline.png"), fullPage: true });
+
+  // the flow's canvas shows where participants are and what they passed
+  await open(page, `/flows/${flowId}`);
+  await expect(page.locator('g.step[data-step="call"] .step-counts')).toHaveText("1 passed");
+  await expect(page.locator('g.step[data-step="wait"] .step-counts')).toHaveText("1 here");
 });
 
 test("a test run shows the demo flow's timeline in the contact's zone", async ({ page }) => {

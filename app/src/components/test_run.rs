@@ -7,7 +7,7 @@ use leptos::prelude::*;
 
 use crate::api::error_text;
 use crate::core::contact::Contact;
-use crate::core::engine::{Effect, Outcome};
+use crate::core::engine::Effect;
 use crate::runtime_api::{test_run, TestRunRequest, TestRunResult};
 
 /// Compact, in the contact's zone: `Mon 7 Dec 09:00 CET`.
@@ -123,13 +123,7 @@ fn TestRunTimeline(result: TestRunResult) -> impl IntoView {
         .actions
         .iter()
         .map(|a| {
-            let outcome = match a.outcome {
-                Outcome::Completed => "completed",
-                Outcome::Skipped => "skipped",
-                Outcome::Deferred => "deferred",
-                Outcome::Failed => "failed",
-                Outcome::Pending => "pending",
-            };
+            let outcome = a.outcome.as_str();
             view! {
                 <tr class=outcome data-step=a.step.clone()>
                     <td><code>{a.step.clone()}</code></td>

@@ -236,6 +236,18 @@ pub enum Outcome {
     Pending,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Skipped => "skipped",
+            Outcome::Deferred => "deferred",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+        }
+    }
+}
+
 /// The timeline: one record per step reached (per `visit`); a later record
 /// with the same visit replaces the earlier one (pending → completed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::core::contact::Contact;
-use crate::core::engine::{self, ActionRecord, Effect, EffectResult, Event, ManualOutcome, Outcome, Participant, Phase, Status};
+use crate::core::engine::{self, ActionRecord, Effect, EffectResult, Event, ManualOutcome, Participant, Phase, Status};
 use crate::core::flow::FlowDocument;
 
 /// How many events one simulation may process (a guard, not a limit
@@ -28,29 +28,13 @@ pub struct Options {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Simulation {
     pub status: String,
-    pub actions: Vec<SimAction>,
+    /// The timeline, one record per step reached (FLOW_FORMAT's fields,
+    /// plus `visit`, `manual`, `owner`, `subject` and `why`).
+    pub actions: Vec<ActionRecord>,
     pub effects: Vec<SimEffect>,
     /// The contact as the flow left it (not part of the CLI's output).
     #[serde(skip)]
     pub contact: Contact,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SimAction {
-    pub step: String,
-    pub kind: String,
-    pub due_at: Timestamp,
-    pub done_at: Option<Timestamp>,
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub manual: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// How the due time was reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,20 +131,7 @@ pub fn simulate_with(flow: &FlowDocument, groups: &dyn engine::Groups, contact: 
     };
     Simulation {
         status: status.to_owned(),
-        actions: actions
-            .into_iter()
-            .map(|r| SimAction {
-                step: r.step,
-                kind: r.kind,
-                due_at: r.due_at,
-                done_at: r.done_at,
-                outcome: r.outcome,
-                reason: r.reason,
-                manual: r.manual,
-                owner: r.owner,
-                why: r.why,
-            })
-            .collect(),
+        actions,
         effects,
         contact,
     }

@@ -6,7 +6,6 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::error_text;
-use crate::core::engine::Outcome;
 use crate::pages::ErrorNote;
 use crate::runtime_api::{get_participant, ParticipantDetail};
 
@@ -50,13 +49,7 @@ fn Timeline(detail: ParticipantDetail) -> impl IntoView {
         .timeline
         .iter()
         .map(|action| {
-            let outcome = match action.outcome {
-                Outcome::Completed => "completed",
-                Outcome::Skipped => "skipped",
-                Outcome::Deferred => "deferred",
-                Outcome::Failed => "failed",
-                Outcome::Pending => "pending",
-            };
+            let outcome = action.outcome.as_str();
             view! {
                 <tr class=outcome data-step=action.step.clone()>
                     <td><code>{action.step.clone()}</code></td>

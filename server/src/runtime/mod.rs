@@ -134,14 +134,9 @@ fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
     ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }
 
-fn outcome_text(record: &ActionRecord) -> &'static str {
-    match record.outcome {
-        engine::Outcome::Completed => "completed",
-        engine::Outcome::Skipped => "skipped",
-        engine::Outcome::Deferred => "deferred",
-        engine::Outcome::Failed => "failed",
-        engine::Outcome::Pending => "pending",
-    }
+/// A participant's stored engine state.
+fn read_state(text: &str) -> Result<Participant> {
+    serde_json::from_str(text).map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))
 }
 
 impl Runtime {
@@ -307,8 +302,7 @@ impl Runtime {
                     version: row.get("version"),
                     contact_id: row.get("contact_id"),
                     revision: row.get("revision"),
-                    state: serde_json::from_str(row.get::<&str, _>("state"))
-                        .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?,
+                    state: read_state(row.get("state"))?,
                 })
             })
             .collect()
@@ -412,8 +406,7 @@ impl Runtime {
             .await?
             .ok_or(Error::ParticipantNotFound(participant_id))?;
         let (flow_id, version, contact_id, revision): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(4));
-        let state: Participant = serde_json::from_str(row.get::<&str, _>(3))
-            .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+        let state: Participant = read_state(row.get(3))?;
         // Bulk actions write the status column: it is the truth.
         if !matches!(row.get::<&str, _>(5), "ready" | "waiting" | "held") {
             return Err(Error::NoPendingAction(participant_id));
@@ -524,8 +517,7 @@ impl Runtime {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(Error::ParticipantNotFound(id))?;
-        let mut state: Participant = serde_json::from_str(row.get::<&str, _>("state"))
-            .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+        let mut state: Participant = read_state(row.get("state"))?;
         if state.status != Status::Failed || state.step.is_none() {
             return Err(Error::NotFailed(id));
         }
@@ -578,8 +570,7 @@ impl Runtime {
         .await?;
         let (mut moved, mut left) = (0, 0);
         for row in rows {
-            let mut state: Participant = serde_json::from_str(row.get::<&str, _>("state"))
-                .map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))?;
+            let mut state = read_state(row.get("state"))?;
             let target = match state.step.as_deref() {
                 None => None,
                 Some(step) => map.get(step).cloned().or_else(|| doc.step(step).map(|s| s.id.clone())),
@@ -652,7 +643,7 @@ async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, 
                 .push_bind(r.kind.clone())
                 .push_bind(r.due_at.to_string())
                 .push_bind(r.done_at.map(|t| t.to_string()))
-                .push_bind(outcome_text(r))
+                .push_bind(r.outcome.as_str())
                 .push_bind(r.reason.clone())
                 .push_bind(r.manual)
                 .push_bind(r.owner.clone())

@@ -109,6 +109,25 @@ impl RuntimeBackend for Runtime {
         })
     }
 
+    async fn step_counts(&self, flow: i64) -> Result<Vec<app::runtime_api::StepCount>, ServerFnError> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT step, sum(here), sum(passed), sum(failed) FROM (
+                 SELECT step, count(*) AS here, 0 AS passed, 0 AS failed FROM participants
+                   WHERE flow_id = ?1 AND step IS NOT NULL AND status IN ('ready', 'waiting', 'held') GROUP BY step
+                 UNION ALL
+                 SELECT step, 0, 0, count(*) FROM participants WHERE flow_id = ?1 AND step IS NOT NULL AND status = 'failed' GROUP BY step
+                 UNION ALL
+                 SELECT a.step, 0, count(*), 0 FROM participant_actions a JOIN participants p ON p.id = a.participant_id
+                   WHERE p.flow_id = ?1 AND a.outcome IN ('completed', 'skipped') GROUP BY a.step)
+             GROUP BY step ORDER BY step",
+        )
+        .bind(flow)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|err| to_server_error(err.into()))?;
+        Ok(rows.into_iter().map(|(step, here, passed, failed)| app::runtime_api::StepCount { step, here, passed, failed }).collect())
+    }
+
     async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
         Runtime::migrate(self, flow, &map).await.map_err(to_server_error)
     }

@@ -374,12 +374,21 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
             }
         })
     };
+    let counts = {
+        let id = id.clone();
+        move || {
+            state.counts.with(|counts| counts.get(&id).map(|c| c.label())).filter(|label| !label.is_empty()).map(|label| {
+                view! { <text class="step-counts" x="2" y=num(NODE_HEIGHT + 14.0)>{label}</text> }
+            })
+        }
+    };
     view! {
         <g class="step" class:selected=selected data-step=id.clone() transform=transform tabindex="0"
             aria-label=move || step.with(|s| s.as_ref().map(|(s, _)| format!("{} ({})", s.display_name(), s.kind.label())))
             on:pointerdown=on_down on:focus=on_focus>
             {inner}
             {badge}
+            {counts}
         </g>
     }
     .into_any()

@@ -31,6 +31,23 @@ const AUTOSAVE_AFTER_MS: u64 = 700;
 pub fn Editor(flow_id: i64, document: FlowDocument, revision: i64, select: Option<String>) -> impl IntoView {
     let name = document.name.clone();
     let state = EditorState::new(flow_id, document, revision);
+    // Participant counts per step: loaded in the browser only (the page
+    // renders the same with or without them), refreshed every 15 seconds.
+    let counts = LocalResource::new(move || crate::runtime_api::step_counts(flow_id));
+    Effect::new(move || {
+        if let Some(Ok(rows)) = counts.get() {
+            state.counts.set(rows.into_iter().map(|c| (c.step.clone(), c)).collect());
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let refresh = leptos::prelude::set_interval_with_handle(move || counts.refetch(), std::time::Duration::from_secs(15)).ok();
+        on_cleanup(move || {
+            if let Some(handle) = refresh {
+                handle.clear();
+            }
+        });
+    }
     let svg = NodeRef::<leptos::svg::Svg>::new();
     let space_held = RwSignal::new(false);
     let published = RwSignal::new(None::<Result<String, String>>);

@@ -59,6 +59,8 @@ pub struct EditorState {
     pub help_open: RwSignal<bool>,
     /// The canvas's size on the page, for fit and centring.
     pub canvas_size: RwSignal<(f64, f64)>,
+    /// Participants per step (here / passed / failed), loaded in the browser.
+    pub counts: RwSignal<std::collections::HashMap<String, crate::runtime_api::StepCount>>,
 }
 
 impl EditorState {
@@ -82,6 +84,7 @@ impl EditorState {
             clipboard: StoredValue::new(None),
             help_open: RwSignal::new(false),
             canvas_size: RwSignal::new((960.0, 600.0)),
+            counts: RwSignal::new(Default::default()),
         }
     }
 
