@@ -117,6 +117,7 @@ mod backend {
         async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError>;
         async fn flow_participants(&self, flow: i64) -> Result<ParticipantCounts, ServerFnError>;
         async fn step_counts(&self, flow: i64) -> Result<Vec<StepCount>, ServerFnError>;
+        async fn retry(&self, participant: i64) -> Result<(), ServerFnError>;
         /// Moves participants on older versions to the newest; (moved, left).
         async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError>;
         /// Loads a stored contact and the action groups for a test run.
@@ -198,4 +199,10 @@ pub async fn migrate_participants(flow: i64, map: String) -> Result<String, Serv
 #[server(prefix = "/fn")]
 pub async fn step_counts(flow: i64) -> Result<Vec<StepCount>, ServerFnError> {
     backend::runtime()?.step_counts(flow).await
+}
+
+/// Runs a failed participant's step again.
+#[server(prefix = "/fn")]
+pub async fn retry_participant(participant: i64) -> Result<(), ServerFnError> {
+    backend::runtime()?.retry(participant).await
 }

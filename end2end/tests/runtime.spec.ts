@@ -115,3 +115,33 @@ test("participants on an old version are moved to the new one, counts shown firs
   await expect(page.getByRole("status")).toContainText("Moved 2 participant(s)");
   await expect(page.locator('tr[data-version="2"][data-step="intro_call"] td.count')).toHaveText("2");
 });
+
+test("a participant failed by an unconfigured channel is retried from its page", async ({ page, request }) => {
+  const flow = await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name: "Retry e2e",
+        steps: [{ id: "start", kind: "start" }, { id: "mail", kind: "send_email", settings: { subject: "Hi", body: "Hello" } }],
+        edges: [{ from: "start", port: "next", to: "mail" }],
+      },
+    },
+  });
+  const flowId = (await flow.json()).id;
+  await request.post(`/api/v1/flows/${flowId}/publish`);
+  const contactId = (await (await request.post("/api/v1/contacts", { data: { email: "retry@x.test" } })).json()).id;
+  const participant = (await (await request.post(`/api/v1/flows/${flowId}/enroll`, { data: { contact_ids: [contactId] } })).json()).enrolled[0];
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/participants/${participant}`)).json()).status, { timeout: 10_000 })
+    .toBe("failed");
+
+  await open(page, `/participants/${participant}`);
+  await expect(page.getByRole("alert")).toContainText("no email (SMTP) server is configured");
+  await page.getByRole("button", { name: "Retry this step" }).click();
+  // no SMTP yet, so it fails again, as a new row on the timeline
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/participants/${participant}/timeline`)).json()).length, { timeout: 10_000 })
+    .toBe(3);
+  await open(page, `/participants/${participant}`);
+  await expect(page.locator('table.timeline tr[data-step="mail"]')).toHaveCount(2);
+});

@@ -122,7 +122,7 @@ async fn ten_thousand_participants_wait_update_branch_and_finish() {
     assert_eq!((hot_rows, cold_rows), (5_900, 4_100));
     let timeline = w.runtime.timeline(participants[0]).await.unwrap();
     assert_eq!(timeline[1].due_at, t0() + SignedDuration::from_hours(24));
-    assert_eq!(timeline[1].why.as_deref(), Some("1 day after the previous step"));
+    assert_eq!(timeline[1].why.as_deref(), Some("1 day after “start” finished at 2026-11-23T09:00:00Z"));
 }
 
 #[tokio::test]

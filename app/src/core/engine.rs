@@ -497,7 +497,7 @@ impl Run<'_> {
             done_at: done.then_some(self.now),
             outcome,
             reason,
-            manual: false,
+            manual: matches!(self.p.phase, Phase::Manual { .. }),
             owner: None,
             subject: None,
             why: None,
@@ -1105,7 +1105,12 @@ impl Run<'_> {
         let due = match s.mode.as_deref() {
             Some("duration") => {
                 let length = Duration { amount: s.amount.unwrap_or(0), unit: s.unit.clone().unwrap_or(crate::core::flow::TimeUnit::Days) };
-                duration(&length).map(|d| Due { at: self.now + d, why: format!("{} after the previous step", describe(&length)) })
+                let from = match self.actions.iter().rev().find(|a| a.visit + 1 == self.p.visit && a.done_at.is_some()) {
+                    Some(previous) if previous.manual => format!("“{}” was completed by a person at {}", previous.step, self.now),
+                    Some(previous) => format!("“{}” finished at {}", previous.step, self.now),
+                    None => format!("the previous step finished at {}", self.now),
+                };
+                duration(&length).map(|d| Due { at: self.now + d, why: format!("{} after {from}", describe(&length)) })
             }
             Some("until") => s.at.as_deref().and_then(|at| at.parse::<Timestamp>().ok()).map(|at| Due { at, why: format!("until {at}") }),
             Some("time_of_day") => {

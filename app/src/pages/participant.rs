@@ -7,13 +7,14 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::error_text;
 use crate::pages::ErrorNote;
-use crate::runtime_api::{get_participant, ParticipantDetail};
+use crate::runtime_api::{get_participant, ParticipantDetail, RetryParticipant};
 
 #[component]
 pub fn ParticipantPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|id| id.parse::<i64>().ok());
-    let detail = Resource::new(id, |id| async move {
+    let retry = ServerAction::<RetryParticipant>::new();
+    let detail = Resource::new(move || (id(), retry.version().get()), |(id, _)| async move {
         match id {
             Some(id) => get_participant(id).await,
             None => Err(ServerFnError::new("There is no such participant.")),
@@ -24,7 +25,7 @@ pub fn ParticipantPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match detail.await {
-                        Ok(detail) => view! { <Timeline detail/> }.into_any(),
+                        Ok(detail) => view! { <Timeline detail retry/> }.into_any(),
                         Err(err) => view! { <h1>"Participant"</h1><ErrorNote message=error_text(&err)/> }.into_any(),
                     }
                 })}
@@ -42,7 +43,7 @@ fn local(at: jiff::Timestamp, zone: Option<&str>) -> String {
 }
 
 #[component]
-fn Timeline(detail: ParticipantDetail) -> impl IntoView {
+fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) -> impl IntoView {
     let zone = detail.contact_zone.clone();
     let row_zone = zone.clone();
     let rows = detail
@@ -80,6 +81,16 @@ fn Timeline(detail: ParticipantDetail) -> impl IntoView {
                 </p>
             </div>
         </div>
+        {(detail.status == "failed").then(|| view! {
+            <div class="notice error" role="alert">
+                {format!("Failed: {}. ", detail.reason.clone().unwrap_or_default())}
+                <ActionForm action=retry attr:class="inline-form">
+                    <input type="hidden" name="participant" value=detail.id/>
+                    <button type="submit" class="primary">"Retry this step"</button>
+                </ActionForm>
+            </div>
+        })}
+        {move || retry.value().get().and_then(Result::err).map(|err| view! { <ErrorNote message=error_text(&err)/> })}
         <table class="timeline">
             <thead><tr><th>"Step"</th><th>"Kind"</th><th>"Due"</th><th>"Done"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
             <tbody>{rows}</tbody>

@@ -128,6 +128,10 @@ impl RuntimeBackend for Runtime {
         Ok(rows.into_iter().map(|(step, here, passed, failed)| app::runtime_api::StepCount { step, here, passed, failed }).collect())
     }
 
+    async fn retry(&self, participant: i64) -> Result<(), ServerFnError> {
+        Runtime::retry(self, participant).await.map(|_| ()).map_err(to_server_error)
+    }
+
     async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
         Runtime::migrate(self, flow, &map).await.map_err(to_server_error)
     }

@@ -69,7 +69,7 @@ fn a_day_is_24_hours_after_the_previous_step_and_emails_are_captured() {
     assert_eq!(sim.status, "completed");
     assert_eq!(trail(&sim), ["s:Completed", "w:Completed", "e:Completed"]);
     assert_eq!(sim.actions[1].due_at, at("2026-11-24T10:30:00Z"));
-    assert_eq!(sim.actions[1].why.as_deref(), Some("1 day after the previous step"));
+    assert_eq!(sim.actions[1].why.as_deref(), Some("1 day after “s” finished at 2026-11-23T10:30:00Z"));
     assert_eq!(sim.effects.len(), 1);
     assert_eq!(sim.effects[0].at, at("2026-11-24T10:30:00Z"));
     assert_eq!(sim.effects[0].effect, Effect::Email { to: "ada@example.com".into(), subject: "Hi Ada".into(), html: "<p>Ada</p>".into() });
@@ -102,6 +102,11 @@ fn after_a_manual_step_the_wait_counts_from_its_completion() {
     assert_eq!(task.owner.as_deref(), Some("7"), "the record owner does it");
     assert_eq!(task.done_at, Some(at("2026-11-23T14:00:00Z")));
     assert_eq!(sim.actions[2].due_at, at("2026-11-24T14:00:00Z"), "24 h after the completion, not after the due time");
+    assert_eq!(
+        sim.actions[2].why.as_deref(),
+        Some("1 day after “t” was completed by a person at 2026-11-23T14:00:00Z"),
+        "the due time says which completion it counted from"
+    );
 
     // nobody does it: the participant waits on the task
     let pending = run(&f, &ada(), "2026-11-23T09:00:00Z", "30d", None);
