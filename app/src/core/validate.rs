@@ -221,6 +221,43 @@ fn check_format(format: Option<&str>, findings: &mut Findings) {
     findings.push(Finding { code: Code::UnsupportedFormat, step: None, port: None, setting: None, message });
 }
 
+/// The flow's own settings: zone, opening hours, holidays, drip.
+fn check_flow_settings(settings: &crate::core::flow::FlowSettings, findings: &mut Findings) {
+    let mut problem = |setting: String, message: String| {
+        findings.push(Finding { code: Code::InvalidSetting, step: None, port: None, setting: Some(setting), message });
+    };
+    if let Some(zone) = &settings.timezone {
+        if jiff::tz::TimeZone::get(zone).is_err() {
+            problem("settings.timezone".into(), format!("The flow's time zone “{zone}” is not a known zone like America/New_York."));
+        }
+    }
+    if let Some(hours) = &settings.business_hours {
+        for (day, open_close) in hours.days.iter() {
+            let Some([open, close]) = open_close else { continue };
+            let parse = |t: &str| jiff::civil::Time::strptime("%H:%M", t).ok();
+            match (parse(open), parse(close)) {
+                (Some(o), Some(c)) if o < c => {}
+                (Some(_), Some(_)) => problem(
+                    format!("settings.business_hours.days.{day}"),
+                    format!("Business hours on {day} close ({close}) before they open ({open})."),
+                ),
+                _ => problem(
+                    format!("settings.business_hours.days.{day}"),
+                    format!("Business hours on {day} must be two times like [\"09:00\", \"17:00\"], not [\"{open}\", \"{close}\"]."),
+                ),
+            }
+        }
+        for holiday in &hours.holidays {
+            if holiday.parse::<jiff::civil::Date>().is_err() {
+                problem("settings.business_hours.holidays".into(), format!("The holiday “{holiday}” is not a date like 2026-12-25."));
+            }
+        }
+    }
+    if settings.slow_drip.as_ref().is_some_and(|drip| drip.limit == 0) {
+        problem("settings.slow_drip.limit".into(), "A slow drip of 0 per period would never let anybody start.".into());
+    }
+}
+
 /// Can `from`'s `port` be wired to `to`? The editor asks before drawing a
 /// wire; the same rules are reported by [`validate`] on save.
 pub fn can_connect(doc: &FlowDocument, from: &str, port: &str, to: &str) -> Result<(), ConnectRefusal> {
@@ -299,6 +336,7 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
         message,
     };
     check_format(doc.format.as_deref(), &mut findings);
+    check_flow_settings(&doc.settings, &mut findings);
 
     // Steps: kinds, ids, starts.
     let mut index: HashMap<&str, NodeIndex> = HashMap::with_capacity(doc.steps.len());

@@ -376,3 +376,24 @@ fn findings_serialize_as_the_format_says() {
     assert!(value["errors"][0].get("step").is_none());
     assert_eq!(value["warnings"], json!([]));
 }
+
+#[test]
+fn flow_settings_are_checked_too() {
+    let mut value = clean();
+    value["settings"] = json!({"timezone": "Mars/Olympus", "business_hours": {
+        "days": {"mon": ["09:00", "17:00"], "tue": ["17:00", "09:00"], "wed": ["9am", "5pm"]},
+        "holidays": ["2026-12-25", "Christmas"]}, "slow_drip": {"limit": 0, "per": "day"}});
+    let findings = check(&value);
+    let settings: Vec<&str> = findings.iter().filter(|f| f.code == Code::InvalidSetting).filter_map(|f| f.setting.as_deref()).collect();
+    assert_eq!(settings, [
+        "settings.timezone",
+        "settings.business_hours.days.tue",
+        "settings.business_hours.days.wed",
+        "settings.business_hours.holidays",
+        "settings.slow_drip.limit",
+    ]);
+    assert!(findings.iter().all(|f| f.step.is_none()));
+    let mut fine = clean();
+    fine["settings"] = json!({"timezone": "Europe/Paris", "business_hours": {"days": {"mon": ["08:30", "18:00"]}, "holidays": ["2026-12-25"]}});
+    assert_eq!(check(&fine), Findings::default());
+}
