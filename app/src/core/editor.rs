@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::core::flow::{Edge, FlowDocument, Guard, Position, Step};
+use crate::core::flow::{Edge, FlowDocument, FlowSettings, Guard, Position, Step};
 use crate::core::geometry::{Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::{ports, StepKind};
 use crate::core::validate::{self, ConnectRefusal};
@@ -43,6 +43,8 @@ pub enum Change {
     /// Replaces a step's name, settings and guard (its id, kind and
     /// position stay).
     UpdateStep { id: String, name: Option<String>, settings: Map<String, Value>, guard: Option<Guard> },
+    /// Replaces the flow's own settings (zone, business hours, drip, re-entry).
+    SetFlowSettings(FlowSettings),
     /// Several changes as one undo step, applied in order, all or none.
     Batch(Vec<Change>),
 }
@@ -160,6 +162,7 @@ pub fn apply(doc: &mut FlowDocument, change: Change) -> Result<Change, Refusal> 
             };
             Ok(undo)
         }
+        Change::SetFlowSettings(settings) => Ok(Change::SetFlowSettings(std::mem::replace(&mut doc.settings, settings))),
         Change::Batch(changes) => {
             let mut undo = Vec::with_capacity(changes.len());
             for change in changes {
@@ -973,6 +976,10 @@ mod tests {
                 settings: json!({"subject": name}).as_object().unwrap().clone(),
                 guard: None,
             }),
+            prop::option::of("[A-Z][a-z]{2,8}/[A-Z][a-z]{2,8}").prop_map(|timezone| Change::SetFlowSettings(FlowSettings {
+                timezone,
+                ..FlowSettings::default()
+            })),
         ];
         leaf.prop_recursive(2, 12, 4, |inner| prop::collection::vec(inner, 0..4).prop_map(Change::Batch))
     }

@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 
 use super::state::EditorState;
 use crate::core::editor::Change;
-use crate::core::flow::{Criterion, Duration, Edge, Guard, Logic, Operator, Step, TimeUnit, WhenUnmet};
+use crate::core::flow::{
+    BusinessHours, CalendarZone, Criterion, DripPeriod, Duration, Edge, FlowSettings, Guard, Logic, Operator, Reentry, SlowDrip, Step,
+    TimeUnit, WeekHours, WhenUnmet,
+};
 use crate::core::kinds::{ports, read_settings, ConditionSettings, FieldChange, KindGroup, StepKind, UpdateContactSettings};
 use crate::core::logic::LogicExpr;
 use crate::core::contact::Contact;
@@ -70,8 +73,142 @@ pub fn Inspector(state: EditorState) -> impl IntoView {
             } else {
                 "Select a step to edit it, or drag one from the palette.".to_owned()
             };
-            view! { <section class="step-details inspector empty"><p>{text}</p></section> }.into_any()
+            view! {
+                <section class="step-details inspector empty"><p>{text}</p></section>
+                {(count == 0).then(|| view! { <FlowSettingsForm state/> })}
+            }
+            .into_any()
         }
+    }
+    .into_any()
+}
+
+/// Changes the flow's settings through the undoable change log.
+fn edit_settings(state: EditorState, edit: impl FnOnce(&mut FlowSettings)) {
+    let mut settings = state.doc.with_untracked(|doc| doc.settings.clone());
+    edit(&mut settings);
+    state.change(Change::SetFlowSettings(settings));
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn day_hours<'a>(hours: &'a mut WeekHours, day: &str) -> &'a mut Option<[String; 2]> {
+    match day {
+        "mon" => &mut hours.mon,
+        "tue" => &mut hours.tue,
+        "wed" => &mut hours.wed,
+        "thu" => &mut hours.thu,
+        "fri" => &mut hours.fri,
+        "sat" => &mut hours.sat,
+        _ => &mut hours.sun,
+    }
+}
+
+/// The flow's own settings, shown when no step is selected: its zone,
+/// business hours and holidays, slow drip and re-entry rule. Defaults
+/// (UTC, Mon–Fri 09:00–17:00 in the contact's zone, no drip, re-entry
+/// never) apply to what is left empty.
+#[component]
+fn FlowSettingsForm(state: EditorState) -> impl IntoView {
+    let settings = Memo::new(move |_| state.doc.with(|doc| doc.settings.clone()));
+    let hours = move |day: &'static str| {
+        settings.with(|s| s.business_hours.as_ref().and_then(|b| b.days.iter().find(|(d, _)| *d == day).and_then(|(_, h)| h.cloned())))
+    };
+    let set_hours = move |day: &'static str, which: usize, value: String| {
+        edit_settings(state, |s| {
+            let calendar = s.business_hours.get_or_insert_with(|| BusinessHours {
+                days: WeekHours {
+                    mon: Some(["09:00".into(), "17:00".into()]),
+                    tue: Some(["09:00".into(), "17:00".into()]),
+                    wed: Some(["09:00".into(), "17:00".into()]),
+                    thu: Some(["09:00".into(), "17:00".into()]),
+                    fri: Some(["09:00".into(), "17:00".into()]),
+                    ..WeekHours::default()
+                },
+                ..BusinessHours::default()
+            });
+            let slot = day_hours(&mut calendar.days, day);
+            if which == 2 {
+                *slot = if slot.is_some() { None } else { Some(["09:00".into(), "17:00".into()]) };
+            } else if let Some(open_close) = slot.as_mut() {
+                open_close[which] = value;
+            }
+        })
+    };
+    let days = DAYS
+        .iter()
+        .map(|&day| {
+            view! {
+                <div class="day-hours" data-day=day>
+                    <label class="check">
+                        <input type="checkbox" prop:checked=move || hours(day).is_some() on:change=move |_| set_hours(day, 2, String::new())/>
+                        {day}
+                    </label>
+                    <input type="time" aria-label=format!("{day} opens") prop:value=move || hours(day).map(|h| h[0].clone()).unwrap_or_default()
+                        disabled=move || hours(day).is_none() on:change=move |ev| set_hours(day, 0, event_target_value(&ev))/>
+                    <input type="time" aria-label=format!("{day} closes") prop:value=move || hours(day).map(|h| h[1].clone()).unwrap_or_default()
+                        disabled=move || hours(day).is_none() on:change=move |ev| set_hours(day, 1, event_target_value(&ev))/>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="step-details inspector flow-settings" aria-label="Flow settings">
+            <h2>"Flow settings"</h2>
+            <label>"Time zone"
+                <input type="text" placeholder="UTC" aria-label="Flow time zone"
+                    prop:value=move || settings.with(|s| s.timezone.clone().unwrap_or_default())
+                    on:change=move |ev| { let zone = event_target_value(&ev); edit_settings(state, |s| s.timezone = Some(zone.trim().to_owned()).filter(|z| !z.is_empty())) }/>
+            </label>
+            <label>"Re-entry"
+                <select aria-label="Re-entry" on:change=move |ev| {
+                    let value = event_target_value(&ev);
+                    edit_settings(state, |s| s.reentry = match value.as_str() { "after_exit" => Some(Reentry::AfterExit), "always" => Some(Reentry::Always), _ => None });
+                }>
+                    <option value="never" selected=move || settings.with(|s| matches!(s.reentry, None | Some(Reentry::Never)))>"Never (once per contact)"</option>
+                    <option value="after_exit" selected=move || settings.with(|s| s.reentry == Some(Reentry::AfterExit))>"Again after leaving"</option>
+                    <option value="always" selected=move || settings.with(|s| s.reentry == Some(Reentry::Always))>"Always"</option>
+                </select>
+            </label>
+            <label>"Slow drip: at most … start per"
+                <span class="row">
+                    <input type="number" min="0" placeholder="no limit" aria-label="Slow drip limit"
+                        prop:value=move || settings.with(|s| s.slow_drip.as_ref().map(|d| d.limit.to_string()).unwrap_or_default())
+                        on:change=move |ev| {
+                            let limit = event_target_value(&ev).trim().parse::<u32>().ok();
+                            edit_settings(state, |s| s.slow_drip = limit.map(|limit| SlowDrip { limit, per: s.slow_drip.as_ref().map_or(DripPeriod::Day, |d| d.per) }));
+                        }/>
+                    <select aria-label="Slow drip period" on:change=move |ev| {
+                        let per = if event_target_value(&ev) == "hour" { DripPeriod::Hour } else { DripPeriod::Day };
+                        edit_settings(state, |s| if let Some(drip) = s.slow_drip.as_mut() { drip.per = per });
+                    }>
+                        <option value="day" selected=move || settings.with(|s| s.slow_drip.as_ref().is_none_or(|d| d.per == DripPeriod::Day))>"day"</option>
+                        <option value="hour" selected=move || settings.with(|s| s.slow_drip.as_ref().is_some_and(|d| d.per == DripPeriod::Hour))>"hour"</option>
+                    </select>
+                </span>
+            </label>
+            <fieldset>
+                <legend>"Business hours"</legend>
+                {days}
+                <label>"Read in"
+                    <select aria-label="Business hours zone" on:change=move |ev| {
+                        let zone = if event_target_value(&ev) == "flow" { Some(CalendarZone::Flow) } else { None };
+                        edit_settings(state, |s| s.business_hours.get_or_insert_with(BusinessHours::default).zone = zone);
+                    }>
+                        <option value="contact" selected=move || settings.with(|s| s.business_hours.as_ref().and_then(|b| b.zone) != Some(CalendarZone::Flow))>"the contact's zone"</option>
+                        <option value="flow" selected=move || settings.with(|s| s.business_hours.as_ref().and_then(|b| b.zone) == Some(CalendarZone::Flow))>"the flow's zone"</option>
+                    </select>
+                </label>
+                <label>"Holidays (dates, comma-separated)"
+                    <input type="text" placeholder="2026-12-25, 2027-01-01" aria-label="Holidays"
+                        prop:value=move || settings.with(|s| s.business_hours.as_ref().map(|b| b.holidays.join(", ")).unwrap_or_default())
+                        on:change=move |ev| {
+                            let holidays: Vec<String> = event_target_value(&ev).split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect();
+                            edit_settings(state, |s| s.business_hours.get_or_insert_with(BusinessHours::default).holidays = holidays);
+                        }/>
+                </label>
+            </fieldset>
+        </section>
     }
     .into_any()
 }

@@ -1,0 +1,38 @@
+import { test, expect, Page } from "@playwright/test";
+import * as path from "path";
+
+async function open(page: Page, url: string) {
+  await page.goto(url);
+  await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
+}
+
+test("the flow's own settings are edited in the inspector, validated live, undone and saved", async ({ page, request }) => {
+  const flowId = (await (await request.post("/api/v1/flows", { data: { name: "Settings e2e" } })).json()).id;
+  await open(page, `/flows/${flowId}`);
+  const form = page.locator("section.flow-settings");
+  await expect(form).toBeVisible();
+
+  await form.getByLabel("Flow time zone").fill("Mars/Olympus");
+  await form.getByLabel("Flow time zone").press("Tab");
+  await expect(page.locator('li.finding.error[data-code="invalid_setting"]')).toContainText("Mars/Olympus");
+  await page.getByRole("button", { name: /Undo/ }).click();
+  await expect(page.locator('li.finding[data-code="invalid_setting"]')).toHaveCount(0);
+  await expect(form.getByLabel("Flow time zone")).toHaveValue("");
+
+  await form.getByLabel("Flow time zone").fill("Europe/Paris");
+  await form.getByLabel("Flow time zone").press("Tab");
+  await form.locator('.day-hours[data-day="sat"] input[type="checkbox"]').check();
+  await form.getByLabel("Holidays").fill("2026-12-25");
+  await form.getByLabel("Holidays").press("Tab");
+  await form.getByLabel("Slow drip limit").fill("25");
+  await form.getByLabel("Slow drip limit").press("Tab");
+  await page.screenshot({ path: path.join("screenshots", "16-flow-settings.png"), fullPage: true });
+
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/flows/${flowId}/draft`)).json()).document.settings, { timeout: 10_000 })
+    .toMatchObject({ // autosaved, so a reload finds it
+      timezone: "Europe/Paris",
+      slow_drip: { limit: 25, per: "day" },
+      business_hours: { holidays: ["2026-12-25"], days: { sat: ["09:00", "17:00"], mon: ["09:00", "17:00"] } },
+    });
+});
