@@ -36,3 +36,23 @@ test("the flow's own settings are edited in the inspector, validated live, undon
       business_hours: { holidays: ["2026-12-25"], days: { sat: ["09:00", "17:00"], mon: ["09:00", "17:00"] } },
     });
 });
+
+test("links to other flows are checked by the server and shown in the editor", async ({ page, request }) => {
+  const goTo = (name: string, target: string) => ({
+    document: {
+      format: "waymark.flow/v1",
+      name,
+      steps: [{ id: "start", kind: "start" }, { id: "hop", kind: "go_to_flow", settings: { flow: target, mode: "move" } }],
+      edges: [{ from: "start", port: "next", to: "hop" }],
+    },
+  });
+  const ping = (await (await request.post("/api/v1/flows", { data: goTo("Ping", "Pong") })).json()).id;
+  await request.post("/api/v1/flows", { data: goTo("Pong", "Ping") });
+  await open(page, `/flows/${ping}`);
+  await expect(page.locator('li.finding.error[data-code="recursion"]')).toContainText("Pong");
+  await expect(page.locator('g.step[data-step="hop"] .badge.error')).toBeVisible();
+
+  const lonely = (await (await request.post("/api/v1/flows", { data: goTo("Lonely", "Nowhere") })).json()).id;
+  await open(page, `/flows/${lonely}`);
+  await expect(page.locator('li.finding.error[data-code="unknown_target"]')).toContainText("Nowhere");
+});

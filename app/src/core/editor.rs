@@ -44,7 +44,7 @@ pub enum Change {
     /// position stay).
     UpdateStep { id: String, name: Option<String>, settings: Map<String, Value>, guard: Option<Guard> },
     /// Replaces the flow's own settings (zone, business hours, drip, re-entry).
-    SetFlowSettings(FlowSettings),
+    SetFlowSettings(Box<FlowSettings>),
     /// Several changes as one undo step, applied in order, all or none.
     Batch(Vec<Change>),
 }
@@ -162,7 +162,7 @@ pub fn apply(doc: &mut FlowDocument, change: Change) -> Result<Change, Refusal> 
             };
             Ok(undo)
         }
-        Change::SetFlowSettings(settings) => Ok(Change::SetFlowSettings(std::mem::replace(&mut doc.settings, settings))),
+        Change::SetFlowSettings(settings) => Ok(Change::SetFlowSettings(Box::new(std::mem::replace(&mut doc.settings, *settings)))),
         Change::Batch(changes) => {
             let mut undo = Vec::with_capacity(changes.len());
             for change in changes {
@@ -976,10 +976,10 @@ mod tests {
                 settings: json!({"subject": name}).as_object().unwrap().clone(),
                 guard: None,
             }),
-            prop::option::of("[A-Z][a-z]{2,8}/[A-Z][a-z]{2,8}").prop_map(|timezone| Change::SetFlowSettings(FlowSettings {
+            prop::option::of("[A-Z][a-z]{2,8}/[A-Z][a-z]{2,8}").prop_map(|timezone| Change::SetFlowSettings(Box::new(FlowSettings {
                 timezone,
                 ..FlowSettings::default()
-            })),
+            }))),
         ];
         leaf.prop_recursive(2, 12, 4, |inner| prop::collection::vec(inner, 0..4).prop_map(Change::Batch))
     }

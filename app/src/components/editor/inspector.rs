@@ -87,7 +87,7 @@ pub fn Inspector(state: EditorState) -> impl IntoView {
 fn edit_settings(state: EditorState, edit: impl FnOnce(&mut FlowSettings)) {
     let mut settings = state.doc.with_untracked(|doc| doc.settings.clone());
     edit(&mut settings);
-    state.change(Change::SetFlowSettings(settings));
+    state.change(Change::SetFlowSettings(Box::new(settings)));
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

@@ -28,9 +28,20 @@ use state::Gesture;
 const AUTOSAVE_AFTER_MS: u64 = 700;
 
 #[component]
-pub fn Editor(flow_id: i64, document: FlowDocument, revision: i64, select: Option<String>) -> impl IntoView {
+pub fn Editor(
+    flow_id: i64,
+    document: FlowDocument,
+    revision: i64,
+    select: Option<String>,
+    /// The server's findings at load: they include links to other flows.
+    #[prop(optional)]
+    findings: Option<crate::core::Findings>,
+) -> impl IntoView {
     let name = document.name.clone();
     let state = EditorState::new(flow_id, document, revision);
+    if let Some(findings) = findings {
+        state.server_findings.set(findings.errors);
+    }
     // Participant counts per step: loaded in the browser only (the page
     // renders the same with or without them), refreshed every 15 seconds.
     let counts = LocalResource::new(move || crate::runtime_api::step_counts(flow_id));
@@ -373,6 +384,7 @@ pub fn save_now(state: EditorState) {
         match result {
             Ok(saved) => {
                 state.revision.set(saved.revision);
+                state.server_findings.set(saved.findings.errors);
                 if edits_now == edits {
                     state.save.set(SaveState::Saved);
                 } else {

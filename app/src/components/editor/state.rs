@@ -8,7 +8,7 @@ use crate::core::editor::{Change, UndoStack, Viewport};
 use crate::core::flow::{Edge, FlowDocument, Step};
 use crate::core::geometry::Point;
 use crate::core::kinds::StepKind;
-use crate::core::validate::{validate, Context};
+use crate::core::validate::{validate, Code, Context, Finding};
 use crate::core::Findings;
 
 /// A pointer gesture in progress. Nothing is changed until it ends, so a
@@ -50,6 +50,9 @@ pub struct EditorState {
     /// A refused change or other note, shown over the canvas.
     pub notice: RwSignal<Option<String>>,
     pub findings: Memo<Findings>,
+    /// What only the server can know (links to other flows and to action
+    /// groups), from the page load and each save; merged into `findings`.
+    pub server_findings: RwSignal<Vec<Finding>>,
     /// Counts the edits; autosave watches it.
     pub edits: RwSignal<u64>,
     pub revision: RwSignal<i64>,
@@ -67,7 +70,22 @@ impl EditorState {
     pub fn new(flow_id: i64, doc: FlowDocument, revision: i64) -> Self {
         let doc = RwSignal::new(doc);
         let context = Context { flow_id: Some(flow_id.to_string()), ..Context::default() };
-        let findings = Memo::new(move |_| doc.with(|doc| validate(doc, &context)));
+        let server_findings: RwSignal<Vec<Finding>> = RwSignal::new(Vec::new());
+        let findings = Memo::new(move |_| {
+            doc.with(|doc| {
+                let mut findings = validate(doc, &context);
+                server_findings.with(|extra| {
+                    for finding in extra {
+                        let cross_flow = matches!(finding.code, Code::UnknownTarget | Code::Recursion);
+                        let still_there = finding.step.as_deref().is_some_and(|id| doc.step(id).is_some());
+                        if cross_flow && still_there && !findings.errors.contains(finding) {
+                            findings.errors.push(finding.clone());
+                        }
+                    }
+                });
+                findings
+            })
+        });
         EditorState {
             flow_id,
             doc,
@@ -78,6 +96,7 @@ impl EditorState {
             gesture: RwSignal::new(None),
             notice: RwSignal::new(None),
             findings,
+            server_findings,
             edits: RwSignal::new(0),
             revision: RwSignal::new(revision),
             save: RwSignal::new(SaveState::Saved),
