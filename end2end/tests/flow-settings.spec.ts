@@ -56,3 +56,23 @@ test("links to other flows are checked by the server and shown in the editor", a
   await open(page, `/flows/${lonely}`);
   await expect(page.locator('li.finding.error[data-code="unknown_target"]')).toContainText("Nowhere");
 });
+
+test("leaving while a save is on its way keeps the edits made after it started", async ({ page, request }) => {
+  const flowId = (await (await request.post("/api/v1/flows", { data: { name: "Slow save e2e" } })).json()).id;
+  // every save takes 2 seconds on its way to the server
+  await page.route("**/fn/save_draft*", async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await route.continue();
+  });
+  await open(page, `/flows/${flowId}`);
+  const form = page.locator("section.flow-settings");
+  await form.getByLabel("Flow time zone").fill("Europe/Paris");
+  await form.getByLabel("Flow time zone").press("Tab");
+  await expect(page.getByText("Saving…")).toBeVisible({ timeout: 5_000 });
+  await form.getByLabel("Holidays").fill("2026-12-25");
+  await form.getByLabel("Holidays").press("Tab");
+  await page.getByRole("link", { name: "Flows", exact: true }).first().click();
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/flows/${flowId}/draft`)).json()).document.settings, { timeout: 15_000 })
+    .toMatchObject({ timezone: "Europe/Paris", business_hours: { holidays: ["2026-12-25"] } });
+});

@@ -351,11 +351,15 @@ fn autosave(state: EditorState) {
 fn save_on_leave(state: EditorState) {
     on_cleanup(move || {
         let pending = state.save.try_with_untracked(|save| matches!(save, SaveState::Unsaved | SaveState::Failed(_)));
-        // (A save already on its way when the editor is left carries what
-        // it carries; edits made after it started are only kept if it had
-        // finished, a gap noted for later.)
+        let in_flight = state.save.try_with_untracked(|save| matches!(save, SaveState::Saving));
         let json = state.doc.try_with_untracked(FlowDocument::to_canonical_json);
         let revision = state.revision.try_get_untracked();
+        if let (Some(true), Some(json)) = (in_flight, json.clone()) {
+            // A save is on its way with an older revision: hand the latest
+            // document to it, to send once it knows the next revision.
+            LEFT_BEHIND.with(|left| *left.borrow_mut() = Some((state.flow_id, json)));
+            return;
+        }
         if let (Some(true), Some(json), Some(revision)) = (pending, json, revision) {
             let flow_id = state.flow_id;
             // Nothing on screen is left to report to; the next visit shows
@@ -365,6 +369,12 @@ fn save_on_leave(state: EditorState) {
             });
         }
     });
+}
+
+thread_local! {
+    /// The draft as it was when the editor was left during a save: sent by
+    /// that save when it returns, with the revision it was given.
+    static LEFT_BEHIND: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Saves the draft now, unless a save is under way (it saves again when it
@@ -379,8 +389,17 @@ pub fn save_now(state: EditorState) {
     state.save.set(SaveState::Saving);
     leptos::task::spawn_local(async move {
         let result = save_draft(state.flow_id, revision, json).await;
-        // The editor may have been left while the save was on its way.
-        let Some(edits_now) = state.edits.try_get_untracked() else { return };
+        // The editor may have been left while the save was on its way: then
+        // send what was on screen when it was left.
+        let Some(edits_now) = state.edits.try_get_untracked() else {
+            let left = LEFT_BEHIND.with(|left| left.borrow_mut().take());
+            if let (Ok(saved), Some((flow, json))) = (&result, left) {
+                if flow == state.flow_id {
+                    let _ = save_draft(flow, saved.revision, json).await;
+                }
+            }
+            return;
+        };
         match result {
             Ok(saved) => {
                 state.revision.set(saved.revision);
