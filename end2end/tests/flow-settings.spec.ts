@@ -76,3 +76,44 @@ test("leaving while a save is on its way keeps the edits made after it started",
     .poll(async () => (await (await request.get(`/api/v1/flows/${flowId}/draft`)).json()).document.settings, { timeout: 15_000 })
     .toMatchObject({ timezone: "Europe/Paris", business_hours: { holidays: ["2026-12-25"] } });
 });
+
+test("plain forms fill the settings of the other kinds", async ({ page, request }) => {
+  const flowId = (await (await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name: "Forms e2e",
+        steps: [
+          { id: "start", kind: "start", position: { x: 40, y: 80 } },
+          { id: "tell", kind: "notify_email", position: { x: 260, y: 80 } },
+          { id: "hook", kind: "webhook", position: { x: 480, y: 80 } },
+        ],
+        edges: [{ from: "start", port: "next", to: "tell" }, { from: "tell", port: "next", to: "hook" }],
+      },
+    },
+  })).json()).id;
+  await open(page, `/flows/${flowId}`);
+  await expect(page.locator('li.finding.error[data-code="missing_setting"][data-step="tell"]')).toHaveCount(2);
+
+  await page.locator('g.step[data-step="tell"] rect.card').click();
+  const inspector = page.locator('section.inspector[data-step="tell"]');
+  await inspector.getByLabel("Notify").fill("user:7");
+  await inspector.getByLabel("Subject").fill("{{ email }} needs a call");
+  await expect(page.locator('li.finding[data-step="tell"][data-code="missing_setting"]')).toHaveCount(0);
+
+  await page.locator('g.step[data-step="hook"] rect.card').click();
+  const hook = page.locator('section.inspector[data-step="hook"]');
+  await hook.getByLabel("Method").selectOption("PUT");
+  await hook.getByLabel("Address").fill("https://hooks.example.com/waymark");
+  await expect(page.locator('li.finding.error[data-step="hook"]')).toHaveCount(0);
+
+  await expect
+    .poll(async () => {
+      const doc = (await (await request.get(`/api/v1/flows/${flowId}/draft`)).json()).document;
+      return Object.fromEntries(doc.steps.map((s: any) => [s.id, s.settings ?? {}]));
+    }, { timeout: 10_000 })
+    .toMatchObject({
+      tell: { to: "user:7", subject: "{{ email }} needs a call" },
+      hook: { method: "PUT", url: "https://hooks.example.com/waymark" },
+    });
+});

@@ -238,19 +238,22 @@ fn StepInspector(state: EditorState, id: String) -> impl IntoView {
             })
         }
     };
-    let form = match kind {
+    let form = match kind.clone() {
         StepKind::Start => view! { <StartForm f/> }.into_any(),
         StepKind::Wait => view! { <WaitForm f/> }.into_any(),
         StepKind::Condition => view! { <ConditionForm f/> }.into_any(),
         StepKind::SendEmail => view! { <EmailForm f/> }.into_any(),
         StepKind::SendSms => view! { <SmsForm f/> }.into_any(),
         StepKind::UpdateContact => view! { <UpdateContactForm f/> }.into_any(),
-        _ => view! { <p class="hint">"Edit this step's settings as JSON below."</p> }.into_any(),
+        other => match simple_form(f, other) {
+            Some(form) => form,
+            None => view! { <p class="hint">"Edit this step's settings as JSON below."</p> }.into_any(),
+        },
     };
     let typed_form = matches!(
         kind,
         StepKind::Start | StepKind::Wait | StepKind::Condition | StepKind::SendEmail | StepKind::SendSms | StepKind::UpdateContact
-    );
+    ) || simple_form_covers(&kind);
     let guarded = kind.is_known() && kind.group() != KindGroup::FlowControl;
     view! {
         <section class="step-details inspector" aria-label="Selected step" data-step=id.clone() data-kind=kind.as_str().to_owned()>
@@ -329,6 +332,122 @@ fn choice(f: Fields, key: &'static str, label: &'static str, choices: &'static [
             </select>
         </label>
     }
+}
+
+/// A whole-number setting; empty removes it.
+fn number_field(f: Fields, key: &'static str, label: &'static str, placeholder: &'static str) -> impl IntoView {
+    view! {
+        <label class="field">{label}
+            <input type="number" min="0" name=key placeholder=placeholder
+                prop:value=move || f.step.with(|s| s.as_ref().and_then(|s| s.settings.get(key)).and_then(Value::as_u64).map(|n| n.to_string()).unwrap_or_default())
+                on:change=move |ev| f.set(key, event_target_value(&ev).trim().parse::<u64>().ok().map(Value::from), false)/>
+        </label>
+    }
+    .into_any()
+}
+
+const OWNER_HINT: &str = "record_owner, user:ID or field:NAME";
+const FORMATS: &[(&str, &str)] = &[("json", "JSON"), ("csv", "CSV")];
+
+/// Kinds whose settings are plain fields; the rest have their own forms or
+/// (split branches, webhook bodies, data-append mappings, callback delays)
+/// the JSON box.
+fn simple_form_covers(kind: &StepKind) -> bool {
+    !matches!(
+        kind,
+        StepKind::Start
+            | StepKind::Wait
+            | StepKind::Condition
+            | StepKind::SendEmail
+            | StepKind::SendSms
+            | StepKind::UpdateContact
+            | StepKind::Split
+            | StepKind::ScheduleCallback
+            | StepKind::Unknown(_)
+    )
+}
+
+fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
+    if !simple_form_covers(&kind) {
+        return None;
+    }
+    let form = match kind.clone() {
+        StepKind::Exit => view! {
+            {choice(f, "contact_permission", "Contact permission", &[("", "Leave as it is"), ("allow", "Allow calls"), ("deny", "Do not call")])}
+        }
+        .into_any(),
+        StepKind::GoToFlow => view! {
+            {text_field(f, "flow", "Flow (name or id)", "e.g. Win back")}
+            {choice(f, "mode", "How", &[("move", "Move the participant there"), ("copy", "Copy it there and carry on here")])}
+        }
+        .into_any(),
+        StepKind::Restart => number_field(f, "max_restarts", "At most this many restarts", "no limit").into_any(),
+        StepKind::RunActionGroup => text_field(f, "group", "Action group", "e.g. Qualify").into_any(),
+        StepKind::Call => view! {
+            {text_field(f, "owner", "Who calls", OWNER_HINT)}
+            {text_area(f, "script", "Call script", "What to say…")}
+        }
+        .into_any(),
+        StepKind::Task => view! {
+            {text_field(f, "subject", "Subject (default: the step's name and the time)", "e.g. Send the contract")}
+            {choice(f, "priority", "Priority", &[("normal", "Normal"), ("low", "Low"), ("high", "High")])}
+            {text_field(f, "owner", "Owner", OWNER_HINT)}
+        }
+        .into_any(),
+        StepKind::NotifyEmail => view! {
+            {text_field(f, "to", "Notify", OWNER_HINT)}
+            {text_field(f, "subject", "Subject", "e.g. {{ email }} replied")}
+            {text_area(f, "text", "Message", "")}
+        }
+        .into_any(),
+        StepKind::NotifySms => view! {
+            {text_field(f, "to", "Notify", OWNER_HINT)}
+            {text_area(f, "text", "Message", "")}
+        }
+        .into_any(),
+        StepKind::AddToList | StepKind::RemoveFromList => text_field(f, "list", "List", "e.g. Engaged").into_any(),
+        StepKind::OptOut => {
+            choice(f, "channel", "Opt out of", &[("all", "Everything"), ("email", "Email"), ("sms", "SMS"), ("call", "Calls")]).into_any()
+        }
+        StepKind::Block => view! { <p class="hint">"Blocks the contact from every channel; nothing to set."</p> }.into_any(),
+        StepKind::CreateActivity => view! {
+            {choice(f, "type", "Activity", &[("follow_up", "Follow-up"), ("request", "Request"), ("sale", "Sale")])}
+            {text_field(f, "title", "Title", "e.g. Call back about pricing")}
+            {text_field(f, "owner", "Owner", OWNER_HINT)}
+        }
+        .into_any(),
+        StepKind::DataAppend => view! {
+            {text_field(f, "url", "Enrichment service address", "https://…")}
+            <p class="hint">"Map response fields to contact fields in the JSON below (\"mapping\")."</p>
+        }
+        .into_any(),
+        StepKind::Webhook => view! {
+            {choice(f, "method", "Method", &[("POST", "POST"), ("GET", "GET"), ("PUT", "PUT"), ("PATCH", "PATCH"), ("DELETE", "DELETE")])}
+            {text_field(f, "url", "Address", "https://hooks.example.com/…")}
+            {choice(f, "format", "Body as", &[("json", "JSON"), ("form", "Form")])}
+            <p class="hint">"Headers and body (merge tags allowed) are in the JSON below."</p>
+        }
+        .into_any(),
+        StepKind::S3Upload => view! {
+            {text_field(f, "bucket", "Bucket", "e.g. exports")}
+            {text_field(f, "key", "Object key", "contacts/{{ email }}.json")}
+            {choice(f, "format", "Format", FORMATS)}
+        }
+        .into_any(),
+        StepKind::FtpUpload => view! {
+            {text_field(f, "path", "Remote path", "/incoming/{{ email }}.csv")}
+            {choice(f, "format", "Format", FORMATS)}
+        }
+        .into_any(),
+        StepKind::CrmPush => view! {
+            {choice(f, "provider", "CRM", &[("zoho", "Zoho CRM"), ("keap", "Keap")])}
+            {text_field(f, "operation", "Operation", "e.g. upsert_lead")}
+        }
+        .into_any(),
+        StepKind::RunScript => text_area(f, "script", "Script (runs beside the flow; the participant does not wait)", "").into_any(),
+        _ => return None,
+    };
+    Some(form)
 }
 
 #[component]
