@@ -8,12 +8,6 @@ use leptos::prelude::ServerFnError;
 use crate::error::Error;
 use crate::store::Store;
 
-fn to_server_error(err: Error) -> ServerFnError {
-    if err.status().is_server_error() {
-        tracing::error!(error = %err, "server function failed");
-    }
-    ServerFnError::new(err.public_message())
-}
 
 fn to_draft_error(err: Error) -> DraftError {
     match err {
@@ -31,27 +25,27 @@ fn to_draft_error(err: Error) -> DraftError {
 #[async_trait::async_trait]
 impl FlowBackend for Store {
     async fn list_flows(&self) -> Result<Vec<FlowSummary>, ServerFnError> {
-        self.list().await.map_err(to_server_error)
+        self.list().await.map_err(Error::into_server_fn_error)
     }
 
     async fn create_flow(&self, name: String, document: Option<FlowDocument>) -> Result<FlowSummary, ServerFnError> {
-        self.create(&name, document).await.map_err(to_server_error)
+        self.create(&name, document).await.map_err(Error::into_server_fn_error)
     }
 
     async fn flow(&self, id: i64) -> Result<FlowDetail, ServerFnError> {
-        self.detail(id).await.map_err(to_server_error)
+        self.detail(id).await.map_err(Error::into_server_fn_error)
     }
 
     async fn rename_flow(&self, id: i64, name: String) -> Result<FlowSummary, ServerFnError> {
-        self.rename(id, &name).await.map_err(to_server_error)
+        self.rename(id, &name).await.map_err(Error::into_server_fn_error)
     }
 
     async fn delete_flow(&self, id: i64) -> Result<(), ServerFnError> {
-        self.delete(id).await.map_err(to_server_error)
+        self.delete(id).await.map_err(Error::into_server_fn_error)
     }
 
     async fn review(&self) -> Result<Vec<ReviewRow>, ServerFnError> {
-        Store::review(self).await.map_err(to_server_error)
+        Store::review(self).await.map_err(Error::into_server_fn_error)
     }
 
     async fn save_draft(&self, id: i64, revision: i64, document: FlowDocument) -> Result<SavedDraft, DraftError> {

@@ -141,6 +141,15 @@ impl Error {
         }
     }
 
+    /// For the pages' server functions: the sentence a marketer reads;
+    /// internal errors are logged and stay generic.
+    pub fn into_server_fn_error(self) -> leptos::prelude::ServerFnError {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "server function failed");
+        }
+        leptos::prelude::ServerFnError::new(self.public_message())
+    }
+
     /// Turns a unique-constraint violation on the flow name into `NameTaken`.
     pub fn from_insert(err: sqlx::Error, name: &str) -> Error {
         match &err {

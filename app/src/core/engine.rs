@@ -767,17 +767,11 @@ impl Run<'_> {
                 let owner = self.owner(s.owner.as_deref());
                 self.manual(self.now, owner, Some(subject), None)
             }
-            StepSettings::NotifyEmail(s) => {
-                let to = self.owner(s.to.as_deref()).unwrap_or_else(|| s.to.clone().unwrap_or_default());
-                let subject = render(s.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                let text = render(s.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                self.command(false, Effect::NotifyEmail { to, subject, text });
-                self.completed(None, "next")
-            }
-            StepSettings::NotifySms(s) => {
-                let to = self.owner(s.to.as_deref()).unwrap_or_else(|| s.to.clone().unwrap_or_default());
-                let text = render(s.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                self.command(false, Effect::NotifySms { to, text });
+            StepSettings::NotifyEmail(_) | StepSettings::NotifySms(_) | StepSettings::CreateActivity(_) | StepSettings::RunScript(_) => {
+                // Notifications, activities and scripts run beside the flow:
+                // the participant does not wait for them.
+                let effect = self.effect(settings).expect("these kinds have an effect");
+                self.command(false, effect);
                 self.completed(None, "next")
             }
             StepSettings::UpdateContact(s) => {
@@ -801,29 +795,14 @@ impl Run<'_> {
                 self.contact.blocked = true;
                 self.completed(None, "next")
             }
-            StepSettings::CreateActivity(s) => {
-                let owner = self.owner(s.owner.as_deref());
-                self.command(
-                    false,
-                    Effect::CreateActivity {
-                        activity: s.activity_type.unwrap_or_default(),
-                        title: render(s.title.as_deref().unwrap_or_default(), &self.contact, Escape::None),
-                        owner,
-                    },
-                );
-                self.completed(None, "next")
-            }
             StepSettings::DataAppend(s) => self.awaited(Effect::DataAppend {
                 url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
                 mapping: s.mapping,
             }),
-            StepSettings::Webhook(s) => self.awaited(Effect::Webhook {
-                method: s.method.unwrap_or_else(|| "POST".into()),
-                url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
-                format: s.format.unwrap_or_else(|| "json".into()),
-                headers: s.headers,
-                body: render_value(s.body.unwrap_or(Value::Null), &self.contact),
-            }),
+            StepSettings::Webhook(_) => {
+                let effect = self.effect(settings).expect("a webhook has an effect");
+                self.awaited(effect)
+            }
             StepSettings::S3Upload(s) => self.awaited(Effect::S3Upload {
                 bucket: s.bucket.unwrap_or_default(),
                 key: render(s.key.as_deref().unwrap_or_default(), &self.contact, Escape::None),
@@ -837,16 +816,43 @@ impl Run<'_> {
                 provider: s.provider.unwrap_or_default(),
                 operation: s.operation.unwrap_or_default(),
             }),
-            StepSettings::RunScript(s) => {
-                // Scripts run beside the flow: the participant does not wait.
-                self.command(false, Effect::RunScript { script: s.script.unwrap_or_default() });
-                self.completed(None, "next")
-            }
             StepSettings::Unknown => {
                 self.fail(&format!("“{}” is a kind of step this version cannot run", step.id));
                 Next::Stay
             }
         }
+    }
+
+    /// What a notification, activity, script or webhook step sends, with
+    /// its merge tags filled; `None` for other kinds. Flow steps and action
+    /// groups both build their effects here.
+    fn effect(&self, settings: StepSettings) -> Option<Effect> {
+        let fill = |text: Option<String>| render(text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+        Some(match settings {
+            StepSettings::NotifyEmail(n) => Effect::NotifyEmail {
+                to: self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default()),
+                subject: fill(n.subject),
+                text: fill(n.text),
+            },
+            StepSettings::NotifySms(n) => Effect::NotifySms {
+                to: self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default()),
+                text: fill(n.text),
+            },
+            StepSettings::CreateActivity(a) => Effect::CreateActivity {
+                owner: self.owner(a.owner.as_deref()),
+                activity: a.activity_type.unwrap_or_default(),
+                title: fill(a.title),
+            },
+            StepSettings::RunScript(r) => Effect::RunScript { script: r.script.unwrap_or_default() },
+            StepSettings::Webhook(h) => Effect::Webhook {
+                method: h.method.unwrap_or_else(|| "POST".into()),
+                url: fill(h.url),
+                format: h.format.unwrap_or_else(|| "json".into()),
+                headers: h.headers,
+                body: render_value(h.body.unwrap_or(Value::Null), &self.contact),
+            },
+            _ => return None,
+        })
     }
 
     /// Runs an action group inline, at this instant: its record updates,
@@ -915,41 +921,15 @@ impl Run<'_> {
                             d < floor
                         }).or(sp.branches.last()).map(|b| b.port.clone())
                     }
-                    Ok(StepSettings::NotifyEmail(n)) => {
-                        let to = self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default());
-                        let subject = render(n.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                        let text = render(n.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                        self.command(false, Effect::NotifyEmail { to, subject, text });
-                        ran.push(step.id.clone());
-                        Some("next".into())
-                    }
-                    Ok(StepSettings::NotifySms(n)) => {
-                        let to = self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default());
-                        let text = render(n.text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                        self.command(false, Effect::NotifySms { to, text });
-                        ran.push(step.id.clone());
-                        Some("next".into())
-                    }
-                    Ok(StepSettings::CreateActivity(a)) => {
-                        let owner = self.owner(a.owner.as_deref());
-                        let title = render(a.title.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-                        self.command(false, Effect::CreateActivity { activity: a.activity_type.unwrap_or_default(), title, owner });
-                        ran.push(step.id.clone());
-                        Some("next".into())
-                    }
-                    Ok(StepSettings::RunScript(r)) => {
-                        self.command(false, Effect::RunScript { script: r.script.unwrap_or_default() });
-                        ran.push(step.id.clone());
-                        Some("next".into())
-                    }
-                    Ok(StepSettings::Webhook(h)) => {
-                        self.command(false, Effect::Webhook {
-                            method: h.method.unwrap_or_else(|| "POST".into()),
-                            url: render(h.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
-                            format: h.format.unwrap_or_else(|| "json".into()),
-                            headers: h.headers,
-                            body: render_value(h.body.unwrap_or(Value::Null), &self.contact),
-                        });
+                    Ok(
+                        settings @ (StepSettings::NotifyEmail(_)
+                        | StepSettings::NotifySms(_)
+                        | StepSettings::CreateActivity(_)
+                        | StepSettings::RunScript(_)
+                        | StepSettings::Webhook(_)),
+                    ) => {
+                        let effect = self.effect(settings).expect("these kinds have an effect");
+                        self.command(false, effect);
                         ran.push(step.id.clone());
                         Some("next".into())
                     }

@@ -134,6 +134,44 @@ fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
     ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }
 
+/// Writes an advanced participant over the revision it was read at and, for
+/// a scheduler claim, the lease it holds (released here). False, with
+/// nothing written, when either has moved on.
+async fn save_state(
+    conn: &mut SqliteConnection,
+    id: i64,
+    revision: i64,
+    lease: Option<&str>,
+    p: &Participant,
+    now: Timestamp,
+) -> Result<bool> {
+    let sql = match lease {
+        Some(_) => {
+            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
+                 revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = ?
+             WHERE id = ? AND revision = ? AND lease_owner = ?"
+        }
+        None => {
+            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
+                 revision = revision + 1, updated_at = ?
+             WHERE id = ? AND revision = ?"
+        }
+    };
+    let mut query = sqlx::query(sql)
+        .bind(p.status.as_str())
+        .bind(&p.step)
+        .bind(serde_json::to_string(p).expect("participants serialize"))
+        .bind(engine::next_wake(p).map(millis))
+        .bind(p.pass_count as i64)
+        .bind(now.to_string())
+        .bind(id)
+        .bind(revision);
+    if let Some(owner) = lease {
+        query = query.bind(owner);
+    }
+    Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
+}
+
 /// A participant's stored engine state.
 fn read_state(text: &str) -> Result<Participant> {
     serde_json::from_str(text).map_err(|err| Error::Internal(anyhow::anyhow!("participant state unreadable: {err}")))
@@ -359,24 +397,7 @@ impl Runtime {
     /// Writes one participant's advance. False (and nothing written) when
     /// the lease was lost: another worker owns it now.
     async fn commit(&self, conn: &mut SqliteConnection, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
-        let p = &step.participant;
-        let done = sqlx::query(
-            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
-                 revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = ?
-             WHERE id = ? AND revision = ? AND lease_owner = ?",
-        )
-        .bind(p.status.as_str())
-        .bind(&p.step)
-        .bind(serde_json::to_string(p).expect("participants serialize"))
-        .bind(engine::next_wake(p).map(millis))
-        .bind(p.pass_count as i64)
-        .bind(now.to_string())
-        .bind(claimed.id)
-        .bind(claimed.revision)
-        .bind(&self.worker)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !save_state(conn, claimed.id, claimed.revision, Some(&self.worker), &step.participant, now).await? {
             tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
             return Ok(false);
         }
@@ -418,22 +439,7 @@ impl Runtime {
         let before = contacts::load(&mut tx, contact_id).await?;
         let groups = load_groups(&mut tx).await?;
         let step = engine::advance_with(&doc, &groups, &state, &before, event, now);
-        let p = &step.participant;
-        let done = sqlx::query(
-            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
-                 revision = revision + 1, updated_at = ? WHERE id = ? AND revision = ?",
-        )
-        .bind(p.status.as_str())
-        .bind(&p.step)
-        .bind(serde_json::to_string(p).expect("participants serialize"))
-        .bind(engine::next_wake(p).map(millis))
-        .bind(p.pass_count as i64)
-        .bind(now.to_string())
-        .bind(participant_id)
-        .bind(revision)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !save_state(&mut tx, participant_id, revision, None, &step.participant, now).await? {
             return Ok(false);
         }
         self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;

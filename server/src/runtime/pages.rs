@@ -9,12 +9,6 @@ use app::runtime_api::{ParticipantDetail, RuntimeBackend, Task};
 use super::{contacts, Runtime};
 use crate::error::Error;
 
-fn to_server_error(err: Error) -> ServerFnError {
-    if err.status().is_server_error() {
-        tracing::error!(error = %err, "server function failed");
-    }
-    ServerFnError::new(err.public_message())
-}
 
 fn contact_label(email: Option<String>, mobile: Option<String>, id: i64) -> String {
     email.or(mobile).unwrap_or_else(|| format!("Contact {id}"))
@@ -37,7 +31,7 @@ impl RuntimeBackend for Runtime {
         .bind(owner)
         .fetch_all(self.pool())
         .await
-        .map_err(|err| to_server_error(err.into()))?;
+        .map_err(|err| Error::from(err).into_server_fn_error())?;
         Ok(rows
             .iter()
             .map(|r| Task {
@@ -62,7 +56,7 @@ impl RuntimeBackend for Runtime {
         )
         .fetch_all(self.pool())
         .await
-        .map_err(|err| to_server_error(err.into()))
+        .map_err(|err| Error::from(err).into_server_fn_error())
     }
 
     async fn act(&self, participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError> {
@@ -79,7 +73,7 @@ impl RuntimeBackend for Runtime {
             }
             other => return Err(ServerFnError::new(format!("“{other}” is not complete, skip or defer."))),
         };
-        self.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ()).map_err(to_server_error)
+        self.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ()).map_err(Error::into_server_fn_error)
     }
 
     async fn flow_participants(&self, flow: i64) -> Result<app::runtime_api::ParticipantCounts, ServerFnError> {
@@ -87,14 +81,14 @@ impl RuntimeBackend for Runtime {
             .bind(flow)
             .fetch_optional(self.pool())
             .await
-            .map_err(|err| to_server_error(err.into()))?;
-        let flow_name = name.ok_or_else(|| to_server_error(Error::FlowNotFound(flow)))?;
+            .map_err(|err| Error::from(err).into_server_fn_error())?;
+        let flow_name = name.ok_or_else(|| Error::FlowNotFound(flow).into_server_fn_error())?;
         let newest: Option<(i64, String)> =
             sqlx::query_as("SELECT number, document FROM flow_versions WHERE flow_id = ? ORDER BY number DESC LIMIT 1")
                 .bind(flow)
                 .fetch_optional(self.pool())
                 .await
-                .map_err(|err| to_server_error(err.into()))?;
+                .map_err(|err| Error::from(err).into_server_fn_error())?;
         let newest_steps = newest
             .as_ref()
             .and_then(|(_, text)| app::core::FlowDocument::from_json(text).ok())
@@ -105,7 +99,7 @@ impl RuntimeBackend for Runtime {
             flow_name,
             newest_version: newest.map(|(n, _)| n),
             newest_steps,
-            counts: self.counts(flow).await.map_err(to_server_error)?,
+            counts: self.counts(flow).await.map_err(Error::into_server_fn_error)?,
         })
     }
 
@@ -124,42 +118,42 @@ impl RuntimeBackend for Runtime {
         .bind(flow)
         .fetch_all(self.pool())
         .await
-        .map_err(|err| to_server_error(err.into()))?;
+        .map_err(|err| Error::from(err).into_server_fn_error())?;
         Ok(rows.into_iter().map(|(step, here, passed, failed)| app::runtime_api::StepCount { step, here, passed, failed }).collect())
     }
 
     async fn retry(&self, participant: i64) -> Result<(), ServerFnError> {
-        Runtime::retry(self, participant).await.map(|_| ()).map_err(to_server_error)
+        Runtime::retry(self, participant).await.map(|_| ()).map_err(Error::into_server_fn_error)
     }
 
     async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
-        Runtime::migrate(self, flow, &map).await.map_err(to_server_error)
+        Runtime::migrate(self, flow, &map).await.map_err(Error::into_server_fn_error)
     }
 
     async fn test_run_inputs(
         &self,
         contact_id: Option<i64>,
     ) -> Result<(Option<app::core::contact::Contact>, std::collections::HashMap<String, app::core::FlowDocument>), ServerFnError> {
-        let mut conn = self.pool().acquire().await.map_err(|err| to_server_error(err.into()))?;
+        let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
         let contact = match contact_id {
-            Some(id) => Some(contacts::load(&mut conn, id).await.map_err(to_server_error)?),
+            Some(id) => Some(contacts::load(&mut conn, id).await.map_err(Error::into_server_fn_error)?),
             None => None,
         };
-        let groups = super::load_groups(&mut conn).await.map_err(to_server_error)?;
+        let groups = super::load_groups(&mut conn).await.map_err(Error::into_server_fn_error)?;
         Ok((contact, groups))
     }
 
     async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError> {
-        let view = Runtime::participant(self, id).await.map_err(to_server_error)?;
-        let timeline = self.timeline(id).await.map_err(to_server_error)?;
+        let view = Runtime::participant(self, id).await.map_err(Error::into_server_fn_error)?;
+        let timeline = self.timeline(id).await.map_err(Error::into_server_fn_error)?;
         let flow_name: String = sqlx::query("SELECT name FROM flows WHERE id = ?")
             .bind(view.flow_id)
             .fetch_one(self.pool())
             .await
-            .map_err(|err| to_server_error(err.into()))?
+            .map_err(|err| Error::from(err).into_server_fn_error())?
             .get(0);
-        let mut conn = self.pool().acquire().await.map_err(|err| to_server_error(err.into()))?;
-        let contact = contacts::load(&mut conn, view.contact_id).await.map_err(to_server_error)?;
+        let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
+        let contact = contacts::load(&mut conn, view.contact_id).await.map_err(Error::into_server_fn_error)?;
         Ok(ParticipantDetail {
             id,
             flow_id: view.flow_id,
