@@ -7,6 +7,14 @@ import * as fs from "fs";
 const port = Number(process.env.WAYMARK_E2E_PORT ?? 3117);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "waymark-e2e-"));
 const bin = process.env.WAYMARK_BIN ?? "../target/debug/waymark";
+const db = `sqlite://${dataDir}/waymark.db`;
+// The signed-in admin every test acts as (tests that need another role sign
+// in themselves); the session is saved by global-setup.ts.
+export const admin = { email: "admin@waymark.test", password: "e2e admin password" };
+process.env.WAYMARK_E2E_ADMIN = JSON.stringify(admin);
+process.env.WAYMARK_E2E_STATE = path.join(dataDir, "admin-state.json");
+process.env.WAYMARK_E2E_DB = db;
+process.env.WAYMARK_E2E_BIN = bin;
 
 export default defineConfig({
   testDir: "./tests",
@@ -16,8 +24,13 @@ export default defineConfig({
   retries: 0,
   reporter: [["list"]],
   outputDir: "test-results",
+  globalSetup: "./global-setup.ts",
   use: {
     baseURL: `http://127.0.0.1:${port}`,
+    storageState: process.env.WAYMARK_E2E_STATE,
+    // API calls made from tests (not the page) say where they come from,
+    // as a browser would; cross-site requests are refused.
+    extraHTTPHeaders: { Origin: `http://127.0.0.1:${port}` },
     viewport: { width: 1440, height: 900 },
     launchOptions: {
       executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -33,7 +46,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `${bin} --database-url sqlite://${dataDir}/waymark.db serve --addr 127.0.0.1:${port}`,
+    command: `WAYMARK_PASSWORD='${admin.password}' ${bin} --database-url ${db} user add --admin --email ${admin.email} --name "E2E Admin" && ${bin} --database-url ${db} serve --addr 127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}/api/v1/flows`,
     timeout: 60_000,
     reuseExistingServer: false,

@@ -42,6 +42,9 @@ pub struct FlowDetail {
     pub summary: FlowSummary,
     pub document: FlowDocument,
     pub findings: Findings,
+    /// Admins' notes on warnings they acknowledged, shown on the steps.
+    #[serde(default)]
+    pub acks: Vec<crate::admin_api::Ack>,
 }
 
 /// One line of the admins' validation review.
@@ -51,6 +54,9 @@ pub struct ReviewRow {
     pub flow_name: String,
     pub level: Level,
     pub finding: Finding,
+    /// An admin's acknowledgement of this warning, if any.
+    #[serde(default)]
+    pub ack: Option<crate::admin_api::Ack>,
 }
 
 /// What a saved draft now is.
@@ -103,16 +109,16 @@ mod backend {
     #[async_trait::async_trait]
     pub trait FlowBackend: Send + Sync + 'static {
         async fn list_flows(&self) -> Result<Vec<FlowSummary>, ServerFnError>;
-        async fn create_flow(&self, name: String, document: Option<FlowDocument>) -> Result<FlowSummary, ServerFnError>;
+        async fn create_flow(&self, actor: &str, name: String, document: Option<FlowDocument>) -> Result<FlowSummary, ServerFnError>;
         async fn flow(&self, id: i64) -> Result<FlowDetail, ServerFnError>;
-        async fn rename_flow(&self, id: i64, name: String) -> Result<FlowSummary, ServerFnError>;
-        async fn delete_flow(&self, id: i64) -> Result<(), ServerFnError>;
+        async fn rename_flow(&self, actor: &str, id: i64, name: String) -> Result<FlowSummary, ServerFnError>;
+        async fn delete_flow(&self, actor: &str, id: i64) -> Result<(), ServerFnError>;
         async fn review(&self) -> Result<Vec<ReviewRow>, ServerFnError>;
         /// Saves the draft made from `revision`; a stale revision is
         /// [`DraftError::Stale`] and writes nothing.
-        async fn save_draft(&self, id: i64, revision: i64, document: FlowDocument) -> Result<SavedDraft, DraftError>;
+        async fn save_draft(&self, actor: &str, id: i64, revision: i64, document: FlowDocument) -> Result<SavedDraft, DraftError>;
         /// Publishes the draft at `revision`; answers the new version's number.
-        async fn publish(&self, id: i64, revision: i64) -> Result<i64, DraftError>;
+        async fn publish(&self, actor: &str, id: i64, revision: i64) -> Result<i64, DraftError>;
     }
 
     pub type Backend = Arc<dyn FlowBackend>;
@@ -129,7 +135,8 @@ pub async fn list_flows() -> Result<Vec<FlowSummary>, ServerFnError> {
 
 #[server(prefix = "/fn")]
 pub async fn create_flow(name: String) -> Result<FlowSummary, ServerFnError> {
-    backend::backend()?.create_flow(name, None).await
+    let actor = crate::auth::require_viewer()?.actor();
+    backend::backend()?.create_flow(&actor, name, None).await
 }
 
 /// Imports a flow document given as JSON text; its name is the flow's.
@@ -138,7 +145,8 @@ pub async fn import_flow(json: String) -> Result<FlowSummary, ServerFnError> {
     let document = FlowDocument::from_json(&json)
         .map_err(|err| ServerFnError::new(format!("That file is not a Waymark flow: {err}")))?;
     let name = document.name.clone();
-    backend::backend()?.create_flow(name, Some(document)).await
+    let actor = crate::auth::require_viewer()?.actor();
+    backend::backend()?.create_flow(&actor, name, Some(document)).await
 }
 
 #[server(prefix = "/fn")]
@@ -148,12 +156,14 @@ pub async fn get_flow(id: i64) -> Result<FlowDetail, ServerFnError> {
 
 #[server(prefix = "/fn")]
 pub async fn rename_flow(id: i64, name: String) -> Result<FlowSummary, ServerFnError> {
-    backend::backend()?.rename_flow(id, name).await
+    let actor = crate::auth::require_viewer()?.actor();
+    backend::backend()?.rename_flow(&actor, id, name).await
 }
 
 #[server(prefix = "/fn")]
 pub async fn delete_flow(id: i64) -> Result<(), ServerFnError> {
-    backend::backend()?.delete_flow(id).await
+    let actor = crate::auth::require_viewer()?.actor();
+    backend::backend()?.delete_flow(&actor, id).await
 }
 
 #[server(prefix = "/fn")]
@@ -168,15 +178,17 @@ pub async fn validation_review() -> Result<Vec<ReviewRow>, ServerFnError> {
 pub async fn save_draft(id: i64, revision: i64, document_json: String) -> Result<SavedDraft, DraftError> {
     let document = FlowDocument::from_json(&document_json)
         .map_err(|err| DraftError::Failed(format!("The flow could not be read: {err}")))?;
+    let actor = crate::auth::require_viewer().map_err(|err| DraftError::Failed(error_text(&err)))?.actor();
     let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
-    backend.save_draft(id, revision, document).await
+    backend.save_draft(&actor, id, revision, document).await
 }
 
 /// Publishes the saved draft, if it is still at `revision` and has no errors.
 #[server(prefix = "/fn")]
 pub async fn publish_flow(id: i64, revision: i64) -> Result<i64, DraftError> {
+    let actor = crate::auth::require_viewer().map_err(|err| DraftError::Failed(error_text(&err)))?.actor();
     let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
-    backend.publish(id, revision).await
+    backend.publish(&actor, id, revision).await
 }
 
 /// The message to show for a failed server call, without Rust's wrapping.

@@ -4,7 +4,9 @@
 
 #![recursion_limit = "256"]
 
+pub mod admin_api;
 pub mod api;
+pub mod auth;
 pub mod components;
 pub mod core;
 pub mod pages;
@@ -15,8 +17,26 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
 
+/// The page's Content-Security-Policy: scripts only from this site or
+/// carrying this response's nonce (the hydration script), wasm allowed to
+/// compile, nothing framed, forms posted only here.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        let policy = content_security_policy(&nonce.to_string());
+        if let Ok(value) = http::HeaderValue::from_str(&policy) {
+            response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -41,10 +61,13 @@ pub fn App() -> impl IntoView {
     // clicking, since clicks on a page not yet hydrated do nothing.
     let hydrated = RwSignal::new(false);
     Effect::new(move || hydrated.set(true));
+    // Who is signed in: the navigation shows only what their role may use.
+    let viewer: ViewerResource = Resource::new(|| (), |_| admin_api::whoami());
+    provide_context(viewer);
 
     view! {
         <Stylesheet id="leptos" href="/pkg/waymark.css"/>
-        <Title formatter=|text: String| if text.is_empty() { "Waymark".to_owned() } else { format!("{text} · Waymark") }/>
+        <Title formatter=page_title/>
         <Router>
             <div class="app" data-hydrated=move || hydrated.get().then_some("true")>
                 <header class="topbar">
@@ -52,14 +75,20 @@ pub fn App() -> impl IntoView {
                         <span class="brand-mark">"◆"</span>
                         " Waymark"
                     </A>
-                    <nav>
-                        <A href="/">"Flows"</A>
-                        <A href="/inbox">"Task inbox"</A>
-                        <A href="/review">"Validation review"</A>
-                    </nav>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let viewer = viewer.await.ok().flatten();
+                            view! { <Navigation viewer/> }
+                        })}
+                    </Transition>
                 </header>
                 <main>
                     <Routes fallback=|| view! { <pages::NotFound/> }>
+                        <Route path=path!("/login") view=pages::login::LoginPage/>
+                        <Route path=path!("/setup") view=pages::login::SetupPage/>
+                        <Route path=path!("/admin/users") view=pages::admin::UsersPage/>
+                        <Route path=path!("/admin/tokens") view=pages::admin::TokensPage/>
+                        <Route path=path!("/audit") view=pages::admin::AuditPage/>
                         <Route path=path!("/") view=pages::flows::FlowsPage/>
                         <Route path=path!("/flows/:id") view=pages::flow::FlowPage/>
                         <Route path=path!("/flows/:id/participants") view=pages::participants::ParticipantsPage/>
@@ -70,5 +99,52 @@ pub fn App() -> impl IntoView {
                 </main>
             </div>
         </Router>
+    }
+}
+
+/// The document title. On the server it is escaped here: leptos_meta 0.8
+/// writes the title into the HTML unescaped, so a flow named
+/// `</title><script>…` would otherwise leave the element. (In the browser
+/// it is set as `document.title`, plain text.)
+fn page_title(text: String) -> String {
+    let title = if text.is_empty() { "Waymark".to_owned() } else { format!("{text} · Waymark") };
+    if cfg!(feature = "ssr") {
+        core::merge::escape_html(&title)
+    } else {
+        title
+    }
+}
+
+/// The signed-in viewer, loaded once per page by [`App`].
+pub type ViewerResource = Resource<Result<Option<auth::Viewer>, ServerFnError>>;
+
+/// The viewer's role, for components that show or hide by it (inside a
+/// `Suspense`); `None` when nobody is signed in.
+pub async fn current_viewer() -> Option<auth::Viewer> {
+    match use_context::<ViewerResource>() {
+        Some(resource) => resource.await.ok().flatten(),
+        None => None,
+    }
+}
+
+#[component]
+fn Navigation(viewer: Option<auth::Viewer>) -> impl IntoView {
+    match viewer {
+        None => view! { <nav><A href="/login">"Sign in"</A></nav> }.into_any(),
+        Some(viewer) => {
+            let links = auth::NAV
+                .iter()
+                .filter(|(_, _, access)| viewer.may(*access))
+                .map(|(href, label, _)| view! { <A href=*href>{*label}</A> })
+                .collect_view();
+            view! {
+                <nav>{links}</nav>
+                <form class="account" method="post" action="/auth/logout">
+                    <span class="who" title=viewer.email.clone()>{viewer.name.clone()} " · " {viewer.role.as_str()}</span>
+                    <button type="submit" class="link">"Sign out"</button>
+                </form>
+            }
+            .into_any()
+        }
     }
 }

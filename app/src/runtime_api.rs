@@ -117,9 +117,11 @@ mod backend {
         async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError>;
         async fn flow_participants(&self, flow: i64) -> Result<ParticipantCounts, ServerFnError>;
         async fn step_counts(&self, flow: i64) -> Result<Vec<StepCount>, ServerFnError>;
-        async fn retry(&self, participant: i64) -> Result<(), ServerFnError>;
+        async fn retry(&self, actor: &str, participant: i64) -> Result<(), ServerFnError>;
+        /// Refuses (as "not found") a participant an agent does not own.
+        async fn check_owner(&self, viewer: &crate::auth::Viewer, participant: i64) -> Result<(), ServerFnError>;
         /// Moves participants on older versions to the newest; (moved, left).
-        async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError>;
+        async fn migrate(&self, actor: &str, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError>;
         /// Loads a stored contact and the action groups for a test run.
         async fn test_run_inputs(
             &self,
@@ -136,7 +138,10 @@ mod backend {
 
 #[server(prefix = "/fn")]
 pub async fn list_tasks(owner: Option<String>) -> Result<Vec<Task>, ServerFnError> {
-    backend::runtime()?.tasks(owner.filter(|o| !o.is_empty())).await
+    let viewer = crate::auth::require_viewer()?;
+    // An agent's inbox is their own, whatever they ask for.
+    let owner = if viewer.role == crate::auth::Role::Agent { Some(viewer.email) } else { owner.filter(|o| !o.is_empty()) };
+    backend::runtime()?.tasks(owner).await
 }
 
 #[server(prefix = "/fn")]
@@ -147,11 +152,15 @@ pub async fn list_task_owners() -> Result<Vec<String>, ServerFnError> {
 /// Completes, skips or defers (to `until`, RFC 3339) a participant's manual step.
 #[server(prefix = "/fn")]
 pub async fn act_on_task(participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::runtime()?.check_owner(&viewer, participant).await?;
     backend::runtime()?.act(participant, outcome, until.filter(|u| !u.is_empty()), disposition.filter(|d| !d.trim().is_empty())).await
 }
 
 #[server(prefix = "/fn")]
 pub async fn get_participant(id: i64) -> Result<ParticipantDetail, ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::runtime()?.check_owner(&viewer, id).await?;
     backend::runtime()?.participant(id).await
 }
 
@@ -189,7 +198,8 @@ pub async fn migrate_participants(flow: i64, map: String) -> Result<String, Serv
     let map: std::collections::HashMap<String, String> =
         serde_json::from_str(&map).map_err(|err| ServerFnError::new(format!("The step mapping cannot be read: {err}")))?;
     let map = map.into_iter().filter(|(_, to)| !to.is_empty()).collect();
-    let (moved, left) = backend::runtime()?.migrate(flow, map).await?;
+    let actor = crate::auth::require_viewer()?.actor();
+    let (moved, left) = backend::runtime()?.migrate(&actor, flow, map).await?;
     Ok(match left {
         0 => format!("Moved {moved} participant(s) to the newest version."),
         left => format!("Moved {moved} participant(s); {left} stay on their version (their step has no match)."),
@@ -204,5 +214,6 @@ pub async fn step_counts(flow: i64) -> Result<Vec<StepCount>, ServerFnError> {
 /// Runs a failed participant's step again.
 #[server(prefix = "/fn")]
 pub async fn retry_participant(participant: i64) -> Result<(), ServerFnError> {
-    backend::runtime()?.retry(participant).await
+    let actor = crate::auth::require_viewer()?.actor();
+    backend::runtime()?.retry(&actor, participant).await
 }

@@ -5,29 +5,53 @@
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::Method;
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 
 use app::core::FlowDocument;
 
+use app::auth::{Access, Viewer};
+
+use crate::audit;
+use crate::auth::Endpoint;
 use crate::error::{Error, Json, Result, MAX_STEPS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/flows", get(list_flows).post(create_flow))
-        .route("/flows/{id}", get(get_flow).patch(rename_flow).delete(delete_flow))
-        .route("/flows/{id}/draft", get(get_draft).put(put_draft))
-        .route("/flows/{id}/validate", post(validate_draft))
-        .route("/flows/{id}/publish", post(publish))
-        .route("/flows/{id}/versions", get(list_versions))
-        .route("/flows/{id}/versions/{number}", get(get_version))
-        .route("/flows/{id}/export", get(export))
-        .route("/validate", post(validate_document))
-        .route("/groups", get(list_groups))
-        .route("/groups/{name}", axum::routing::put(put_group))
+/// The flow routes and who may use them: marketers (and admins) build
+/// flows; the audit log is for admins.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Admin, Marketer};
+    vec![
+        Endpoint::new(Method::GET, "/flows", Marketer, list_flows),
+        Endpoint::new(Method::POST, "/flows", Marketer, create_flow),
+        Endpoint::new(Method::GET, "/flows/{id}", Marketer, get_flow),
+        Endpoint::new(Method::PATCH, "/flows/{id}", Marketer, rename_flow),
+        Endpoint::new(Method::DELETE, "/flows/{id}", Marketer, delete_flow),
+        Endpoint::new(Method::GET, "/flows/{id}/draft", Marketer, get_draft),
+        Endpoint::new(Method::PUT, "/flows/{id}/draft", Marketer, put_draft),
+        Endpoint::new(Method::POST, "/flows/{id}/validate", Marketer, validate_draft),
+        Endpoint::new(Method::POST, "/flows/{id}/publish", Marketer, publish),
+        Endpoint::new(Method::GET, "/flows/{id}/versions", Marketer, list_versions),
+        Endpoint::new(Method::GET, "/flows/{id}/versions/{number}", Marketer, get_version),
+        Endpoint::new(Method::GET, "/flows/{id}/export", Marketer, export),
+        Endpoint::new(Method::POST, "/validate", Marketer, validate_document),
+        Endpoint::new(Method::GET, "/groups", Marketer, list_groups),
+        Endpoint::new(Method::PUT, "/groups/{name}", Marketer, put_group),
+        Endpoint::new(Method::GET, "/audit", Admin, audit_log),
+    ]
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first; `action` filters by prefix (`flow.`, `bulk.`…).
+async fn audit_log(State(state): State<AppState>, axum::extract::Query(query): axum::extract::Query<AuditQuery>) -> Result<impl IntoResponse> {
+    Ok(Json(audit::entries(state.store.pool(), query.action.as_deref(), query.limit.unwrap_or(200)).await?))
 }
 
 /// Reads a document from a JSON value, refusing unreadable shapes and
@@ -60,10 +84,11 @@ struct NewFlow {
 
 /// Creates a flow: `{"name": ...}` for a fresh draft, or `{"document": ...}`
 /// (with an optional `name` that wins over the document's) to import one.
-async fn create_flow(State(state): State<AppState>, Json(body): Json<NewFlow>) -> Result<Response> {
+async fn create_flow(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Json(body): Json<NewFlow>) -> Result<Response> {
     let document = body.document.as_ref().map(document).transpose()?;
     let name = body.name.or_else(|| document.as_ref().map(|doc| doc.name.clone())).unwrap_or_default();
     let flow = state.store.create(&name, document).await?;
+    audit::record(state.store.pool(), &viewer.actor(), "flow.created", &flow_subject(flow.id, &flow.name), "").await?;
     let location = format!("/api/v1/flows/{}", flow.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(flow)).into_response())
 }
@@ -77,13 +102,28 @@ struct Rename {
     name: String,
 }
 
-async fn rename_flow(State(state): State<AppState>, Path(id): Path<String>, Json(body): Json<Rename>) -> Result<impl IntoResponse> {
-    Ok(Json(state.store.rename(flow_id(&id)?, &body.name).await?))
+async fn rename_flow(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    Json(body): Json<Rename>,
+) -> Result<impl IntoResponse> {
+    let flow = state.store.rename(flow_id(&id)?, &body.name).await?;
+    audit::record(state.store.pool(), &viewer.actor(), "flow.renamed", &flow_subject(flow.id, &flow.name), "").await?;
+    Ok(Json(flow))
 }
 
-async fn delete_flow(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    state.store.delete(flow_id(&id)?).await?;
+async fn delete_flow(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(id): Path<String>) -> Result<StatusCode> {
+    let id = flow_id(&id)?;
+    let name = state.store.summary(id).await?.name;
+    state.store.delete(id).await?;
+    audit::record(state.store.pool(), &viewer.actor(), "flow.deleted", &flow_subject(id, &name), "").await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How the audit log names a flow.
+pub fn flow_subject(id: i64, name: &str) -> String {
+    format!("flow {id} “{name}”")
 }
 
 async fn get_draft(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
@@ -99,10 +139,18 @@ struct SaveDraft {
     document: Value,
 }
 
-async fn put_draft(State(state): State<AppState>, Path(id): Path<String>, Json(body): Json<SaveDraft>) -> Result<Response> {
+async fn put_draft(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    Json(body): Json<SaveDraft>,
+) -> Result<Response> {
     let id = flow_id(&id)?;
     let doc = document(&body.document)?;
+    let name = doc.name.clone();
     let draft = state.store.save_draft(id, body.revision, doc).await?;
+    let detail = format!("revision {}", draft.revision);
+    audit::record_coalesced(state.store.pool(), &viewer.actor(), "flow.draft_saved", &flow_subject(id, &name), &detail).await?;
     let etag = format!("\"{}\"", draft.revision);
     Ok(([(header::ETAG, etag)], Json(draft)).into_response())
 }
@@ -136,7 +184,7 @@ struct Publish {
 }
 
 /// The body is optional: an empty one publishes whatever the draft is now.
-async fn publish(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Response> {
+async fn publish(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Response> {
     let body: Publish = if body.iter().all(u8::is_ascii_whitespace) {
         Publish::default()
     } else {
@@ -147,7 +195,9 @@ async fn publish(State(state): State<AppState>, Path(id): Path<String>, body: ax
         })?
     };
     let revision = body.revision;
-    let version = state.store.publish(flow_id(&id)?, revision, "local").await?;
+    let version = state.store.publish(flow_id(&id)?, revision, &viewer.actor()).await?;
+    let subject = flow_subject(version.version.flow_id, &version.document.name);
+    audit::record(state.store.pool(), &viewer.actor(), "flow.published", &subject, &format!("version {}", version.version.number)).await?;
     Ok((StatusCode::CREATED, Json(version)).into_response())
 }
 
@@ -183,6 +233,13 @@ async fn list_groups(State(state): State<AppState>) -> Result<impl IntoResponse>
 }
 
 /// Creates or replaces an action group from a document; answers its findings.
-async fn put_group(State(state): State<AppState>, Path(name): Path<String>, Json(body): Json<Value>) -> Result<impl IntoResponse> {
-    Ok(Json(state.store.save_group(&name, document(&body)?).await?))
+async fn put_group(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<impl IntoResponse> {
+    let findings = state.store.save_group(&name, document(&body)?).await?;
+    audit::record(state.store.pool(), &viewer.actor(), "group.saved", &format!("action group “{name}”"), "").await?;
+    Ok(Json(findings))
 }

@@ -39,7 +39,16 @@ pub enum Command {
         /// worker's participants are picked up again after it.
         #[arg(long, env = "WAYMARK_LEASE_SECS", default_value_t = 30)]
         lease_secs: i64,
+        /// Mark session cookies Secure (when served behind HTTPS).
+        #[arg(long, env = "WAYMARK_SECURE_COOKIES")]
+        secure_cookies: bool,
     },
+    /// Manage users (sign-in accounts).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for the REST API.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Validate a flow document. Exits 0 without errors, 1 with errors, 2 when
@@ -178,6 +187,105 @@ fn simulate(args: &SimulateArgs) -> Result<Simulation, String> {
 fn seed_for(contact: &Contact) -> u64 {
     let text = serde_json::to_string(contact).expect("contacts serialize");
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. The password comes from WAYMARK_PASSWORD (so it stays out
+    /// of the process list), or is asked for on the terminal's standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// admin, marketer or agent.
+        #[arg(long, default_value = "marketer", value_parser = ["admin", "marketer", "agent"])]
+        role: String,
+        /// Shorthand for --role admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users and their roles.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token and print its secret (shown this once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// read or write.
+        #[arg(long, default_value = "read", value_parser = ["read", "write"])]
+        scope: String,
+    },
+    /// Revoke an API token by id.
+    Revoke { id: i64 },
+}
+
+pub async fn user_command(database_url: &str, command: UserCommand) -> anyhow::Result<ExitCode> {
+    use crate::auth::accounts;
+    let pool = store::connect(database_url).await?;
+    match command {
+        UserCommand::Add { email, name, role, admin } => {
+            let role = if admin { app::auth::Role::Admin } else { app::auth::Role::parse(&role).unwrap_or(app::auth::Role::Marketer) };
+            let password = match std::env::var("WAYMARK_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    eprint!("Password for {email}: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            match accounts::add_user(&pool, &email, &name, role, &password).await {
+                Ok(user) => {
+                    crate::audit::record(&pool, "cli", "user.created", &user.email, &format!("role {}", user.role.as_str())).await?;
+                    println!("added {} ({}) as {}", user.email, user.name, user.role.as_str());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("waymark: {}", err.public_message());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        UserCommand::List => {
+            for user in accounts::users(&pool).await? {
+                println!("{}\t{}\t{}{}", user.email, user.role.as_str(), user.name, if user.disabled { "\t(disabled)" } else { "" });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn token_command(database_url: &str, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    use crate::auth::accounts;
+    let pool = store::connect(database_url).await?;
+    match command {
+        TokenCommand::Add { name, scope } => match accounts::create_token(&pool, &name, &scope, "cli").await {
+            Ok((token, secret)) => {
+                crate::audit::record(&pool, "cli", "token.created", &token.name, &format!("scope {}", token.scope)).await?;
+                println!("{secret}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                eprintln!("waymark: {}", err.public_message());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        TokenCommand::Revoke { id } => match accounts::revoke_token(&pool, id).await {
+            Ok(token) => {
+                crate::audit::record(&pool, "cli", "token.revoked", &token.name, "").await?;
+                println!("revoked {}", token.name);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                eprintln!("waymark: {}", err.public_message());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
 }
 
 pub async fn import_command(database_url: &str, file: &PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {

@@ -74,6 +74,33 @@ pub enum Error {
     /// 413 `payload_too_large`.
     #[error("The request body is larger than the {} MiB limit.", MAX_BODY_BYTES / 1024 / 1024)]
     PayloadTooLarge,
+    /// 422 with its own code: a value that cannot be used.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// 409 with its own code: the request conflicts with what is stored.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 409 `review_pending`: publishing waits for an admin to acknowledge warnings.
+    #[error("An admin must review this flow first: {0} warning(s) are not acknowledged yet (see Validation review).")]
+    ReviewPending(usize),
+    /// 401 `unauthenticated`: no valid session or token.
+    #[error("Sign in first, or send a valid API token as “Authorization: Bearer …”.")]
+    Unauthenticated,
+    /// 401 `invalid_token`: a bearer token that is unknown or revoked.
+    #[error("This API token is not valid; it may have been revoked.")]
+    InvalidToken,
+    /// 403 `forbidden`: signed in, but the role may not do this.
+    #[error("Your role ({0}) may not do this.")]
+    Forbidden(&'static str),
+    /// 403 `read_only_token`.
+    #[error("This API token may only read; ask an admin for a write token.")]
+    ReadOnlyToken,
+    /// 403 `cross_site_request`: a state-changing request from another site.
+    #[error("This request did not come from Waymark's own pages, so it was refused (cross-site request protection).")]
+    CrossSite,
+    /// 429 `rate_limited`, with Retry-After.
+    #[error("Too many attempts; try again in {} second(s).", .0.as_secs())]
+    RateLimited(std::time::Duration),
     /// 500 `internal`; logged, never shown.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -104,6 +131,11 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::BadBody { status, .. } => *status,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Conflict { .. } | Error::ReviewPending(_) => StatusCode::CONFLICT,
+            Error::Unauthenticated | Error::InvalidToken => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite => StatusCode::FORBIDDEN,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -127,7 +159,14 @@ impl Error {
             Error::InvalidDocument(_) => "invalid_document",
             Error::TooManySteps(_) => "too_many_steps",
             Error::PublishBlocked(_) => "publish_blocked",
-            Error::BadBody { code, .. } => code,
+            Error::BadBody { code, .. } | Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
+            Error::ReviewPending(_) => "review_pending",
+            Error::Unauthenticated => "unauthenticated",
+            Error::InvalidToken => "invalid_token",
+            Error::Forbidden(_) => "forbidden",
+            Error::ReadOnlyToken => "read_only_token",
+            Error::CrossSite => "cross_site_request",
+            Error::RateLimited(_) => "rate_limited",
             Error::PayloadTooLarge => "payload_too_large",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
@@ -180,6 +219,12 @@ impl IntoResponse for Error {
         }
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Error::RateLimited(wait) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        if matches!(self, Error::Unauthenticated | Error::InvalidToken) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"waymark\""));
+        }
         response
     }
 }

@@ -4,7 +4,10 @@
 
 #![recursion_limit = "256"]
 
+pub mod admin;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod error;
@@ -16,12 +19,14 @@ pub mod store;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::middleware;
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::auth::{Auth, Limits};
 use crate::error::MAX_BODY_BYTES;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -31,6 +36,26 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Store,
     pub runtime: Runtime,
+    pub auth: Auth,
+}
+
+impl AppState {
+    /// The state with the default rate limits; the policy is built from
+    /// the routes when the router is.
+    pub fn new(leptos_options: LeptosOptions, store: Store, runtime: Runtime) -> AppState {
+        let auth = Auth {
+            pool: store.pool().clone(),
+            policy: Arc::new(auth::Policy::new([])),
+            limits: Arc::new(Limits::default()),
+            secure_cookies: false,
+        };
+        AppState { leptos_options, store, runtime, auth }
+    }
+}
+
+/// Every REST endpoint under `/api/v1`, with the access each needs.
+pub fn api_endpoints() -> Vec<auth::Endpoint> {
+    api::endpoints().into_iter().chain(runtime_api::endpoints()).collect()
 }
 
 /// Leptos options from the environment cargo-leptos (or the Makefile) sets,
@@ -41,15 +66,24 @@ pub fn leptos_options(addr: std::net::SocketAddr) -> LeptosOptions {
 }
 
 /// The whole application: REST API, server functions, pages, static files.
-pub fn router(state: AppState) -> Router {
+pub fn router(mut state: AppState) -> Router {
     let backend: app::api::Backend = Arc::new(state.store.clone());
     let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
+    let admin: app::admin_api::AdminHandle = Arc::new(admin::Admin { pool: state.store.pool().clone() });
     let routes = generate_route_list(app::App);
+    let endpoints = api_endpoints();
+    let pages: Vec<String> = routes.iter().map(|route| route.path().to_owned()).collect();
+    state.auth.policy = Arc::new(auth::routes::policy(&endpoints, &pages));
+    let mut api = axum::Router::new();
+    for endpoint in endpoints {
+        api = api.route(endpoint.path, endpoint.handler);
+    }
     let pages = {
-        let (backend, runtime) = (backend.clone(), runtime.clone());
+        let (backend, runtime, admin) = (backend.clone(), runtime.clone(), admin.clone());
         move || {
             provide_context(backend.clone());
             provide_context(runtime.clone());
+            provide_context(admin.clone());
         }
     };
     let shell = {
@@ -57,10 +91,17 @@ pub fn router(state: AppState) -> Router {
         move || app::shell(options.clone())
     };
     Router::new()
-        .nest("/api/v1", api::router().merge(runtime_api::router()).fallback(|| async { error::Error::RouteNotFound }))
+        .nest("/api/v1", api.fallback(|| async { error::Error::RouteNotFound }))
+        .merge(auth::routes::router())
         .leptos_routes_with_context(&state, routes, pages.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
+        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::HeaderName::from_static("x-frame-options"),

@@ -40,7 +40,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database at {} is up to date", cli.database_url);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, no_demo, lease_secs } => {
+        Command::User(command) => cli::user_command(&cli.database_url, command).await,
+        Command::Token(command) => cli::token_command(&cli.database_url, command).await,
+        Command::Serve { addr, no_demo, lease_secs, secure_cookies } => {
             let store = Store::new(store::connect(&cli.database_url).await?);
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
@@ -49,10 +51,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs));
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
-            let state = AppState { leptos_options: leptos_options(addr), store, runtime };
+            let mut state = AppState::new(leptos_options(addr), store, runtime);
+            state.auth.secure_cookies = secure_cookies;
+            if !server::auth::accounts::has_admin(state.store.pool()).await? {
+                tracing::warn!("no admin yet: open http://{addr}/setup to create the first one (or run `waymark user add --admin`)");
+            }
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!("Waymark listening on http://{addr}");
-            axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await?;
+            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

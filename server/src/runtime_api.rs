@@ -4,8 +4,8 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::Method;
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
@@ -13,26 +13,57 @@ use sqlx::Row;
 use app::core::contact::Contact;
 use app::core::engine::{Event, ManualOutcome};
 
+use app::auth::{Access, Role, Viewer};
+
+use crate::audit;
+use crate::auth::{Auth, Endpoint};
 use crate::error::{Error, Json, Result};
 use crate::runtime::contacts;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/contacts", post(create_contact))
-        .route("/contacts/{id}", get(get_contact))
-        .route("/contacts/{id}/lists", post(add_to_list))
-        .route("/flows/{id}/enroll", post(enroll))
-        .route("/flows/{id}/enroll/csv", post(enroll_csv))
-        .route("/flows/{id}/participants/counts", get(counts))
-        .route("/flows/{id}/migrate", post(migrate))
-        .route("/participants/{id}", get(get_participant))
-        .route("/participants/{id}/timeline", get(timeline))
-        .route("/participants/{id}/action", post(act))
-        .route("/participants/{id}/retry", post(retry))
-        .route("/tasks", get(tasks))
-        .route("/participants/bulk/preview", post(bulk_preview))
-        .route("/participants/bulk", post(bulk_apply))
+/// The runtime routes and who may use them. Agents reach their own tasks,
+/// participants and contacts (`SignedIn`, narrowed by ownership below).
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Marketer, SignedIn};
+    vec![
+        Endpoint::new(Method::POST, "/contacts", Marketer, create_contact),
+        Endpoint::new(Method::GET, "/contacts/{id}", SignedIn, get_contact),
+        Endpoint::new(Method::POST, "/contacts/{id}/lists", Marketer, add_to_list),
+        Endpoint::new(Method::POST, "/flows/{id}/enroll", Marketer, enroll),
+        Endpoint::new(Method::POST, "/flows/{id}/enroll/csv", Marketer, enroll_csv),
+        Endpoint::new(Method::GET, "/flows/{id}/participants/counts", Marketer, counts),
+        Endpoint::new(Method::POST, "/flows/{id}/migrate", Marketer, migrate),
+        Endpoint::new(Method::GET, "/participants/{id}", SignedIn, get_participant),
+        Endpoint::new(Method::GET, "/participants/{id}/timeline", SignedIn, timeline),
+        Endpoint::new(Method::POST, "/participants/{id}/action", SignedIn, act),
+        Endpoint::new(Method::POST, "/participants/{id}/retry", Marketer, retry),
+        Endpoint::new(Method::GET, "/tasks", SignedIn, tasks),
+        Endpoint::new(Method::POST, "/participants/bulk/preview", Marketer, bulk_preview),
+        Endpoint::new(Method::POST, "/participants/bulk", Marketer, bulk_apply),
+    ]
+}
+
+/// An agent sees a participant whose contact they own, or who has a manual
+/// step assigned to them; to them any other does not exist.
+pub async fn check_participant_owner(pool: &sqlx::SqlitePool, viewer: &Viewer, participant: i64) -> Result<()> {
+    if viewer.role != Role::Agent {
+        return Ok(());
+    }
+    let owned: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM participants p JOIN contacts c ON c.id = p.contact_id
+         WHERE p.id = ?1 AND (lower(c.owner) = lower(?2) OR EXISTS (
+             SELECT 1 FROM participant_actions a WHERE a.participant_id = p.id AND a.manual = 1 AND lower(a.owner) = lower(?2)))",
+    )
+    .bind(participant)
+    .bind(&viewer.email)
+    .fetch_optional(pool)
+    .await?;
+    owned.map(|_| ()).ok_or(Error::ParticipantNotFound(participant))
+}
+
+/// Enrollment is rate limited per caller.
+fn enroll_allowed(auth: &Auth, viewer: &Viewer) -> Result<()> {
+    auth.limits.enroll.check(&viewer.actor()).map_err(Error::RateLimited)
 }
 
 fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
@@ -71,10 +102,13 @@ async fn add_to_list(State(state): State<AppState>, Path(raw): Path<String>, Jso
     Ok(Json(json!({"enrolled": enrolled})))
 }
 
-async fn get_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+async fn get_contact(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
     let id = id(&raw, Error::ContactNotFound)?;
     let mut conn = state.runtime.pool().acquire().await?;
     let contact = contacts::load(&mut conn, id).await?;
+    if !viewer.owns(contact.owner.as_deref()) {
+        return Err(Error::ContactNotFound(id));
+    }
     Ok(Json(crate::runtime::contacts::StoredContact { id, contact }))
 }
 
@@ -86,7 +120,14 @@ struct Enroll {
     list: Option<String>,
 }
 
-async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Enroll>) -> Result<Response> {
+async fn enroll(
+    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    Extension(viewer): Extension<Viewer>,
+    Path(raw): Path<String>,
+    Json(body): Json<Enroll>,
+) -> Result<Response> {
+    enroll_allowed(&auth, &viewer)?;
     let flow = id(&raw, Error::FlowNotFound)?;
     let mut ids = body.contact_ids;
     if let Some(list) = &body.list {
@@ -94,6 +135,8 @@ async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(bod
         ids.extend(contacts::list_members(&mut conn, list).await?);
     }
     let (enrolled, kept_out) = state.runtime.enroll(flow, &ids).await?;
+    let detail = format!("{} enrolled, {kept_out} kept out by re-entry rules", enrolled.len());
+    audit::record(state.runtime.pool(), &viewer.actor(), "flow.enrolled", &format!("flow {flow}"), &detail).await?;
     Ok((StatusCode::CREATED, Json(json!({"enrolled": enrolled, "kept_out_by_reentry": kept_out}))).into_response())
 }
 
@@ -102,7 +145,14 @@ async fn enroll(State(state): State<AppState>, Path(raw): Path<String>, Json(bod
 /// Existing contacts are found by email, or by mobile; new ones are created.
 /// A row without either is reported by its line number and nothing is
 /// written for the file.
-async fn enroll_csv(State(state): State<AppState>, Path(raw): Path<String>, body: String) -> Result<Response> {
+async fn enroll_csv(
+    State(state): State<AppState>,
+    State(auth): State<Auth>,
+    Extension(viewer): Extension<Viewer>,
+    Path(raw): Path<String>,
+    body: String,
+) -> Result<Response> {
+    enroll_allowed(&auth, &viewer)?;
     let flow = id(&raw, Error::FlowNotFound)?;
     let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_csv", message };
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_bytes());
@@ -158,6 +208,8 @@ async fn enroll_csv(State(state): State<AppState>, Path(raw): Path<String>, body
     }
     tx.commit().await?;
     let (enrolled, kept_out) = state.runtime.enroll(flow, &ids).await?;
+    let detail = format!("{} enrolled from a CSV of {} rows", enrolled.len(), contacts_in_file.len());
+    audit::record(state.runtime.pool(), &viewer.actor(), "flow.enrolled", &format!("flow {flow}"), &detail).await?;
     Ok((StatusCode::CREATED, Json(json!({"rows": contacts_in_file.len(), "contacts_created": created, "enrolled": enrolled, "kept_out_by_reentry": kept_out}))).into_response())
 }
 
@@ -179,18 +231,29 @@ struct Migrate {
 }
 
 /// Moves participants on older versions onto the newest published one.
-async fn migrate(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Migrate>) -> Result<impl IntoResponse> {
+async fn migrate(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(raw): Path<String>,
+    Json(body): Json<Migrate>,
+) -> Result<impl IntoResponse> {
     let flow = id(&raw, Error::FlowNotFound)?;
     let (moved, left) = state.runtime.migrate(flow, &body.map).await?;
+    let detail = format!("{moved} moved to the newest version, {left} left");
+    audit::record(state.runtime.pool(), &viewer.actor(), "flow.participants_migrated", &format!("flow {flow}"), &detail).await?;
     Ok(Json(json!({"moved": moved, "left_on_old_version": left})))
 }
 
-async fn get_participant(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
-    Ok(Json(state.runtime.participant(id(&raw, Error::ParticipantNotFound)?).await?))
+async fn get_participant(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let participant = id(&raw, Error::ParticipantNotFound)?;
+    check_participant_owner(state.runtime.pool(), &viewer, participant).await?;
+    Ok(Json(state.runtime.participant(participant).await?))
 }
 
-async fn timeline(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
-    Ok(Json(state.runtime.timeline(id(&raw, Error::ParticipantNotFound)?).await?))
+async fn timeline(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let participant = id(&raw, Error::ParticipantNotFound)?;
+    check_participant_owner(state.runtime.pool(), &viewer, participant).await?;
+    Ok(Json(state.runtime.timeline(participant).await?))
 }
 
 #[derive(Deserialize)]
@@ -203,8 +266,9 @@ struct Act {
 }
 
 /// An agent completes, skips or defers the participant's manual step.
-async fn act(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<Act>) -> Result<impl IntoResponse> {
+async fn act(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(raw): Path<String>, Json(body): Json<Act>) -> Result<impl IntoResponse> {
     let participant = id(&raw, Error::ParticipantNotFound)?;
+    check_participant_owner(state.runtime.pool(), &viewer, participant).await?;
     let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_action", message };
     let outcome = match body.outcome.as_str() {
         "completed" => ManualOutcome::Completed,
@@ -230,14 +294,16 @@ struct TaskQuery {
 }
 
 /// Pending manual steps (calls, manual emails, tasks, callbacks), soonest first.
-async fn tasks(State(state): State<AppState>, Query(query): Query<TaskQuery>) -> Result<impl IntoResponse> {
+async fn tasks(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Query(query): Query<TaskQuery>) -> Result<impl IntoResponse> {
+    // An agent's inbox is their own, whatever they ask for.
+    let owner = if viewer.role == Role::Agent { Some(viewer.email.clone()) } else { query.owner };
     let rows = sqlx::query(
         "SELECT a.participant_id, a.step, a.kind, a.due_at, a.owner, a.subject, a.outcome, p.contact_id, p.flow_id
          FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR a.owner = ?1)
+         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR lower(a.owner) = lower(?1))
          ORDER BY a.due_at LIMIT 500",
     )
-    .bind(query.owner)
+    .bind(owner)
     .fetch_all(state.runtime.pool())
     .await?;
     Ok(Json(
@@ -269,15 +335,18 @@ async fn bulk_preview(State(state): State<AppState>, Json(body): Json<BulkReques
     Ok(Json(json!({"action": body.action.as_str(), "effect": body.action.effect(), "count": count, "sample": sample})))
 }
 
-async fn bulk_apply(State(state): State<AppState>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
+async fn bulk_apply(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
     let changed = crate::runtime::bulk::apply(
         state.runtime.pool(),
         &body.criteria,
         &body.action,
         body.disposition.as_deref(),
-        "local",
+        &viewer.actor(),
         state.runtime.now(),
     )
     .await?;
+    let criteria = serde_json::to_string(&body.criteria).unwrap_or_default();
+    let detail = format!("{changed} participant(s); criteria {criteria}");
+    audit::record(state.runtime.pool(), &viewer.actor(), &format!("bulk.{}", body.action.as_str()), "participants", &detail).await?;
     Ok(Json(json!({"action": body.action.as_str(), "changed": changed})))
 }

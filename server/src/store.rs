@@ -282,7 +282,8 @@ impl Store {
 
     pub async fn detail(&self, id: i64) -> Result<FlowDetail> {
         let draft = self.draft(id).await?;
-        Ok(FlowDetail { summary: self.summary(id).await?, document: draft.document, findings: draft.findings })
+        let acks = crate::admin::acks(&self.pool, id).await?;
+        Ok(FlowDetail { summary: self.summary(id).await?, document: draft.document, findings: draft.findings, acks })
     }
 
     /// Saves a draft made from `revision`. A stale revision is refused and
@@ -329,6 +330,18 @@ impl Store {
         }
         if draft.findings.blocks_publish() {
             return Err(Error::PublishBlocked(draft.findings.errors));
+        }
+        if crate::admin::review_required(&self.pool).await? {
+            let acks = crate::admin::acks(&self.pool, id).await?;
+            let pending = draft
+                .findings
+                .warnings
+                .iter()
+                .filter(|w| !acks.iter().any(|ack| Some(&ack.step) == w.step.as_ref() && ack.code == w.code.as_str()))
+                .count();
+            if pending > 0 {
+                return Err(Error::ReviewPending(pending));
+            }
         }
         let mut tx = self.pool.begin().await?;
         // Re-check the revision inside the transaction: a save between the
@@ -428,8 +441,12 @@ impl Store {
                 groups: all.groups.clone(),
             };
             let findings = validate(&doc, &context);
+            let acks = crate::admin::acks(&self.pool, id).await?;
             for (level, list) in [(Level::Error, findings.errors), (Level::Warning, findings.warnings)] {
-                review.extend(list.into_iter().map(|finding| ReviewRow { flow_id: id, flow_name: name.clone(), level, finding }));
+                review.extend(list.into_iter().map(|finding| {
+                    let ack = acks.iter().find(|ack| Some(&ack.step) == finding.step.as_ref() && ack.code == finding.code.as_str()).cloned();
+                    ReviewRow { flow_id: id, flow_name: name.clone(), level, finding, ack: ack.filter(|_| level == Level::Warning) }
+                }));
             }
         }
         Ok(review)

@@ -17,6 +17,8 @@ use server::{leptos_options, router, seed, AppState};
 struct Api {
     app: Router,
     store: Store,
+    /// An admin's session: every request is signed in and same-origin.
+    cookie: String,
     _dir: tempfile::TempDir,
 }
 
@@ -34,12 +36,19 @@ impl Api {
         let url = format!("sqlite://{}/waymark.db", dir.path().display());
         let store = Store::new(store::connect(&url).await.unwrap());
         let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), "test");
-        let state = AppState { leptos_options: leptos_options("127.0.0.1:0".parse().unwrap()), store: store.clone(), runtime };
-        Api { app: router(state), store, _dir: dir }
+        let state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), store.clone(), runtime);
+        let admin = server::auth::accounts::add_user(store.pool(), "admin@x.test", "Admin", app::auth::Role::Admin, "a long enough password").await.unwrap();
+        let cookie = server::auth::accounts::open_session(store.pool(), admin.id).await.unwrap();
+        Api { app: router(state), store, cookie, _dir: dir }
     }
 
     async fn send(&self, method: Method, uri: &str, body: Option<Vec<u8>>, content_type: Option<&str>) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "waymark.test")
+            .header(header::ORIGIN, "http://waymark.test")
+            .header(header::COOKIE, format!("waymark_session={}", self.cookie));
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
@@ -206,7 +215,7 @@ async fn publish_is_blocked_by_errors_and_versions_are_immutable() {
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.text);
     assert_eq!(published.body["number"], 1);
     assert!(published.body["published_at"].as_str().is_some());
-    assert_eq!(published.body["published_by"], "local");
+    assert_eq!(published.body["published_by"], "admin@x.test", "the signed-in user publishes");
 
     // editing the draft afterwards leaves version 1 as it was
     let mut edited = fixed.clone();

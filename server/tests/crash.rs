@@ -10,10 +10,22 @@ use serde_json::{json, Value};
 struct Server {
     child: Child,
     base: String,
+    token: String,
+}
+
+/// A write token, made with the command line as an operator would.
+fn token(db: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .args(["token", "add", "--name", "crash test", "--scope", "write"])
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 impl Server {
-    fn start(db: &std::path::Path, port: u16) -> Server {
+    fn start(db: &std::path::Path, port: u16, token: &str) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_waymark"))
             .args(["serve", "--no-demo", "--addr", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", format!("sqlite://{}", db.display()))
@@ -23,10 +35,10 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("waymark starts");
-        let server = Server { child, base: format!("http://127.0.0.1:{port}/api/v1") };
+        let server = Server { child, base: format!("http://127.0.0.1:{port}/api/v1"), token: format!("Bearer {token}") };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if ureq::get(&format!("{}/flows", server.base)).call().is_ok() {
+            if ureq::get(&format!("{}/flows", server.base)).header("Authorization", &server.token).call().is_ok() {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -35,7 +47,8 @@ impl Server {
     }
 
     fn post(&self, path: &str, body: Value) -> Value {
-        let mut response = ureq::post(&format!("{}{path}", self.base)).send_json(&body).expect("request succeeds");
+        let mut response =
+            ureq::post(&format!("{}{path}", self.base)).header("Authorization", &self.token).send_json(&body).expect("request succeeds");
         response.body_mut().read_json().unwrap()
     }
 
@@ -72,7 +85,8 @@ fn sqlite(db: &std::path::Path, sql: &str) -> String {
 fn sigkill_mid_batch_loses_nothing_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let server = Server::start(&db, free_port());
+    let token = token(&db);
+    let server = Server::start(&db, free_port(), &token);
 
     let flow = server.post("/flows", json!({"document": {
         "format": "waymark.flow/v1", "name": "Crash",
@@ -100,7 +114,7 @@ fn sigkill_mid_batch_loses_nothing_and_repeats_nothing() {
     assert!(done_at_kill < CONTACTS, "killed mid-run ({done_at_kill} of {CONTACTS} done)");
     eprintln!("killed with {done_at_kill} of {CONTACTS} participants completed");
 
-    let _server = Server::start(&db, free_port());
+    let _server = Server::start(&db, free_port(), &token);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let done: usize = sqlite(&db, "SELECT count(*) FROM participants WHERE status = 'completed'").parse().unwrap();

@@ -3,11 +3,22 @@
 
 use leptos::prelude::*;
 
+use crate::admin_api::Ack;
 use crate::core::{Finding, Findings};
 
 #[component]
-pub fn FindingsPanel(findings: Signal<Findings>, selected: Signal<Option<String>>, on_choose: Callback<String>) -> impl IntoView {
+pub fn FindingsPanel(
+    findings: Signal<Findings>,
+    selected: Signal<Option<String>>,
+    on_choose: Callback<String>,
+    /// Admins' acknowledgements: their notes show under the warnings.
+    #[prop(optional)]
+    acks: Vec<Ack>,
+) -> impl IntoView {
     let row = move |finding: Finding, level: &'static str| {
+        let ack = (level == "warning")
+            .then(|| acks.iter().find(|a| Some(&a.step) == finding.step.as_ref() && a.code == finding.code.as_str()).cloned())
+            .flatten();
         let step = finding.step.clone();
         let is_selected = {
             let step = step.clone();
@@ -23,6 +34,9 @@ pub fn FindingsPanel(findings: Signal<Findings>, selected: Signal<Option<String>
                     <span class="code">{finding.code.as_str()}</span>
                     <span class="message">{finding.message.clone()}</span>
                 </button>
+                {ack.map(|ack| view! {
+                    <p class="ack">"Acknowledged by " {ack.by} ": " <q>{ack.note}</q></p>
+                })}
             </li>
         }
     };

@@ -46,7 +46,7 @@ pub fn FlowPage() -> impl IntoView {
 
 #[component]
 fn FlowView(detail: FlowDetail, select: Option<String>) -> impl IntoView {
-    let FlowDetail { summary, document, findings } = detail;
+    let FlowDetail { summary, document, findings, acks } = detail;
     view! {
         <Title text=summary.name.clone()/>
         <div class="page-head compact">
@@ -56,6 +56,6 @@ fn FlowView(detail: FlowDetail, select: Option<String>) -> impl IntoView {
                 <p class="meta"><span class="status">{summary.status()}</span></p>
             </div>
         </div>
-        <Editor flow_id=summary.id document revision=summary.revision select findings/>
+        <Editor flow_id=summary.id document revision=summary.revision select findings acks/>
     }
 }

@@ -1,8 +1,10 @@
 //! One module per page.
 
+pub mod admin;
 pub mod flow;
 pub mod flows;
 pub mod inbox;
+pub mod login;
 pub mod participant;
 pub mod participants;
 pub mod review;

@@ -6,6 +6,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use leptos::form::ActionForm;
+
+use crate::admin_api::{set_review_required, AcknowledgeFinding, SetReviewRequired};
 use crate::api::{error_text, validation_review, ReviewRow};
 use crate::core::{Code, Level};
 use crate::pages::ErrorNote;
@@ -13,7 +16,10 @@ use crate::pages::ErrorNote;
 #[component]
 pub fn ReviewPage() -> impl IntoView {
     let query = use_query_map();
-    let rows = Resource::new(|| (), |_| validation_review());
+    let acknowledge = ServerAction::<AcknowledgeFinding>::new();
+    let require = ServerAction::<SetReviewRequired>::new();
+    let rows = Resource::new(move || acknowledge.version().get(), |_| validation_review());
+    let required = Resource::new(move || require.version().get(), |_| set_review_required(None));
     let code = move || query.read().get("code").filter(|c| !c.is_empty());
     let flow = move || query.read().get("flow").filter(|f| !f.is_empty());
 
@@ -21,6 +27,23 @@ pub fn ReviewPage() -> impl IntoView {
         <Title text="Validation review"/>
         <section class="page">
             <div class="page-head"><h1>"Validation review"</h1></div>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let on = required.await.unwrap_or(false);
+                    view! {
+                        <ActionForm action=require attr:class="inline-form review-setting">
+                            <input type="hidden" name="required" value=(!on).to_string()/>
+                            <span>{if on {
+                                "Publishing waits until an admin has acknowledged every warning."
+                            } else {
+                                "Flows with warnings can be published without an admin's review."
+                            }}</span>
+                            <button type="submit">{if on { "Stop requiring review" } else { "Require review before publishing" }}</button>
+                        </ActionForm>
+                    }
+                })}
+            </Suspense>
+            {move || acknowledge.value().get().and_then(Result::err).map(|err| view! { <ErrorNote message=error_text(&err)/> })}
             <Suspense fallback=|| view! { <p class="loading">"Checking every flow…"</p> }>
                 {move || Suspend::new(async move {
                     let rows = match rows.await {
@@ -38,6 +61,7 @@ pub fn ReviewPage() -> impl IntoView {
                         .collect();
                     let errors = shown.iter().filter(|r| r.level == Level::Error).count();
                     let warnings = shown.len() - errors;
+                    let pending = shown.iter().filter(|r| r.level == Level::Warning && r.ack.is_none()).count();
                     view! {
                         <form method="get" class="filters">
                             <label>"Code "
@@ -59,9 +83,10 @@ pub fn ReviewPage() -> impl IntoView {
                             <button type="submit">"Filter"</button>
                             <a class="button" href="/review">"Clear"</a>
                         </form>
-                        <p class="summary">{errors} " errors, " {warnings} " warnings"</p>
+                        <p class="summary">{errors} " errors, " {warnings} " warnings, "
+                            <strong data-pending=pending>{pending} " waiting for acknowledgement"</strong></p>
                         <table class="review">
-                            <thead><tr><th>"Flow"</th><th>"Level"</th><th>"Code"</th><th>"Step"</th><th>"Finding"</th></tr></thead>
+                            <thead><tr><th>"Flow"</th><th>"Level"</th><th>"Code"</th><th>"Step"</th><th>"Finding"</th><th>"Review"</th></tr></thead>
                             <tbody>
                                 {shown.into_iter().map(|row| {
                                     let link = match &row.finding.step {
@@ -69,6 +94,21 @@ pub fn ReviewPage() -> impl IntoView {
                                         None => format!("/flows/{}", row.flow_id),
                                     };
                                     let level = match row.level { Level::Error => "error", Level::Warning => "warning" };
+                                    let review = match (row.ack.clone(), row.level, row.finding.step.clone()) {
+                                        (Some(ack), _, _) => view! {
+                                            <span class="ack">"Acknowledged by " {ack.by} ": " <q>{ack.note}</q></span>
+                                        }.into_any(),
+                                        (None, Level::Warning, Some(step)) => view! {
+                                            <ActionForm action=acknowledge attr:class="ack-form">
+                                                <input type="hidden" name="flow" value=row.flow_id/>
+                                                <input type="hidden" name="step" value=step/>
+                                                <input type="hidden" name="code" value=row.finding.code.as_str()/>
+                                                <input name="note" placeholder="Why this is acceptable" required/>
+                                                <button type="submit">"Acknowledge"</button>
+                                            </ActionForm>
+                                        }.into_any(),
+                                        _ => ().into_any(),
+                                    };
                                     view! {
                                         <tr class=level data-code=row.finding.code.as_str()>
                                             <td><a href=format!("/flows/{}", row.flow_id)>{row.flow_name.clone()}</a></td>
@@ -76,6 +116,7 @@ pub fn ReviewPage() -> impl IntoView {
                                             <td><code>{row.finding.code.as_str()}</code></td>
                                             <td><a href=link>{row.finding.step.clone().unwrap_or_else(|| "—".into())}</a></td>
                                             <td>{row.finding.message.clone()}</td>
+                                            <td>{review}</td>
                                         </tr>
                                     }
                                 }).collect_view()}

@@ -7,6 +7,7 @@ use app::core::engine::{Event, ManualOutcome};
 use app::runtime_api::{ParticipantDetail, RuntimeBackend, Task};
 
 use super::{contacts, Runtime};
+use crate::audit;
 use crate::error::Error;
 
 
@@ -25,7 +26,7 @@ impl RuntimeBackend for Runtime {
              JOIN flows f ON f.id = p.flow_id
              JOIN contacts c ON c.id = p.contact_id
              WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND p.status = 'waiting'
-               AND (?1 IS NULL OR a.owner = ?1)
+               AND (?1 IS NULL OR lower(a.owner) = lower(?1))
              ORDER BY a.due_at LIMIT 500",
         )
         .bind(owner)
@@ -122,12 +123,24 @@ impl RuntimeBackend for Runtime {
         Ok(rows.into_iter().map(|(step, here, passed, failed)| app::runtime_api::StepCount { step, here, passed, failed }).collect())
     }
 
-    async fn retry(&self, participant: i64) -> Result<(), ServerFnError> {
-        Runtime::retry(self, participant).await.map(|_| ()).map_err(Error::into_server_fn_error)
+    async fn retry(&self, actor: &str, participant: i64) -> Result<(), ServerFnError> {
+        Runtime::retry(self, participant).await.map_err(Error::into_server_fn_error)?;
+        audit::record(self.pool(), actor, "participant.retried", &format!("participant {participant}"), "")
+            .await
+            .map_err(Error::into_server_fn_error)
     }
 
-    async fn migrate(&self, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
-        Runtime::migrate(self, flow, &map).await.map_err(Error::into_server_fn_error)
+    async fn migrate(&self, actor: &str, flow: i64, map: std::collections::HashMap<String, String>) -> Result<(usize, usize), ServerFnError> {
+        let (moved, left) = Runtime::migrate(self, flow, &map).await.map_err(Error::into_server_fn_error)?;
+        let detail = format!("{moved} moved to the newest version, {left} left");
+        audit::record(self.pool(), actor, "flow.participants_migrated", &format!("flow {flow}"), &detail)
+            .await
+            .map_err(Error::into_server_fn_error)?;
+        Ok((moved, left))
+    }
+
+    async fn check_owner(&self, viewer: &app::auth::Viewer, participant: i64) -> Result<(), ServerFnError> {
+        crate::runtime_api::check_participant_owner(self.pool(), viewer, participant).await.map_err(Error::into_server_fn_error)
     }
 
     async fn test_run_inputs(

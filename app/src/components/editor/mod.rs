@@ -36,6 +36,9 @@ pub fn Editor(
     /// The server's findings at load: they include links to other flows.
     #[prop(optional)]
     findings: Option<crate::core::Findings>,
+    /// Admins' acknowledgements of warnings, shown beside them.
+    #[prop(optional)]
+    acks: Vec<crate::admin_api::Ack>,
 ) -> impl IntoView {
     let name = document.name.clone();
     let state = EditorState::new(flow_id, document, revision);
@@ -164,7 +167,7 @@ pub fn Editor(
                 </div>
                 <div class="side">
                     <Inspector state/>
-                    <FindingsPanel findings=Signal::from(state.findings) selected=Signal::derive(move || state.single_selected())
+                    <FindingsPanel findings=Signal::from(state.findings) acks=acks.clone() selected=Signal::derive(move || state.single_selected())
                         on_choose=Callback::new(move |step: String| choose_step(state, &step))/>
                 </div>
             </div>

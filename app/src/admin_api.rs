@@ -1,0 +1,163 @@
+//! What the sign-in and administration pages ask the server for: the
+//! signed-in viewer, users, API tokens, the audit log, and admins'
+//! acknowledgements of validation warnings.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Role, Viewer};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// A token just created, with its secret: shown once, never again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: TokenInfo,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// An admin's acknowledgement of a warning on a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub step: String,
+    pub code: String,
+    pub note: String,
+    pub by: String,
+    pub at: String,
+}
+
+#[cfg(feature = "ssr")]
+pub use backend::{AdminBackend, AdminHandle};
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Implemented by the server. `actor` is who does it, for the audit log.
+    #[async_trait::async_trait]
+    pub trait AdminBackend: Send + Sync + 'static {
+        async fn setup_needed(&self) -> Result<bool, ServerFnError>;
+        async fn users(&self) -> Result<Vec<UserInfo>, ServerFnError>;
+        async fn save_user(&self, actor: &str, user: UserForm) -> Result<UserInfo, ServerFnError>;
+        async fn tokens(&self) -> Result<Vec<TokenInfo>, ServerFnError>;
+        async fn create_token(&self, actor: &str, name: String, scope: String) -> Result<CreatedToken, ServerFnError>;
+        async fn revoke_token(&self, actor: &str, id: i64) -> Result<(), ServerFnError>;
+        async fn audit(&self, prefix: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError>;
+        async fn acknowledge(&self, actor: &str, flow: i64, step: String, code: String, note: String) -> Result<(), ServerFnError>;
+        async fn review_required(&self) -> Result<bool, ServerFnError>;
+        async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError>;
+    }
+
+    pub type AdminHandle = Arc<dyn AdminBackend>;
+
+    pub(crate) fn admin() -> Result<AdminHandle, ServerFnError> {
+        use_context::<AdminHandle>().ok_or_else(|| ServerFnError::new("administration is not available"))
+    }
+}
+
+/// A user to create (`id` none) or change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserForm {
+    pub id: Option<i64>,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// A new password; empty keeps the current one.
+    pub password: String,
+}
+
+/// Who is signed in, if anyone.
+#[server(prefix = "/fn")]
+pub async fn whoami() -> Result<Option<Viewer>, ServerFnError> {
+    Ok(crate::auth::viewer())
+}
+
+/// Whether no admin exists yet (the set-up page is open).
+#[server(prefix = "/fn")]
+pub async fn setup_needed() -> Result<bool, ServerFnError> {
+    backend::admin()?.setup_needed().await
+}
+
+#[server(prefix = "/fn")]
+pub async fn list_users() -> Result<Vec<UserInfo>, ServerFnError> {
+    backend::admin()?.users().await
+}
+
+#[server(prefix = "/fn")]
+pub async fn save_user(user: UserForm) -> Result<UserInfo, ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::admin()?.save_user(&viewer.actor(), user).await
+}
+
+#[server(prefix = "/fn")]
+pub async fn list_tokens() -> Result<Vec<TokenInfo>, ServerFnError> {
+    backend::admin()?.tokens().await
+}
+
+#[server(prefix = "/fn")]
+pub async fn create_token(name: String, scope: String) -> Result<CreatedToken, ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::admin()?.create_token(&viewer.actor(), name, scope).await
+}
+
+#[server(prefix = "/fn")]
+pub async fn revoke_token(id: i64) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::admin()?.revoke_token(&viewer.actor(), id).await
+}
+
+#[server(prefix = "/fn")]
+pub async fn list_audit(prefix: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
+    backend::admin()?.audit(prefix.filter(|p| !p.is_empty())).await
+}
+
+#[server(prefix = "/fn")]
+pub async fn acknowledge_finding(flow: i64, step: String, code: String, note: String) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    backend::admin()?.acknowledge(&viewer.actor(), flow, step, code, note).await
+}
+
+/// Whether publishing waits for an admin to acknowledge every warning; with
+/// `required`, changes it.
+#[server(prefix = "/fn")]
+pub async fn set_review_required(required: Option<bool>) -> Result<bool, ServerFnError> {
+    let admin = backend::admin()?;
+    if let Some(required) = required {
+        let viewer = crate::auth::require_viewer()?;
+        admin.set_review_required(&viewer.actor(), required).await?;
+    }
+    admin.review_required().await
+}

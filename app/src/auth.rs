@@ -1,0 +1,204 @@
+//! Who may do what. One table says which role each page and server
+//! function needs; the server enforces it for every request before any
+//! handler runs (see `server::auth`), and the pages read the same table to
+//! hide what the signed-in role cannot do.
+//!
+//! Roles are ordered: an admin may do everything a marketer may, and a
+//! marketer everything an agent may. What an agent sees is further limited
+//! to the tasks, participants and contacts they own.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agent,
+    Marketer,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Agent, Role::Marketer, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Marketer => "marketer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+
+    pub fn may(self, access: Access) -> bool {
+        match access {
+            Access::Public | Access::SignedIn => true,
+            Access::Marketer => self >= Role::Marketer,
+            Access::Admin => self == Role::Admin,
+        }
+    }
+}
+
+/// What a request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone, signed in or not (sign-in page, static files).
+    Public,
+    /// Any signed-in user; agents see only what they own.
+    SignedIn,
+    Marketer,
+    Admin,
+}
+
+/// The signed-in user (or API token) a request acts for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// Signed in with an API token rather than a session cookie.
+    #[serde(default)]
+    pub token: bool,
+}
+
+impl Viewer {
+    pub fn may(&self, access: Access) -> bool {
+        self.role.may(access)
+    }
+
+    /// Whether this viewer sees a record owned by `owner`: everyone but an
+    /// agent sees everything; an agent sees what is theirs.
+    pub fn owns(&self, owner: Option<&str>) -> bool {
+        self.role != Role::Agent || owner.is_some_and(|owner| owner.eq_ignore_ascii_case(&self.email))
+    }
+
+    /// How this viewer is named in the audit log and on published versions.
+    pub fn actor(&self) -> String {
+        if self.token {
+            format!("token:{}", self.name)
+        } else {
+            self.email.clone()
+        }
+    }
+}
+
+/// Every page (by its route, in axum's syntax) and the access it needs. The server
+/// refuses to start if a route of the app is missing here.
+pub const PAGES: &[(&str, Access)] = &[
+    ("/login", Access::Public),
+    ("/setup", Access::Public),
+    ("/", Access::SignedIn),
+    ("/flows/{id}", Access::Marketer),
+    ("/flows/{id}/participants", Access::Marketer),
+    ("/inbox", Access::SignedIn),
+    ("/participants/{id}", Access::SignedIn),
+    ("/review", Access::Admin),
+    ("/admin/users", Access::Admin),
+    ("/admin/tokens", Access::Admin),
+    ("/audit", Access::Admin),
+];
+
+/// Every server function (by name) and the access it needs. A server
+/// function missing here is refused to everyone, and the server's tests fail.
+pub const SERVER_FNS: &[(&str, Access)] = &[
+    ("whoami", Access::Public),
+    ("setup_needed", Access::Public),
+    // flows and the editor
+    ("list_flows", Access::Marketer),
+    ("create_flow", Access::Marketer),
+    ("import_flow", Access::Marketer),
+    ("get_flow", Access::Marketer),
+    ("rename_flow", Access::Marketer),
+    ("delete_flow", Access::Marketer),
+    ("save_draft", Access::Marketer),
+    ("publish_flow", Access::Marketer),
+    ("test_run", Access::Marketer),
+    ("flow_participants", Access::Marketer),
+    ("migrate_participants", Access::Marketer),
+    ("step_counts", Access::Marketer),
+    ("retry_participant", Access::Marketer),
+    ("list_task_owners", Access::Marketer),
+    // the task inbox: agents see their own
+    ("list_tasks", Access::SignedIn),
+    ("act_on_task", Access::SignedIn),
+    ("get_participant", Access::SignedIn),
+    // administration
+    ("validation_review", Access::Admin),
+    ("acknowledge_finding", Access::Admin),
+    ("set_review_required", Access::Admin),
+    ("list_users", Access::Admin),
+    ("save_user", Access::Admin),
+    ("list_tokens", Access::Admin),
+    ("create_token", Access::Admin),
+    ("revoke_token", Access::Admin),
+    ("list_audit", Access::Admin),
+];
+
+pub fn page_access(pattern: &str) -> Option<Access> {
+    PAGES.iter().find(|(page, _)| *page == pattern).map(|(_, access)| *access)
+}
+
+/// The access a server function needs, by the last segment of its URL
+/// (`/fn/list_flows12345…`: its name followed by a numeric hash).
+pub fn server_fn_access(url: &str) -> Option<Access> {
+    let last = url.rsplit('/').next()?;
+    let name = last.trim_end_matches(|c: char| c.is_ascii_digit());
+    SERVER_FNS.iter().find(|(known, _)| *known == name).map(|(_, access)| *access)
+}
+
+/// The navigation links, with the access each needs.
+pub const NAV: &[(&str, &str, Access)] = &[
+    ("/", "Flows", Access::Marketer),
+    ("/inbox", "Task inbox", Access::SignedIn),
+    ("/review", "Validation review", Access::Admin),
+    ("/admin/users", "Users", Access::Admin),
+    ("/admin/tokens", "API tokens", Access::Admin),
+    ("/audit", "Audit log", Access::Admin),
+];
+
+/// The signed-in viewer of the request being served (server side).
+#[cfg(feature = "ssr")]
+pub fn viewer() -> Option<Viewer> {
+    leptos::prelude::use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<Viewer>().cloned())
+}
+
+/// The viewer, for server functions the policy already let through.
+#[cfg(feature = "ssr")]
+pub fn require_viewer() -> Result<Viewer, leptos::prelude::ServerFnError> {
+    viewer().ok_or_else(|| leptos::prelude::ServerFnError::new("Sign in first."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Admin.may(Access::Marketer));
+        assert!(Role::Marketer.may(Access::SignedIn));
+        assert!(!Role::Marketer.may(Access::Admin));
+        assert!(!Role::Agent.may(Access::Marketer));
+        assert!(Role::Agent.may(Access::Public));
+    }
+
+    #[test]
+    fn server_fn_names_lose_their_hash() {
+        assert_eq!(server_fn_access("/fn/list_flows8812379871233"), Some(Access::Marketer));
+        assert_eq!(server_fn_access("/fn/list_users"), Some(Access::Admin));
+        assert_eq!(server_fn_access("/fn/unknown_thing123"), None);
+    }
+
+    #[test]
+    fn agents_own_by_email_only() {
+        let agent = Viewer { id: 1, email: "ann@example.com".into(), name: "Ann".into(), role: Role::Agent, token: false };
+        assert!(agent.owns(Some("ANN@example.com")));
+        assert!(!agent.owns(Some("bob@example.com")));
+        assert!(!agent.owns(None));
+        let marketer = Viewer { role: Role::Marketer, ..agent };
+        assert!(marketer.owns(None));
+    }
+}

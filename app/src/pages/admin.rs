@@ -1,0 +1,204 @@
+//! Admin pages: users and their roles, API tokens, and the audit log.
+
+use leptos::prelude::*;
+use leptos::form::ActionForm;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::admin_api::{list_audit, list_tokens, list_users, CreateToken, RevokeToken, SaveUser, UserInfo};
+use crate::api::error_text;
+use crate::auth::Role;
+use crate::pages::ErrorNote;
+
+/// `2026-11-22T13:26:30.857Z` as `2026-11-22 13:26 UTC`.
+fn when(timestamp: &str) -> String {
+    timestamp
+        .parse::<jiff::Timestamp>()
+        .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| timestamp.to_owned())
+}
+
+#[component]
+fn RoleSelect(name: &'static str, selected: Role) -> impl IntoView {
+    view! {
+        <select name=name>
+            {Role::ALL.iter().rev().map(|role| view! {
+                <option value=role.as_str() selected=*role == selected>{role.as_str()}</option>
+            }).collect_view()}
+        </select>
+    }
+}
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let save = ServerAction::<SaveUser>::new();
+    let users = Resource::new(move || save.version().get(), |_| list_users());
+    view! {
+        <Title text="Users"/>
+        <section class="page">
+            <div class="page-head"><h1>"Users"</h1></div>
+            <p class="hint">"Admins manage users, integrations and the validation review; marketers build flows, contacts and bulk actions; agents work their own task inbox."</p>
+            {move || save.value().get().and_then(Result::err).map(|err| view! { <ErrorNote message=error_text(&err)/> })}
+            <Transition fallback=|| view! { <p class="loading">"Loading users…"</p> }>
+                {move || Suspend::new(async move {
+                    match users.await {
+                        Ok(list) => view! {
+                            <table class="users">
+                                <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Active"</th><th>"New password"</th><th></th></tr></thead>
+                                <tbody>{list.into_iter().map(|user| view! { <UserRow user save/> }).collect_view()}</tbody>
+                            </table>
+                        }.into_any(),
+                        Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <h2>"Add a user"</h2>
+            <ActionForm action=save attr:class="inline-form" attr:data-form="add-user">
+                <label>"Email " <input type="email" name="user[email]" required/></label>
+                <label>"Name " <input name="user[name]"/></label>
+                <label>"Role " <RoleSelect name="user[role]" selected=Role::Marketer/></label>
+                <input type="hidden" name="user[disabled]" value="false"/>
+                <label>"Password " <input type="password" name="user[password]" minlength="10" autocomplete="new-password" required/></label>
+                <button type="submit" class="primary">"Add"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn UserRow(user: UserInfo, save: ServerAction<SaveUser>) -> impl IntoView {
+    let form_id = format!("user-{}", user.id);
+    let email = user.email.clone();
+    view! {
+        <tr data-user=user.email.clone()>
+            <td>{user.email.clone()}</td>
+            <td><input form=form_id.clone() name="user[name]" value=user.name.clone()/></td>
+            <td><select form=form_id.clone() name="user[role]">
+                {Role::ALL.iter().rev().map(|role| view! {
+                    <option value=role.as_str() selected=*role == user.role>{role.as_str()}</option>
+                }).collect_view()}
+            </select></td>
+            <td><select form=form_id.clone() name="user[disabled]">
+                <option value="false" selected=!user.disabled>"active"</option>
+                <option value="true" selected=user.disabled>"disabled"</option>
+            </select></td>
+            <td><input form=form_id.clone() type="password" name="user[password]" placeholder="unchanged" autocomplete="new-password"/></td>
+            <td>
+                <ActionForm action=save attr:id=form_id>
+                    <input type="hidden" name="user[id]" value=user.id/>
+                    <input type="hidden" name="user[email]" value=email/>
+                    <button type="submit">"Save"</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+pub fn TokensPage() -> impl IntoView {
+    let create = ServerAction::<CreateToken>::new();
+    let revoke = ServerAction::<RevokeToken>::new();
+    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_tokens());
+    view! {
+        <Title text="API tokens"/>
+        <section class="page">
+            <div class="page-head"><h1>"API tokens"</h1></div>
+            <p class="hint">"Send a token as “Authorization: Bearer …” to the REST API. It acts as a marketer; a read token may only read. The secret is shown once, when created."</p>
+            {move || create.value().get().map(|result| match result {
+                Ok(created) => view! {
+                    <p class="notice" data-secret=created.secret.clone()>
+                        "Token “" {created.token.name} "” created. Copy it now: " <code class="secret">{created.secret.clone()}</code>
+                    </p>
+                }.into_any(),
+                Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+            })}
+            <ActionForm action=create attr:class="inline-form">
+                <label>"Name " <input name="name" required/></label>
+                <label>"Scope "
+                    <select name="scope"><option value="read">"read"</option><option value="write">"write"</option></select>
+                </label>
+                <button type="submit" class="primary">"Create token"</button>
+            </ActionForm>
+            <Transition fallback=|| view! { <p class="loading">"Loading tokens…"</p> }>
+                {move || Suspend::new(async move {
+                    match tokens.await {
+                        Ok(list) if list.is_empty() => view! { <p class="empty">"No API tokens yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table class="tokens">
+                                <thead><tr><th>"Name"</th><th>"Starts with"</th><th>"Scope"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
+                                <tbody>{list.into_iter().map(|token| view! {
+                                    <tr data-token=token.name.clone()>
+                                        <td>{token.name.clone()}</td>
+                                        <td><code>{token.prefix.clone()} "…"</code></td>
+                                        <td>{token.scope.clone()}</td>
+                                        <td>{when(&token.created_at)} " by " {token.created_by.clone()}</td>
+                                        <td>{token.last_used_at.as_deref().map(when).unwrap_or_else(|| "never".into())}</td>
+                                        <td>{match token.revoked_at.clone() {
+                                            Some(at) => view! { <span class="pill">"revoked " {when(&at)}</span> }.into_any(),
+                                            None => view! {
+                                                <ActionForm action=revoke>
+                                                    <input type="hidden" name="id" value=token.id/>
+                                                    <button type="submit" class="danger">"Revoke"</button>
+                                                </ActionForm>
+                                            }.into_any(),
+                                        }}</td>
+                                    </tr>
+                                }).collect_view()}</tbody>
+                            </table>
+                        }.into_any(),
+                        Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let prefix = move || query.read().get("action").filter(|a| !a.is_empty());
+    let entries = Resource::new(prefix, list_audit);
+    view! {
+        <Title text="Audit log"/>
+        <section class="page">
+            <div class="page-head">
+                <h1>"Audit log"</h1>
+                <form method="get" class="filters">
+                    <label>"Show "
+                        <select name="action">
+                            {[("", "everything"), ("flow.", "flows"), ("bulk.", "bulk actions"), ("user.", "users and sign-ins"),
+                              ("token.", "API tokens"), ("settings.", "settings"), ("group.", "action groups")]
+                                .into_iter()
+                                .map(|(value, label)| view! { <option value=value selected=move || prefix().as_deref().unwrap_or("") == value>{label}</option> })
+                                .collect_view()}
+                        </select>
+                    </label>
+                    <button type="submit">"Filter"</button>
+                </form>
+            </div>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match entries.await {
+                        Ok(list) if list.is_empty() => view! { <p class="empty">"Nothing recorded yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <table class="audit">
+                                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Subject"</th><th>"Detail"</th></tr></thead>
+                                <tbody>{list.into_iter().map(|entry| view! {
+                                    <tr data-action=entry.action.clone()>
+                                        <td>{when(&entry.at)}</td>
+                                        <td>{entry.actor}</td>
+                                        <td><code>{entry.action.clone()}</code></td>
+                                        <td>{entry.subject}</td>
+                                        <td>{entry.detail}</td>
+                                    </tr>
+                                }).collect_view()}</tbody>
+                            </table>
+                        }.into_any(),
+                        Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}

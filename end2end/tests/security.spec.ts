@@ -1,0 +1,145 @@
+import { test, expect, Page, Browser } from "@playwright/test";
+import { execFileSync } from "child_process";
+import * as path from "path";
+
+// Records CSP violations and any dialog a stored payload might open.
+async function watch(page: Page) {
+  const dialogs: string[] = [];
+  page.on("dialog", async (dialog) => {
+    dialogs.push(dialog.message());
+    await dialog.dismiss();
+  });
+  await page.addInitScript(() => {
+    (window as any).__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+      (window as any).__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  return dialogs;
+}
+
+async function open(page: Page, url: string) {
+  await page.goto(url);
+  await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
+}
+
+function addUser(email: string, role: string, password: string) {
+  execFileSync(process.env.WAYMARK_E2E_BIN!, ["--database-url", process.env.WAYMARK_E2E_DB!, "user", "add", "--email", email, "--role", role], {
+    env: { ...process.env, WAYMARK_PASSWORD: password },
+  });
+}
+
+async function signedInAs(browser: Browser, email: string, password: string) {
+  const context = await browser.newContext({ storageState: { cookies: [], origins: [] } });
+  const page = await context.newPage();
+  await open(page, "/inbox");
+  await expect(page).toHaveURL(/\/login\?next=%2Finbox/);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/inbox$/);
+  return page;
+}
+
+test("stored markup renders as text, and the app raises no CSP violation", async ({ page, request }) => {
+  const dialogs = await watch(page);
+  const payloads = ['<svg onload=alert("flow")>', '"><img src=x onerror=alert("img")>', "javascript:alert('js')"];
+  const ids: number[] = [];
+  for (const payload of payloads) {
+    const reply = await request.post("/api/v1/flows", { data: { name: `${payload} e2e` } });
+    expect(reply.status()).toBe(201);
+    ids.push((await reply.json()).id);
+  }
+  const contact = await request.post("/api/v1/contacts", {
+    data: { email: "xss@example.com", fields: { first_name: '<img src=x onerror=alert("contact")>' } },
+  });
+  expect(contact.status()).toBe(201);
+
+  for (const url of ["/", `/flows/${ids[0]}`, `/flows/${ids[1]}`, "/review", "/audit", "/admin/users", "/admin/tokens", "/inbox"]) {
+    await open(page, url);
+    expect(await page.evaluate(() => (window as any).__violations), url).toEqual([]);
+  }
+  await open(page, "/");
+  for (const payload of payloads) {
+    await expect(page.getByText(`${payload} e2e`, { exact: true })).toBeVisible();
+  }
+  await expect(page.locator("svg[onload], img[onerror]")).toHaveCount(0);
+  await expect(page.locator('a[href^="javascript:"]')).toHaveCount(0);
+  await page.screenshot({ path: path.join("screenshots", "20-xss-inert.png"), fullPage: true });
+  expect(dialogs).toEqual([]);
+});
+
+test("an agent sees only the inbox; other pages are refused", async ({ browser }) => {
+  addUser("ann@waymark.test", "agent", "ann's long password");
+  const page = await signedInAs(browser, "ann@waymark.test", "ann's long password");
+  const nav = page.locator("header nav");
+  await expect(nav.getByRole("link", { name: "Task inbox" })).toBeVisible();
+  await expect(nav.getByRole("link", { name: "Flows" })).toHaveCount(0);
+  await expect(nav.getByRole("link", { name: "Validation review" })).toHaveCount(0);
+  await expect(page.locator(".account .who")).toContainText("agent");
+  await page.screenshot({ path: path.join("screenshots", "21-agent-inbox.png"), fullPage: true });
+  const review = await page.goto("/review");
+  expect(review!.status()).toBe(403);
+  await expect(page.getByText("Your role (agent) may not do this.")).toBeVisible();
+  const api = await page.request.get("/api/v1/flows");
+  expect(api.status()).toBe(403);
+  expect((await api.json()).code).toBe("forbidden");
+
+  await page.goto("/inbox");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page).toHaveURL(/\/login\?signed_out=1/);
+  await page.goto("/inbox");
+  await expect(page).toHaveURL(/\/login/);
+  await page.context().close();
+});
+
+test("a wrong password is refused with a readable message", async ({ browser }) => {
+  const context = await browser.newContext({ storageState: { cookies: [], origins: [] } });
+  const page = await context.newPage();
+  await open(page, "/login");
+  await page.getByLabel("Email").fill("nobody@waymark.test");
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toContainText("do not match an active user");
+  await page.screenshot({ path: path.join("screenshots", "22-sign-in-refused.png"), fullPage: true });
+  await context.close();
+});
+
+test("an admin creates and revokes an API token, and acknowledges a warning marketers then see", async ({ page, request }) => {
+  await open(page, "/admin/tokens");
+  await page.getByLabel("Name").fill("Warehouse sync");
+  await page.getByLabel("Scope").selectOption("write");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const secret = await page.locator("[data-secret]").getAttribute("data-secret");
+  expect(secret).toMatch(/^wm_/);
+  const withToken = await request.get("/api/v1/flows", { headers: { Authorization: `Bearer ${secret}` } });
+  expect(withToken.status()).toBe(200);
+  const row = page.locator('tr[data-token="Warehouse sync"]');
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await expect(row).toContainText("revoked");
+  const revoked = await request.get("/api/v1/flows", { headers: { Authorization: `Bearer ${secret}` } });
+  expect(revoked.status()).toBe(401);
+
+  const doc = {
+    format: "waymark.flow/v1",
+    name: "Long text e2e",
+    steps: [
+      { id: "start", kind: "start" },
+      { id: "text", kind: "send_sms", settings: { text: "x".repeat(200) } },
+      { id: "done", kind: "exit" },
+    ],
+    edges: [
+      { from: "start", port: "next", to: "text" },
+      { from: "text", port: "next", to: "done" },
+    ],
+  };
+  const flowId = (await (await request.post("/api/v1/flows", { data: { document: doc } })).json()).id;
+  await open(page, `/review?flow=${flowId}`);
+  const warning = page.locator('tr.warning[data-code="sms_multi_segment"]');
+  await warning.getByPlaceholder("Why this is acceptable").fill("Two segments are fine for this offer.");
+  await warning.getByRole("button", { name: "Acknowledge" }).click();
+  await expect(warning).toContainText("Acknowledged by admin@waymark.test");
+  await page.screenshot({ path: path.join("screenshots", "23-review-ack.png"), fullPage: true });
+  await open(page, `/flows/${flowId}`);
+  await expect(page.locator(".findings .ack")).toContainText("Two segments are fine for this offer.");
+});

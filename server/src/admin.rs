@@ -1,0 +1,154 @@
+//! The administration behind the admin pages' server functions: users,
+//! API tokens, the audit log, and the review of validation warnings.
+
+use jiff::Timestamp;
+use leptos::prelude::ServerFnError;
+use sqlx::{Row, SqlitePool};
+
+use app::admin_api::{Ack, AdminBackend, AuditEntry, CreatedToken, UserForm, TokenInfo, UserInfo};
+
+use crate::audit;
+use crate::auth::accounts::{self, Token, User};
+use crate::error::{Error, Result};
+
+/// The installation setting that makes publishing wait for an admin's
+/// acknowledgement of every warning.
+const REVIEW_REQUIRED: &str = "require_review";
+
+pub async fn review_required(pool: &SqlitePool) -> Result<bool> {
+    let value: Option<String> =
+        sqlx::query_scalar("SELECT value FROM installation WHERE key = ?").bind(REVIEW_REQUIRED).fetch_optional(pool).await?;
+    Ok(value.as_deref() == Some("on"))
+}
+
+pub async fn set_review_required(pool: &SqlitePool, actor: &str, required: bool) -> Result<()> {
+    let value = if required { "on" } else { "off" };
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO installation (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(REVIEW_REQUIRED)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut *tx, actor, "settings.review_required", "installation", value).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The acknowledgements on a flow's steps.
+pub async fn acks(pool: &SqlitePool, flow: i64) -> Result<Vec<Ack>> {
+    let rows = sqlx::query("SELECT step_id, code, note, acked_by, acked_at FROM finding_acks WHERE flow_id = ? ORDER BY step_id, code")
+        .bind(flow)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ack { step: r.get("step_id"), code: r.get("code"), note: r.get("note"), by: r.get("acked_by"), at: r.get("acked_at") })
+        .collect())
+}
+
+pub async fn acknowledge(pool: &SqlitePool, actor: &str, flow: i64, step: &str, code: &str, note: &str) -> Result<()> {
+    if note.trim().is_empty() {
+        return Err(Error::Invalid { code: "note_required", message: "Say why the warning is acceptable: marketers read the note on the step.".into() });
+    }
+    let mut tx = pool.begin().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = ?").bind(flow).fetch_optional(&mut *tx).await?;
+    if exists.is_none() {
+        return Err(Error::FlowNotFound(flow));
+    }
+    sqlx::query(
+        "INSERT INTO finding_acks (flow_id, step_id, code, note, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (flow_id, step_id, code) DO UPDATE SET note = excluded.note, acked_by = excluded.acked_by, acked_at = excluded.acked_at",
+    )
+    .bind(flow)
+    .bind(step)
+    .bind(code)
+    .bind(note.trim())
+    .bind(actor)
+    .bind(Timestamp::now().to_string())
+    .execute(&mut *tx)
+    .await?;
+    audit::record(&mut *tx, actor, "flow.warning_acknowledged", &format!("flow {flow}"), &format!("{step} {code}: {}", note.trim())).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn user_info(user: User) -> UserInfo {
+    UserInfo { id: user.id, email: user.email, name: user.name, role: user.role, disabled: user.disabled, created_at: user.created_at }
+}
+
+fn token_info(token: Token) -> TokenInfo {
+    TokenInfo {
+        id: token.id,
+        name: token.name,
+        prefix: token.prefix,
+        scope: token.scope,
+        created_by: token.created_by,
+        created_at: token.created_at,
+        revoked_at: token.revoked_at,
+        last_used_at: token.last_used_at,
+    }
+}
+
+/// The administration, over the database.
+#[derive(Clone)]
+pub struct Admin {
+    pub pool: SqlitePool,
+}
+
+#[async_trait::async_trait]
+impl AdminBackend for Admin {
+    async fn setup_needed(&self) -> Result<bool, ServerFnError> {
+        accounts::has_admin(&self.pool).await.map(|has| !has).map_err(Error::into_server_fn_error)
+    }
+
+    async fn users(&self) -> Result<Vec<UserInfo>, ServerFnError> {
+        let users = accounts::users(&self.pool).await.map_err(Error::into_server_fn_error)?;
+        Ok(users.into_iter().map(user_info).collect())
+    }
+
+    async fn save_user(&self, actor: &str, user: UserForm) -> Result<UserInfo, ServerFnError> {
+        let saved = match user.id {
+            None => accounts::add_user(&self.pool, &user.email, &user.name, user.role, &user.password).await,
+            Some(id) => accounts::update_user(&self.pool, id, &user.name, user.role, user.disabled, Some(&user.password)).await,
+        }
+        .map_err(Error::into_server_fn_error)?;
+        let action = if user.id.is_none() { "user.created" } else { "user.changed" };
+        let detail = format!("role {}{}", saved.role.as_str(), if saved.disabled { ", disabled" } else { "" });
+        audit::record(&self.pool, actor, action, &saved.email, &detail).await.map_err(Error::into_server_fn_error)?;
+        Ok(user_info(saved))
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, ServerFnError> {
+        let tokens = accounts::tokens(&self.pool).await.map_err(Error::into_server_fn_error)?;
+        Ok(tokens.into_iter().map(token_info).collect())
+    }
+
+    async fn create_token(&self, actor: &str, name: String, scope: String) -> Result<CreatedToken, ServerFnError> {
+        let (token, secret) = accounts::create_token(&self.pool, &name, &scope, actor).await.map_err(Error::into_server_fn_error)?;
+        audit::record(&self.pool, actor, "token.created", &token.name, &format!("scope {}", token.scope))
+            .await
+            .map_err(Error::into_server_fn_error)?;
+        Ok(CreatedToken { token: token_info(token), secret })
+    }
+
+    async fn revoke_token(&self, actor: &str, id: i64) -> Result<(), ServerFnError> {
+        let token = accounts::revoke_token(&self.pool, id).await.map_err(Error::into_server_fn_error)?;
+        audit::record(&self.pool, actor, "token.revoked", &token.name, "").await.map_err(Error::into_server_fn_error)
+    }
+
+    async fn audit(&self, prefix: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
+        audit::entries(&self.pool, prefix.as_deref(), 500).await.map_err(Error::into_server_fn_error)
+    }
+
+    async fn acknowledge(&self, actor: &str, flow: i64, step: String, code: String, note: String) -> Result<(), ServerFnError> {
+        acknowledge(&self.pool, actor, flow, &step, &code, &note).await.map_err(Error::into_server_fn_error)
+    }
+
+    async fn review_required(&self) -> Result<bool, ServerFnError> {
+        review_required(&self.pool).await.map_err(Error::into_server_fn_error)
+    }
+
+    async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError> {
+        set_review_required(&self.pool, actor, required).await.map_err(Error::into_server_fn_error)
+    }
+}

@@ -1,0 +1,66 @@
+//! The audit log: who changed which flow, published, ran a bulk action,
+//! changed users, tokens or settings, and when.
+
+use jiff::{SignedDuration, Timestamp};
+use sqlx::{Row, SqliteExecutor, SqlitePool};
+
+use app::admin_api::AuditEntry;
+
+use crate::error::Result;
+
+pub async fn record<'e>(db: impl SqliteExecutor<'e>, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(Timestamp::now().to_string())
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Like [`record`], but a repeat of the same actor, action and subject
+/// within ten minutes updates the last entry instead (draft autosaves).
+pub async fn record_coalesced(pool: &SqlitePool, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
+    let since = (Timestamp::now() - SignedDuration::from_mins(10)).to_string();
+    let updated = sqlx::query(
+        "UPDATE audit_log SET at = ?, detail = ? WHERE id = (
+             SELECT id FROM audit_log WHERE actor = ? AND action = ? AND subject = ? AND at >= ? ORDER BY id DESC LIMIT 1)",
+    )
+    .bind(Timestamp::now().to_string())
+    .bind(detail)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(since)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        record(pool, actor, action, subject, detail).await?;
+    }
+    Ok(())
+}
+
+/// The newest entries first, optionally only those whose action starts with `prefix`.
+pub async fn entries(pool: &SqlitePool, prefix: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, subject, detail FROM audit_log
+         WHERE (?1 IS NULL OR action LIKE ?1 || '%') ORDER BY id DESC LIMIT ?2",
+    )
+    .bind(prefix)
+    .bind(limit.clamp(1, 1000))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| AuditEntry {
+            id: row.get("id"),
+            at: row.get("at"),
+            actor: row.get("actor"),
+            action: row.get("action"),
+            subject: row.get("subject"),
+            detail: row.get("detail"),
+        })
+        .collect())
+}

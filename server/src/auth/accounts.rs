@@ -1,0 +1,315 @@
+//! Users, their passwords (argon2id), sign-in sessions and API tokens.
+//! Session cookies and token secrets are random 256-bit values; only their
+//! SHA-256 is stored, so a copy of the database signs no one in.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine as _;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+
+use app::auth::{Role, Viewer};
+
+use crate::error::{Error, Result};
+
+/// How long a sign-in lasts.
+pub const SESSION_LIFETIME: SignedDuration = SignedDuration::from_hours(12);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scope: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// A new random secret, URL-safe.
+pub fn secret() -> String {
+    let mut bytes = [0u8; 32];
+    argon2::password_hash::rand_core::RngCore::fill_bytes(&mut OsRng, &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| Error::Internal(anyhow::anyhow!("hashing a password: {err}")))
+}
+
+fn password_matches(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A password must be long enough to resist guessing.
+pub fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < 10 {
+        return Err(Error::Invalid { code: "weak_password", message: "A password needs at least 10 characters.".into() });
+    }
+    Ok(())
+}
+
+fn user_from(row: &sqlx::sqlite::SqliteRow) -> User {
+    User {
+        id: row.get("id"),
+        email: row.get("email"),
+        name: row.get("name"),
+        role: Role::parse(row.get::<&str, _>("role")).unwrap_or(Role::Agent),
+        disabled: row.get::<i64, _>("disabled") != 0,
+        created_at: row.get("created_at"),
+    }
+}
+
+pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, password: &str) -> Result<User> {
+    let email = email.trim();
+    if !email.contains('@') {
+        return Err(Error::Invalid { code: "invalid_email", message: format!("“{email}” is not an email address.") });
+    }
+    check_password(password)?;
+    let hash = hash_password(password)?;
+    let name = if name.trim().is_empty() { email } else { name.trim() };
+    let row = sqlx::query(
+        "INSERT INTO users (email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+         RETURNING id, email, name, role, disabled, created_at",
+    )
+    .bind(email)
+    .bind(name)
+    .bind(role.as_str())
+    .bind(hash)
+    .bind(Timestamp::now().to_string())
+    .fetch_one(pool)
+    .await
+    .map_err(|err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::Conflict { code: "user_exists", message: format!("A user with the email “{email}” already exists.") }
+        }
+        _ => Error::Database(err),
+    })?;
+    Ok(user_from(&row))
+}
+
+/// Changes a user's name, role, disabled flag and (when given) password.
+/// Disabling or demoting signs them out everywhere.
+pub async fn update_user(pool: &SqlitePool, id: i64, name: &str, role: Role, disabled: bool, password: Option<&str>) -> Result<User> {
+    let hash = match password.filter(|p| !p.is_empty()) {
+        Some(password) => {
+            check_password(password)?;
+            Some(hash_password(password)?)
+        }
+        None => None,
+    };
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query("SELECT role, disabled FROM users WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+    let Some(before) = before else {
+        return Err(Error::Invalid { code: "user_not_found", message: format!("There is no user with id {id}.") });
+    };
+    let row = sqlx::query(
+        "UPDATE users SET name = ?, role = ?, disabled = ?, password_hash = COALESCE(?, password_hash) WHERE id = ?
+         RETURNING id, email, name, role, disabled, created_at",
+    )
+    .bind(name.trim())
+    .bind(role.as_str())
+    .bind(disabled)
+    .bind(hash.as_deref())
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let changed = before.get::<&str, _>("role") != role.as_str() || (disabled && before.get::<i64, _>("disabled") == 0) || hash.is_some();
+    if changed {
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
+    }
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0").fetch_one(&mut *tx).await?;
+    if admins == 0 {
+        return Err(Error::Conflict { code: "last_admin", message: "Keep at least one active admin.".into() });
+    }
+    tx.commit().await?;
+    Ok(user_from(&row))
+}
+
+pub async fn users(pool: &SqlitePool) -> Result<Vec<User>> {
+    let rows = sqlx::query("SELECT id, email, name, role, disabled, created_at FROM users ORDER BY email").fetch_all(pool).await?;
+    Ok(rows.iter().map(user_from).collect())
+}
+
+pub async fn has_admin(pool: &SqlitePool) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE role = 'admin'").fetch_one(pool).await? > 0)
+}
+
+/// The user with this email and password, if both match and they are active.
+pub async fn verify(pool: &SqlitePool, email: &str, password: &str) -> Result<Option<User>> {
+    let row = sqlx::query("SELECT id, email, name, role, disabled, created_at, password_hash FROM users WHERE email = ?")
+        .bind(email.trim())
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else {
+        // Spend the same time as a real check, so timing does not tell which emails exist.
+        let _ = password_matches(password, DUMMY_HASH);
+        return Ok(None);
+    };
+    let user = user_from(&row);
+    Ok((password_matches(password, row.get("password_hash")) && !user.disabled).then_some(user))
+}
+
+/// argon2id of a random password nobody knows.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Q9r2sTG6xkq3jcq0+Ywz8M8p5T+0cw9g3T4WCA7E2bU";
+
+/// Opens a session; answers the cookie value.
+pub async fn open_session(pool: &SqlitePool, user_id: i64) -> Result<String> {
+    let value = secret();
+    let now = Timestamp::now();
+    sqlx::query("DELETE FROM sessions WHERE expires_at < ?").bind(now.to_string()).execute(pool).await?;
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .bind(digest(&value))
+        .bind(user_id)
+        .bind(now.to_string())
+        .bind((now + SESSION_LIFETIME).to_string())
+        .execute(pool)
+        .await?;
+    Ok(value)
+}
+
+pub async fn close_session(pool: &SqlitePool, value: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(digest(value)).execute(pool).await?;
+    Ok(())
+}
+
+/// The active user a session cookie belongs to.
+pub async fn session_viewer(pool: &SqlitePool, value: &str) -> Result<Option<Viewer>> {
+    let row = sqlx::query(
+        "SELECT u.id, u.email, u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+    )
+    .bind(digest(value))
+    .bind(Timestamp::now().to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| Viewer {
+        id: row.get("id"),
+        email: row.get("email"),
+        name: row.get("name"),
+        role: Role::parse(row.get::<&str, _>("role")).unwrap_or(Role::Agent),
+        token: false,
+    }))
+}
+
+/// Creates an API token; answers it and the secret, shown this once.
+pub async fn create_token(pool: &SqlitePool, name: &str, scope: &str, created_by: &str) -> Result<(Token, String)> {
+    if name.trim().is_empty() {
+        return Err(Error::Invalid { code: "invalid_name", message: "A token needs a name.".into() });
+    }
+    if !matches!(scope, "read" | "write") {
+        return Err(Error::Invalid { code: "invalid_scope", message: "A token's scope is read or write.".into() });
+    }
+    let value = format!("wm_{}", secret());
+    let row = sqlx::query(
+        "INSERT INTO api_tokens (name, token_hash, prefix, scope, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         RETURNING id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at",
+    )
+    .bind(name.trim())
+    .bind(digest(&value))
+    .bind(&value[..9])
+    .bind(scope)
+    .bind(created_by)
+    .bind(Timestamp::now().to_string())
+    .fetch_one(pool)
+    .await?;
+    Ok((token_from(&row), value))
+}
+
+fn token_from(row: &sqlx::sqlite::SqliteRow) -> Token {
+    Token {
+        id: row.get("id"),
+        name: row.get("name"),
+        prefix: row.get("prefix"),
+        scope: row.get("scope"),
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        revoked_at: row.get("revoked_at"),
+        last_used_at: row.get("last_used_at"),
+    }
+}
+
+pub async fn tokens(pool: &SqlitePool) -> Result<Vec<Token>> {
+    let rows = sqlx::query("SELECT id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at FROM api_tokens ORDER BY id DESC")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(token_from).collect())
+}
+
+pub async fn revoke_token(pool: &SqlitePool, id: i64) -> Result<Token> {
+    let row = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?
+         RETURNING id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at",
+    )
+    .bind(Timestamp::now().to_string())
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| token_from(&row))
+        .ok_or_else(|| Error::Invalid { code: "token_not_found", message: format!("There is no API token with id {id}.") })
+}
+
+/// Who an API token acts for: a marketer named after the token, and
+/// whether it may write.
+pub async fn token_viewer(pool: &SqlitePool, value: &str) -> Result<Option<(Viewer, bool)>> {
+    let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+        .bind(digest(value))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: i64 = row.get("id");
+    // Written at most once a minute, so busy tokens do not write on every request.
+    let now = Timestamp::now();
+    sqlx::query("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?3)")
+        .bind(now.to_string())
+        .bind(id)
+        .bind((now - SignedDuration::from_mins(1)).to_string())
+        .execute(pool)
+        .await?;
+    let viewer = Viewer { id, email: String::new(), name: row.get("name"), role: Role::Marketer, token: true };
+    Ok(Some((viewer, row.get::<&str, _>("scope") == "write")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_salt_and_verify() {
+        let a = hash_password("correct horse battery").unwrap();
+        let b = hash_password("correct horse battery").unwrap();
+        assert_ne!(a, b, "salted");
+        assert!(a.starts_with("$argon2id$"));
+        assert!(password_matches("correct horse battery", &a));
+        assert!(!password_matches("wrong horse battery", &a));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok(), "the timing decoy is a real hash");
+    }
+
+    #[test]
+    fn secrets_are_random_and_stored_as_digests() {
+        assert_ne!(secret(), secret());
+        assert_eq!(secret().len(), 43);
+        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,302 @@
+//! Who is asking, and may they? Every request passes [`guard`] before any
+//! handler runs:
+//!
+//! 1. The caller is found from a bearer token (API) or a session cookie.
+//! 2. A state-changing request that rides on a cookie must come from our own
+//!    pages (`Sec-Fetch-Site: same-origin`, or an `Origin` naming this host);
+//!    anything else is refused as cross-site.
+//! 3. The [`Policy`] (built from the same tables the router is built from)
+//!    says what the route needs; the caller's role must satisfy it.
+//!
+//! Handlers then read the [`Viewer`] from the request's extensions; agents'
+//! row-level limits (their own tasks and participants) use `Viewer::owns`.
+
+pub mod accounts;
+pub mod limit;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sqlx::SqlitePool;
+
+use app::auth::Access;
+
+use crate::error::Error;
+use limit::Limiter;
+
+pub const SESSION_COOKIE: &str = "waymark_session";
+
+/// The sign-in state shared by every request.
+#[derive(Clone)]
+pub struct Auth {
+    pub pool: SqlitePool,
+    pub policy: Arc<Policy>,
+    pub limits: Arc<Limits>,
+    /// Mark cookies `Secure` (serve behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+pub struct Limits {
+    /// Sign-in attempts per email.
+    pub sign_in_per_email: Limiter,
+    /// Sign-in attempts per client address.
+    pub sign_in_per_address: Limiter,
+    /// Enrollment requests per caller.
+    pub enroll: Limiter,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            sign_in_per_email: Limiter::new(5, 5),
+            sign_in_per_address: Limiter::new(30, 30),
+            enroll: Limiter::new(120, 600),
+        }
+    }
+}
+
+/// What each route needs, by method and path.
+pub struct Policy {
+    routes: matchit::Router<Vec<(Method, Access)>>,
+}
+
+impl Policy {
+    /// `routes` are (method, axum path, access); a path may appear with
+    /// several methods. Panics on a route given twice: the tables are code.
+    pub fn new(routes: impl IntoIterator<Item = (Method, String, Access)>) -> Policy {
+        let mut by_path: Vec<(String, Vec<(Method, Access)>)> = Vec::new();
+        for (method, path, access) in routes {
+            match by_path.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, methods)) => {
+                    assert!(!methods.iter().any(|(m, _)| *m == method), "{method} {path} is in the policy twice");
+                    methods.push((method, access));
+                }
+                None => by_path.push((path, vec![(method, access)])),
+            }
+        }
+        let mut router = matchit::Router::new();
+        for (path, methods) in by_path {
+            router.insert(path.clone(), methods).unwrap_or_else(|err| panic!("policy route {path}: {err}"));
+        }
+        Policy { routes: router }
+    }
+
+    /// What `method path` needs. Routes nobody declared (a mistyped address)
+    /// need a signed-in user and end in a 404.
+    pub fn access(&self, method: &Method, path: &str) -> Access {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        match self.routes.at(path) {
+            Ok(found) => found.value.iter().find(|(m, _)| m == method).map_or(Access::SignedIn, |(_, access)| *access),
+            Err(_) => Access::SignedIn,
+        }
+    }
+}
+
+/// One REST route: its method, path (under `/api/v1`), the access it
+/// needs, and its handler. The router and the policy are both built from
+/// the same list, so no route can exist without a rule.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: axum::routing::MethodRouter<crate::AppState>,
+}
+
+impl Endpoint {
+    pub fn new<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Endpoint
+    where
+        H: axum::handler::Handler<T, crate::AppState>,
+        T: 'static,
+    {
+        let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a routable method");
+        Endpoint { method, path, access, handler: axum::routing::on(filter, handler) }
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether a request came from this site's own pages.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            rest == Some(host)
+        }
+        _ => false,
+    }
+}
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The client's address, for rate limits.
+pub fn client_address(request: &Request) -> String {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+}
+
+fn wants_problem(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/fn/") || path.starts_with("/auth/")
+}
+
+/// The middleware in front of every route.
+pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let access = auth.policy.access(&method, &path);
+    let headers = request.headers();
+
+    let viewer = if let Some(token) = bearer(headers) {
+        if !path.starts_with("/api/") {
+            return Error::Forbidden("API token").into_response();
+        }
+        match accounts::token_viewer(&auth.pool, token).await {
+            Ok(Some((viewer, may_write))) => {
+                if !may_write && !is_safe(&method) {
+                    return Error::ReadOnlyToken.into_response();
+                }
+                Some(viewer)
+            }
+            Ok(None) => return Error::InvalidToken.into_response(),
+            Err(err) => return err.into_response(),
+        }
+    } else {
+        if !is_safe(&method) && !same_origin(headers) {
+            return Error::CrossSite.into_response();
+        }
+        match cookie(headers, SESSION_COOKIE) {
+            Some(value) => match accounts::session_viewer(&auth.pool, value).await {
+                Ok(viewer) => viewer,
+                Err(err) => return err.into_response(),
+            },
+            None => None,
+        }
+    };
+
+    match (&viewer, access) {
+        (_, Access::Public) => {}
+        (None, _) if wants_problem(&path) => return Error::Unauthenticated.into_response(),
+        (None, _) => {
+            let next = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            return Redirect::to(&format!("/login?next={}", urlencoding(next))).into_response();
+        }
+        (Some(viewer), access) if !viewer.may(access) => {
+            let refusal = Error::Forbidden(viewer.role.as_str());
+            if wants_problem(&path) {
+                return refusal.into_response();
+            }
+            return forbidden_page(&refusal.to_string());
+        }
+        _ => {}
+    }
+    if let Some(viewer) = viewer {
+        request.extensions_mut().insert(viewer);
+    }
+    next.run(request).await
+}
+
+fn forbidden_page(message: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Waymark</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/waymark.css\"></head><body><main class=\"page\"><h1>Not allowed</h1>\
+         <p>{}</p><p><a href=\"/inbox\">Go to your task inbox</a></p></main></body></html>",
+        app::core::merge::escape_html(message)
+    );
+    let mut response = (axum::http::StatusCode::FORBIDDEN, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+/// Percent-encodes a local path for a query value.
+pub fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A `next` target we may send someone to after sign-in: a path on this
+/// site only (never `//evil.example` or a full URL).
+pub fn local_target(next: Option<&str>) -> &str {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path,
+        _ => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn same_origin_needs_fetch_metadata_or_a_matching_origin() {
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site"), ("origin", "http://a.test"), ("host", "a.test")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:3000"), ("host", "127.0.0.1:3000")])));
+        assert!(!same_origin(&headers(&[("origin", "http://evil.test"), ("host", "127.0.0.1:3000")])));
+        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:3000")])));
+        assert!(!same_origin(&headers(&[("host", "127.0.0.1:3000")])), "no evidence is no pass");
+    }
+
+    #[test]
+    fn policy_matches_method_and_path() {
+        let policy = Policy::new([
+            (Method::GET, "/api/v1/flows".to_owned(), Access::Marketer),
+            (Method::POST, "/api/v1/flows".to_owned(), Access::Admin),
+            (Method::GET, "/login".to_owned(), Access::Public),
+            (Method::GET, "/flows/{id}".to_owned(), Access::Marketer),
+        ]);
+        assert_eq!(policy.access(&Method::GET, "/api/v1/flows"), Access::Marketer);
+        assert_eq!(policy.access(&Method::HEAD, "/api/v1/flows"), Access::Marketer);
+        assert_eq!(policy.access(&Method::POST, "/api/v1/flows"), Access::Admin);
+        assert_eq!(policy.access(&Method::GET, "/flows/7"), Access::Marketer);
+        assert_eq!(policy.access(&Method::GET, "/nowhere"), Access::SignedIn);
+    }
+
+    #[test]
+    fn cookies_and_targets() {
+        let h = headers(&[("cookie", "a=1; waymark_session=abc; b=2")]);
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(local_target(Some("/flows/3")), "/flows/3");
+        assert_eq!(local_target(Some("//evil.test")), "/");
+        assert_eq!(local_target(Some("https://evil.test")), "/");
+        assert_eq!(local_target(Some("/\\evil.test")), "/");
+        assert_eq!(urlencoding("/flows/1?x=a b"), "/flows/1%3Fx%3Da%20b");
+    }
+}
