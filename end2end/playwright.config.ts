@@ -5,7 +5,8 @@ import * as fs from "fs";
 
 // One fresh database per run, a real server, Debian's Chromium.
 const port = Number(process.env.WAYMARK_E2E_PORT ?? 3117);
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "waymark-e2e-"));
+// The config is read again by each worker process: keep the first one's folder.
+const dataDir = (process.env.WAYMARK_E2E_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), "waymark-e2e-")));
 const bin = process.env.WAYMARK_BIN ?? "../target/debug/waymark";
 const db = `sqlite://${dataDir}/waymark.db`;
 // The signed-in admin every test acts as (tests that need another role sign

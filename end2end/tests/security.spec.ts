@@ -33,7 +33,7 @@ async function signedInAs(browser: Browser, email: string, password: string) {
   const context = await browser.newContext({ storageState: { cookies: [], origins: [] } });
   const page = await context.newPage();
   await open(page, "/inbox");
-  await expect(page).toHaveURL(/\/login\?next=%2Finbox/);
+  await expect(page).toHaveURL(/\/login\?next=\/inbox$/);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
