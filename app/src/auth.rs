@@ -91,7 +91,7 @@ impl Viewer {
 pub const PAGES: &[(&str, Access)] = &[
     ("/login", Access::Public),
     ("/setup", Access::Public),
-    ("/", Access::SignedIn),
+    ("/", Access::Marketer),
     ("/flows/{id}", Access::Marketer),
     ("/flows/{id}/participants", Access::Marketer),
     ("/inbox", Access::SignedIn),

@@ -77,7 +77,9 @@ test("an agent sees only the inbox; other pages are refused", async ({ browser }
   await expect(nav.getByRole("link", { name: "Flows" })).toHaveCount(0);
   await expect(nav.getByRole("link", { name: "Validation review" })).toHaveCount(0);
   await expect(page.locator(".account .who")).toContainText("agent");
+  await expect(page.locator('select[name="owner"]')).toBeDisabled();
   await page.screenshot({ path: path.join("screenshots", "21-agent-inbox.png"), fullPage: true });
+  expect((await page.goto("/"))!.status()).toBe(403);
   const review = await page.goto("/review");
   expect(review!.status()).toBe(403);
   await expect(page.getByText("Your role (agent) may not do this.")).toBeVisible();

@@ -15,7 +15,16 @@ pub fn InboxPage() -> impl IntoView {
     let owner = move || query.read().get("owner").filter(|o| !o.is_empty());
     let act = ServerAction::<ActOnTask>::new();
     let tasks = Resource::new(move || (owner(), act.version().get()), |(owner, _)| list_tasks(owner));
-    let owners = Resource::new(|| (), |_| list_task_owners());
+    // Agents see their own tasks only; others choose whose to see.
+    let owners = Resource::new(
+        || (),
+        |_| async move {
+            match crate::current_viewer().await {
+                Some(viewer) if viewer.role == crate::auth::Role::Agent => Ok(None),
+                _ => list_task_owners().await.map(Some),
+            }
+        },
+    );
 
     view! {
         <Title text="Task inbox"/>
@@ -26,7 +35,9 @@ pub fn InboxPage() -> impl IntoView {
                     <label>"Owner "
                         <Suspense fallback=|| view! { <select name="owner"><option>"…"</option></select> }>
                             {move || Suspend::new(async move {
-                                let owners = owners.await.unwrap_or_default();
+                                let Some(owners) = owners.await.unwrap_or_default() else {
+                                    return view! { <select name="owner" disabled=true><option>"Only yours"</option></select> }.into_any();
+                                };
                                 let chosen = owner();
                                 view! {
                                     <select name="owner">
@@ -36,7 +47,7 @@ pub fn InboxPage() -> impl IntoView {
                                             view! { <option value=o.clone() selected=selected>{o.clone()}</option> }
                                         }).collect_view()}
                                     </select>
-                                }
+                                }.into_any()
                             })}
                         </Suspense>
                     </label>

@@ -64,6 +64,8 @@ async fn sign_in(State(auth): State<Auth>, request: Request) -> Result<Response>
     }
     match accounts::verify(&auth.pool, &email, &form.password).await? {
         Some(user) => {
+            // The flows list is not an agent's: their home is the inbox.
+            let next = if user.role == Role::Agent && next == "/" { "/inbox" } else { next };
             let value = accounts::open_session(&auth.pool, user.id).await?;
             audit::record(&auth.pool, &user.email, "user.signed_in", &user.email, &address).await?;
             Ok(signed_in(&auth, &value, next))
