@@ -117,3 +117,76 @@ test("plain forms fill the settings of the other kinds", async ({ page, request 
       hook: { method: "PUT", url: "https://hooks.example.com/waymark" },
     });
 });
+
+test("split branches, webhook headers and body, enrichment mapping and callback timing have forms", async ({ page, request }) => {
+  const flowId = (await (await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name: "Structured forms e2e",
+        steps: [
+          { id: "start", kind: "start", position: { x: 40, y: 80 } },
+          { id: "ab", kind: "split", position: { x: 260, y: 80 }, settings: { branches: [{ port: "a", percent: 50 }] } },
+          { id: "hook", kind: "webhook", position: { x: 480, y: 40 }, settings: { url: "https://hooks.example.com/x" } },
+          { id: "enrich", kind: "data_append", position: { x: 480, y: 200 }, settings: { url: "https://enrich.example.com/" } },
+          { id: "later", kind: "schedule_callback", position: { x: 700, y: 80 } },
+        ],
+        edges: [
+          { from: "start", port: "next", to: "ab" },
+          { from: "ab", port: "a", to: "hook" },
+          { from: "hook", port: "next", to: "enrich" },
+          { from: "enrich", port: "next", to: "later" },
+        ],
+      },
+    },
+  })).json()).id;
+  await open(page, `/flows/${flowId}`);
+
+  await page.locator('g.step[data-step="ab"] rect.card').click();
+  const split = page.locator('section.inspector[data-step="ab"]');
+  await expect(split.locator("[data-total]")).toHaveAttribute("data-total", "50");
+  await expect(page.locator('li.finding[data-step="ab"][data-code="split_not_100"]')).toHaveCount(1);
+  await split.getByRole("button", { name: "Add a branch" }).click();
+  await split.getByLabel("Branch 2 percent").fill("50");
+  await split.getByLabel("Branch 2 percent").press("Tab");
+  await expect(split.locator("[data-total]")).toHaveAttribute("data-total", "100");
+  await expect(page.locator('li.finding[data-step="ab"][data-code="split_not_100"]')).toHaveCount(0);
+
+  await page.locator('g.step[data-step="hook"] rect.card').click();
+  const hook = page.locator('section.inspector[data-step="hook"]');
+  await hook.getByLabel("New header").fill("X-Source");
+  await hook.getByLabel("New value").fill("waymark {{ email }}");
+  await hook.getByRole("button", { name: "Add" }).click();
+  await expect(hook.getByLabel("header 1", { exact: true })).toHaveValue("X-Source");
+  const body = hook.locator('textarea[name="body"]');
+  await body.fill('{"email": "{{ email }}", oops');
+  await body.press("Tab");
+  await expect(hook.getByRole("alert")).toContainText("Not JSON yet");
+  await body.fill('{"email": "{{ email }}"}');
+  await body.press("Tab");
+  await expect(hook.getByRole("alert")).toHaveCount(0);
+
+  await page.locator('g.step[data-step="enrich"] rect.card').click();
+  const enrich = page.locator('section.inspector[data-step="enrich"]');
+  await enrich.getByLabel("New response field").fill("company.name");
+  await enrich.getByLabel("New contact field").fill("company");
+  await enrich.getByRole("button", { name: "Add" }).click();
+
+  await page.locator('g.step[data-step="later"] rect.card').click();
+  const later = page.locator('section.inspector[data-step="later"]');
+  await later.getByLabel("Call back after: amount").fill("3");
+  await later.getByLabel("Call back after: unit").selectOption("hours");
+  await page.screenshot({ path: path.join("screenshots", "17-structured-forms.png"), fullPage: true });
+
+  await expect
+    .poll(async () => {
+      const doc = (await (await request.get(`/api/v1/flows/${flowId}/draft`)).json()).document;
+      return Object.fromEntries(doc.steps.map((s: any) => [s.id, s.settings ?? {}]));
+    }, { timeout: 10_000 })
+    .toMatchObject({
+      ab: { branches: [{ port: "a", percent: 50 }, { port: "b", percent: 50 }] },
+      hook: { headers: { "X-Source": "waymark {{ email }}" }, body: { email: "{{ email }}" } },
+      enrich: { mapping: { "company.name": "company" } },
+      later: { after: { amount: 3, unit: "hours" } },
+    });
+});

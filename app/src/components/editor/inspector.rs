@@ -361,8 +361,6 @@ fn simple_form_covers(kind: &StepKind) -> bool {
             | StepKind::SendEmail
             | StepKind::SendSms
             | StepKind::UpdateContact
-            | StepKind::Split
-            | StepKind::ScheduleCallback
             | StepKind::Unknown(_)
     )
 }
@@ -418,16 +416,19 @@ fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
         .into_any(),
         StepKind::DataAppend => view! {
             {text_field(f, "url", "Enrichment service address", "https://…")}
-            <p class="hint">"Map response fields to contact fields in the JSON below (\"mapping\")."</p>
+            <PairsEditor f key="mapping" legend="Response field → contact field" left="response field" right="contact field"/>
         }
         .into_any(),
         StepKind::Webhook => view! {
             {choice(f, "method", "Method", &[("POST", "POST"), ("GET", "GET"), ("PUT", "PUT"), ("PATCH", "PATCH"), ("DELETE", "DELETE")])}
             {text_field(f, "url", "Address", "https://hooks.example.com/…")}
             {choice(f, "format", "Body as", &[("json", "JSON"), ("form", "Form")])}
-            <p class="hint">"Headers and body (merge tags allowed) are in the JSON below."</p>
+            <PairsEditor f key="headers" legend="Headers (merge tags allowed)" left="header" right="value"/>
+            <BodyEditor f/>
         }
         .into_any(),
+        StepKind::Split => view! { <SplitForm f/> }.into_any(),
+        StepKind::ScheduleCallback => view! { <CallbackForm f/> }.into_any(),
         StepKind::S3Upload => view! {
             {text_field(f, "bucket", "Bucket", "e.g. exports")}
             {text_field(f, "key", "Object key", "contacts/{{ email }}.json")}
@@ -945,6 +946,206 @@ fn NextSteps(f: Fields) -> impl IntoView {
 
 /// The settings as JSON: every setting of every kind, editable. Text that
 /// does not parse is kept in the box (with the reason) and not applied.
+/// Rows of name and text editing an object setting (webhook headers, a
+/// data append's mapping). Rows with an empty name are not written.
+#[component]
+fn PairsEditor(f: Fields, key: &'static str, legend: &'static str, left: &'static str, right: &'static str) -> impl IntoView {
+    let rows = move || -> Vec<(String, String)> {
+        f.step.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.settings.get(key)?.as_object().cloned())
+                .map(|map| map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
+                .unwrap_or_default()
+        })
+    };
+    let write = move |rows: Vec<(String, String)>| {
+        let map: serde_json::Map<String, Value> =
+            rows.into_iter().filter(|(k, _)| !k.trim().is_empty()).map(|(k, v)| (k.trim().to_owned(), Value::String(v))).collect();
+        f.set(key, (!map.is_empty()).then_some(Value::Object(map)), false);
+    };
+    // A row being typed that has no name yet lives here until it has one.
+    let draft = RwSignal::new(None::<(String, String)>);
+    view! {
+        <fieldset class="pairs" data-setting=key>
+            <legend>{legend}</legend>
+            {move || rows().into_iter().enumerate().map(|(i, (name, value))| view! {
+                <div class="pair">
+                    <input type="text" aria-label=format!("{left} {}", i + 1) prop:value=name.clone()
+                        on:change=move |ev| {
+                            let mut all = rows();
+                            all[i].0 = event_target_value(&ev);
+                            write(all);
+                        }/>
+                    <input type="text" aria-label=format!("{right} {}", i + 1) prop:value=value
+                        on:change=move |ev| {
+                            let mut all = rows();
+                            all[i].1 = event_target_value(&ev);
+                            write(all);
+                        }/>
+                    <button type="button" class="icon" aria-label=format!("Remove {left} {}", i + 1)
+                        on:click=move |_| {
+                            let mut all = rows();
+                            all.remove(i);
+                            write(all);
+                        }>"×"</button>
+                </div>
+            }).collect_view()}
+            <div class="pair new">
+                <input type="text" aria-label=format!("New {left}") placeholder=left
+                    prop:value=move || draft.with(|d| d.as_ref().map(|d| d.0.clone()).unwrap_or_default())
+                    on:input=move |ev| draft.update(|d| d.get_or_insert_default().0 = event_target_value(&ev))/>
+                <input type="text" aria-label=format!("New {right}") placeholder=right
+                    prop:value=move || draft.with(|d| d.as_ref().map(|d| d.1.clone()).unwrap_or_default())
+                    on:input=move |ev| draft.update(|d| d.get_or_insert_default().1 = event_target_value(&ev))/>
+                <button type="button" on:click=move |_| {
+                    if let Some((name, value)) = draft.get_untracked().filter(|(name, _)| !name.trim().is_empty()) {
+                        let mut all = rows();
+                        all.retain(|(k, _)| k != name.trim());
+                        all.push((name, value));
+                        write(all);
+                        draft.set(None);
+                    }
+                }>"Add"</button>
+            </div>
+        </fieldset>
+    }
+    .into_any()
+}
+
+/// A webhook's body: JSON, checked as it is typed; merge tags go inside strings.
+#[component]
+fn BodyEditor(f: Fields) -> impl IntoView {
+    let error = RwSignal::new(None::<String>);
+    let shown = move || {
+        f.step.with(|s| s.as_ref().and_then(|s| s.settings.get("body")).map(|b| serde_json::to_string_pretty(b).unwrap_or_default()).unwrap_or_default())
+    };
+    view! {
+        <label class="field">"Body (JSON; merge tags like {{ email }} inside strings)"
+            <textarea name="body" rows="5" prop:value=shown placeholder="{\"email\": \"{{ email }}\"}"
+                on:change=move |ev| {
+                    let text = event_target_value(&ev);
+                    if text.trim().is_empty() {
+                        error.set(None);
+                        f.set("body", None, false);
+                        return;
+                    }
+                    match serde_json::from_str::<Value>(&text) {
+                        Ok(body) => { error.set(None); f.set("body", Some(body), false); }
+                        Err(err) => error.set(Some(format!("Not JSON yet: {err}. Nothing was changed."))),
+                    }
+                }></textarea>
+        </label>
+        {move || error.get().map(|message| view! { <p class="field-error" role="alert">{message}</p> })}
+    }
+    .into_any()
+}
+
+/// A split's branches: a port name and a percentage each, with the total.
+#[component]
+fn SplitForm(f: Fields) -> impl IntoView {
+    let branches = move || -> Vec<(String, u64)> {
+        f.step.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.settings.get("branches")?.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|b| (b["port"].as_str().unwrap_or_default().to_owned(), b["percent"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+    };
+    let write = move |rows: Vec<(String, u64)>| {
+        let list: Vec<Value> = rows.into_iter().map(|(port, percent)| serde_json::json!({"port": port, "percent": percent})).collect();
+        f.set("branches", Some(Value::Array(list)), false);
+    };
+    let total = move || branches().iter().map(|(_, p)| p).sum::<u64>();
+    view! {
+        <fieldset class="pairs split" data-setting="branches">
+            <legend>"Branches (each is an output port)"</legend>
+            {move || branches().into_iter().enumerate().map(|(i, (port, percent))| view! {
+                <div class="pair">
+                    <input type="text" aria-label=format!("Branch {} port", i + 1) prop:value=port
+                        on:change=move |ev| {
+                            let name = event_target_value(&ev).trim().to_owned();
+                            let mut all = branches();
+                            if !name.is_empty() && !all.iter().any(|(p, _)| *p == name) {
+                                all[i].0 = name;
+                                write(all);
+                            }
+                        }/>
+                    <input type="number" min="0" max="100" aria-label=format!("Branch {} percent", i + 1) prop:value=percent.to_string()
+                        on:change=move |ev| {
+                            if let Ok(percent) = event_target_value(&ev).trim().parse::<u64>() {
+                                let mut all = branches();
+                                all[i].1 = percent.min(100);
+                                write(all);
+                            }
+                        }/>
+                    <span>"%"</span>
+                    <button type="button" class="icon" aria-label=format!("Remove branch {}", i + 1)
+                        on:click=move |_| {
+                            let mut all = branches();
+                            all.remove(i);
+                            write(all);
+                        }>"×"</button>
+                </div>
+            }).collect_view()}
+            <button type="button" on:click=move |_| {
+                let mut all = branches();
+                let port = (b'a'..=b'z').map(|c| (c as char).to_string()).find(|p| !all.iter().any(|(q, _)| q == p)).unwrap_or_else(|| format!("b{}", all.len() + 1));
+                all.push((port, 0));
+                write(all);
+            }>"Add a branch"</button>
+            <p class=move || if total() == 100 { "hint" } else { "field-error" } data-total=total>
+                "Total " {total} "%" {move || (total() != 100).then_some(": the branches should add up to 100%.")}
+            </p>
+        </fieldset>
+    }
+    .into_any()
+}
+
+/// When a scheduled callback is due: after a delay, or at a date and time.
+#[component]
+fn CallbackForm(f: Fields) -> impl IntoView {
+    let at_time = move || f.step.with(|s| s.as_ref().is_some_and(|s| s.settings.contains_key("at") && !s.settings.contains_key("after")));
+    let amount = Signal::derive(move || f.step.with(|s| s.as_ref().and_then(|s| s.settings.get("after")?.get("amount")?.as_u64())));
+    let unit = Signal::derive(move || {
+        f.step.with(|s| s.as_ref().and_then(|s| s.settings.get("after")?.get("unit")?.as_str().map(str::to_owned)).unwrap_or_default())
+    });
+    let set = Callback::new(move |(amount, unit): (Option<u64>, String)| {
+        f.edit(Some("after"), |s| {
+            s.settings.remove("at");
+            match amount {
+                Some(n) => s.settings.insert("after".into(), serde_json::json!({"amount": n, "unit": unit})),
+                None => s.settings.remove("after"),
+            };
+        })
+    });
+    view! {
+        <label class="field">"Due"
+            <select name="callback-timing" on:change=move |ev| {
+                let at = event_target_value(&ev) == "at";
+                f.edit(None, |s| {
+                    if at {
+                        s.settings.remove("after");
+                        s.settings.entry("at").or_insert(Value::String(String::new()));
+                    } else {
+                        s.settings.remove("at");
+                    }
+                });
+            }>
+                <option value="after" prop:selected=move || !at_time()>"After a delay"</option>
+                <option value="at" prop:selected=at_time>"At a date and time"</option>
+            </select>
+        </label>
+        {move || if at_time() {
+            text_field(f, "at", "At (date and time)", "2026-12-01T09:00:00Z").into_any()
+        } else {
+            view! { <DurationPicker label="Call back after" amount unit set/> }.into_any()
+        }}
+    }
+    .into_any()
+}
+
 #[component]
 fn JsonSettings(f: Fields, open: bool) -> impl IntoView {
     let pretty = move || f.step.with_untracked(|s| s.as_ref().map(|s| serde_json::to_string_pretty(&s.settings).unwrap_or_default()).unwrap_or_default());
