@@ -98,8 +98,11 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   const inspector = page.locator(".inspector");
   await expect(inspector).toHaveAttribute("data-step", "send_email_1");
   await inspector.locator('input[name="subject"]').fill("Welcome, {{first_name}}!");
-  await inspector.locator('textarea[name="body"]').fill("Hi {{first_name}}, thanks for joining.");
+  await inspector.locator('textarea[name="body"]').fill("<p>Hi <b>{{first_name}}</b>, thanks for joining.</p>");
   await expect(inspector.locator(".email-preview .subject")).toHaveText("Welcome, Ada!");
+  // The body is rendered as HTML, in a sandboxed frame.
+  const preview = page.frameLocator(".email-preview iframe");
+  await expect(preview.locator("b")).toHaveText("Ada");
   await expect(step(page, "send_email_1").locator(".badge")).toHaveCount(0);
 
   // The condition: a criterion, custom logic with its parse error inline.
@@ -309,4 +312,28 @@ test("leaving the editor through a link right after an edit keeps the edit", asy
   await row.getByRole("link", { name: "Quick exit" }).click();
   await expect(step(page, "wait_1")).toBeVisible();
   expect((await page.request.delete(page.url().replace(/\/flows\//, "/api/v1/flows/"))).ok()).toBeTruthy();
+});
+
+test("two fingers pinch the canvas to zoom around them", async ({ page, request }) => {
+  const id = (await (await request.post("/api/v1/flows", { data: { name: "Pinch e2e" } })).json()).id;
+  await open(page, `/flows/${id}`);
+  const zoom = page.locator(".toolbar .zoom");
+  const before = parseInt((await zoom.textContent())!, 10);
+  const box = (await page.locator("svg.flow-canvas").boundingBox())!;
+  const cx = box.x + box.width / 2;
+  const cy = box.y + box.height / 2;
+  // Real touch input through the browser's input pipeline (CDP), so the
+  // page sees pointer events of type "touch", two at a time.
+  const cdp = await page.context().newCDPSession(page);
+  const fingers = (spread: number) => [
+    { x: cx - spread, y: cy, id: 1 },
+    { x: cx + spread, y: cy, id: 2 },
+  ];
+  await cdp.send("Input.dispatchTouchEvent", { type: "touchStart", touchPoints: fingers(40) });
+  for (const spread of [50, 60, 70, 80]) {
+    await cdp.send("Input.dispatchTouchEvent", { type: "touchMove", touchPoints: fingers(spread) });
+  }
+  await cdp.send("Input.dispatchTouchEvent", { type: "touchEnd", touchPoints: [] });
+  const expected = Math.min(before * 2, 250);
+  await expect.poll(async () => Math.abs(parseInt((await zoom.textContent())!, 10) - expected)).toBeLessThanOrEqual(1);
 });

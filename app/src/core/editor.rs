@@ -543,6 +543,20 @@ impl Viewport {
         Viewport { x: screen.x - anchor.x * zoom, y: screen.y - anchor.y * zoom, zoom }
     }
 
+    /// Two fingers moved from `(a0, b0)` to `(a1, b1)` (screen points):
+    /// the view zooms by how far they spread, and the canvas point that was
+    /// under their midpoint stays under it as it moves.
+    pub fn pinch(self, a0: Point, b0: Point, a1: Point, b1: Point) -> Viewport {
+        let apart = |a: Point, b: Point| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+        let mid = |a: Point, b: Point| Point { x: (a.x + b.x) / 2.0, y: (a.y + b.y) / 2.0 };
+        let before = apart(a0, b0);
+        let factor = if before < 1.0 { 1.0 } else { apart(a1, b1) / before };
+        let zoom = (self.zoom * factor).clamp(MIN_ZOOM, MAX_ZOOM);
+        let anchor = self.to_canvas(mid(a0, b0));
+        let now = mid(a1, b1);
+        Viewport { x: now.x - anchor.x * zoom, y: now.y - anchor.y * zoom, zoom }
+    }
+
     /// Shows the box `(x, y, width, height)` of canvas space whole and
     /// centred in a view of `width` by `height`, never enlarged past 1:1.
     pub fn fit(bounds: (f64, f64, f64, f64), width: f64, height: f64) -> Viewport {
@@ -580,6 +594,25 @@ impl Viewport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pinching_zooms_by_the_spread_around_the_fingers() {
+        use super::Viewport;
+        use crate::core::geometry::Point;
+        let p = |x, y| Point { x, y };
+        let view = Viewport { x: 10.0, y: 20.0, zoom: 1.0 };
+        let spread = view.pinch(p(100.0, 100.0), p(200.0, 100.0), p(50.0, 100.0), p(250.0, 100.0));
+        assert!((spread.zoom - 2.0).abs() < 1e-9);
+        // The canvas point under the midpoint (150, 100) is still under it.
+        let under = view.to_canvas(p(150.0, 100.0));
+        let after = spread.to_canvas(p(150.0, 100.0));
+        assert!((under.x - after.x).abs() < 1e-9 && (under.y - after.y).abs() < 1e-9);
+        // Moving both fingers together pans without zooming.
+        let pan = view.pinch(p(100.0, 100.0), p(200.0, 100.0), p(130.0, 140.0), p(230.0, 140.0));
+        assert_eq!(pan, Viewport { x: 40.0, y: 60.0, zoom: 1.0 });
+        // Fingers on the same spot do not divide by zero.
+        assert_eq!(view.pinch(p(5.0, 5.0), p(5.0, 5.0), p(9.0, 9.0), p(9.0, 9.0)).zoom, 1.0);
+    }
+
     use super::*;
     use crate::core::flow::FORMAT_V1;
     use proptest::prelude::*;

@@ -50,6 +50,8 @@ pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, clien
             Gesture::Pan { from_client, start }
         }
         Gesture::Select { from, .. } => Gesture::Select { from, to: at },
+        // Followed by `follow_touch`, finger by finger.
+        pinch @ Gesture::Pinch { .. } => pinch,
     };
     state.gesture.set(Some(next));
 }
@@ -90,7 +92,7 @@ pub fn end_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: 
                 None => state.notice.set(Some("Drop the wire on the step it should lead to.".into())),
             }
         }
-        Gesture::Pan { .. } => {}
+        Gesture::Pan { .. } | Gesture::Pinch { .. } => {}
         Gesture::Select { from, to } => {
             let ids = state.doc.with_untracked(|doc| steps_in_box(doc, from, to));
             state.selected.update(|selected| {
@@ -104,6 +106,45 @@ pub fn end_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: 
     }
 }
 
+/// A finger on the canvas moved: with two down, the view pinches.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub fn follow_touch(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, id: i32, client: Point) -> bool {
+    let known = state.touches.try_update_value(|touches| match touches.iter_mut().find(|(t, _)| *t == id) {
+        Some(touch) => {
+            touch.1 = client;
+            true
+        }
+        None => false,
+    });
+    if known != Some(true) {
+        return false;
+    }
+    if let Some(Gesture::Pinch { start, a, b }) = state.gesture.get_untracked() {
+        let (left, top, _, _) = canvas_rect(svg);
+        let fingers = state.touches.with_value(|t| t.iter().map(|(_, p)| Point { x: p.x - left, y: p.y - top }).collect::<Vec<_>>());
+        if let [a1, b1] = fingers[..] {
+            state.viewport.set(start.pinch(a, b, a1, b1));
+        }
+        return true;
+    }
+    false
+}
+
+/// A finger lifted: a pinch ends when either finger does.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub fn lift_touch(state: EditorState, id: i32) -> bool {
+    let had = state.touches.try_update_value(|touches| {
+        let before = touches.len();
+        touches.retain(|(t, _)| *t != id);
+        before != touches.len()
+    });
+    if had == Some(true) && matches!(state.gesture.get_untracked(), Some(Gesture::Pinch { .. })) {
+        state.gesture.set(None);
+        return true;
+    }
+    false
+}
+
 #[component]
 pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: RwSignal<bool>) -> impl IntoView {
     let on_background_down = move |ev: leptos::ev::PointerEvent| {
@@ -111,6 +152,20 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
             return;
         }
         let client = client_point(&ev);
+        if ev.pointer_type() == "touch" {
+            state.touches.update_value(|touches| {
+                touches.retain(|(id, _)| *id != ev.pointer_id());
+                touches.push((ev.pointer_id(), client));
+            });
+            let fingers = state.touches.with_value(Clone::clone);
+            if let [(_, a), (_, b)] = fingers[..] {
+                // The second finger: a pinch replaces the pan the first began.
+                let (left, top, _, _) = canvas_rect(&svg);
+                let local = |p: Point| Point { x: p.x - left, y: p.y - top };
+                state.gesture.set(Some(Gesture::Pinch { start: state.viewport.get_untracked(), a: local(a), b: local(b) }));
+                return;
+            }
+        }
         if ev.shift_key() && !space_held.get_untracked() {
             let at = to_canvas(state, &svg, client);
             state.gesture.set(Some(Gesture::Select { from: at, to: at }));

@@ -771,7 +771,9 @@ fn EmailForm(f: Fields) -> impl IntoView {
     // The engine's own merge: what the preview shows is what is sent.
     let contact = StoredValue::new(sample_contact());
     let preview_subject = move || contact.with_value(|c| render(&f.text("subject"), c, Escape::None));
-    let preview_body = move || contact.with_value(|c| render(&f.text("body"), c, Escape::None));
+    // The body is HTML: merged values are escaped, as when sent, and it is
+    // shown in a sandboxed frame (no scripts, no forms, its own origin).
+    let preview_body = move || contact.with_value(|c| render(&f.text("body"), c, Escape::Html));
     view! {
         {text_field(f, "subject", "Subject", "Welcome, {{first_name}}!")}
         {text_area(f, "body", "Body", "Hi {{first_name}}, …")}
@@ -786,7 +788,7 @@ fn EmailForm(f: Fields) -> impl IntoView {
         <section class="email-preview" aria-label="Email preview">
             <h3>"Preview for a sample contact (Ada)"</h3>
             <p class="subject">{preview_subject}</p>
-            <div class="body">{preview_body}</div>
+            <iframe class="body" title="Email body preview" sandbox="" srcdoc=preview_body></iframe>
         </section>
     }
     .into_any()

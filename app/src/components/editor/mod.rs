@@ -464,7 +464,7 @@ mod browser {
     use leptos::prelude::*;
     use wasm_bindgen::JsCast;
 
-    use super::canvas::{canvas_rect, client_point, end_gesture, follow_gesture};
+    use super::canvas::{canvas_rect, client_point, end_gesture, follow_gesture, follow_touch, lift_touch};
     use super::*;
 
     pub fn listen(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: RwSignal<bool>) {
@@ -485,12 +485,22 @@ mod browser {
         let handles = [
             window_event_listener(ev::resize, move |_| measure()),
             window_event_listener(ev::pointermove, move |ev| {
+                if follow_touch(state, &svg, ev.pointer_id(), client_point(&ev)) {
+                    return;
+                }
                 if state.gesture.with_untracked(Option::is_some) {
                     follow_gesture(state, &svg, client_point(&ev));
                 }
             }),
-            window_event_listener(ev::pointerup, move |ev| end_gesture(state, &svg, client_point(&ev))),
-            window_event_listener(ev::pointercancel, move |_| state.gesture.set(None)),
+            window_event_listener(ev::pointerup, move |ev| {
+                if !lift_touch(state, ev.pointer_id()) {
+                    end_gesture(state, &svg, client_point(&ev))
+                }
+            }),
+            window_event_listener(ev::pointercancel, move |ev| {
+                lift_touch(state, ev.pointer_id());
+                state.gesture.set(None)
+            }),
             window_event_listener(ev::keydown, move |ev| on_key(state, space_held, &ev)),
             window_event_listener(ev::keyup, move |ev| {
                 if ev.key() == " " {

@@ -25,6 +25,9 @@ pub enum Gesture {
     Pan { from_client: Point, start: Viewport },
     /// A selection box between two canvas points.
     Select { from: Point, to: Point },
+    /// Two fingers on the background: the view as they touched down, and
+    /// where they were (points on the canvas element).
+    Pinch { start: Viewport, a: Point, b: Point },
 }
 
 /// Where saving stands, as the toolbar shows it.
@@ -47,6 +50,8 @@ pub struct EditorState {
     pub selected: RwSignal<Vec<String>>,
     pub selected_edge: RwSignal<Option<Edge>>,
     pub gesture: RwSignal<Option<Gesture>>,
+    /// Fingers on the canvas background: pointer id and page point.
+    pub touches: StoredValue<Vec<(i32, Point)>>,
     /// A refused change or other note, shown over the canvas.
     pub notice: RwSignal<Option<String>>,
     pub findings: Memo<Findings>,
@@ -94,6 +99,7 @@ impl EditorState {
             selected: RwSignal::new(Vec::new()),
             selected_edge: RwSignal::new(None),
             gesture: RwSignal::new(None),
+            touches: StoredValue::new(Vec::new()),
             notice: RwSignal::new(None),
             findings,
             server_findings,
