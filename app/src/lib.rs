@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod components;
+pub mod contacts_api;
 pub mod core;
 pub mod pages;
 pub mod runtime_api;
@@ -54,6 +55,8 @@ pub fn App() -> impl IntoView {
                     </A>
                     <nav>
                         <A href="/">"Flows"</A>
+                        <A href="/contacts">"Contacts"</A>
+                        <A href="/participants">"Participants"</A>
                         <A href="/inbox">"Task inbox"</A>
                         <A href="/review">"Validation review"</A>
                     </nav>
@@ -66,6 +69,12 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/review") view=pages::review::ReviewPage/>
                         <Route path=path!("/inbox") view=pages::inbox::InboxPage/>
                         <Route path=path!("/participants/:id") view=pages::participant::ParticipantPage/>
+                        <Route path=path!("/participants") view=pages::bulk::ParticipantSearchPage/>
+                        <Route path=path!("/bulk-runs/:id") view=pages::bulk::BulkRunPage/>
+                        <Route path=path!("/contacts") view=pages::contacts::ContactsPage/>
+                        <Route path=path!("/contacts/new") view=pages::contacts::ContactEditPage/>
+                        <Route path=path!("/contacts/:id") view=pages::contacts::ContactPage/>
+                        <Route path=path!("/contacts/:id/edit") view=pages::contacts::ContactEditPage/>
                     </Routes>
                 </main>
             </div>

@@ -4,6 +4,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod actor;
 pub mod api;
 pub mod backend;
 pub mod cli;
@@ -44,12 +45,14 @@ pub fn leptos_options(addr: std::net::SocketAddr) -> LeptosOptions {
 pub fn router(state: AppState) -> Router {
     let backend: app::api::Backend = Arc::new(state.store.clone());
     let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
+    let contacts: app::contacts_api::ContactsHandle = Arc::new(state.runtime.clone());
     let routes = generate_route_list(app::App);
     let pages = {
-        let (backend, runtime) = (backend.clone(), runtime.clone());
+        let (backend, runtime, contacts) = (backend.clone(), runtime.clone(), contacts.clone());
         move || {
             provide_context(backend.clone());
             provide_context(runtime.clone());
+            provide_context(contacts.clone());
         }
     };
     let shell = {

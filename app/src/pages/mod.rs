@@ -1,5 +1,7 @@
 //! One module per page.
 
+pub mod bulk;
+pub mod contacts;
 pub mod flow;
 pub mod flows;
 pub mod inbox;
