@@ -414,9 +414,16 @@ impl Writer<'_> {
         // Existing contacts for the batch's emails and mobiles, in two look-ups.
         let emails: Vec<String> = batch.rows.iter().filter_map(|r| r.email.as_ref().map(|e| e.to_lowercase())).collect();
         let mobiles: Vec<String> = batch.rows.iter().filter_map(|r| r.mobile.clone()).collect();
-        let by_email = existing(&mut tx, "SELECT id, lower(email) FROM contacts WHERE lower(email) IN (", &emails, "").await?;
-        let by_mobile =
-            existing(&mut tx, "SELECT min(id), mobile FROM contacts WHERE deleted_at IS NULL AND mobile IN (", &mobiles, " GROUP BY mobile").await?;
+        // `IS NOT NULL` lets SQLite use the partial indexes on email and mobile.
+        let by_email =
+            existing(&mut tx, "SELECT id, lower(email) FROM contacts WHERE email IS NOT NULL AND lower(email) IN (", &emails, "").await?;
+        let by_mobile = existing(
+            &mut tx,
+            "SELECT min(id), mobile FROM contacts WHERE mobile IS NOT NULL AND deleted_at IS NULL AND mobile IN (",
+            &mobiles,
+            " GROUP BY mobile",
+        )
+        .await?;
 
         // Where each key of this batch went: the index of its plan.
         let mut seen: HashMap<Key, usize> = HashMap::new();
