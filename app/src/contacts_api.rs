@@ -166,6 +166,34 @@ impl RunInfo {
     }
 }
 
+/// A contact import's progress and outcome, polled while it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    pub id: i64,
+    pub file_name: Option<String>,
+    pub status: String,
+    pub bytes_total: i64,
+    pub bytes_done: i64,
+    pub rows_done: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub error: Option<String>,
+    /// The first refused rows: (line, reason).
+    pub errors: Vec<(i64, String)>,
+}
+
+impl ImportInfo {
+    pub fn percent(&self) -> i64 {
+        if self.status != "running" || self.bytes_total == 0 {
+            100
+        } else {
+            self.bytes_done * 100 / self.bytes_total
+        }
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{ContactsBackend, ContactsHandle};
 
@@ -189,6 +217,7 @@ mod backend {
         async fn start(&self, request: String) -> Result<i64, ServerFnError>;
         async fn run(&self, id: i64) -> Result<RunInfo, ServerFnError>;
         async fn undo(&self, id: i64) -> Result<String, ServerFnError>;
+        async fn import(&self, id: i64) -> Result<ImportInfo, ServerFnError>;
     }
 
     pub type ContactsHandle = Arc<dyn ContactsBackend>;
@@ -284,6 +313,25 @@ pub async fn undo_bulk_run(id: i64) -> Result<String, ServerFnError> {
     backend::contacts()?.undo(id).await
 }
 
+#[server(prefix = "/fn")]
+pub async fn get_contact_import(id: i64) -> Result<ImportInfo, ServerFnError> {
+    backend::contacts()?.import(id).await
+}
+
+/// The import form's mapping text (`column = field` a line) as the options JSON.
+pub fn import_options(mapping: &str, dedupe: &str, match_on: &str, list: &str) -> Result<String, String> {
+    let mut map = serde_json::Map::new();
+    for (n, line) in mapping.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (column, field) = line.split_once('=').ok_or_else(|| format!("Mapping line {} is not “column = field”.", n + 1))?;
+        map.insert(column.trim().to_owned(), serde_json::Value::String(field.trim().to_owned()));
+    }
+    let mut options = serde_json::json!({"mapping": map, "dedupe": dedupe, "match_on": match_on});
+    if !list.trim().is_empty() {
+        options["list"] = serde_json::Value::String(list.trim().to_owned());
+    }
+    Ok(options.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +346,15 @@ mod tests {
         assert!(contact_from_form("", " ", "", "", "", "").unwrap_err().contains("email or a mobile"));
         assert!(contact_from_form("a@x.test", "", "", "", "no equals", "").unwrap_err().contains("line 1"));
         assert!(contact_from_form("a@x.test", "", "", "", "a.b = 1", "").unwrap_err().contains("not a usable"));
+    }
+
+    #[test]
+    fn the_import_form_becomes_options() {
+        let options: serde_json::Value =
+            serde_json::from_str(&import_options("E-mail = email\nNotes =\n", "skip", "email", " VIP ").unwrap()).unwrap();
+        assert_eq!(options["mapping"]["E-mail"], "email");
+        assert_eq!(options["mapping"]["Notes"], "");
+        assert_eq!((options["dedupe"].as_str(), options["list"].as_str()), (Some("skip"), Some("VIP")));
+        assert!(import_options("no equals sign", "update", "email", "").unwrap_err().contains("line 1"));
     }
 }

@@ -73,6 +73,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/bulk-runs/:id") view=pages::bulk::BulkRunPage/>
                         <Route path=path!("/contacts") view=pages::contacts::ContactsPage/>
                         <Route path=path!("/contacts/new") view=pages::contacts::ContactEditPage/>
+                        <Route path=path!("/contacts/import") view=pages::contacts::ContactImportPage/>
                         <Route path=path!("/contacts/:id") view=pages::contacts::ContactPage/>
                         <Route path=path!("/contacts/:id/edit") view=pages::contacts::ContactEditPage/>
                     </Routes>

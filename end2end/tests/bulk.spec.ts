@@ -95,3 +95,23 @@ test("contacts: list, search, create, and the contact page with its flows", asyn
   await expect(page.locator("table.fields")).toContainText("Globex");
   await page.screenshot({ path: path.join("screenshots", "10-contact.png"), fullPage: true });
 });
+
+test("contacts: a CSV import runs in the background, its progress and refused rows shown", async ({ page }) => {
+  await open(page, "/contacts/import");
+  await page.getByLabel("CSV file").setInputFiles({
+    name: "people.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from("Mail,Company\nimp1@example.com,=HYPERLINK(1)\nimp2@example.com,Initech\nnot-an-email,X\n"),
+  });
+  await page.getByLabel("Column mapping").fill("Mail = email");
+  await page.getByLabel("Add everyone to the list").fill("Imported");
+  await page.getByRole("button", { name: "Import" }).click();
+  const progress = page.locator(".import-progress");
+  await expect(progress).toHaveAttribute("data-status", "done");
+  await expect(progress).toContainText("3 row(s) read: 2 created, 0 updated, 0 skipped, 1 refused");
+  await expect(progress.locator("table.import-errors")).toContainText("not an email");
+  await expect(progress.locator("table.import-errors td").first()).toHaveText("4");
+  await page.screenshot({ path: path.join("screenshots", "11-contact-import.png"), fullPage: true });
+  await open(page, "/contacts?list=Imported");
+  await expect(page.locator("table.contacts tbody tr")).toHaveCount(2);
+});

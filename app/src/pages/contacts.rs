@@ -25,6 +25,7 @@ pub fn ContactsPage() -> impl IntoView {
                 <h1>"Contacts"</h1>
                 <div class="actions">
                     <a class="button" href=move || format!("/api/v1/contacts/export.csv?q={}&list={}", encode(&q()), encode(&list())) download="contacts.csv">"Export CSV"</a>
+                    <a class="button" href="/contacts/import">"Import CSV"</a>
                     <a class="button primary" href="/contacts/new">"New contact"</a>
                 </div>
             </div>
@@ -195,7 +196,7 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
                 <h1>{title}</h1>
                 <p class="meta">
                     {c.mobile.clone()} {c.timezone.clone().map(|z| format!(" · {z}"))} {c.owner.clone().map(|o| format!(" · owner {o}"))}
-                    {format!(" · created {}", detail.created_at)}
+                    {format!(" · created {}", detail.created_at.get(..16).unwrap_or(&detail.created_at).replace('T', " "))}
                     {(!c.opted_out.is_empty()).then(|| format!(" · opted out of {}", c.opted_out.iter().cloned().collect::<Vec<_>>().join(", ")))}
                     {c.blocked.then_some(" · blocked")}
                 </p>
@@ -221,10 +222,16 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
             </section>
         </div>
         <h2>"Flows"</h2>
-        <table class="participations">
-            <thead><tr><th>"Flow"</th><th>"Step"</th><th>"Status"</th><th>"Agent"</th><th></th></tr></thead>
-            <tbody>{flows}</tbody>
-        </table>
+        {if detail.participations.is_empty() {
+            view! { <p class="empty">"Not in any flow."</p> }.into_any()
+        } else {
+            view! {
+                <table class="participations">
+                    <thead><tr><th>"Flow"</th><th>"Step"</th><th>"Status"</th><th>"Agent"</th><th></th></tr></thead>
+                    <tbody>{flows}</tbody>
+                </table>
+            }.into_any()
+        }}
         <h2>"Tasks and follow-ups"</h2>
         <table class="contact-tasks">
             <thead><tr><th>"Task"</th><th>"Flow"</th><th>"Owner"</th><th>"Status"</th><th>"Due"</th></tr></thead>
@@ -308,4 +315,154 @@ fn ContactForm(detail: Option<ContactDetail>) -> impl IntoView {
         </ActionForm>
     }
     .into_any()
+}
+
+/// Upload a CSV (streamed to the server, imported in the background) and
+/// watch its progress, counts and refused rows.
+#[component]
+pub fn ContactImportPage() -> impl IntoView {
+    use std::time::Duration;
+
+    use crate::contacts_api::get_contact_import;
+
+    let file = NodeRef::<leptos::html::Input>::new();
+    let mapping = RwSignal::new(String::new());
+    let dedupe = RwSignal::new("update".to_owned());
+    let match_on = RwSignal::new("email".to_owned());
+    let list = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let job = RwSignal::new(None::<i64>);
+    let tick = RwSignal::new(0u32);
+    let poller = StoredValue::new(None::<IntervalHandle>);
+    let info = Resource::new(move || (job.get(), tick.get()), |(id, _)| async move {
+        match id {
+            Some(id) => Some(get_contact_import(id).await),
+            None => None,
+        }
+    });
+    Effect::new(move || {
+        if let Some(Some(Ok(info))) = info.get() {
+            if info.status != "running" {
+                if let Some(handle) = poller.get_value() {
+                    handle.clear();
+                    poller.set_value(None);
+                }
+            }
+        }
+    });
+    let started = move |id: i64| {
+        job.set(Some(id));
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), Duration::from_millis(400)) {
+            poller.set_value(Some(handle));
+        }
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let options = match crate::contacts_api::import_options(&mapping.get(), &dedupe.get(), &match_on.get(), &list.get()) {
+            Ok(options) => options,
+            Err(message) => return error.set(Some(message)),
+        };
+        upload(file, options, error, started);
+    };
+    view! {
+        <Title text="Import contacts"/>
+        <section class="page">
+            <div class="page-head">
+                <div>
+                    <p class="crumbs"><a href="/contacts">"Contacts"</a></p>
+                    <h1>"Import contacts"</h1>
+                    <p class="meta">"A CSV of any size, with a header row. Columns keep their name (email, mobile, timezone, owner, lists, or a custom field) unless mapped."</p>
+                </div>
+            </div>
+            {move || error.get().map(|message| view! { <ErrorNote message/> })}
+            <form class="contact-form" on:submit=submit>
+                <label>"CSV file" <input type="file" accept=".csv,text/csv" node_ref=file/></label>
+                <label>"Column mapping (one “column = field” a line; an empty field leaves the column out)"
+                    <textarea rows="4" on:input=move |ev| mapping.set(event_target_value(&ev))></textarea>
+                </label>
+                <label>"Existing contacts (same email, or mobile)"
+                    <select on:change=move |ev| dedupe.set(event_target_value(&ev))>
+                        <option value="update">"Update them with the file's values"</option>
+                        <option value="skip">"Leave them as they are"</option>
+                    </select>
+                </label>
+                <label>"Match by"
+                    <select on:change=move |ev| match_on.set(event_target_value(&ev))>
+                        <option value="email">"Email, then mobile"</option>
+                        <option value="mobile">"Mobile, then email"</option>
+                    </select>
+                </label>
+                <label>"Add everyone to the list" <input type="text" on:input=move |ev| list.set(event_target_value(&ev))/></label>
+                <button type="submit" class="primary">"Import"</button>
+            </form>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Some(Ok(info)) => view! {
+                            <div class="progress-box import-progress" data-status=info.status.clone()>
+                                <progress max="100" value=info.percent()></progress>
+                                <p class="progress-text">
+                                    {format!("Import {}: {} — {} row(s) read: {} created, {} updated, {} skipped, {} refused",
+                                        info.id, info.status, info.rows_done, info.created, info.updated, info.skipped, info.failed)}
+                                </p>
+                                {info.error.clone().map(|e| view! { <p class="notice error">{e}</p> })}
+                                {(!info.errors.is_empty()).then(|| view! {
+                                    <table class="import-errors">
+                                        <thead><tr><th>"Line"</th><th>"Why it was refused"</th></tr></thead>
+                                        <tbody>{info.errors.iter().map(|(line, reason)| view! { <tr><td>{*line}</td><td>{reason.clone()}</td></tr> }).collect_view()}</tbody>
+                                    </table>
+                                    <a href=format!("/api/v1/contacts/imports/{}/errors.csv", info.id)>"All refused rows (CSV)"</a>
+                                })}
+                            </div>
+                        }.into_any(),
+                        Some(Err(err)) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                        None => ().into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// Sends the chosen file and the options to the import endpoint (multipart,
+/// so the browser streams the file); `started` gets the job's id.
+fn upload(file: NodeRef<leptos::html::Input>, options: String, error: RwSignal<Option<String>>, started: impl Fn(i64) + 'static) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(chosen) = file.get().and_then(|input| input.files()).and_then(|files| files.get(0)) else {
+            return error.set(Some("Choose a CSV file.".into()));
+        };
+        leptos::task::spawn_local(async move {
+            let sent = async {
+                let form = web_sys::FormData::new()?;
+                form.append_with_str("options", &options)?;
+                form.append_with_blob_and_filename("file", &chosen, &chosen.name())?;
+                let init = web_sys::RequestInit::new();
+                init.set_method("POST");
+                init.set_body(&form.into());
+                let window = web_sys::window().ok_or_else(|| wasm_bindgen::JsValue::from_str("no window"))?;
+                let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str_and_init("/api/v1/contacts/imports", &init)).await?.dyn_into()?;
+                let body = wasm_bindgen_futures::JsFuture::from(response.json()?).await?;
+                let text = js_sys::JSON::stringify(&body)?.as_string().unwrap_or_default();
+                Ok::<_, wasm_bindgen::JsValue>((response.status(), text))
+            };
+            match sent.await {
+                Ok((202, text)) => match serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["id"].as_i64()) {
+                    Some(id) => {
+                        error.set(None);
+                        started(id);
+                    }
+                    None => error.set(Some("The server's answer could not be read.".into())),
+                },
+                Ok((_, text)) => {
+                    let detail = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["detail"].as_str().map(str::to_owned));
+                    error.set(Some(detail.unwrap_or_else(|| "The import was refused.".into())));
+                }
+                Err(_) => error.set(Some("The file could not be sent.".into())),
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (file, options, error, started);
 }

@@ -5,7 +5,7 @@ use leptos::prelude::ServerFnError;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use app::contacts_api::{
-    ActionPreview, ContactDetail, ContactPage, ContactRow, ContactsBackend, MessageEntry, ParticipantPage, ParticipantRow, Participation, RunInfo,
+    ActionPreview, ContactDetail, ContactPage, ContactRow, ContactsBackend, ImportInfo, MessageEntry, ParticipantPage, ParticipantRow, Participation, RunInfo,
     TaskEntry, TimelineEntry,
 };
 use app::core::contact::Contact;
@@ -257,5 +257,24 @@ impl ContactsBackend for Runtime {
         let actor = crate::actor::for_server_fn().await?;
         let undone = bulk::undo(self.pool(), id, actor.as_str(), self.now()).await.map_err(fail)?;
         Ok(format!("Undone: {undone} participant(s) went back to what they had before run {id}."))
+    }
+
+    async fn import(&self, id: i64) -> Result<ImportInfo, ServerFnError> {
+        let mut conn = self.pool().acquire().await.map_err(fail)?;
+        let job = super::import::job(&mut conn, id, 100).await.map_err(fail)?;
+        Ok(ImportInfo {
+            id: job.id,
+            file_name: job.file_name,
+            status: job.status,
+            bytes_total: job.bytes_total,
+            bytes_done: job.bytes_done,
+            rows_done: job.rows_done,
+            created: job.created,
+            updated: job.updated,
+            skipped: job.skipped,
+            failed: job.failed,
+            error: job.error,
+            errors: job.errors,
+        })
     }
 }
