@@ -514,3 +514,30 @@ async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_exp
     assert_eq!(runs.as_array().unwrap().len(), 2);
     assert_eq!(runs[0]["status"], "undone");
 }
+
+#[tokio::test]
+async fn rest_contacts_are_edited_and_deleted_with_clear_errors() {
+    let api = api().await;
+    let (status, made) = api.json(Method::POST, "/api/v1/contacts", json!({"email": "e@x.test", "fields": {"a": "1"}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = made["id"].as_i64().unwrap();
+    let edit = json!({"email": "e@x.test", "mobile": "+15550100", "fields": {"b": "2"}, "lists": ["L"]});
+    let (status, _) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), edit.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = api.get_json(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!((stored["fields"].clone(), stored["lists"].clone()), (json!({"b": "2"}), json!(["L"])), "replaced, not merged");
+
+    let (_, other) = api.json(Method::POST, "/api/v1/contacts", json!({"email": "f@x.test"})).await;
+    let (status, body) = api.json(Method::PUT, &format!("/api/v1/contacts/{}", other["id"]), json!({"email": "E@x.test"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("contact_exists")));
+
+    let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{id}"), json!({})).await;
+    assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(api.get_json("/api/v1/contacts?q=e%40x.test").await["total"], 0, "deleted contacts are not listed");
+    let stored = api.get_json(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!((stored.get("email"), stored["fields"].clone(), stored["lists"].clone()), (None, json!({}), json!([])));
+    let (status, body) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), edit).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("contact_deleted")));
+    let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{id}"), json!({})).await;
+    assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(false)), "erasing twice changes nothing");
+}
