@@ -40,6 +40,9 @@ ALTER TABLE participants ADD COLUMN reserved_for TEXT;
 ALTER TABLE participants ADD COLUMN callback_at INTEGER;   -- unix ms
 ALTER TABLE participants ADD COLUMN callback_owner TEXT;
 CREATE INDEX participants_callbacks ON participants (callback_at) WHERE callback_at IS NOT NULL;
+-- The bulk run (move / copy to flow) that created a participant.
+ALTER TABLE participants ADD COLUMN created_by_run INTEGER;
+CREATE INDEX participants_created_by_run ON participants (created_by_run) WHERE created_by_run IS NOT NULL;
 
 -- Bulk runs are background jobs: the participants they apply to are
 -- snapshotted first (bulk_run_items, with what each had before, so the

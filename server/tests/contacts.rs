@@ -279,6 +279,13 @@ mod bulk_jobs {
         let moving = Params { flow_id: Some(third), duplicates: Duplicates::Move, ..Params::default() };
         let run = w.bulk(request(Action::MoveToFlow, in_flow(from), moving)).await.unwrap();
         assert_eq!(run.count, 3);
+        let made: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE created_by_run = ? AND flow_id = ?")
+            .bind(run.id)
+            .bind(third)
+            .fetch_one(w.pool())
+            .await
+            .unwrap();
+        assert_eq!(made, 3, "the run's new participants name it");
         assert_eq!(w.statuses(from).await, ["exited", "exited", "exited"]);
         assert_eq!(w.statuses(third).await.len(), 4);
         let reason: String = sqlx::query_scalar("SELECT json_extract(state, '$.reason') FROM participants WHERE id = ?").bind(ps[1]).fetch_one(w.pool()).await.unwrap();

@@ -792,19 +792,23 @@ async fn move_chunk(tx: &mut SqliteConnection, params: &Params, version: Option<
     let mut template = Participant::new(0);
     template.status = status;
     let at = now.to_string();
+    let run = chunk.run;
+    // Only contacts active in the target before this run count as duplicates;
+    // a contact gets one new participant however its participants fall into chunks.
     let dupes = match params.duplicates {
         Duplicates::Ignore => format!(
             " AND contact_id NOT IN (SELECT contact_id FROM participants WHERE flow_id = {flow}
-               AND status NOT IN ('completed', 'exited', 'cancelled', 'failed'))"
+               AND status NOT IN ('completed', 'exited', 'cancelled', 'failed') AND coalesce(created_by_run, 0) <> {run})"
         ),
         Duplicates::Move => String::new(),
     };
     let active = if params.mode == MoveMode::Move { " AND status NOT IN ('completed', 'exited', 'cancelled')" } else { "" };
-    // One new participant per contact, even when several of its participants were chosen.
     let created = sqlx::query(&format!(
-        "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at)
-         SELECT ?1, ?2, contact_id, ?3, json_set(?4, '$.seed', min(id) * 40503 + ?5), ?5, ?5, ?6, ?6
-         FROM participants WHERE id IN ({ids}){active}{dupes} GROUP BY contact_id"
+        "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at, created_by_run)
+         SELECT ?1, ?2, contact_id, ?3, json_set(?4, '$.seed', min(id) * 40503 + ?5), ?5, ?5, ?6, ?6, {run}
+         FROM participants WHERE id IN ({ids}){active}{dupes}
+           AND contact_id NOT IN (SELECT contact_id FROM participants WHERE created_by_run = {run})
+         GROUP BY contact_id"
     ))
     .bind(flow)
     .bind(version)
