@@ -8,6 +8,7 @@ pub mod admin_api;
 pub mod api;
 pub mod auth;
 pub mod components;
+pub mod contacts_api;
 pub mod core;
 pub mod pages;
 pub mod runtime_api;
@@ -95,6 +96,13 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/review") view=pages::review::ReviewPage/>
                         <Route path=path!("/inbox") view=pages::inbox::InboxPage/>
                         <Route path=path!("/participants/:id") view=pages::participant::ParticipantPage/>
+                        <Route path=path!("/participants") view=pages::bulk::ParticipantSearchPage/>
+                        <Route path=path!("/bulk-runs/:id") view=pages::bulk::BulkRunPage/>
+                        <Route path=path!("/contacts") view=pages::contacts::ContactsPage/>
+                        <Route path=path!("/contacts/new") view=pages::contacts::ContactEditPage/>
+                        <Route path=path!("/contacts/import") view=pages::contacts::ContactImportPage/>
+                        <Route path=path!("/contacts/:id") view=pages::contacts::ContactPage/>
+                        <Route path=path!("/contacts/:id/edit") view=pages::contacts::ContactEditPage/>
                     </Routes>
                 </main>
             </div>

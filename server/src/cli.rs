@@ -66,6 +66,24 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Import contacts from a CSV file (streamed; any size). Prints the
+    /// counts and the refused rows; exits 0 when every row was imported, 1
+    /// when some were refused, 2 when the file or options cannot work.
+    ImportContacts {
+        file: PathBuf,
+        /// A column going to a field: `--map "E-mail=email"`; `--map "Notes="` leaves a column out.
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// Existing contacts (same email, or mobile): `update` them or `skip` them.
+        #[arg(long, default_value = "update")]
+        dedupe: String,
+        /// Match rows by `email` first or by `mobile` first.
+        #[arg(long, default_value = "email")]
+        match_on: String,
+        /// A list every imported contact joins.
+        #[arg(long)]
+        list: Option<String>,
+    },
     /// Run one contact through a flow file on a virtual clock, effects
     /// captured instead of sent.
     Simulate {
@@ -335,4 +353,62 @@ pub async fn export_command(database_url: &str, flow_id: i64, output: Option<Pat
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `waymark import-contacts`: the same import the REST API runs, on a local file.
+pub async fn import_contacts_command(
+    database_url: &str,
+    file: &std::path::Path,
+    map: &[String],
+    dedupe: &str,
+    match_on: &str,
+    list: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use crate::runtime::import::{self, ImportOptions};
+    let mut mapping = std::collections::BTreeMap::new();
+    for pair in map {
+        let Some((column, field)) = pair.split_once('=') else {
+            eprintln!("waymark: --map takes COLUMN=FIELD, not “{pair}”");
+            return Ok(ExitCode::from(2));
+        };
+        mapping.insert(column.to_owned(), field.to_owned());
+    }
+    let options: ImportOptions = match serde_json::from_value(serde_json::json!({"mapping": mapping, "dedupe": dedupe, "match_on": match_on, "list": list})) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("waymark: {err} (dedupe: update or skip; match-on: email or mobile)");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let pool = store::connect(database_url).await?;
+    let runtime = crate::runtime::Runtime::new(pool.clone(), std::sync::Arc::new(crate::runtime::SystemClock), "cli");
+    if let Err(err) = import::check(file, &options).await {
+        eprintln!("waymark: {}", err.public_message());
+        return Ok(ExitCode::from(2));
+    }
+    let started = std::time::Instant::now();
+    let job = import::create_job(&runtime, file, file.file_name().and_then(|n| n.to_str()), &options, "cli").await?;
+    let outcome = import::run(&runtime, job, file.to_owned(), options).await;
+    let mut conn = pool.acquire().await?;
+    let report = import::job(&mut conn, job, 50).await?;
+    println!(
+        "import {job}: {} row(s) in {:.1} s: {} created, {} updated, {} skipped, {} refused",
+        report.rows_done,
+        started.elapsed().as_secs_f64(),
+        report.created,
+        report.updated,
+        report.skipped,
+        report.failed
+    );
+    for (line, reason) in &report.errors {
+        println!("  line {line}: {reason}");
+    }
+    if report.failed > report.errors.len() as i64 {
+        println!("  … and {} more (GET /api/v1/contacts/imports/{job}/errors.csv)", report.failed - report.errors.len() as i64);
+    }
+    if let Err(err) = outcome {
+        eprintln!("waymark: the import stopped: {}", err.public_message());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

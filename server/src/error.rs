@@ -32,6 +32,18 @@ pub enum Error {
     /// 404 `participant_not_found`.
     #[error("There is no participant with id {0}.")]
     ParticipantNotFound(i64),
+    /// 404 `import_not_found`.
+    #[error("There is no contact import with id {0}.")]
+    ImportNotFound(i64),
+    /// 404 `bulk_run_not_found`.
+    #[error("There is no bulk run with id {0}.")]
+    RunNotFound(i64),
+    /// 403 `link_invalid`: a download link whose signature does not match.
+    #[error("This download link is not valid: it was changed or is incomplete. Ask for the data file again.")]
+    LinkInvalid,
+    /// 410 `link_expired`: a download link past its 24 hours.
+    #[error("This download link expired at {0}; links are valid for 24 hours. Ask for the data file again.")]
+    LinkExpired(String),
     /// 409 `contact_exists`.
     #[error("A contact with the email “{0}” already exists.")]
     ContactExists(String),
@@ -116,7 +128,11 @@ impl Error {
             | Error::VersionNotFound { .. }
             | Error::RouteNotFound
             | Error::ContactNotFound(_)
-            | Error::ParticipantNotFound(_) => StatusCode::NOT_FOUND,
+            | Error::ParticipantNotFound(_)
+            | Error::ImportNotFound(_)
+            | Error::RunNotFound(_) => StatusCode::NOT_FOUND,
+            Error::LinkInvalid => StatusCode::FORBIDDEN,
+            Error::LinkExpired(_) => StatusCode::GONE,
             Error::NameTaken(_)
             | Error::StaleRevision { .. }
             | Error::ContactExists(_)
@@ -149,6 +165,10 @@ impl Error {
             Error::ContactNotFound(_) => "contact_not_found",
             Error::ParticipantNotFound(_) => "participant_not_found",
             Error::ContactExists(_) => "contact_exists",
+            Error::ImportNotFound(_) => "import_not_found",
+            Error::RunNotFound(_) => "bulk_run_not_found",
+            Error::LinkInvalid => "link_invalid",
+            Error::LinkExpired(_) => "link_expired",
             Error::FlowHasParticipants(_) => "flow_has_participants",
             Error::NoPendingAction(_) => "nothing_to_do",
             Error::NotFailed(_) => "not_failed",

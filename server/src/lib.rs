@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod actor;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -70,6 +71,7 @@ pub fn router(mut state: AppState) -> Router {
     let backend: app::api::Backend = Arc::new(state.store.clone());
     let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
     let admin: app::admin_api::AdminHandle = Arc::new(admin::Admin { pool: state.store.pool().clone() });
+    let contacts: app::contacts_api::ContactsHandle = Arc::new(state.runtime.clone());
     let routes = generate_route_list(app::App);
     let endpoints = api_endpoints();
     let pages: Vec<String> = routes.iter().map(|route| route.path().to_owned()).collect();
@@ -79,11 +81,12 @@ pub fn router(mut state: AppState) -> Router {
         api = api.route(endpoint.path, endpoint.handler);
     }
     let pages = {
-        let (backend, runtime, admin) = (backend.clone(), runtime.clone(), admin.clone());
+        let (backend, runtime, admin, contacts) = (backend.clone(), runtime.clone(), admin.clone(), contacts.clone());
         move || {
             provide_context(backend.clone());
             provide_context(runtime.clone());
             provide_context(admin.clone());
+            provide_context(contacts.clone());
         }
     };
     let shell = {

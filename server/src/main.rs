@@ -35,6 +35,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { file, name } => cli::import_command(&cli.database_url, &file, name).await,
         Command::Export { flow_id, output } => cli::export_command(&cli.database_url, flow_id, output).await,
+        Command::ImportContacts { file, map, dedupe, match_on, list } => {
+            cli::import_contacts_command(&cli.database_url, &file, &map, &dedupe, &match_on, list).await
+        }
         Command::Migrate => {
             store::connect(&cli.database_url).await?;
             println!("database at {} is up to date", cli.database_url);
@@ -48,7 +51,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!("seeded the demo flow");
             }
             let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()))
-                .with_lease(jiff::SignedDuration::from_secs(lease_secs));
+                .with_lease(jiff::SignedDuration::from_secs(lease_secs))
+                .with_files_dir(files_dir(&cli.database_url));
+            let interrupted = server::runtime::import::fail_interrupted(store.pool()).await?;
+            if interrupted > 0 {
+                tracing::warn!(interrupted, "contact imports were cut short by the last stop; marked failed");
+            }
+            server::runtime::bulk::resume_interrupted(store.pool(), runtime.files_dir()).await?;
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let mut state = AppState::new(leptos_options(addr), store, runtime);
@@ -63,6 +72,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Data files live beside the database file (`data/files` for `data/waymark.db`).
+fn files_dir(database_url: &str) -> std::path::PathBuf {
+    let path = database_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    std::path::Path::new(path).parent().map(|p| p.join("files")).unwrap_or_else(|| std::path::PathBuf::from("files"))
 }
 
 async fn shutdown() {

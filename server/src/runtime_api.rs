@@ -1,8 +1,9 @@
 //! The runtime's REST routes under `/api/v1`: contacts, enrollment,
 //! participants, their timelines, and agents' tasks.
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::http::Method;
 use axum::Extension;
@@ -17,17 +18,30 @@ use app::auth::{Access, Role, Viewer};
 
 use crate::audit;
 use crate::auth::{Auth, Endpoint};
+use crate::actor::Actor;
 use crate::error::{Error, Json, Result};
-use crate::runtime::contacts;
+use crate::runtime::bulk::{self, BulkRequest, Criteria};
+use crate::runtime::contacts::{self, ContactSearch};
+use crate::runtime::{datafile, export, import};
 use crate::AppState;
+
+/// The largest contact file an import takes: 2 GiB (streamed to disk, never held in memory).
+pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// The runtime routes and who may use them. Agents reach their own tasks,
 /// participants and contacts (`SignedIn`, narrowed by ownership below).
 pub fn endpoints() -> Vec<Endpoint> {
-    use Access::{Marketer, SignedIn};
+    use Access::{Marketer, Public, SignedIn};
     vec![
         Endpoint::new(Method::POST, "/contacts", Marketer, create_contact),
+        Endpoint::new(Method::GET, "/contacts", Marketer, list_contacts),
+        Endpoint::new(Method::GET, "/contacts/export.csv", Marketer, export_contacts),
+        Endpoint::new(Method::POST, "/contacts/imports", Marketer, import_contacts).with_body_limit(MAX_IMPORT_BYTES as usize),
+        Endpoint::new(Method::GET, "/contacts/imports/{id}", Marketer, get_import),
+        Endpoint::new(Method::GET, "/contacts/imports/{id}/errors.csv", Marketer, import_errors_csv),
         Endpoint::new(Method::GET, "/contacts/{id}", SignedIn, get_contact),
+        Endpoint::new(Method::PUT, "/contacts/{id}", Marketer, update_contact),
+        Endpoint::new(Method::DELETE, "/contacts/{id}", Marketer, delete_contact),
         Endpoint::new(Method::POST, "/contacts/{id}/lists", Marketer, add_to_list),
         Endpoint::new(Method::POST, "/flows/{id}/enroll", Marketer, enroll),
         Endpoint::new(Method::POST, "/flows/{id}/enroll/csv", Marketer, enroll_csv),
@@ -40,6 +54,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/tasks", SignedIn, tasks),
         Endpoint::new(Method::POST, "/participants/bulk/preview", Marketer, bulk_preview),
         Endpoint::new(Method::POST, "/participants/bulk", Marketer, bulk_apply),
+        Endpoint::new(Method::POST, "/participants/export.csv", Marketer, export_participants),
+        Endpoint::new(Method::GET, "/bulk-runs", Marketer, list_runs),
+        Endpoint::new(Method::GET, "/bulk-runs/{id}", Marketer, get_run),
+        Endpoint::new(Method::POST, "/bulk-runs/{id}/undo", Marketer, undo_run),
+        // Emailed to whoever asked for it: the signature and its 24-hour
+        // expiry are the access check.
+        Endpoint::new(Method::GET, "/data-files/{id}", Public, download_data_file),
     ]
 }
 
@@ -298,9 +319,9 @@ async fn tasks(State(state): State<AppState>, Extension(viewer): Extension<Viewe
     // An agent's inbox is their own, whatever they ask for.
     let owner = if viewer.role == Role::Agent { Some(viewer.email.clone()) } else { query.owner };
     let rows = sqlx::query(
-        "SELECT a.participant_id, a.step, a.kind, a.due_at, a.owner, a.subject, a.outcome, p.contact_id, p.flow_id
+        "SELECT a.participant_id, a.step, a.kind, a.due_at, coalesce(p.reserved_for, a.owner), a.subject, a.outcome, p.contact_id, p.flow_id
          FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR lower(a.owner) = lower(?1))
+         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower(?1))
          ORDER BY a.due_at LIMIT 500",
     )
     .bind(owner)
@@ -320,33 +341,206 @@ async fn tasks(State(state): State<AppState>, Extension(viewer): Extension<Viewe
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BulkRequest {
-    action: crate::runtime::bulk::Action,
-    #[serde(default)]
-    criteria: crate::runtime::bulk::Criteria,
-    disposition: Option<String>,
-}
-
-/// What an action would do and to how many, before it runs.
+/// What an action would do (in words), to how many, and ten of them, before it runs.
 async fn bulk_preview(State(state): State<AppState>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
-    let (count, sample) = crate::runtime::bulk::preview(state.runtime.pool(), &body.criteria).await?;
-    Ok(Json(json!({"action": body.action.as_str(), "effect": body.action.effect(), "count": count, "sample": sample})))
+    Ok(Json(bulk::describe(state.runtime.pool(), &body, state.runtime.now()).await?))
 }
 
-async fn bulk_apply(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Json(body): Json<BulkRequest>) -> Result<impl IntoResponse> {
-    let changed = crate::runtime::bulk::apply(
-        state.runtime.pool(),
-        &body.criteria,
-        &body.action,
-        body.disposition.as_deref(),
-        &viewer.actor(),
-        state.runtime.now(),
-    )
-    .await?;
+/// Starts a bulk run in the background: 202 with the run, whose progress
+/// `GET /bulk-runs/{id}` shows. Bad input and empty matches are refused
+/// with nothing changed.
+async fn bulk_apply(State(state): State<AppState>, actor: Actor, Json(body): Json<BulkRequest>) -> Result<Response> {
+    let pool = state.runtime.pool().clone();
+    let id = bulk::start(&pool, &body, actor.as_str(), state.runtime.now()).await?;
+    let view = bulk::view(&pool, id).await?;
     let criteria = serde_json::to_string(&body.criteria).unwrap_or_default();
-    let detail = format!("{changed} participant(s); criteria {criteria}");
-    audit::record(state.runtime.pool(), &viewer.actor(), &format!("bulk.{}", body.action.as_str()), "participants", &detail).await?;
-    Ok(Json(json!({"action": body.action.as_str(), "changed": changed})))
+    audit::record(&pool, actor.as_str(), &format!("bulk.{}", body.action.as_str()), &format!("bulk run {id}"), &format!("criteria {criteria}")).await?;
+    let files = state.runtime.files_dir().to_owned();
+    tokio::spawn(async move {
+        let _ = bulk::run(&pool, &files, id).await;
+    });
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/api/v1/bulk-runs/{id}"))], Json(view)).into_response())
+}
+
+async fn list_runs(State(state): State<AppState>) -> Result<impl IntoResponse> {
+    Ok(Json(bulk::recent(state.runtime.pool(), 100).await?))
+}
+
+async fn get_run(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    Ok(Json(bulk::view(state.runtime.pool(), id(&raw, Error::RunNotFound)?).await?))
+}
+
+/// Undoes a finished pause, suppress, reserve/unreserve or set/cancel callback.
+async fn undo_run(State(state): State<AppState>, actor: Actor, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let run = id(&raw, Error::RunNotFound)?;
+    let undone = bulk::undo(state.runtime.pool(), run, actor.as_str(), state.runtime.now()).await?;
+    audit::record(state.runtime.pool(), actor.as_str(), "bulk.undo", &format!("bulk run {run}"), &format!("{undone} participant(s) restored")).await?;
+    Ok(Json(json!({"undone": undone, "run": bulk::view(state.runtime.pool(), run).await?})))
+}
+
+fn csv_response(name: &str, body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Participants matching criteria (JSON body), as CSV, streamed.
+async fn export_participants(State(state): State<AppState>, Json(criteria): Json<Criteria>) -> Result<Response> {
+    criteria.check()?;
+    let body = Body::from_stream(export::stream(state.runtime.pool().clone(), export::ParticipantsExport { criteria, run: None }));
+    Ok(csv_response("participants.csv", body))
+}
+
+/// Contacts matching `q` / `list`, as CSV with a column per custom field, streamed.
+async fn export_contacts(State(state): State<AppState>, Query(search): Query<ContactSearch>) -> Result<Response> {
+    let export = export::ContactsExport::new(state.runtime.pool(), search).await?;
+    Ok(csv_response("contacts.csv", Body::from_stream(export::stream(state.runtime.pool().clone(), export))))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    page: i64,
+    per_page: Option<i64>,
+    #[serde(flatten)]
+    search: ContactSearch,
+}
+
+/// A page of contacts (newest first) matching `q` and `list`.
+async fn list_contacts(State(state): State<AppState>, Query(query): Query<Page>) -> Result<impl IntoResponse> {
+    let per_page = query.per_page.unwrap_or(50).clamp(1, 200);
+    let mut conn = state.runtime.pool().acquire().await?;
+    let (total, found) = contacts::search(&mut conn, &query.search, query.page, per_page).await?;
+    Ok(Json(json!({"total": total, "page": query.page.max(0), "per_page": per_page, "contacts": found})))
+}
+
+/// Replaces a contact's data (email, mobile, zone, owner, fields, lists, consent).
+async fn update_contact(State(state): State<AppState>, Path(raw): Path<String>, Json(contact): Json<Contact>) -> Result<impl IntoResponse> {
+    let id = id(&raw, Error::ContactNotFound)?;
+    let mut tx = state.runtime.pool().begin().await?;
+    let before = contacts::load(&mut tx, id).await?;
+    contacts::update(&mut tx, id, &contact).await?;
+    let joined: Vec<String> = contact.lists.difference(&before.lists).cloned().collect();
+    let enrolled = state.runtime.enroll_by_lists(&mut tx, id, &joined).await?;
+    tx.commit().await?;
+    Ok(Json(json!({"id": id, "enrolled": enrolled})))
+}
+
+/// Erases one contact's personal data; its history stays.
+async fn delete_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let id = id(&raw, Error::ContactNotFound)?;
+    let mut tx = state.runtime.pool().begin().await?;
+    contacts::load(&mut tx, id).await?;
+    let erased = contacts::erase(&mut tx, &format!("SELECT {id}"), &state.runtime.now().to_string()).await?;
+    tx.commit().await?;
+    Ok(Json(json!({"id": id, "erased": erased == 1})))
+}
+
+fn bad_import(message: String) -> Error {
+    Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_import", message }
+}
+
+/// Imports contacts from a CSV (multipart: an `options` part with JSON —
+/// mapping, dedupe, match_on, list — and a `file` part). The file is
+/// streamed to disk as it arrives, checked (header, mapping), then
+/// imported in the background: 202 with the job to poll.
+async fn import_contacts(State(state): State<AppState>, actor: Actor, mut multipart: Multipart) -> Result<Response> {
+    use tokio::io::AsyncWriteExt;
+    let multipart_error = |err: axum::extract::multipart::MultipartError| Error::BadBody {
+        status: err.status(),
+        code: if err.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_multipart" },
+        message: format!("The upload cannot be read: {}", err.body_text()),
+    };
+    let mut options = import::ImportOptions::default();
+    let mut file: Option<(tempfile::TempPath, Option<String>)> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or_default() {
+            "options" => {
+                let text = field.text().await.map_err(multipart_error)?;
+                options = serde_json::from_str(&text).map_err(|err| bad_import(format!("The options cannot be read: {err}")))?;
+            }
+            "file" => {
+                let name = field.file_name().map(str::to_owned);
+                let (std_file, path) = tempfile::NamedTempFile::new().map_err(|err| Error::Internal(err.into()))?.into_parts();
+                let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(std_file));
+                let mut size = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    size += chunk.len() as u64;
+                    if size > MAX_IMPORT_BYTES {
+                        return Err(Error::BadBody {
+                            status: StatusCode::PAYLOAD_TOO_LARGE,
+                            code: "payload_too_large",
+                            message: format!("A contact file may be at most {} GiB.", MAX_IMPORT_BYTES >> 30),
+                        });
+                    }
+                    out.write_all(&chunk).await.map_err(|err| Error::Internal(err.into()))?;
+                }
+                out.flush().await.map_err(|err| Error::Internal(err.into()))?;
+                file = Some((path, name));
+            }
+            other => return Err(bad_import(format!("“{other}” is not a part of an import; send `options` and `file`."))),
+        }
+    }
+    let (path, name) = file.ok_or_else(|| bad_import("Send the CSV as a `file` part.".into()))?;
+    import::check(&path, &options).await?;
+    let job = import::create_job(&state.runtime, &path, name.as_deref(), &options, actor.as_str()).await?;
+    let runtime = state.runtime.clone();
+    tokio::spawn(async move {
+        let _ = import::run(&runtime, job, path.to_path_buf(), options).await;
+        drop(path); // the upload is removed once imported
+    });
+    let mut conn = state.runtime.pool().acquire().await?;
+    let view = import::job(&mut conn, job, 0).await?;
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/api/v1/contacts/imports/{job}"))], Json(view)).into_response())
+}
+
+/// An import's progress and counts, with its first 100 refused rows.
+async fn get_import(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let mut conn = state.runtime.pool().acquire().await?;
+    Ok(Json(import::job(&mut conn, id(&raw, Error::ImportNotFound)?, 100).await?))
+}
+
+/// Every listed refused row of an import: line, reason.
+async fn import_errors_csv(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response> {
+    let job = id(&raw, Error::ImportNotFound)?;
+    let mut conn = state.runtime.pool().acquire().await?;
+    import::job(&mut conn, job, 0).await?;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT line, reason FROM import_errors WHERE import_id = ? ORDER BY line").bind(job).fetch_all(&mut *conn).await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["line", "reason"]).map_err(|err| Error::Internal(err.into()))?;
+    for (line, reason) in rows {
+        out.write_record([line.to_string(), export::escape_cell(&reason).into_owned()]).map_err(|err| Error::Internal(err.into()))?;
+    }
+    let bytes = out.into_inner().map_err(|err| Error::Internal(anyhow::anyhow!("{err}")))?;
+    Ok(csv_response(&format!("import-{job}-errors.csv"), Body::from(bytes)))
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    expires: Option<i64>,
+    sig: Option<String>,
+}
+
+/// A data file behind its signed link: 403 `link_invalid` when the link was
+/// changed, 410 `link_expired` after 24 hours.
+async fn download_data_file(State(state): State<AppState>, Path(raw): Path<String>, Query(signed): Query<Signed>) -> Result<Response> {
+    let file = raw.parse::<i64>().map_err(|_| Error::LinkInvalid)?;
+    let (Some(expires), Some(sig)) = (signed.expires, signed.sig) else { return Err(Error::LinkInvalid) };
+    let path = datafile::open(state.runtime.pool(), file, expires, &sig, state.runtime.now()).await?;
+    let opened = tokio::fs::File::open(&path).await.map_err(|err| Error::Internal(err.into()))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"waymark-data-{file}.zip\"")),
+        ],
+        body,
+    )
+        .into_response())
 }

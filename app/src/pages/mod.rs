@@ -1,6 +1,8 @@
 //! One module per page.
 
 pub mod admin;
+pub mod bulk;
+pub mod contacts;
 pub mod flow;
 pub mod flows;
 pub mod inbox;

@@ -116,6 +116,12 @@ impl Endpoint {
         let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a routable method");
         Endpoint { method, path, access, handler: axum::routing::on(filter, handler) }
     }
+
+    /// Lets this route take bodies up to `bytes` (uploads), instead of the 2 MiB default.
+    pub fn with_body_limit(mut self, bytes: usize) -> Endpoint {
+        self.handler = self.handler.layer(axum::extract::DefaultBodyLimit::max(bytes));
+        self
+    }
 }
 
 fn is_safe(method: &Method) -> bool {

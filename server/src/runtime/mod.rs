@@ -9,7 +9,11 @@
 //! a unique idempotency key, so a replayed transition cannot enqueue twice.
 
 pub mod bulk;
+mod contact_pages;
 pub mod contacts;
+pub mod datafile;
+pub mod export;
+pub mod import;
 pub mod outbox;
 mod pages;
 
@@ -93,6 +97,8 @@ pub struct Runtime {
     lease: SignedDuration,
     batch: usize,
     versions: Arc<Mutex<VersionCache>>,
+    /// Where data files (bulk "email data file" ZIPs) are written.
+    files: std::path::PathBuf,
 }
 
 /// What one scheduler pass did.
@@ -186,7 +192,17 @@ impl Runtime {
             lease: SignedDuration::from_secs(30),
             batch: 500,
             versions: Arc::new(Mutex::new(HashMap::new())),
+            files: std::env::temp_dir().join("waymark-files"),
         }
+    }
+
+    pub fn with_files_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.files = dir.into();
+        self
+    }
+
+    pub fn files_dir(&self) -> &std::path::Path {
+        &self.files
     }
 
     pub fn with_batch(mut self, batch: usize) -> Self {
@@ -253,7 +269,7 @@ impl Runtime {
         Ok(enrolled)
     }
 
-    async fn enroll_in(&self, tx: &mut SqliteConnection, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
+    pub(crate) async fn enroll_in(&self, tx: &mut SqliteConnection, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
         let version: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
             .bind(flow_id)
             .fetch_one(&mut *tx)

@@ -1,0 +1,135 @@
+//! Data files: a ZIP holding a CSV of a bulk run's participants, behind a
+//! download link signed with HMAC-SHA256 and valid for 24 hours.
+//!
+//! The link names the file and its expiry; the signature covers both, so
+//! neither can be changed. The signing key is made once per installation
+//! and kept in the database (`installation.link_secret`). Sending the link
+//! by email is the mailer's work: the request is recorded here
+//! (`email_status`), never pretended.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use jiff::{SignedDuration, Timestamp};
+use sha2::Sha256;
+use sqlx::SqlitePool;
+
+use crate::error::{Error, Result};
+
+/// How long a link works.
+pub const LINK_VALIDITY: SignedDuration = SignedDuration::from_hours(24);
+
+/// Until the mailer exists and sends it.
+pub const NOT_SENT: &str = "waiting for the mailer: email is not configured yet, so it has not been sent";
+
+/// The installation's signing key, made on first use.
+async fn secret(pool: &SqlitePool) -> Result<Vec<u8>> {
+    if let Some(hex_key) = sqlx::query_scalar::<_, String>("SELECT value FROM installation WHERE key = 'link_secret'").fetch_optional(pool).await? {
+        return hex::decode(hex_key).map_err(|err| Error::Internal(anyhow::anyhow!("link secret unreadable: {err}")));
+    }
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).map_err(|err| Error::Internal(anyhow::anyhow!("no randomness for the link secret: {err}")))?;
+    // Two first uses at once: the first write wins, both read it back.
+    sqlx::query("INSERT OR IGNORE INTO installation (key, value) VALUES ('link_secret', ?)").bind(hex::encode(key)).execute(pool).await?;
+    let stored: String = sqlx::query_scalar("SELECT value FROM installation WHERE key = 'link_secret'").fetch_one(pool).await?;
+    hex::decode(stored).map_err(|err| Error::Internal(anyhow::anyhow!("link secret unreadable: {err}")))
+}
+
+fn mac(key: &[u8], id: i64, expires: i64) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("waymark-data-file:{id}:{expires}").as_bytes());
+    mac
+}
+
+/// The signed path and query of a data file's download.
+pub fn link(key: &[u8], id: i64, expires: Timestamp) -> String {
+    let expires = expires.as_second();
+    let sig = hex::encode(mac(key, id, expires).finalize().into_bytes());
+    format!("/api/v1/data-files/{id}?expires={expires}&sig={sig}")
+}
+
+/// Checks a link's signature, then its expiry (a tampered link is refused
+/// as invalid even when it is also old).
+pub fn verify(key: &[u8], id: i64, expires: i64, sig: &str, now: Timestamp) -> Result<()> {
+    let sig = hex::decode(sig).map_err(|_| Error::LinkInvalid)?;
+    mac(key, id, expires).verify_slice(&sig).map_err(|_| Error::LinkInvalid)?;
+    if now.as_second() > expires {
+        let at = Timestamp::from_second(expires).map(|t| t.to_string()).unwrap_or_else(|_| expires.to_string());
+        return Err(Error::LinkExpired(at));
+    }
+    Ok(())
+}
+
+/// A made data file.
+pub struct DataFile {
+    pub id: i64,
+    pub rows: u64,
+    pub link: String,
+    pub expires_at: Timestamp,
+    pub email_status: String,
+}
+
+/// Writes run `run`'s participants as `participants.csv` in a ZIP under
+/// `dir`, and records the file, its signed link and the email request.
+pub async fn make(pool: &SqlitePool, dir: &Path, run: i64, to: &[String], by: &str, now: Timestamp) -> Result<DataFile> {
+    std::fs::create_dir_all(dir).map_err(|err| Error::Internal(err.into()))?;
+    let path: PathBuf = dir.join(format!("bulk-run-{run}.zip"));
+    // Page by page into the deflate stream: the CSV is never whole in memory.
+    let file = std::fs::File::create(&path).map_err(|err| Error::Internal(err.into()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    zip.start_file("participants.csv", options).map_err(|err| Error::Internal(err.into()))?;
+    let rows = super::export::write_all(pool, &super::bulk::run_export(run), &mut zip).await?;
+    zip.finish().map_err(|err| Error::Internal(err.into()))?.flush().map_err(|err| Error::Internal(err.into()))?;
+    let key = secret(pool).await?;
+    let expires_at = now + LINK_VALIDITY;
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO data_files (run_id, path, rows, recipients, link, expires_at, email_status, created_by, created_at)
+         VALUES (?, ?, ?, ?, '', ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(run)
+    .bind(path.display().to_string())
+    .bind(rows as i64)
+    .bind(serde_json::to_string(to).expect("addresses serialize"))
+    .bind(expires_at.to_string())
+    .bind(NOT_SENT)
+    .bind(by)
+    .bind(now.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    let link = link(&key, id, Timestamp::from_second(expires_at.as_second()).unwrap_or(expires_at));
+    sqlx::query("UPDATE data_files SET link = ? WHERE id = ?").bind(&link).bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(DataFile { id, rows, link, expires_at, email_status: NOT_SENT.into() })
+}
+
+/// The file behind a verified link: its path on disk.
+pub async fn open(pool: &SqlitePool, id: i64, expires: i64, sig: &str, now: Timestamp) -> Result<PathBuf> {
+    let key = secret(pool).await?;
+    verify(&key, id, expires, sig, now)?;
+    let path: Option<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE id = ?").bind(id).fetch_optional(pool).await?;
+    path.map(PathBuf::from).ok_or(Error::LinkInvalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_works_until_it_expires_and_not_when_changed() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let now: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        let link = link(key, 7, now + LINK_VALIDITY);
+        let query = link.split_once('?').unwrap().1;
+        let expires: i64 = query.split('&').next().unwrap().trim_start_matches("expires=").parse().unwrap();
+        let sig = query.split_once("sig=").unwrap().1;
+        assert!(verify(key, 7, expires, sig, now + SignedDuration::from_hours(23)).is_ok());
+        assert_eq!(verify(key, 7, expires, sig, now + SignedDuration::from_hours(25)).unwrap_err().code(), "link_expired");
+        assert_eq!(verify(key, 8, expires, sig, now).unwrap_err().code(), "link_invalid", "another file");
+        assert_eq!(verify(key, 7, expires + 3600, sig, now).unwrap_err().code(), "link_invalid", "a longer life");
+        assert_eq!(verify(b"another key", 7, expires, sig, now).unwrap_err().code(), "link_invalid");
+        assert_eq!(verify(key, 7, expires, "zz", now).unwrap_err().code(), "link_invalid");
+    }
+}

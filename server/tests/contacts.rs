@@ -1,0 +1,563 @@
+//! Contacts at scale on a real SQLite file: streamed CSV import (mapping,
+//! dedupe, the per-row report), exports with formula escaping, and the bulk
+//! actions that run as background jobs (delete, move to flow, callbacks,
+//! reservations, data files, undo), through the store and through REST.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+use tower::ServiceExt;
+
+use app::core::contact::Contact;
+use app::core::FlowDocument;
+use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Duplicates, MoveMode, Params};
+use server::runtime::import::{self, Dedupe, ImportOptions};
+use server::runtime::{contacts, Clock, ManualClock, Runtime};
+use server::store::{self, Store};
+use server::{leptos_options, router, AppState};
+
+struct World {
+    store: Store,
+    clock: Arc<ManualClock>,
+    runtime: Runtime,
+    dir: tempfile::TempDir,
+}
+
+fn t0() -> Timestamp {
+    "2026-11-23T09:00:00Z".parse().unwrap()
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+    let clock = ManualClock::new(t0());
+    let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a").with_files_dir(dir.path().join("files"));
+    World { store: Store::new(pool), clock, runtime, dir }
+}
+
+impl World {
+    fn pool(&self) -> &SqlitePool {
+        self.runtime.pool()
+    }
+
+    async fn import(&self, text: &str, options: ImportOptions) -> import::ImportJob {
+        let path = self.dir.path().join("in.csv");
+        std::fs::write(&path, text).unwrap();
+        import::check(&path, &options).await.unwrap();
+        let job = import::create_job(&self.runtime, &path, Some("in.csv"), &options, "test").await.unwrap();
+        import::run(&self.runtime, job, path, options).await.unwrap();
+        let mut conn = self.pool().acquire().await.unwrap();
+        import::job(&mut conn, job, 100).await.unwrap()
+    }
+
+    async fn contact_by_email(&self, email: &str) -> Contact {
+        let id: i64 = sqlx::query_scalar("SELECT id FROM contacts WHERE lower(email) = lower(?)").bind(email).fetch_one(self.pool()).await.unwrap();
+        let mut conn = self.pool().acquire().await.unwrap();
+        contacts::load(&mut conn, id).await.unwrap()
+    }
+
+    /// A published flow: start -> call (agent-1's) -> exit.
+    async fn call_flow(&self, name: &str) -> i64 {
+        let doc = FlowDocument::from_value(&json!({
+            "format": "waymark.flow/v1", "name": name,
+            "steps": [{"id": "s", "kind": "start"},
+                      {"id": "call", "kind": "call", "settings": {"owner": "user:agent-1"}},
+                      {"id": "x", "kind": "exit"}],
+            "edges": [{"from": "s", "port": "next", "to": "call"}, {"from": "call", "port": "next", "to": "x"}]}))
+        .unwrap();
+        let flow = self.store.create(name, Some(doc)).await.unwrap();
+        self.store.publish(flow.id, None, "test").await.unwrap();
+        flow.id
+    }
+
+    /// `n` contacts enrolled in `flow`, each waiting at its call.
+    async fn waiting_at_call(&self, flow: i64, n: usize) -> Vec<i64> {
+        let mut tx = self.pool().begin().await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let c: Contact = serde_json::from_value(json!({"email": format!("p{flow}-{i}@x.test"), "mobile": format!("+1555{flow:03}{i:04}"), "fields": {"region": if i % 2 == 0 { "north" } else { "south" }}})).unwrap();
+            ids.push(contacts::insert(&mut tx, &c).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+        let (ps, _) = self.runtime.enroll(flow, &ids).await.unwrap();
+        self.runtime.run_until_idle().await.unwrap();
+        ps
+    }
+
+    async fn bulk(&self, request: BulkRequest) -> server::error::Result<bulk::RunView> {
+        let id = bulk::start(self.pool(), &request, "test", self.clock.now()).await?;
+        bulk::run(self.pool(), self.runtime.files_dir(), id).await
+    }
+
+    async fn statuses(&self, flow: i64) -> Vec<String> {
+        sqlx::query_scalar("SELECT status FROM participants WHERE flow_id = ? ORDER BY id").bind(flow).fetch_all(self.pool()).await.unwrap()
+    }
+}
+
+fn request(action: Action, criteria: Criteria, params: Params) -> BulkRequest {
+    BulkRequest { action, criteria, disposition: None, params }
+}
+
+fn in_flow(flow: i64) -> Criteria {
+    Criteria { flow_ids: vec![flow], ..Criteria::default() }
+}
+
+mod importing {
+    use super::*;
+
+    #[tokio::test]
+    async fn mapped_columns_dedupe_and_a_per_row_report() {
+        let w = world().await;
+        let mut tx = w.pool().begin().await.unwrap();
+        let ada: Contact = serde_json::from_value(json!({"email": "ada@x.test", "owner": "ann", "fields": {"company": "Old Ltd", "keep": "me"}})).unwrap();
+        contacts::insert(&mut tx, &ada).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let file = "E-Mail,Phone,Zone,Firma,Notes,Tags\n\
+                    ADA@x.test,,Europe/London,New Ltd,ignored,VIP\n\
+                    bob@x.test,+1 (555) 010-0001,,Bob Co,,VIP;News\n\
+                    not an email,,,,,\n\
+                    ,,,,,\n\
+                    bob@x.test,,America/New_York,,,\n\
+                    ,'+15550100002,Mars/Base,,,\n\
+                    ,+15550100003,,Carol Inc,,\n\
+                    short,row\n";
+        let options = ImportOptions {
+            mapping: [("e-mail", "email"), ("Phone", "mobile"), ("zone", "timezone"), ("Firma", "company"), ("Notes", ""), ("Tags", "lists")]
+                .into_iter()
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect(),
+            list: Some("Imported".into()),
+            ..ImportOptions::default()
+        };
+        let job = w.import(file, options).await;
+        assert_eq!(job.status, "done");
+        assert_eq!((job.rows_done, job.rows_total), (8, Some(8)));
+        assert_eq!((job.created, job.updated, job.skipped, job.failed), (2, 2, 0, 4), "bob and carol created; ada and bob's second row update");
+        let lines: Vec<i64> = job.errors.iter().map(|e| e.0).collect();
+        assert_eq!(lines, [4, 5, 7, 9], "{:?}", job.errors);
+        assert!(job.errors[0].1.contains("not an email"));
+        assert!(job.errors[1].1.contains("neither"));
+        assert!(job.errors[2].1.contains("time zone"));
+        assert!(job.errors[3].1.contains("columns"));
+        assert_eq!(job.bytes_done, job.bytes_total);
+
+        let ada = w.contact_by_email("ada@x.test").await;
+        assert_eq!(ada.fields["company"], "New Ltd", "updated");
+        assert_eq!(ada.fields["keep"], "me", "fields merge");
+        assert!(!ada.fields.contains_key("notes"), "a column mapped to \"\" is left out");
+        assert_eq!((ada.owner.as_deref(), ada.timezone.as_deref()), (Some("ann"), Some("Europe/London")));
+        assert_eq!(ada.lists.iter().collect::<Vec<_>>(), ["Imported", "VIP"]);
+        let bob = w.contact_by_email("bob@x.test").await;
+        assert_eq!(bob.mobile.as_deref(), Some("+15550100001"));
+        assert_eq!(bob.timezone.as_deref(), Some("America/New_York"), "the later row of the file updated it");
+        assert_eq!(bob.lists.len(), 3);
+        let carol: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE mobile = '+15550100003'").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(carol, 1);
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(total, 3, "refused rows wrote nothing");
+    }
+
+    #[tokio::test]
+    async fn skip_leaves_existing_contacts_alone_and_mobile_matching_finds_them() {
+        let w = world().await;
+        w.import("email,mobile,score\na@x.test,+15550100001,1\n,+15550100002,2\n", ImportOptions::default()).await;
+        let skip = ImportOptions { dedupe: Dedupe::Skip, ..ImportOptions::default() };
+        let job = w.import("email,mobile,score\nA@X.test,,9\n,+15550100002,9\nnew@x.test,,9\n", skip).await;
+        assert_eq!((job.created, job.updated, job.skipped, job.failed), (1, 0, 2, 0));
+        assert_eq!(w.contact_by_email("a@x.test").await.fields["score"], "1");
+
+        let by_mobile = ImportOptions { match_on: import::MatchOn::Mobile, ..ImportOptions::default() };
+        let job = w.import("email,mobile,score\nchanged@x.test,+15550100002,5\nnew@x.test,+15550100001,5\n", by_mobile).await;
+        assert_eq!((job.created, job.updated, job.failed), (0, 1, 1), "{:?}", job.errors);
+        assert_eq!(w.contact_by_email("changed@x.test").await.fields["score"], "5", "found by its mobile, email set");
+        assert!(job.errors[0].1.contains("belongs to contact"), "two people are never merged: {:?}", job.errors);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_work_is_refused_before_anything_is_written() {
+        let w = world().await;
+        let path = w.dir.path().join("bad.csv");
+        std::fs::write(&path, "name,company\nAda,X\n").unwrap();
+        assert_eq!(import::check(&path, &ImportOptions::default()).await.unwrap_err().code(), "invalid_import");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(import::check(&path, &ImportOptions::default()).await.unwrap_err().code(), "invalid_import");
+    }
+
+    #[tokio::test]
+    async fn twenty_thousand_rows_in_several_batches_with_progress() {
+        let w = world().await;
+        let mut file = String::from("email,first_name\n");
+        for i in 0..20_000 {
+            if i % 1000 == 999 {
+                file.push_str("broken,\n");
+            } else {
+                file.push_str(&format!("c{}@x.test,Name {i}\n", i % 15_000));
+            }
+        }
+        let job = w.import(&file, ImportOptions::default()).await;
+        assert_eq!(job.rows_done, 20_000);
+        assert_eq!(job.failed, 20);
+        assert_eq!(job.created + job.updated, 19_980);
+        let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(contacts, job.created);
+        assert_eq!(contacts, 15_000 - 15, "emails repeat after 15,000; every 1000th row broken");
+    }
+}
+
+mod bulk_jobs {
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_erases_personal_data_and_keeps_the_history() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        let ps = w.waiting_at_call(flow, 4).await;
+        let north = Criteria { contact: vec![bulk::FieldEquals { field: "region".into(), value: "north".into() }], ..in_flow(flow) };
+        let history_before: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions").fetch_one(w.pool()).await.unwrap();
+        let preview = bulk::describe(w.pool(), &request(Action::Delete, north.clone(), Params::default()), w.clock.now()).await.unwrap();
+        assert_eq!(preview.count, 2);
+        assert!(preview.effect.contains("cannot be undone") && !preview.reversible);
+        assert_eq!(preview.sample.len(), 2);
+
+        let run = w.bulk(request(Action::Delete, north.clone(), Params::default())).await.unwrap();
+        assert_eq!((run.status.as_str(), run.total, run.done, run.count), ("done", 2, 2, 2));
+        let erased: Vec<(Option<String>, String, Option<String>)> =
+            sqlx::query_as("SELECT email, fields, deleted_at FROM contacts WHERE id IN (SELECT contact_id FROM participants WHERE id IN (?, ?))")
+                .bind(ps[0])
+                .bind(ps[2])
+                .fetch_all(w.pool())
+                .await
+                .unwrap();
+        assert!(erased.iter().all(|(email, fields, deleted)| email.is_none() && fields == "{}" && deleted.is_some()), "{erased:?}");
+        assert_eq!(w.statuses(flow).await, ["cancelled", "waiting", "cancelled", "waiting"]);
+        let history_after: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(history_after, history_before, "the timeline stays");
+        // deleting again matches nobody: refused, nothing changed
+        assert_eq!(w.bulk(request(Action::Delete, north, Params::default())).await.unwrap_err().code(), "nothing_matched");
+        let audit: (String, String, i64) = sqlx::query_as("SELECT action, run_by, count FROM bulk_runs WHERE id = ?").bind(run.id).fetch_one(w.pool()).await.unwrap();
+        assert_eq!(audit, ("delete".to_owned(), "test".to_owned(), 2));
+    }
+
+    #[tokio::test]
+    async fn move_copy_transition_duplicates_and_the_same_flow() {
+        let w = world().await;
+        let from = w.call_flow("From").await;
+        let to = w.call_flow("To").await;
+        let ps = w.waiting_at_call(from, 3).await;
+        // one of them is already in the target
+        let contact0: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = ?").bind(ps[0]).fetch_one(w.pool()).await.unwrap();
+        w.runtime.enroll(to, &[contact0]).await.unwrap();
+
+        let same = Params { flow_id: Some(from), ..Params::default() };
+        assert_eq!(w.bulk(request(Action::MoveToFlow, in_flow(from), same)).await.unwrap_err().code(), "same_flow");
+        assert_eq!(w.bulk(request(Action::MoveToFlow, in_flow(from), Params::default())).await.unwrap_err().code(), "target_flow_required");
+
+        let copy = Params { flow_id: Some(to), mode: MoveMode::Copy, mark_transition: true, ..Params::default() };
+        let run = w.bulk(request(Action::MoveToFlow, in_flow(from), copy)).await.unwrap();
+        assert_eq!((run.total, run.count), (2, 2), "the duplicate is ignored");
+        assert_eq!(w.statuses(from).await, ["waiting", "waiting", "waiting"], "a copy leaves the originals");
+        assert_eq!(w.statuses(to).await, ["ready", "transition", "transition"]);
+        // transition copies do not start until made ready
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.statuses(to).await, ["waiting", "transition", "transition"]);
+        let ready = Criteria { statuses: vec!["transition".into()], ..in_flow(to) };
+        bulk::apply(w.pool(), &ready, &Action::Ready, None, "test", w.clock.now()).await.unwrap();
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.statuses(to).await, ["waiting", "waiting", "waiting"]);
+
+        // a move with duplicates moved: everyone leaves, the target gets another participant each
+        let third = w.call_flow("Third").await;
+        w.runtime.enroll(third, &[contact0]).await.unwrap();
+        let moving = Params { flow_id: Some(third), duplicates: Duplicates::Move, ..Params::default() };
+        let run = w.bulk(request(Action::MoveToFlow, in_flow(from), moving)).await.unwrap();
+        assert_eq!(run.count, 3);
+        let made: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE created_by_run = ? AND flow_id = ?")
+            .bind(run.id)
+            .bind(third)
+            .fetch_one(w.pool())
+            .await
+            .unwrap();
+        assert_eq!(made, 3, "the run's new participants name it");
+        assert_eq!(w.statuses(from).await, ["exited", "exited", "exited"]);
+        assert_eq!(w.statuses(third).await.len(), 4);
+        let reason: String = sqlx::query_scalar("SELECT json_extract(state, '$.reason') FROM participants WHERE id = ?").bind(ps[1]).fetch_one(w.pool()).await.unwrap();
+        assert!(reason.contains(&format!("Moved to flow {third}")), "{reason}");
+        // exited participants cannot be moved again
+        let again = Params { flow_id: Some(to), ..Params::default() };
+        assert_eq!(w.bulk(request(Action::MoveToFlow, in_flow(from), again)).await.unwrap_err().code(), "nothing_matched");
+    }
+
+    #[tokio::test]
+    async fn reserve_routes_the_inbox_and_undo_gives_it_back() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        w.waiting_at_call(flow, 2).await;
+        let owners = || async {
+            let rows: Vec<Option<String>> = sqlx::query_scalar(
+                "SELECT coalesce(p.reserved_for, a.owner) FROM participant_actions a JOIN participants p ON p.id = a.participant_id
+                 WHERE a.manual = 1 AND a.outcome = 'pending' ORDER BY p.id",
+            )
+            .fetch_all(w.pool())
+            .await
+            .unwrap();
+            rows
+        };
+        assert_eq!(owners().await, [Some("agent-1".to_owned()), Some("agent-1".to_owned())]);
+        assert_eq!(w.bulk(request(Action::Reserve, in_flow(flow), Params::default())).await.unwrap_err().code(), "agent_required");
+        let reserve = Params { agent: Some("agent-7".into()), ..Params::default() };
+        let run = w.bulk(request(Action::Reserve, in_flow(flow), reserve)).await.unwrap();
+        assert_eq!(owners().await, [Some("agent-7".to_owned()), Some("agent-7".to_owned())]);
+        assert_eq!(bulk::undo(w.pool(), run.id, "test", w.clock.now()).await.unwrap(), 2);
+        assert_eq!(owners().await, [Some("agent-1".to_owned()), Some("agent-1".to_owned())]);
+        assert_eq!(bulk::undo(w.pool(), run.id, "test", w.clock.now()).await.unwrap_err().code(), "already_undone");
+        assert_eq!(bulk::view(w.pool(), run.id).await.unwrap().undone_by.as_deref(), Some("test"));
+    }
+
+    #[tokio::test]
+    async fn callbacks_set_cancel_and_undo_and_pause_undo_restores_each_status() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        let ps = w.waiting_at_call(flow, 2).await;
+        let at = w.clock.now() + SignedDuration::from_hours(26);
+        let past = Params { at: Some(w.clock.now() - SignedDuration::from_hours(1)), ..Params::default() };
+        assert_eq!(w.bulk(request(Action::SetCallback, in_flow(flow), past)).await.unwrap_err().code(), "callback_in_past");
+        let set = Params { at: Some(at), agent: Some("agent-2".into()), ..Params::default() };
+        let run = w.bulk(request(Action::SetCallback, in_flow(flow), set)).await.unwrap();
+        assert_eq!(run.count, 2);
+        let callbacks = || async {
+            let rows: Vec<(Option<i64>, Option<String>)> =
+                sqlx::query_as("SELECT callback_at, callback_owner FROM participants ORDER BY id").fetch_all(w.pool()).await.unwrap();
+            rows
+        };
+        assert_eq!(callbacks().await, vec![(Some(at.as_millisecond()), Some("agent-2".to_owned())); 2]);
+        let cancel = w.bulk(request(Action::CancelCallback, in_flow(flow), Params::default())).await.unwrap();
+        assert_eq!(callbacks().await, vec![(None, None); 2]);
+        bulk::undo(w.pool(), cancel.id, "test", w.clock.now()).await.unwrap();
+        assert_eq!(callbacks().await, vec![(Some(at.as_millisecond()), Some("agent-2".to_owned())); 2], "undoing the cancel brings them back");
+
+        // pause forgets the status on the participant; its run remembers it
+        bulk::apply(w.pool(), &Criteria { statuses: vec!["waiting".into()], ..in_flow(flow) }, &Action::Ready, None, "t", w.clock.now())
+            .await
+            .unwrap_or(0);
+        sqlx::query("UPDATE participants SET status = 'held' WHERE id = ?").bind(ps[1]).execute(w.pool()).await.unwrap();
+        let before = w.statuses(flow).await;
+        let pause = w.bulk(request(Action::Pause, in_flow(flow), Params::default())).await.unwrap();
+        assert_eq!(w.statuses(flow).await, ["paused", "paused"]);
+        assert_eq!(bulk::undo(w.pool(), pause.id, "test", w.clock.now()).await.unwrap(), 2);
+        assert_eq!(w.statuses(flow).await, before);
+        let cancel_run = w.bulk(request(Action::Cancel, in_flow(flow), Params::default())).await.unwrap();
+        assert_eq!(bulk::undo(w.pool(), cancel_run.id, "test", w.clock.now()).await.unwrap_err().code(), "not_reversible");
+    }
+
+    #[tokio::test]
+    async fn unknown_criteria_or_params_are_refused_whole() {
+        assert!(serde_json::from_value::<BulkRequest>(json!({"action": "pause", "criteria": {"flow": 1}})).is_err());
+        assert!(serde_json::from_value::<BulkRequest>(json!({"action": "pause", "params": {"agnet": "x"}})).is_err());
+        assert!(serde_json::from_value::<BulkRequest>(json!({"action": "explode"})).is_err());
+    }
+}
+
+/// The REST API through the whole axum stack, on the world's clock.
+struct Api {
+    app: Router,
+    w: World,
+    /// A marketer's session: requests are signed in and same-origin.
+    cookie: String,
+}
+
+async fn api() -> Api {
+    let w = world().await;
+    let state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), w.store.clone(), w.runtime.clone());
+    let pool = w.store.pool();
+    let marketer = server::auth::accounts::add_user(pool, "m@x.test", "M", app::auth::Role::Marketer, "a long enough password").await.unwrap();
+    let cookie = server::auth::accounts::open_session(pool, marketer.id).await.unwrap();
+    Api { app: router(state), w, cookie }
+}
+
+impl Api {
+    async fn send(&self, method: Method, uri: &str, body: Vec<u8>, content_type: &str) -> (StatusCode, String, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::HOST, "waymark.test")
+            .header(header::ORIGIN, "http://waymark.test")
+            .header(header::COOKIE, format!("waymark_session={}", self.cookie))
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (status, content_type, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+    }
+
+    async fn json(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.send(method, uri, serde_json::to_vec(&body).unwrap(), "application/json").await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, String, Vec<u8>) {
+        self.send(Method::GET, uri, Vec::new(), "text/plain").await
+    }
+
+    async fn get_json(&self, uri: &str) -> Value {
+        let (status, _, bytes) = self.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Polls a job until it is no longer running.
+    async fn finished(&self, uri: &str) -> Value {
+        for _ in 0..200 {
+            let job = self.get_json(uri).await;
+            if job["status"] != "running" {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("{uri} never finished");
+    }
+}
+
+fn multipart(options: &str, file: &str) -> (Vec<u8>, String) {
+    let boundary = "XyZzy-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\n\r\n{options}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"people.csv\"\r\nContent-Type: text/csv\r\n\r\n{file}\r\n\
+         --{boundary}--\r\n"
+    );
+    (body.into_bytes(), format!("multipart/form-data; boundary={boundary}"))
+}
+
+fn problem(status: StatusCode, bytes: &[u8], want: StatusCode, code: &str) {
+    let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    assert_eq!((status, body["code"].as_str()), (want, Some(code)), "{body}");
+}
+
+#[tokio::test]
+async fn rest_import_polls_to_done_and_lists_refused_rows() {
+    let api = api().await;
+    let (body, content_type) = multipart(r#"{"mapping": {"Mail": "email"}, "list": "Webinar"}"#, "Mail,plan\nada@x.test,=1+1\nnope,\n");
+    let (status, _, bytes) = api.send(Method::POST, "/api/v1/contacts/imports", body, &content_type).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&bytes));
+    let id = serde_json::from_slice::<Value>(&bytes).unwrap()["id"].as_i64().unwrap();
+    let job = api.finished(&format!("/api/v1/contacts/imports/{id}")).await;
+    assert_eq!((job["status"].as_str(), job["created"].as_i64(), job["failed"].as_i64()), (Some("done"), Some(1), Some(1)), "{job}");
+    assert_eq!(job["errors"][0][0], 3);
+    let (_, content_type, csv) = api.get(&format!("/api/v1/contacts/imports/{id}/errors.csv")).await;
+    assert!(content_type.starts_with("text/csv"));
+    assert!(String::from_utf8(csv).unwrap().starts_with("line,reason\n3,"));
+
+    // a mapping naming a column the file lacks: 422, and no job, no contact
+    let (body, content_type) = multipart(r#"{"mapping": {"E-mail": "email"}}"#, "Mail\nbob@x.test\n");
+    let (status, _, bytes) = api.send(Method::POST, "/api/v1/contacts/imports", body, &content_type).await;
+    problem(status, &bytes, StatusCode::UNPROCESSABLE_ENTITY, "invalid_import");
+    let (body, content_type) = multipart(r#"{"dedupe": "merge"}"#, "email\nbob@x.test\n");
+    let (status, _, bytes) = api.send(Method::POST, "/api/v1/contacts/imports", body, &content_type).await;
+    problem(status, &bytes, StatusCode::UNPROCESSABLE_ENTITY, "invalid_import");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_imports").fetch_one(api.w.pool()).await.unwrap();
+    assert_eq!(jobs, 1);
+
+    // the export escapes formulas, has a column per custom field, and imports back as it was
+    let (status, content_type, csv) = api.get("/api/v1/contacts/export.csv?list=Webinar").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"));
+    let text = String::from_utf8(csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,email,mobile,timezone,owner,lists,opted_out,blocked,created_at,plan"));
+    let row = lines.next().unwrap();
+    assert!(row.contains(",ada@x.test,") && row.ends_with(",'=1+1") && row.contains(",Webinar,"), "{row}");
+    assert_eq!(lines.next(), None);
+    let list = api.get_json("/api/v1/contacts?q=ADA&per_page=10").await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["contacts"][0]["fields"]["plan"], "=1+1", "stored as given; only the export escapes");
+}
+
+#[tokio::test]
+async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_expire() {
+    let api = api().await;
+    let flow = api.w.call_flow("Calls").await;
+    api.w.waiting_at_call(flow, 3).await;
+    let req = json!({"action": "email_data_file", "criteria": {"flow_ids": [flow]}, "params": {"to": ["boss@x.test"]}});
+    let (status, preview) = api.json(Method::POST, "/api/v1/participants/bulk/preview", req.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["count"], 3);
+    assert!(preview["effect"].as_str().unwrap().contains("boss@x.test"));
+
+    let bad = json!({"action": "email_data_file", "criteria": {"flow_ids": [flow]}, "params": {"to": ["not-an-address"]}});
+    let (status, body) = api.json(Method::POST, "/api/v1/participants/bulk", bad).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recipient")));
+    let (status, body) = api.json(Method::POST, "/api/v1/participants/bulk", json!({"action": "pause", "criteria": {"flows": [flow]}})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")));
+
+    let (status, run) = api.json(Method::POST, "/api/v1/participants/bulk", req).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let run = api.finished(&format!("/api/v1/bulk-runs/{}", run["id"])).await;
+    assert_eq!((run["status"].as_str(), run["total"].as_i64(), run["done"].as_i64(), run["count"].as_i64()), (Some("done"), Some(3), Some(3), Some(3)), "{run}");
+    assert!(run["email_status"].as_str().unwrap().contains("not been sent"), "no pretend send: {run}");
+    let link = run["link"].as_str().unwrap().to_owned();
+
+    let (status, content_type, zip) = api.get(&link).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/zip"));
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut csv = String::new();
+    archive.by_name("participants.csv").unwrap().read_to_string(&mut csv).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("participant_id,flow_id,flow,"));
+
+    let tampered = link.replace(&format!("data-files/{}?", run["id"]), "data-files/999?");
+    let (status, _, bytes) = api.get(&tampered).await;
+    problem(status, &bytes, StatusCode::FORBIDDEN, "link_invalid");
+    let (status, _, bytes) = api.get(&link.replace("expires=", "expires=9")).await;
+    problem(status, &bytes, StatusCode::FORBIDDEN, "link_invalid");
+    api.w.clock.advance(SignedDuration::from_hours(25));
+    let (status, content_type, bytes) = api.get(&link).await;
+    problem(status, &bytes, StatusCode::GONE, "link_expired");
+    assert_eq!(content_type, "application/problem+json");
+
+    // a paused run is undone over REST
+    let (_, run) = api.json(Method::POST, "/api/v1/participants/bulk", json!({"action": "pause", "criteria": {"flow_ids": [flow]}})).await;
+    let run = api.finished(&format!("/api/v1/bulk-runs/{}", run["id"])).await;
+    assert_eq!(run["count"], 3);
+    let (status, undone) = api.json(Method::POST, &format!("/api/v1/bulk-runs/{}/undo", run["id"]), json!({})).await;
+    assert_eq!((status, undone["undone"].as_i64()), (StatusCode::OK, Some(3)), "{undone}");
+    assert_eq!(api.w.statuses(flow).await, ["waiting", "waiting", "waiting"]);
+    let runs = api.get_json("/api/v1/bulk-runs").await;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["status"], "undone");
+}
+
+#[tokio::test]
+async fn rest_contacts_are_edited_and_deleted_with_clear_errors() {
+    let api = api().await;
+    let (status, made) = api.json(Method::POST, "/api/v1/contacts", json!({"email": "e@x.test", "fields": {"a": "1"}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = made["id"].as_i64().unwrap();
+    let edit = json!({"email": "e@x.test", "mobile": "+15550100", "fields": {"b": "2"}, "lists": ["L"]});
+    let (status, _) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), edit.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = api.get_json(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!((stored["fields"].clone(), stored["lists"].clone()), (json!({"b": "2"}), json!(["L"])), "replaced, not merged");
+
+    let (_, other) = api.json(Method::POST, "/api/v1/contacts", json!({"email": "f@x.test"})).await;
+    let (status, body) = api.json(Method::PUT, &format!("/api/v1/contacts/{}", other["id"]), json!({"email": "E@x.test"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("contact_exists")));
+
+    let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{id}"), json!({})).await;
+    assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(api.get_json("/api/v1/contacts?q=e%40x.test").await["total"], 0, "deleted contacts are not listed");
+    let stored = api.get_json(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!((stored.get("email"), stored["fields"].clone(), stored["lists"].clone()), (None, json!({}), json!([])));
+    let (status, body) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), edit).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("contact_deleted")));
+    let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{id}"), json!({})).await;
+    assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(false)), "erasing twice changes nothing");
+}
