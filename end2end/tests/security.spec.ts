@@ -54,8 +54,11 @@ test("stored markup renders as text, and the app raises no CSP violation", async
     data: { email: "xss@example.com", fields: { first_name: '<img src=x onerror=alert("contact")>' } },
   });
   expect(contact.status()).toBe(201);
+  const contactId = (await contact.json()).id;
 
-  for (const url of ["/", `/flows/${ids[0]}`, `/flows/${ids[1]}`, "/review", "/audit", "/admin/users", "/admin/tokens", "/inbox"]) {
+  const pages = ["/", `/flows/${ids[0]}`, `/flows/${ids[1]}`, "/review", "/audit", "/admin/users", "/admin/tokens", "/inbox",
+    "/contacts", `/contacts/${contactId}`, "/participants"];
+  for (const url of pages) {
     await open(page, url);
     expect(await page.evaluate(() => (window as any).__violations), url).toEqual([]);
   }
@@ -65,6 +68,9 @@ test("stored markup renders as text, and the app raises no CSP violation", async
   }
   await expect(page.locator("svg[onload], img[onerror]")).toHaveCount(0);
   await expect(page.locator('a[href^="javascript:"]')).toHaveCount(0);
+  await open(page, `/contacts/${contactId}`);
+  await expect(page.getByText('<img src=x onerror=alert("contact")>')).toBeVisible();
+  await expect(page.locator("img[onerror]")).toHaveCount(0);
   await page.screenshot({ path: path.join("screenshots", "20-xss-inert.png"), fullPage: true });
   expect(dialogs).toEqual([]);
 });
