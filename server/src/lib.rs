@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod channels;
 pub mod cli;
 pub mod error;
 pub mod runtime;
@@ -57,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         move || app::shell(options.clone())
     };
     Router::new()
-        .nest("/api/v1", api::router().merge(runtime_api::router()).fallback(|| async { error::Error::RouteNotFound }))
+        .nest("/api/v1", api::router().merge(runtime_api::router()).merge(channels::api::router()).fallback(|| async { error::Error::RouteNotFound }))
         .leptos_routes_with_context(&state, routes, pages.clone(), shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

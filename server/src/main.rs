@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 use server::cli::{self, Cli, Command};
 use std::sync::Arc;
 
-use server::runtime::outbox::{Dispatcher, Unconfigured};
+use server::channels::Channels;
+use server::runtime::outbox::Dispatcher;
 use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
@@ -47,7 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs));
-            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let state = AppState { leptos_options: leptos_options(addr), store, runtime };
             let listener = tokio::net::TcpListener::bind(addr).await?;
