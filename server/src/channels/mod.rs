@@ -11,6 +11,7 @@ pub mod api;
 pub mod conversations;
 pub mod email;
 pub mod http;
+pub mod s3;
 pub mod script;
 pub mod settings;
 pub mod sms;
@@ -35,12 +36,13 @@ pub struct Channels {
     pool: SqlitePool,
     mailer: Mailer,
     texter: Texter,
+    uploader: s3::Uploader,
     http: Mutex<Option<(settings::Http, Arc<http::Client>)>>,
 }
 
 impl Channels {
     pub fn new(pool: SqlitePool) -> Channels {
-        Channels { pool, mailer: Mailer::default(), texter: Texter::default(), http: Mutex::new(None) }
+        Channels { pool, mailer: Mailer::default(), texter: Texter::default(), uploader: s3::Uploader::default(), http: Mutex::new(None) }
     }
 
     /// The guarded client for the current HTTP settings (rebuilt when they change).
@@ -185,6 +187,12 @@ impl Executor for Channels {
                 webhook::call(&self.pool, &http, job, hook).await?;
             }
             (Effect::DataAppend { url, mapping }, _, _) => return webhook::append(&self.pool, &http, job, url, mapping).await,
+            (Effect::S3Upload { bucket, key, format }, _, _) if settings.s3.is_some() => {
+                let (s3, secret) = settings.s3.as_ref().expect("checked above");
+                let contact = contact_of(&self.pool, job.participant).await?;
+                let (body, content_type) = s3::contact_file(&contact, format)?;
+                self.uploader.put(s3, secret, bucket, key, body, content_type).await?;
+            }
             (Effect::RunScript { script }, _, _) => {
                 let contact = contact_of(&self.pool, job.participant).await?;
                 script::run(script.clone(), contact).await?;

@@ -81,6 +81,18 @@ pub struct Sms {
     pub timeout_secs: u64,
 }
 
+/// S3 or an S3-compatible store, addressed path style.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// e.g. `https://s3.eu-west-1.amazonaws.com` or `http://minio.internal:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
 /// Outbound HTTP (webhooks, data append, attachments): the SSRF guard's
 /// allowlist and the timeout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,11 +121,13 @@ fn default_timeout() -> u64 {
 pub struct Integrations {
     pub smtp: Option<(Smtp, Option<Secret>)>,
     pub sms: Option<(Sms, Option<Secret>)>,
+    pub s3: Option<(S3, Option<Secret>)>,
     pub http: Http,
 }
 
 /// The channels an admin can configure, with the name of each one's secret.
-const CHANNELS: [(&str, Option<&str>); 3] = [("smtp", Some("password")), ("sms", Some("token")), ("http", None)];
+const CHANNELS: [(&str, Option<&str>); 4] =
+    [("smtp", Some("password")), ("sms", Some("token")), ("s3", Some("secret_access_key")), ("http", None)];
 
 impl Integrations {
     pub async fn load(pool: &SqlitePool) -> Result<Integrations> {
@@ -127,6 +141,7 @@ impl Integrations {
             match channel.as_str() {
                 "smtp" => all.smtp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "sms" => all.sms = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "s3" => all.s3 = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "http" => all.http = serde_json::from_str(&settings).map_err(bad)?,
                 _ => {}
             }
@@ -134,8 +149,8 @@ impl Integrations {
         Ok(all)
     }
 
-    /// What the browser may see: the settings, and `password_set` /
-    /// `token_set` in place of the secrets.
+    /// What the browser may see: the settings, and `password_set`,
+    /// `token_set`, `secret_access_key_set` in place of the secrets.
     pub fn public_view(&self) -> Value {
         fn with_flag<T: Serialize>(settings: &T, flag: &str, secret: &Option<Secret>) -> Value {
             let mut value = serde_json::to_value(settings).expect("settings serialize");
@@ -145,6 +160,7 @@ impl Integrations {
         json!({
             "smtp": self.smtp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
             "sms": self.sms.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
+            "s3": self.s3.as_ref().map(|(s, secret)| with_flag(s, "secret_access_key_set", secret)),
             "http": self.http,
         })
     }
@@ -157,7 +173,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
     let mut writes = Vec::new();
     for (channel, value) in body {
         let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
-            return Err(invalid(&channel, "is not a channel; use smtp, sms or http"));
+            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3 or http"));
         };
         let mut fields = match value {
             Value::Object(fields) => fields,
@@ -167,7 +183,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
             }
             _ => return Err(invalid(&channel, "must be an object, or null to remove it")),
         };
-        for flag in ["password_set", "token_set"] {
+        for flag in ["password_set", "token_set", "secret_access_key_set"] {
             fields.remove(flag);
         }
         let secret = match secret_name.and_then(|name| fields.remove(name)) {
@@ -180,6 +196,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
         match channel.as_str() {
             "smtp" => check_smtp(&parse(&channel, settings.clone())?)?,
             "sms" => check_sms(&parse(&channel, settings.clone())?)?,
+            "s3" => check_s3(&parse(&channel, settings.clone())?)?,
             "http" => check_http(&parse(&channel, settings.clone())?)?,
             _ => unreachable!("channels are listed in CHANNELS"),
         }
@@ -263,6 +280,20 @@ fn check_sms(sms: &Sms) -> Result<()> {
         return Err(invalid("sms.senders", &format!("“{bad}” is not a number in E.164 form (+15551234567)")));
     }
     check_timeout("sms", sms.timeout_secs)
+}
+
+fn check_s3(s3: &S3) -> Result<()> {
+    match url::Url::parse(&s3.endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.path() == "/" => {}
+        _ => return Err(invalid("s3.endpoint", "is not an http(s) URL without a path")),
+    }
+    if s3.region.trim().is_empty() {
+        return Err(invalid("s3.region", "is empty"));
+    }
+    if s3.access_key_id.trim().is_empty() {
+        return Err(invalid("s3.access_key_id", "is empty"));
+    }
+    check_timeout("s3", s3.timeout_secs)
 }
 
 fn check_http(http: &Http) -> Result<()> {

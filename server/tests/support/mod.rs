@@ -15,20 +15,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-/// aiosmtpd, or a loud failure: the test never skips quietly.
-fn ensure_aiosmtpd() {
-    let present = || Command::new("python3").args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
-    if present() {
-        return;
-    }
-    eprintln!("aiosmtpd is missing; installing it with pip --user");
-    let installed = Command::new("python3").args(["-m", "pip", "install", "--user", "--quiet", "aiosmtpd"]).status();
-    assert!(
-        installed.is_ok_and(|s| s.success()) && present(),
-        "the SMTP tests need Python 3 with aiosmtpd (pip install --user aiosmtpd), and it could not be installed"
-    );
-}
-
 /// A local SMTP server writing every message it receives to a folder.
 pub struct SmtpSink {
     child: Child,
@@ -39,7 +25,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// `auth`: only user `user` with password `secret` may send.
     pub fn start(auth: bool) -> SmtpSink {
-        ensure_aiosmtpd();
+        ensure_python("aiosmtpd", "aiosmtpd");
         let dir = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut command = Command::new("python3");
@@ -148,4 +134,47 @@ async fn answer(State(seen): State<Arc<Mutex<Vec<Arrival>>>>, method: Method, ur
         return (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{n:032}"), "status": "queued"}))).into_response();
     }
     "ok".into_response()
+}
+
+/// A Python module, or a loud failure after trying to install `package` with pip --user.
+fn ensure_python(module: &str, package: &str) {
+    let present = || Command::new("python3").args(["-c", &format!("import {module}")]).status().is_ok_and(|s| s.success());
+    if present() {
+        return;
+    }
+    eprintln!("{module} is missing; installing {package} with pip --user");
+    let installed = Command::new("python3").args(["-m", "pip", "install", "--user", "--quiet", package]).status();
+    assert!(installed.is_ok_and(|s| s.success()) && present(), "these tests need Python 3 with {package}, and it could not be installed");
+}
+
+/// A local S3-compatible server (moto), for as long as the value lives.
+pub struct MotoS3 {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl MotoS3 {
+    pub fn start() -> MotoS3 {
+        ensure_python("moto.server", "moto[server]");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        MotoS3 { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
