@@ -537,3 +537,40 @@ async fn s3_upload_puts_the_contact_into_the_bucket_signed_v4() {
     assert_eq!(status, "failed");
     assert!(reason.as_deref().unwrap().starts_with("S3 refused the upload of missing/x.json: NoSuchBucket"), "{reason:?}");
 }
+
+#[tokio::test]
+async fn notifications_and_scripts_run_beside_the_flow_and_their_failures_stay_in_the_outbox() {
+    let w = world().await;
+    let smtp = SmtpSink::start(false);
+    w.configure(json!({"smtp": smtp_settings(smtp.port, None, None)})).await;
+    let flow = w
+        .flow(
+            "Beside",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "n", "kind": "notify_email", "settings": {"to": "owner@waymark.test", "subject": "New lead {{ email }}", "text": "Call <{{ email }}> today."}},
+                   {"id": "r", "kind": "run_script", "settings": {"script": "loop { }"}},
+                   {"id": "f", "kind": "ftp_upload", "settings": {"path": "/in/{{ email }}.json"}},
+                   {"id": "x", "kind": "exit"}]),
+            &[("s", "next", "n"), ("n", "next", "r"), ("r", "next", "f"), ("f", "next", "x")],
+        )
+        .await;
+    let p = w.enroll(flow, json!({"email": "ada@example.test"})).await;
+    assert_eq!(w.reason(p).await.0, "waiting", "only the FTP upload is awaited");
+    w.dispatch(&w.dispatcher(1)).await;
+
+    let message = &smtp.wait_for(1)[0];
+    assert_eq!(message["headers"]["subject"], "New lead ada@example.test");
+    assert_eq!(message["rcpt_tos"], json!(["owner@waymark.test"]));
+    let texts: Vec<&str> = message["parts"].as_array().unwrap().iter().filter_map(|p| p["text"].as_str()).collect();
+    assert_eq!(texts.len(), 1, "a notification is plain text only");
+    assert_eq!(texts[0].trim(), "Call <ada@example.test> today.");
+
+    let outcomes: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT kind, status, last_error FROM outbox WHERE participant_id = ? ORDER BY id").bind(p).fetch_all(w.runtime.pool()).await.unwrap();
+    assert_eq!(outcomes[0], ("notify_email".into(), "sent".into(), None));
+    assert_eq!(outcomes[1].1, "failed");
+    assert!(outcomes[1].2.as_deref().unwrap().contains("was stopped"), "{:?}", outcomes[1]);
+    assert_eq!(outcomes[2], ("ftp_upload".into(), "failed".into(), Some("no FTP server is configured".into())));
+    let (status, reason) = w.reason(p).await;
+    assert_eq!((status.as_str(), reason.as_deref()), ("failed", Some("no FTP server is configured")));
+}
