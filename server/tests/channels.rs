@@ -574,3 +574,29 @@ async fn notifications_and_scripts_run_beside_the_flow_and_their_failures_stay_i
     let (status, reason) = w.reason(p).await;
     assert_eq!((status.as_str(), reason.as_deref()), ("failed", Some("no FTP server is configured")));
 }
+
+#[tokio::test]
+async fn ftp_upload_stores_the_contact_in_new_folders_and_a_wrong_password_fails_readably() {
+    let w = world().await;
+    let ftp = support::FtpServer::start();
+    w.configure(json!({"ftp": {"host": "127.0.0.1", "port": ftp.port, "username": "user", "password": "secret", "timeout_secs": 5}})).await;
+    let flow = w
+        .flow(
+            "Drop",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "f", "kind": "ftp_upload", "settings": {"path": "/in/{{ email }}/contact.csv", "format": "csv"}}]),
+            &[("s", "next", "f")],
+        )
+        .await;
+    let p = w.enroll(flow, json!({"email": "ada@x.test", "fields": {"plan": "gold"}})).await;
+    w.dispatch(&w.dispatcher(1)).await;
+    assert_eq!(w.reason(p).await.0, "completed");
+    let stored = std::fs::read_to_string(ftp.home.path().join("in/ada@x.test/contact.csv")).unwrap();
+    assert_eq!(stored, "email,mobile,timezone,plan\nada@x.test,,,gold\n");
+
+    w.configure(json!({"ftp": {"host": "127.0.0.1", "port": ftp.port, "username": "user", "password": "wrong", "timeout_secs": 5}})).await;
+    let p = w.enroll(flow, json!({"email": "bob@x.test"})).await;
+    w.dispatch(&w.dispatcher(1)).await;
+    let reason = w.reason(p).await.1.unwrap();
+    assert!(reason.starts_with(&format!("the FTP server 127.0.0.1:{} refused the login", ftp.port)), "{reason}");
+}

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod conversations;
 pub mod email;
+pub mod ftp;
 pub mod http;
 pub mod s3;
 pub mod script;
@@ -192,6 +193,12 @@ impl Executor for Channels {
                 let contact = contact_of(&self.pool, job.participant).await?;
                 let (body, content_type) = s3::contact_file(&contact, format)?;
                 self.uploader.put(s3, secret, bucket, key, body, content_type).await?;
+            }
+            (Effect::FtpUpload { path, format }, _, _) if settings.ftp.is_some() => {
+                let (ftp, password) = settings.ftp.clone().expect("checked above");
+                let contact = contact_of(&self.pool, job.participant).await?;
+                let (body, _) = s3::contact_file(&contact, format)?;
+                ftp::upload(ftp, password, path.clone(), body).await?;
             }
             (Effect::RunScript { script }, _, _) => {
                 let contact = contact_of(&self.pool, job.participant).await?;

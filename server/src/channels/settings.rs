@@ -93,6 +93,22 @@ pub struct S3 {
     pub timeout_secs: u64,
 }
 
+/// An FTP server uploads go to (plain FTP, passive mode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ftp {
+    pub host: String,
+    #[serde(default = "default_ftp_port")]
+    pub port: u16,
+    pub username: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_ftp_port() -> u16 {
+    21
+}
+
 /// Outbound HTTP (webhooks, data append, attachments): the SSRF guard's
 /// allowlist and the timeout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,12 +138,18 @@ pub struct Integrations {
     pub smtp: Option<(Smtp, Option<Secret>)>,
     pub sms: Option<(Sms, Option<Secret>)>,
     pub s3: Option<(S3, Option<Secret>)>,
+    pub ftp: Option<(Ftp, Option<Secret>)>,
     pub http: Http,
 }
 
 /// The channels an admin can configure, with the name of each one's secret.
-const CHANNELS: [(&str, Option<&str>); 4] =
-    [("smtp", Some("password")), ("sms", Some("token")), ("s3", Some("secret_access_key")), ("http", None)];
+const CHANNELS: [(&str, Option<&str>); 5] = [
+    ("smtp", Some("password")),
+    ("sms", Some("token")),
+    ("s3", Some("secret_access_key")),
+    ("ftp", Some("password")),
+    ("http", None),
+];
 
 impl Integrations {
     pub async fn load(pool: &SqlitePool) -> Result<Integrations> {
@@ -142,6 +164,7 @@ impl Integrations {
                 "smtp" => all.smtp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "sms" => all.sms = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "s3" => all.s3 = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "ftp" => all.ftp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "http" => all.http = serde_json::from_str(&settings).map_err(bad)?,
                 _ => {}
             }
@@ -161,6 +184,7 @@ impl Integrations {
             "smtp": self.smtp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
             "sms": self.sms.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
             "s3": self.s3.as_ref().map(|(s, secret)| with_flag(s, "secret_access_key_set", secret)),
+            "ftp": self.ftp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
             "http": self.http,
         })
     }
@@ -173,7 +197,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
     let mut writes = Vec::new();
     for (channel, value) in body {
         let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
-            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3 or http"));
+            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3, ftp or http"));
         };
         let mut fields = match value {
             Value::Object(fields) => fields,
@@ -197,6 +221,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
             "smtp" => check_smtp(&parse(&channel, settings.clone())?)?,
             "sms" => check_sms(&parse(&channel, settings.clone())?)?,
             "s3" => check_s3(&parse(&channel, settings.clone())?)?,
+            "ftp" => check_ftp(&parse(&channel, settings.clone())?)?,
             "http" => check_http(&parse(&channel, settings.clone())?)?,
             _ => unreachable!("channels are listed in CHANNELS"),
         }
@@ -294,6 +319,19 @@ fn check_s3(s3: &S3) -> Result<()> {
         return Err(invalid("s3.access_key_id", "is empty"));
     }
     check_timeout("s3", s3.timeout_secs)
+}
+
+fn check_ftp(ftp: &Ftp) -> Result<()> {
+    if ftp.host.trim().is_empty() {
+        return Err(invalid("ftp.host", "is empty"));
+    }
+    if ftp.port == 0 {
+        return Err(invalid("ftp.port", "must be between 1 and 65535"));
+    }
+    if ftp.username.trim().is_empty() {
+        return Err(invalid("ftp.username", "is empty"));
+    }
+    check_timeout("ftp", ftp.timeout_secs)
 }
 
 fn check_http(http: &Http) -> Result<()> {

@@ -178,3 +178,39 @@ impl Drop for MotoS3 {
         let _ = self.child.wait();
     }
 }
+
+/// A local FTP server (pyftpdlib) with one writable user, `user`/`secret`,
+/// whose home is a temporary folder.
+pub struct FtpServer {
+    child: Child,
+    pub port: u16,
+    pub home: tempfile::TempDir,
+}
+
+impl FtpServer {
+    pub fn start() -> FtpServer {
+        ensure_python("pyftpdlib", "pyftpdlib");
+        let home = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-w", "-u", "user", "-P", "secret", "-d"])
+            .arg(home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "pyftpdlib did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FtpServer { child, port, home }
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
