@@ -600,3 +600,48 @@ async fn ftp_upload_stores_the_contact_in_new_folders_and_a_wrong_password_fails
     let reason = w.reason(p).await.1.unwrap();
     assert!(reason.starts_with(&format!("the FTP server 127.0.0.1:{} refused the login", ftp.port)), "{reason}");
 }
+
+#[tokio::test]
+async fn crm_push_upserts_the_contact_in_zoho_and_keap_shapes() {
+    let w = world().await;
+    let crm = HttpServer::start("127.0.0.1").await;
+    let flow = |provider: &'static str| {
+        json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "crm_push", "settings": {"provider": provider, "operation": "upsert"}}])
+    };
+    let contact = json!({"email": "ada@x.test", "mobile": "+14155551234", "fields": {"first_name": "Ada", "last_name": "Lovelace"}});
+
+    w.configure(json!({"crm": {"provider": "zoho", "base_url": crm.url(""), "token": "z-tok"}})).await;
+    let zoho = w.flow("Zoho", flow("zoho"), &[("s", "next", "c")]).await;
+    let p = w.enroll(zoho, contact.clone()).await;
+    w.dispatch(&w.dispatcher(1)).await;
+    assert_eq!(w.reason(p).await.0, "completed");
+    let call = &crm.arrivals()[0];
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", "/crm/v2/Contacts/upsert"));
+    assert_eq!(call.headers["authorization"], "Zoho-oauthtoken z-tok");
+    assert_eq!(
+        serde_json::from_str::<Value>(&call.body).unwrap(),
+        json!({"data": [{"Email": "ada@x.test", "First_Name": "Ada", "Last_Name": "Lovelace", "Mobile": "+14155551234"}],
+               "duplicate_check_fields": ["Email"]})
+    );
+
+    w.configure(json!({"crm": {"provider": "keap", "base_url": crm.url(""), "token": "k-tok"}})).await;
+    let keap = w.flow("Keap", flow("keap"), &[("s", "next", "c")]).await;
+    let p = w.enroll(keap, json!({"email": "grace@x.test", "mobile": "+14155551234", "fields": {"first_name": "Grace", "last_name": "Hopper"}})).await;
+    w.dispatch(&w.dispatcher(1)).await;
+    assert_eq!(w.reason(p).await.0, "completed");
+    let call = &crm.arrivals()[1];
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("PUT", "/crm/rest/v1/contacts"));
+    assert_eq!(call.headers["authorization"], "Bearer k-tok");
+    assert_eq!(
+        serde_json::from_str::<Value>(&call.body).unwrap(),
+        json!({"duplicate_option": "Email", "given_name": "Grace", "family_name": "Hopper",
+               "email_addresses": [{"email": "grace@x.test", "field": "EMAIL1"}],
+               "phone_numbers": [{"number": "+14155551234", "field": "PHONE1"}]})
+    );
+
+    // the step names the other CRM: refused with the reason, nothing sent
+    let p = w.enroll(zoho, json!({"email": "bob@x.test"})).await;
+    w.dispatch(&w.dispatcher(1)).await;
+    assert_eq!(w.reason(p).await.1.as_deref(), Some("the step pushes to “zoho”, but the CRM connection is Keap"));
+    assert_eq!(crm.arrivals().len(), 2);
+}

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod conversations;
+pub mod crm;
 pub mod email;
 pub mod ftp;
 pub mod http;
@@ -38,12 +39,15 @@ pub struct Channels {
     mailer: Mailer,
     texter: Texter,
     uploader: s3::Uploader,
+    pusher: crm::Pusher,
     http: Mutex<Option<(settings::Http, Arc<http::Client>)>>,
 }
 
 impl Channels {
     pub fn new(pool: SqlitePool) -> Channels {
-        Channels { pool, mailer: Mailer::default(), texter: Texter::default(), uploader: s3::Uploader::default(), http: Mutex::new(None) }
+        Channels { pool, mailer: Mailer::default(), texter: Texter::default(), uploader: s3::Uploader::default(),
+            pusher: crm::Pusher::default(),
+            http: Mutex::new(None) }
     }
 
     /// The guarded client for the current HTTP settings (rebuilt when they change).
@@ -199,6 +203,15 @@ impl Executor for Channels {
                 let contact = contact_of(&self.pool, job.participant).await?;
                 let (body, _) = s3::contact_file(&contact, format)?;
                 ftp::upload(ftp, password, path.clone(), body).await?;
+            }
+            (Effect::CrmPush { provider, operation }, _, _) if settings.crm.is_some() => {
+                let (crm, token) = settings.crm.as_ref().expect("checked above");
+                let wanted = serde_json::from_value::<settings::CrmProvider>(Value::String(provider.clone()));
+                if wanted.ok() != Some(crm.provider) {
+                    return Err(Failure::permanent(format!("the step pushes to “{provider}”, but the CRM connection is {:?}", crm.provider)));
+                }
+                let contact = contact_of(&self.pool, job.participant).await?;
+                self.pusher.push(crm, token, operation, &contact).await?;
             }
             (Effect::RunScript { script }, _, _) => {
                 let contact = contact_of(&self.pool, job.participant).await?;

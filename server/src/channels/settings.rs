@@ -109,6 +109,24 @@ fn default_ftp_port() -> u16 {
     21
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmProvider {
+    Zoho,
+    Keap,
+}
+
+/// The CRM contacts are pushed to, with an OAuth access token as its secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crm {
+    pub provider: CrmProvider,
+    /// e.g. `https://www.zohoapis.com` or `https://api.infusionsoft.com`.
+    pub base_url: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
 /// Outbound HTTP (webhooks, data append, attachments): the SSRF guard's
 /// allowlist and the timeout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,15 +157,17 @@ pub struct Integrations {
     pub sms: Option<(Sms, Option<Secret>)>,
     pub s3: Option<(S3, Option<Secret>)>,
     pub ftp: Option<(Ftp, Option<Secret>)>,
+    pub crm: Option<(Crm, Option<Secret>)>,
     pub http: Http,
 }
 
 /// The channels an admin can configure, with the name of each one's secret.
-const CHANNELS: [(&str, Option<&str>); 5] = [
+const CHANNELS: [(&str, Option<&str>); 6] = [
     ("smtp", Some("password")),
     ("sms", Some("token")),
     ("s3", Some("secret_access_key")),
     ("ftp", Some("password")),
+    ("crm", Some("token")),
     ("http", None),
 ];
 
@@ -165,6 +185,7 @@ impl Integrations {
                 "sms" => all.sms = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "s3" => all.s3 = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "ftp" => all.ftp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "crm" => all.crm = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "http" => all.http = serde_json::from_str(&settings).map_err(bad)?,
                 _ => {}
             }
@@ -185,6 +206,7 @@ impl Integrations {
             "sms": self.sms.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
             "s3": self.s3.as_ref().map(|(s, secret)| with_flag(s, "secret_access_key_set", secret)),
             "ftp": self.ftp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
+            "crm": self.crm.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
             "http": self.http,
         })
     }
@@ -197,7 +219,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
     let mut writes = Vec::new();
     for (channel, value) in body {
         let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
-            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3, ftp or http"));
+            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3, ftp, crm or http"));
         };
         let mut fields = match value {
             Value::Object(fields) => fields,
@@ -222,6 +244,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
             "sms" => check_sms(&parse(&channel, settings.clone())?)?,
             "s3" => check_s3(&parse(&channel, settings.clone())?)?,
             "ftp" => check_ftp(&parse(&channel, settings.clone())?)?,
+            "crm" => check_crm(&parse(&channel, settings.clone())?)?,
             "http" => check_http(&parse(&channel, settings.clone())?)?,
             _ => unreachable!("channels are listed in CHANNELS"),
         }
@@ -332,6 +355,14 @@ fn check_ftp(ftp: &Ftp) -> Result<()> {
         return Err(invalid("ftp.username", "is empty"));
     }
     check_timeout("ftp", ftp.timeout_secs)
+}
+
+fn check_crm(crm: &Crm) -> Result<()> {
+    match url::Url::parse(&crm.base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => return Err(invalid("crm.base_url", "is not an http(s) URL")),
+    }
+    check_timeout("crm", crm.timeout_secs)
 }
 
 fn check_http(http: &Http) -> Result<()> {
