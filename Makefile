@@ -55,6 +55,7 @@ e2e:
 bench:
 	cargo bench -p app --bench validate --locked
 	cargo bench -p server --bench runtime --locked
+	cargo bench -p server --bench channels --locked
 
 fmt:
 	cargo fmt --all

@@ -59,6 +59,15 @@ pub enum Error {
     /// 422 `flow_not_published`.
     #[error("Flow {0} has no published version yet; publish it before enrolling.")]
     NotPublished(i64),
+    /// 422 `invalid_integration`: an integration setting is missing or wrong.
+    #[error("The integration setting {field} {message}.")]
+    InvalidIntegration { field: String, message: String },
+    /// 403 `bad_signature`: a provider callback that is not signed with the account's token.
+    #[error("This callback is not signed by the configured SMS provider.")]
+    BadSignature,
+    /// 404 `message_not_found`: a delivery report for a message we did not send.
+    #[error("No message with the provider id “{0}” was sent.")]
+    MessageNotFound(String),
     /// 404 `not_found`: no such route.
     #[error("There is nothing at this address.")]
     RouteNotFound,
@@ -130,8 +139,9 @@ impl Error {
             | Error::ContactNotFound(_)
             | Error::ParticipantNotFound(_)
             | Error::ImportNotFound(_)
-            | Error::RunNotFound(_) => StatusCode::NOT_FOUND,
-            Error::LinkInvalid => StatusCode::FORBIDDEN,
+            | Error::RunNotFound(_)
+            | Error::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            Error::LinkInvalid | Error::BadSignature => StatusCode::FORBIDDEN,
             Error::LinkExpired(_) => StatusCode::GONE,
             Error::NameTaken(_)
             | Error::StaleRevision { .. }
@@ -143,6 +153,7 @@ impl Error {
             | Error::InvalidDocument(_)
             | Error::TooManySteps(_)
             | Error::PublishBlocked(_)
+            | Error::InvalidIntegration { .. }
             | Error::NotPublished(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -162,6 +173,9 @@ impl Error {
             Error::FlowNotFound(_) => "flow_not_found",
             Error::VersionNotFound { .. } => "version_not_found",
             Error::RouteNotFound => "not_found",
+            Error::InvalidIntegration { .. } => "invalid_integration",
+            Error::BadSignature => "bad_signature",
+            Error::MessageNotFound(_) => "message_not_found",
             Error::ContactNotFound(_) => "contact_not_found",
             Error::ParticipantNotFound(_) => "participant_not_found",
             Error::ContactExists(_) => "contact_exists",
@@ -235,6 +249,7 @@ impl IntoResponse for Error {
             Error::PublishBlocked(errors) => body["errors"] = json!(errors),
             Error::StaleRevision { current, .. } => body["current_revision"] = json!(current),
             Error::InvalidDocument(err) => body["path"] = Value::String(err.path.clone()),
+            Error::InvalidIntegration { field, .. } => body["field"] = Value::String(field.clone()),
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();

@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod channels;
 pub mod cli;
 pub mod error;
 pub mod runtime;
@@ -56,7 +57,7 @@ impl AppState {
 
 /// Every REST endpoint under `/api/v1`, with the access each needs.
 pub fn api_endpoints() -> Vec<auth::Endpoint> {
-    api::endpoints().into_iter().chain(runtime_api::endpoints()).collect()
+    api::endpoints().into_iter().chain(runtime_api::endpoints()).chain(channels::api::endpoints()).collect()
 }
 
 /// Leptos options from the environment cargo-leptos (or the Makefile) sets,

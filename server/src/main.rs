@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 use server::cli::{self, Cli, Command};
 use std::sync::Arc;
 
-use server::runtime::outbox::{Dispatcher, Unconfigured};
+use server::channels::Channels;
+use server::runtime::outbox::Dispatcher;
 use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
@@ -58,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::warn!(interrupted, "contact imports were cut short by the last stop; marked failed");
             }
             server::runtime::bulk::resume_interrupted(store.pool(), runtime.files_dir()).await?;
-            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Unconfigured));
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let mut state = AppState::new(leptos_options(addr), store, runtime);
             state.auth.secure_cookies = secure_cookies;

@@ -10,7 +10,7 @@ use sqlx::Row;
 use app::core::contact::Contact;
 use app::core::engine::{Effect, Event, ManualOutcome, Outcome};
 use app::core::FlowDocument;
-use server::runtime::outbox::{Dispatcher, Executor, Failure, RetryPolicy, Unconfigured};
+use server::runtime::outbox::{Dispatcher, Executor, Failure, Job, RetryPolicy, Unconfigured};
 use server::runtime::{contacts, ManualClock, Runtime};
 use server::store::{self, Store};
 
@@ -190,8 +190,8 @@ struct Flaky {
 
 #[async_trait::async_trait]
 impl Executor for Flaky {
-    async fn execute(&self, key: &str, _effect: &Effect) -> Result<Map<String, Value>, Failure> {
-        self.keys.lock().unwrap().push(key.to_owned());
+    async fn execute(&self, job: &Job, _effect: &Effect) -> Result<Map<String, Value>, Failure> {
+        self.keys.lock().unwrap().push(job.key.clone());
         if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail {
             return Err(Failure { reason: "HTTP 503".into(), retryable: true, retry_after: None });
         }

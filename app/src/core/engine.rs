@@ -191,7 +191,17 @@ pub struct Command {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
-    Email { to: String, subject: String, html: String },
+    Email {
+        to: String,
+        subject: String,
+        html: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cc: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bcc: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<crate::core::kinds::AttachmentRef>,
+    },
     Sms { to: String, text: String },
     Webhook { method: String, url: String, format: String, headers: Map<String, Value>, body: Value },
     DataAppend { url: String, mapping: Map<String, Value> },
@@ -848,7 +858,10 @@ impl Run<'_> {
                 method: h.method.unwrap_or_else(|| "POST".into()),
                 url: fill(h.url),
                 format: h.format.unwrap_or_else(|| "json".into()),
-                headers: h.headers,
+                headers: match render_value(Value::Object(h.headers), &self.contact) {
+                    Value::Object(headers) => headers,
+                    _ => Map::new(),
+                },
                 body: render_value(h.body.unwrap_or(Value::Null), &self.contact),
             },
             _ => return None,
@@ -1072,7 +1085,12 @@ impl Run<'_> {
             }
         }
         let html = render(s.body.as_deref().unwrap_or_default(), &self.contact, Escape::Html);
-        self.awaited(Effect::Email { to, subject, html })
+        let addresses = |list: Option<String>| -> Vec<String> {
+            let filled = render(list.as_deref().unwrap_or_default(), &self.contact, Escape::None);
+            filled.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+        };
+        let (cc, bcc) = (addresses(s.cc), addresses(s.bcc));
+        self.awaited(Effect::Email { to, subject, html, cc, bcc, attachments: s.attachments })
     }
 
     fn calendar_due(&self, calendar: &Calendar) -> Option<Due> {

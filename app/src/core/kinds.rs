@@ -310,6 +310,19 @@ pub struct SendEmailSettings {
     pub timing: Option<String>,
     /// skip (default) or exit.
     pub if_no_email: Option<String>,
+    /// Comma-separated addresses (merge tags allowed).
+    pub cc: Option<String>,
+    pub bcc: Option<String>,
+    /// Files fetched when the email is sent; 25 MB in all at most.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// A file an email carries, fetched from `url` when it is sent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub name: String,
+    pub url: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

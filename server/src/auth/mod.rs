@@ -2,9 +2,9 @@
 //! handler runs:
 //!
 //! 1. The caller is found from a bearer token (API) or a session cookie.
-//! 2. A state-changing request that rides on a cookie must come from our own
-//!    pages (`Sec-Fetch-Site: same-origin`, or an `Origin` naming this host);
-//!    anything else is refused as cross-site.
+//! 2. A state-changing request that rides on a cookie (or signs in) must
+//!    come from our own pages (`Sec-Fetch-Site: same-origin`, or an `Origin`
+//!    naming this host); anything else is refused as cross-site.
 //! 3. The [`Policy`] (built from the same tables the router is built from)
 //!    says what the route needs; the caller's role must satisfy it.
 //!
@@ -192,7 +192,10 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
             Err(err) => return err.into_response(),
         }
     } else {
-        if !is_safe(&method) && !same_origin(headers) {
+        // Cross-site requests are dangerous where the browser adds
+        // credentials on its own (the session cookie), and at sign-in.
+        let ambient = cookie(headers, SESSION_COOKIE).is_some() || path.starts_with("/auth/");
+        if ambient && !is_safe(&method) && !same_origin(headers) {
             return Error::CrossSite.into_response();
         }
         match cookie(headers, SESSION_COOKIE) {

@@ -35,12 +35,20 @@ impl Failure {
     }
 }
 
-/// Carries out effects. `key` is the idempotency key, to pass to providers
-/// that deduplicate on it.
+/// Which outbox entry an effect comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The idempotency key, the same for every try: pass it to providers
+    /// that deduplicate on it.
+    pub key: String,
+    pub participant: i64,
+}
+
+/// Carries out effects.
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync + 'static {
     /// Contact fields learned (data append), or why it failed.
-    async fn execute(&self, key: &str, effect: &Effect) -> Result<Map<String, Value>, Failure>;
+    async fn execute(&self, job: &Job, effect: &Effect) -> Result<Map<String, Value>, Failure>;
 }
 
 /// The executor until channels are configured: every external effect fails
@@ -49,7 +57,7 @@ pub struct Unconfigured;
 
 #[async_trait::async_trait]
 impl Executor for Unconfigured {
-    async fn execute(&self, _key: &str, effect: &Effect) -> Result<Map<String, Value>, Failure> {
+    async fn execute(&self, _job: &Job, effect: &Effect) -> Result<Map<String, Value>, Failure> {
         let what = match effect {
             Effect::Email { .. } | Effect::NotifyEmail { .. } => "no email (SMTP) server is configured",
             Effect::Sms { .. } | Effect::NotifySms { .. } => "no SMS provider is configured",
@@ -146,7 +154,7 @@ impl Dispatcher {
             };
             let result = match &effect {
                 Effect::GoToFlow { flow, mode } => self.go_to_flow(participant, flow, mode).await,
-                other => self.executor.execute(&key, other).await,
+                other => self.executor.execute(&Job { key, participant }, other).await,
             };
             match result {
                 Err(failure) if failure.retryable && tries < self.policy.max_tries => {

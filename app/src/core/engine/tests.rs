@@ -72,7 +72,14 @@ fn a_day_is_24_hours_after_the_previous_step_and_emails_are_captured() {
     assert_eq!(sim.actions[1].why.as_deref(), Some("1 day after “s” finished at 2026-11-23T10:30:00Z"));
     assert_eq!(sim.effects.len(), 1);
     assert_eq!(sim.effects[0].at, at("2026-11-24T10:30:00Z"));
-    assert_eq!(sim.effects[0].effect, Effect::Email { to: "ada@example.com".into(), subject: "Hi Ada".into(), html: "<p>Ada</p>".into() });
+    assert_eq!(sim.effects[0].effect, Effect::Email {
+            to: "ada@example.com".into(),
+            subject: "Hi Ada".into(),
+            html: "<p>Ada</p>".into(),
+            cc: vec![],
+            bcc: vec![],
+            attachments: vec![]
+        });
 
     let value = serde_json::to_value(&sim).unwrap();
     assert_eq!(value["effects"][0]["kind"], "email");

@@ -1,0 +1,382 @@
+//! Integration settings: what an admin configures for each channel, stored
+//! one row per channel. The secret (SMTP password, SMS token) lives in its
+//! own column as a [`Secret`], which cannot be serialized: the browser only
+//! ever learns whether one is set.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Error, Result};
+
+/// A password or token. Not `Serialize`, and `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain SMTP (a relay on the same machine or network).
+    None,
+    /// Plain first, then upgraded; refused if the server cannot upgrade.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The From mailbox: `Name <address>` or a bare address.
+    pub from: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// How an SMS sender number is chosen from the pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderChoice {
+    /// Each message takes the next number in turn.
+    #[default]
+    RoundRobin,
+    /// A number with the recipient's area code if the pool has one, else the next in turn.
+    AreaCode,
+}
+
+/// A Twilio-compatible SMS provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    /// e.g. `https://api.twilio.com`.
+    pub base_url: String,
+    pub account_sid: String,
+    pub senders: Vec<String>,
+    #[serde(default)]
+    pub choice: SenderChoice,
+    /// Where the provider reports delivery (our `/api/v1/channels/sms/status`,
+    /// as the provider reaches it); no callbacks when absent.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// S3 or an S3-compatible store, addressed path style.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// e.g. `https://s3.eu-west-1.amazonaws.com` or `http://minio.internal:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// An FTP server uploads go to (plain FTP, passive mode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ftp {
+    pub host: String,
+    #[serde(default = "default_ftp_port")]
+    pub port: u16,
+    pub username: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_ftp_port() -> u16 {
+    21
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmProvider {
+    Zoho,
+    Keap,
+}
+
+/// The CRM contacts are pushed to, with an OAuth access token as its secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crm {
+    pub provider: CrmProvider,
+    /// e.g. `https://www.zohoapis.com` or `https://api.infusionsoft.com`.
+    pub base_url: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Outbound HTTP (webhooks, data append, attachments): the SSRF guard's
+/// allowlist and the timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Host names or addresses/CIDRs the guard lets through even when they
+    /// are internal (`hooks.internal`, `10.1.2.0/24`, `127.0.0.1`).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { allowlist: Vec::new(), timeout_secs: default_timeout() }
+    }
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+/// Every channel's settings, with their secrets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Integrations {
+    pub smtp: Option<(Smtp, Option<Secret>)>,
+    pub sms: Option<(Sms, Option<Secret>)>,
+    pub s3: Option<(S3, Option<Secret>)>,
+    pub ftp: Option<(Ftp, Option<Secret>)>,
+    pub crm: Option<(Crm, Option<Secret>)>,
+    pub http: Http,
+}
+
+/// The channels an admin can configure, with the name of each one's secret.
+const CHANNELS: [(&str, Option<&str>); 6] = [
+    ("smtp", Some("password")),
+    ("sms", Some("token")),
+    ("s3", Some("secret_access_key")),
+    ("ftp", Some("password")),
+    ("crm", Some("token")),
+    ("http", None),
+];
+
+impl Integrations {
+    pub async fn load(pool: &SqlitePool) -> Result<Integrations> {
+        let rows = sqlx::query("SELECT channel, settings, secret FROM integration_settings").fetch_all(pool).await?;
+        let mut all = Integrations::default();
+        for row in rows {
+            let channel: String = row.get("channel");
+            let settings: String = row.get("settings");
+            let secret = row.get::<Option<String>, _>("secret").map(Secret);
+            let bad = |err: serde_json::Error| anyhow::anyhow!("stored {channel} settings are unreadable: {err}");
+            match channel.as_str() {
+                "smtp" => all.smtp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "sms" => all.sms = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "s3" => all.s3 = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "ftp" => all.ftp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "crm" => all.crm = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
+                "http" => all.http = serde_json::from_str(&settings).map_err(bad)?,
+                _ => {}
+            }
+        }
+        Ok(all)
+    }
+
+    /// What the browser may see: the settings, and `password_set`,
+    /// `token_set`, `secret_access_key_set` in place of the secrets.
+    pub fn public_view(&self) -> Value {
+        fn with_flag<T: Serialize>(settings: &T, flag: &str, secret: &Option<Secret>) -> Value {
+            let mut value = serde_json::to_value(settings).expect("settings serialize");
+            value[flag] = Value::Bool(secret.is_some());
+            value
+        }
+        json!({
+            "smtp": self.smtp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
+            "sms": self.sms.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
+            "s3": self.s3.as_ref().map(|(s, secret)| with_flag(s, "secret_access_key_set", secret)),
+            "ftp": self.ftp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
+            "crm": self.crm.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
+            "http": self.http,
+        })
+    }
+}
+
+/// Applies a `PUT`: each channel named in `body` is replaced (`null`
+/// removes it). Its secret is kept when the body leaves it out, cleared by
+/// `""`, replaced otherwise. Everything is checked before anything is written.
+pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integrations> {
+    let mut writes = Vec::new();
+    for (channel, value) in body {
+        let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
+            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3, ftp, crm or http"));
+        };
+        let mut fields = match value {
+            Value::Object(fields) => fields,
+            Value::Null => {
+                writes.push((channel, None));
+                continue;
+            }
+            _ => return Err(invalid(&channel, "must be an object, or null to remove it")),
+        };
+        for flag in ["password_set", "token_set", "secret_access_key_set"] {
+            fields.remove(flag);
+        }
+        let secret = match secret_name.and_then(|name| fields.remove(name)) {
+            None => SecretChange::Keep,
+            Some(Value::String(s)) if s.is_empty() => SecretChange::Clear,
+            Some(Value::String(s)) => SecretChange::Set(s),
+            Some(_) => return Err(invalid(&format!("{channel}.{}", secret_name.unwrap_or_default()), "must be a string")),
+        };
+        let settings = Value::Object(fields);
+        match channel.as_str() {
+            "smtp" => check_smtp(&parse(&channel, settings.clone())?)?,
+            "sms" => check_sms(&parse(&channel, settings.clone())?)?,
+            "s3" => check_s3(&parse(&channel, settings.clone())?)?,
+            "ftp" => check_ftp(&parse(&channel, settings.clone())?)?,
+            "crm" => check_crm(&parse(&channel, settings.clone())?)?,
+            "http" => check_http(&parse(&channel, settings.clone())?)?,
+            _ => unreachable!("channels are listed in CHANNELS"),
+        }
+        writes.push((channel, Some((settings, secret))));
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let mut tx = pool.begin().await?;
+    for (channel, write) in writes {
+        match write {
+            None => {
+                sqlx::query("DELETE FROM integration_settings WHERE channel = ?").bind(&channel).execute(&mut *tx).await?;
+            }
+            Some((settings, secret)) => {
+                let (keep, value) = match secret {
+                    SecretChange::Keep => (true, None),
+                    SecretChange::Clear => (false, None),
+                    SecretChange::Set(s) => (false, Some(s)),
+                };
+                sqlx::query(
+                    "INSERT INTO integration_settings (channel, settings, secret, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (channel) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at,
+                       secret = CASE WHEN ? THEN integration_settings.secret ELSE excluded.secret END",
+                )
+                .bind(&channel)
+                .bind(settings.to_string())
+                .bind(value)
+                .bind(&now)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Integrations::load(pool).await
+}
+
+enum SecretChange {
+    Keep,
+    Clear,
+    Set(String),
+}
+
+fn invalid(field: &str, message: &str) -> Error {
+    Error::InvalidIntegration { field: field.to_owned(), message: message.to_owned() }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(channel: &str, value: Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." { channel.to_owned() } else { format!("{channel}.{path}") };
+        Error::InvalidIntegration { field, message: err.into_inner().to_string() }
+    })
+}
+
+fn check_smtp(smtp: &Smtp) -> Result<()> {
+    if smtp.host.trim().is_empty() {
+        return Err(invalid("smtp.host", "is empty"));
+    }
+    if smtp.port == 0 {
+        return Err(invalid("smtp.port", "must be between 1 and 65535"));
+    }
+    if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(invalid("smtp.from", "is not an email address (write `Name <address>` or `address`)"));
+    }
+    check_timeout("smtp", smtp.timeout_secs)
+}
+
+fn check_sms(sms: &Sms) -> Result<()> {
+    match url::Url::parse(&sms.base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => return Err(invalid("sms.base_url", "is not an http(s) URL")),
+    }
+    if sms.account_sid.trim().is_empty() || sms.account_sid.contains('/') {
+        return Err(invalid("sms.account_sid", "must be the provider's account id"));
+    }
+    if sms.senders.is_empty() {
+        return Err(invalid("sms.senders", "needs at least one sender number"));
+    }
+    if let Some(bad) = sms.senders.iter().find(|n| !super::sms::is_e164(n)) {
+        return Err(invalid("sms.senders", &format!("“{bad}” is not a number in E.164 form (+15551234567)")));
+    }
+    check_timeout("sms", sms.timeout_secs)
+}
+
+fn check_s3(s3: &S3) -> Result<()> {
+    match url::Url::parse(&s3.endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.path() == "/" => {}
+        _ => return Err(invalid("s3.endpoint", "is not an http(s) URL without a path")),
+    }
+    if s3.region.trim().is_empty() {
+        return Err(invalid("s3.region", "is empty"));
+    }
+    if s3.access_key_id.trim().is_empty() {
+        return Err(invalid("s3.access_key_id", "is empty"));
+    }
+    check_timeout("s3", s3.timeout_secs)
+}
+
+fn check_ftp(ftp: &Ftp) -> Result<()> {
+    if ftp.host.trim().is_empty() {
+        return Err(invalid("ftp.host", "is empty"));
+    }
+    if ftp.port == 0 {
+        return Err(invalid("ftp.port", "must be between 1 and 65535"));
+    }
+    if ftp.username.trim().is_empty() {
+        return Err(invalid("ftp.username", "is empty"));
+    }
+    check_timeout("ftp", ftp.timeout_secs)
+}
+
+fn check_crm(crm: &Crm) -> Result<()> {
+    match url::Url::parse(&crm.base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => return Err(invalid("crm.base_url", "is not an http(s) URL")),
+    }
+    check_timeout("crm", crm.timeout_secs)
+}
+
+fn check_http(http: &Http) -> Result<()> {
+    for entry in &http.allowlist {
+        if super::http::AllowEntry::parse(entry).is_none() {
+            return Err(invalid("http.allowlist", &format!("“{entry}” is neither a host name nor an address or CIDR")));
+        }
+    }
+    check_timeout("http", http.timeout_secs)
+}
+
+fn check_timeout(channel: &str, secs: u64) -> Result<()> {
+    if !(1..=120).contains(&secs) {
+        return Err(invalid(&format!("{channel}.timeout_secs"), "must be between 1 and 120 seconds"));
+    }
+    Ok(())
+}
