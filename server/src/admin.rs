@@ -8,7 +8,7 @@ use sqlx::{Row, SqlitePool};
 use app::admin_api::{Ack, AdminBackend, AuditEntry, CreatedToken, UserForm, TokenInfo, UserInfo};
 
 use crate::audit;
-use crate::auth::accounts::{self, Token, User};
+use crate::auth::accounts;
 use crate::error::{Error, Result};
 
 /// The installation setting that makes publishing wait for an admin's
@@ -72,23 +72,6 @@ pub async fn acknowledge(pool: &SqlitePool, actor: &str, flow: i64, step: &str, 
     Ok(())
 }
 
-fn user_info(user: User) -> UserInfo {
-    UserInfo { id: user.id, email: user.email, name: user.name, role: user.role, disabled: user.disabled, created_at: user.created_at }
-}
-
-fn token_info(token: Token) -> TokenInfo {
-    TokenInfo {
-        id: token.id,
-        name: token.name,
-        prefix: token.prefix,
-        scope: token.scope,
-        created_by: token.created_by,
-        created_at: token.created_at,
-        revoked_at: token.revoked_at,
-        last_used_at: token.last_used_at,
-    }
-}
-
 /// The administration, over the database.
 #[derive(Clone)]
 pub struct Admin {
@@ -103,7 +86,7 @@ impl AdminBackend for Admin {
 
     async fn users(&self) -> Result<Vec<UserInfo>, ServerFnError> {
         let users = accounts::users(&self.pool).await.map_err(Error::into_server_fn_error)?;
-        Ok(users.into_iter().map(user_info).collect())
+        Ok(users)
     }
 
     async fn save_user(&self, actor: &str, user: UserForm) -> Result<UserInfo, ServerFnError> {
@@ -115,12 +98,12 @@ impl AdminBackend for Admin {
         let action = if user.id.is_none() { "user.created" } else { "user.changed" };
         let detail = format!("role {}{}", saved.role.as_str(), if saved.disabled { ", disabled" } else { "" });
         audit::record(&self.pool, actor, action, &saved.email, &detail).await.map_err(Error::into_server_fn_error)?;
-        Ok(user_info(saved))
+        Ok(saved)
     }
 
     async fn tokens(&self) -> Result<Vec<TokenInfo>, ServerFnError> {
         let tokens = accounts::tokens(&self.pool).await.map_err(Error::into_server_fn_error)?;
-        Ok(tokens.into_iter().map(token_info).collect())
+        Ok(tokens)
     }
 
     async fn create_token(&self, actor: &str, name: String, scope: String) -> Result<CreatedToken, ServerFnError> {
@@ -128,7 +111,7 @@ impl AdminBackend for Admin {
         audit::record(&self.pool, actor, "token.created", &token.name, &format!("scope {}", token.scope))
             .await
             .map_err(Error::into_server_fn_error)?;
-        Ok(CreatedToken { token: token_info(token), secret })
+        Ok(CreatedToken { token, secret })
     }
 
     async fn revoke_token(&self, actor: &str, id: i64) -> Result<(), ServerFnError> {

@@ -6,7 +6,6 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Pass
 use argon2::Argon2;
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool};
 
@@ -17,27 +16,10 @@ use crate::error::{Error, Result};
 /// How long a sign-in lasts.
 pub const SESSION_LIFETIME: SignedDuration = SignedDuration::from_hours(12);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub id: i64,
-    pub email: String,
-    pub name: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub created_at: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Token {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub scope: String,
-    pub created_by: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    pub last_used_at: Option<String>,
-}
+/// A user as listed (never with the password hash).
+pub type User = app::admin_api::UserInfo;
+/// An API token as listed (never with its secret).
+pub type Token = app::admin_api::TokenInfo;
 
 /// A new random secret, URL-safe.
 pub fn secret() -> String {
