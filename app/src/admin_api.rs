@@ -77,6 +77,10 @@ mod backend {
         async fn audit(&self, prefix: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError>;
         async fn acknowledge(&self, actor: &str, flow: i64, step: String, code: String, note: String) -> Result<(), ServerFnError>;
         async fn review_required(&self) -> Result<bool, ServerFnError>;
+        /// The integration settings as JSON, secrets reduced to `*_set` flags.
+        async fn integrations(&self) -> Result<String, ServerFnError>;
+        /// Replaces one channel's settings; `secret` none keeps the stored one, `""` clears it.
+        async fn save_integration(&self, actor: &str, channel: String, settings: serde_json::Value, secret: Option<String>) -> Result<(), ServerFnError>;
         async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError>;
     }
 
@@ -160,4 +164,33 @@ pub async fn set_review_required(required: Option<bool>) -> Result<bool, ServerF
         admin.set_review_required(&viewer.actor(), required).await?;
     }
     admin.review_required().await
+}
+
+/// The integration settings (SMTP, SMS, S3, FTP, CRM, outbound HTTP) as
+/// JSON; secrets appear only as `password_set`-style flags.
+#[server(prefix = "/fn")]
+pub async fn integration_settings() -> Result<String, ServerFnError> {
+    backend::admin()?.integrations().await
+}
+
+/// Saves one channel's settings from JSON text. An empty `secret` keeps the
+/// stored one; `clear_secret` removes it.
+#[server(prefix = "/fn")]
+pub async fn save_integration(channel: String, settings: String, secret: String, clear_secret: Option<String>) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    let settings: serde_json::Value =
+        serde_json::from_str(&settings).map_err(|err| ServerFnError::new(format!("The {channel} settings are not JSON: {err}")))?;
+    let secret = if clear_secret.is_some() { Some(String::new()) } else { Some(secret).filter(|s| !s.is_empty()) };
+    backend::admin()?.save_integration(&viewer.actor(), channel, settings, secret).await
+}
+
+/// Saves the SMTP server from the settings page's form.
+#[server(prefix = "/fn")]
+pub async fn save_smtp(host: String, port: u16, tls: String, username: String, from: String, password: String) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require_viewer()?;
+    let settings = serde_json::json!({
+        "host": host.trim(), "port": port, "tls": tls,
+        "username": Some(username.trim()).filter(|u| !u.is_empty()), "from": from.trim(),
+    });
+    backend::admin()?.save_integration(&viewer.actor(), "smtp".into(), settings, Some(password).filter(|p| !p.is_empty())).await
 }

@@ -106,6 +106,7 @@ pub const PAGES: &[(&str, Access)] = &[
     ("/review", Access::Admin),
     ("/admin/users", Access::Admin),
     ("/admin/tokens", Access::Admin),
+    ("/admin/integrations", Access::Admin),
     ("/audit", Access::Admin),
 ];
 
@@ -154,6 +155,9 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("create_token", Access::Admin),
     ("revoke_token", Access::Admin),
     ("list_audit", Access::Admin),
+    ("integration_settings", Access::Admin),
+    ("save_integration", Access::Admin),
+    ("save_smtp", Access::Admin),
 ];
 
 pub fn page_access(pattern: &str) -> Option<Access> {
@@ -177,6 +181,7 @@ pub const NAV: &[(&str, &str, Access)] = &[
     ("/review", "Validation review", Access::Admin),
     ("/admin/users", "Users", Access::Admin),
     ("/admin/tokens", "API tokens", Access::Admin),
+    ("/admin/integrations", "Integrations", Access::Admin),
     ("/audit", "Audit log", Access::Admin),
 ];
 

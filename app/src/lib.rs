@@ -89,6 +89,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/setup") view=pages::login::SetupPage/>
                         <Route path=path!("/admin/users") view=pages::admin::UsersPage/>
                         <Route path=path!("/admin/tokens") view=pages::admin::TokensPage/>
+                        <Route path=path!("/admin/integrations") view=pages::admin::IntegrationsPage/>
                         <Route path=path!("/audit") view=pages::admin::AuditPage/>
                         <Route path=path!("/") view=pages::flows::FlowsPage/>
                         <Route path=path!("/flows/:id") view=pages::flow::FlowPage/>

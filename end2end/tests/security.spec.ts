@@ -151,3 +151,33 @@ test("an admin creates and revokes an API token, and acknowledges a warning mark
   await open(page, `/flows/${flowId}`);
   await expect(page.locator(".findings .ack")).toContainText("Two segments are fine for this offer.");
 });
+
+test("an admin sets up SMTP on the integrations page; the password is never shown again", async ({ page, request }) => {
+  await open(page, "/admin/integrations");
+  const form = page.locator('form[data-channel="smtp"]');
+  await form.getByLabel("Host", { exact: true }).fill("smtp.example.test");
+  await form.getByLabel("Port", { exact: true }).fill("2525");
+  await form.getByLabel("Security").selectOption("none");
+  await form.getByLabel("User name", { exact: true }).fill("mailer");
+  await form.locator("input[name=password]").fill("hunter2-secret");
+  await form.getByLabel("From", { exact: true }).fill("Waymark <news@example.test>");
+  await form.getByRole("button", { name: "Save SMTP" }).click();
+  await expect(page.getByRole("status")).toHaveText("Saved.");
+  await expect(form.getByLabel("Password (stored; empty keeps it)")).toBeVisible();
+
+  const stored = await (await request.get("/api/v1/settings/integrations")).json();
+  expect(stored.smtp).toMatchObject({ host: "smtp.example.test", port: 2525, tls: "none", username: "mailer", password_set: true });
+  expect(JSON.stringify(stored)).not.toContain("hunter2-secret");
+  await page.reload();
+  expect(await page.content()).not.toContain("hunter2-secret");
+  await expect(page.locator('form[data-channel="smtp"]').getByLabel("Host", { exact: true })).toHaveValue("smtp.example.test");
+
+  // Another channel, as JSON: a mistake is explained and nothing is saved.
+  const sms = page.locator('details[data-channel="sms"]');
+  await sms.locator("summary").click();
+  await sms.getByLabel("Settings (JSON)").fill('{"base_url": "http://127.0.0.1:9/"');
+  await sms.getByRole("button", { name: "Save SMS" }).click();
+  await expect(page.getByRole("alert")).toContainText("not JSON");
+  await page.screenshot({ path: path.join("screenshots", "24-integrations.png"), fullPage: true });
+  expect((await (await request.get("/api/v1/settings/integrations")).json()).sms).toBeNull();
+});

@@ -131,6 +131,25 @@ impl AdminBackend for Admin {
         review_required(&self.pool).await.map_err(Error::into_server_fn_error)
     }
 
+    async fn integrations(&self) -> Result<String, ServerFnError> {
+        let settings = crate::channels::settings::Integrations::load(&self.pool).await.map_err(Error::into_server_fn_error)?;
+        Ok(settings.public_view().to_string())
+    }
+
+    async fn save_integration(&self, actor: &str, channel: String, settings: serde_json::Value, secret: Option<String>) -> Result<(), ServerFnError> {
+        let mut settings = match settings {
+            serde_json::Value::Object(fields) => fields,
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => return Err(ServerFnError::new(format!("The {channel} settings must be a JSON object."))),
+        };
+        if let (Some(secret), Some(field)) = (secret, crate::channels::settings::secret_field(&channel)) {
+            settings.insert(field.to_owned(), serde_json::Value::String(secret));
+        }
+        let body = serde_json::Map::from_iter([(channel.clone(), serde_json::Value::Object(settings))]);
+        crate::channels::settings::update(&self.pool, body).await.map_err(Error::into_server_fn_error)?;
+        audit::record(&self.pool, actor, "settings.integrations", "integrations", &channel).await.map_err(Error::into_server_fn_error)
+    }
+
     async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError> {
         set_review_required(&self.pool, actor, required).await.map_err(Error::into_server_fn_error)
     }

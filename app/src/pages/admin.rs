@@ -202,3 +202,93 @@ pub fn AuditPage() -> impl IntoView {
         </section>
     }
 }
+
+/// What the settings page shows of a channel: its fields without the
+/// `*_set` flag, as editable JSON, and whether a secret is stored.
+fn channel_view(all: &serde_json::Value, channel: &str) -> (String, bool) {
+    let mut fields = all.get(channel).cloned().unwrap_or(serde_json::Value::Null);
+    let mut secret_set = false;
+    if let Some(map) = fields.as_object_mut() {
+        for flag in ["password_set", "token_set", "secret_access_key_set"] {
+            secret_set |= map.remove(flag).and_then(|v| v.as_bool()).unwrap_or(false);
+        }
+    }
+    let text = if fields.is_null() { String::new() } else { serde_json::to_string_pretty(&fields).unwrap_or_default() };
+    (text, secret_set)
+}
+
+#[component]
+pub fn IntegrationsPage() -> impl IntoView {
+    use crate::admin_api::{integration_settings, SaveIntegration, SaveSmtp};
+    let smtp = ServerAction::<SaveSmtp>::new();
+    let other = ServerAction::<SaveIntegration>::new();
+    let settings = Resource::new(move || (smtp.version().get(), other.version().get()), |_| integration_settings());
+    let saved = move |version: usize, ok: bool| (version > 0 && ok).then(|| view! { <p class="notice" role="status">"Saved."</p> });
+    view! {
+        <Title text="Integrations"/>
+        <section class="page">
+            <div class="page-head"><h1>"Integrations"</h1></div>
+            <p class="hint">"Where messages, uploads and pushes go. Passwords and tokens are stored on the server and never shown again: leave the field empty to keep the stored one."</p>
+            {move || smtp.value().get().and_then(Result::err).or_else(|| other.value().get().and_then(Result::err))
+                .map(|err| view! { <ErrorNote message=error_text(&err)/> })}
+            {move || saved(smtp.version().get() + other.version().get(),
+                smtp.value().get().is_none_or(|r| r.is_ok()) && other.value().get().is_none_or(|r| r.is_ok()))}
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let all: serde_json::Value = match settings.await {
+                        Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
+                        Err(err) => return view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                    };
+                    let current = all.get("smtp").cloned().unwrap_or_default();
+                    let text = |key: &str| current.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                    let (host, username, from) = (text("host"), text("username"), text("from"));
+                    let port = current.get("port").and_then(|v| v.as_u64()).unwrap_or(587);
+                    let tls = text("tls");
+                    let password_set = current.get("password_set").and_then(|v| v.as_bool()).unwrap_or(false);
+                    let channels = ["sms", "s3", "ftp", "crm", "http"].map(|channel| {
+                        let (fields, secret_set) = channel_view(&all, channel);
+                        view! {
+                            <details class="channel" data-channel=channel>
+                                <summary>{channel.to_uppercase()} {if fields.is_empty() { " · not configured" } else { "" }}</summary>
+                                <ActionForm action=other attr:class="stack">
+                                    <input type="hidden" name="channel" value=channel/>
+                                    <label>"Settings (JSON)" <textarea name="settings" rows="7">{fields}</textarea></label>
+                                    {(channel != "http").then(|| view! {
+                                        <label>{if secret_set { "Secret (stored; empty keeps it)" } else { "Secret" }}
+                                            <input type="password" name="secret" autocomplete="new-password"/>
+                                        </label>
+                                        <label class="check"><input type="checkbox" name="clear_secret" value="on"/> " Remove the stored secret"</label>
+                                    })}
+                                    {(channel == "http").then(|| view! { <input type="hidden" name="secret" value=""/> })}
+                                    <button type="submit">"Save " {channel.to_uppercase()}</button>
+                                </ActionForm>
+                            </details>
+                        }
+                    });
+                    view! {
+                        <h2>"Email (SMTP)"</h2>
+                        <ActionForm action=smtp attr:class="stack smtp" attr:data-channel="smtp">
+                            <label>"Host" <input name="host" value=host required/></label>
+                            <label>"Port" <input type="number" name="port" min="1" max="65535" value=port required/></label>
+                            <label>"Security"
+                                <select name="tls">
+                                    <option value="starttls" selected=tls == "starttls" || tls.is_empty()>"STARTTLS"</option>
+                                    <option value="tls" selected=tls == "tls">"TLS (port 465)"</option>
+                                    <option value="none" selected=tls == "none">"None (local relay only)"</option>
+                                </select>
+                            </label>
+                            <label>"User name" <input name="username" value=username autocomplete="off"/></label>
+                            <label>{if password_set { "Password (stored; empty keeps it)" } else { "Password" }}
+                                <input type="password" name="password" autocomplete="new-password"/>
+                            </label>
+                            <label>"From" <input name="from" value=from placeholder="Waymark <news@example.com>" required/></label>
+                            <button type="submit" class="primary">"Save SMTP"</button>
+                        </ActionForm>
+                        <h2>"Other channels"</h2>
+                        {channels.into_iter().collect_view()}
+                    }.into_any()
+                })}
+            </Transition>
+        </section>
+    }
+}

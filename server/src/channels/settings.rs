@@ -171,6 +171,11 @@ const CHANNELS: [(&str, Option<&str>); 6] = [
     ("http", None),
 ];
 
+/// The name of a channel's secret field (`password`, `token`…), if it has one.
+pub fn secret_field(channel: &str) -> Option<&'static str> {
+    CHANNELS.iter().find(|(name, _)| *name == channel).and_then(|(_, secret)| *secret)
+}
+
 impl Integrations {
     pub async fn load(pool: &SqlitePool) -> Result<Integrations> {
         let rows = sqlx::query("SELECT channel, settings, secret FROM integration_settings").fetch_all(pool).await?;
