@@ -63,14 +63,20 @@ fn user_from(row: &sqlx::sqlite::SqliteRow) -> User {
     }
 }
 
-pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, password: &str) -> Result<User> {
+/// A new user's email, display name and password hash, after the checks
+/// every way of adding a user applies.
+fn checked_new_user<'a>(email: &'a str, name: &'a str, password: &str) -> Result<(&'a str, &'a str, String)> {
     let email = email.trim();
     if !email.contains('@') {
         return Err(Error::Invalid { code: "invalid_email", message: format!("“{email}” is not an email address.") });
     }
     check_password(password)?;
-    let hash = hash_password(password)?;
     let name = if name.trim().is_empty() { email } else { name.trim() };
+    Ok((email, name, hash_password(password)?))
+}
+
+pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, password: &str) -> Result<User> {
+    let (email, name, hash) = checked_new_user(email, name, password)?;
     let row = sqlx::query(
         "INSERT INTO users (email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
          RETURNING id, email, name, role, disabled, created_at",
@@ -89,6 +95,24 @@ pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, pa
         _ => Error::Database(err),
     })?;
     Ok(user_from(&row))
+}
+
+/// Adds the first admin, only while there is none: one statement, so two
+/// set-ups at once cannot both make one. `None` when an admin exists.
+pub async fn add_first_admin(pool: &SqlitePool, email: &str, name: &str, password: &str) -> Result<Option<User>> {
+    let (email, name, hash) = checked_new_user(email, name, password)?;
+    let row = sqlx::query(
+        "INSERT INTO users (email, name, role, password_hash, created_at)
+         SELECT ?, ?, 'admin', ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
+         RETURNING id, email, name, role, disabled, created_at",
+    )
+    .bind(email)
+    .bind(name)
+    .bind(hash)
+    .bind(Timestamp::now().to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(user_from))
 }
 
 /// Changes a user's name, role, disabled flag and (when given) password.

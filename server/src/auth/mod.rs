@@ -194,11 +194,12 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
     } else {
         // Cross-site requests are dangerous where the browser adds
         // credentials on its own (the session cookie), and at sign-in.
-        let ambient = cookie(headers, SESSION_COOKIE).is_some() || path.starts_with("/auth/");
+        let session = cookie(headers, SESSION_COOKIE);
+        let ambient = session.is_some() || path.starts_with("/auth/");
         if ambient && !is_safe(&method) && !same_origin(headers) {
             return Error::CrossSite.into_response();
         }
-        match cookie(headers, SESSION_COOKIE) {
+        match session {
             Some(value) => match accounts::session_viewer(&auth.pool, value).await {
                 Ok(viewer) => viewer,
                 Err(err) => return err.into_response(),
@@ -230,13 +231,18 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
 }
 
 fn forbidden_page(message: &str) -> Response {
-    let body = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Waymark</title>\
-         <link rel=\"stylesheet\" href=\"/pkg/waymark.css\"></head><body><main class=\"page\"><h1>Not allowed</h1>\
-         <p>{}</p><p><a href=\"/inbox\">Go to your task inbox</a></p></main></body></html>",
-        app::core::merge::escape_html(message)
+    let body = format!("<p>{}</p><p><a href=\"/inbox\">Go to your task inbox</a></p>", app::core::merge::escape_html(message));
+    html_page(axum::http::StatusCode::FORBIDDEN, "Not allowed", &body)
+}
+
+/// A bare page for answers given before the app can render (refusals):
+/// `title` is plain text, `body` trusted HTML.
+pub fn html_page(status: axum::http::StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Waymark</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/waymark.css\"></head><body><main class=\"page\"><h1>{title}</h1>{body}</main></body></html>"
     );
-    let mut response = (axum::http::StatusCode::FORBIDDEN, body).into_response();
+    let mut response = (status, html).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     response
 }

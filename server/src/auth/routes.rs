@@ -6,7 +6,6 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
-use sqlx::Row;
 
 use app::auth::{Access, Role};
 
@@ -110,45 +109,22 @@ async fn create_first_admin(auth: &Auth, form: SetUp) -> Result<Response> {
     if form.password != form.confirm {
         return Err(Error::Invalid { code: "passwords_differ", message: "The two passwords differ.".into() });
     }
-    accounts::check_password(&form.password)?;
-    let hash = accounts::hash_password(&form.password)?;
-    let email = form.email.trim();
-    if !email.contains('@') {
-        return Err(Error::Invalid { code: "invalid_email", message: format!("“{email}” is not an email address.") });
-    }
-    let name = if form.name.trim().is_empty() { email } else { form.name.trim() };
-    // One statement, so two set-ups at once cannot both make an admin.
-    let created = sqlx::query(
-        "INSERT INTO users (email, name, role, password_hash, created_at)
-         SELECT ?, ?, 'admin', ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
-         RETURNING id",
-    )
-    .bind(email)
-    .bind(name)
-    .bind(hash)
-    .bind(jiff::Timestamp::now().to_string())
-    .fetch_optional(&auth.pool)
-    .await?;
-    let Some(row) = created else {
+    let Some(admin) = accounts::add_first_admin(&auth.pool, &form.email, &form.name, &form.password).await? else {
         return Err(Error::Conflict { code: "already_set_up", message: "Waymark already has an admin; sign in instead.".into() });
     };
-    let value = accounts::open_session(&auth.pool, row.get("id")).await?;
-    audit::record(&auth.pool, email, "user.created", email, &format!("role {} (first admin, set-up page)", Role::Admin.as_str())).await?;
+    let value = accounts::open_session(&auth.pool, admin.id).await?;
+    let detail = format!("role {} (first admin, set-up page)", Role::Admin.as_str());
+    audit::record(&auth.pool, &admin.email, "user.created", &admin.email, &detail).await?;
     Ok(signed_in(auth, &value, "/"))
 }
 
 /// Too many sign-in attempts: 429 with Retry-After, as a readable page
 /// (the form is posted by a browser).
 pub fn throttled_page(wait: std::time::Duration) -> Response {
-    let body = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many attempts · Waymark</title>\
-         <link rel=\"stylesheet\" href=\"/pkg/waymark.css\"></head><body><main class=\"page\"><h1>Too many attempts</h1>\
-         <p>Wait {} second(s), then <a href=\"/login\">try again</a>.</p></main></body></html>",
-        wait.as_secs().max(1)
-    );
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+    let seconds = wait.as_secs().max(1);
+    let body = format!("<p>Wait {seconds} second(s), then <a href=\"/login\">try again</a>.</p>");
+    let mut response = super::html_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &body);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 
