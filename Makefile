@@ -15,7 +15,7 @@ SITE_RELEASE := $(CARGO_TARGET_DIR)/site
 DATABASE_URL ?= sqlite://data/waymark.db
 ADDR ?= 127.0.0.1:3000
 
-.PHONY: run test tools browser site-release site-debug unit e2e bench fmt lint clean
+.PHONY: run test tools browser site-release site-debug unit pg e2e bench bench-editor reactflow-bench fmt lint clean
 
 ## run: build for release and serve the app with the demo flow
 run: tools site-release
@@ -23,7 +23,7 @@ run: tools site-release
 	LEPTOS_SITE_ROOT=$(SITE_RELEASE) $(CARGO_TARGET_DIR)/release/waymark --database-url $(DATABASE_URL) serve --addr $(ADDR)
 
 ## test: every test: unit, property, integration (real SQLite), CLI, browser (headless Chromium)
-test: tools browser site-debug unit e2e
+test: tools browser site-debug unit pg e2e
 
 ## tools: the wasm target, wasm-bindgen (same version as Cargo.lock), wasm-opt
 tools:
@@ -46,6 +46,20 @@ site-debug:
 unit:
 	cargo test --workspace --exclude frontend --locked
 
+## pg: the store, runtime, API, bulk and channel tests again on PostgreSQL
+## (the local server, or a private one started here); a skip is announced
+pg:
+	@url=$$(.ci/postgres "$(HOME)/.cache/waymark/pg"); \
+	if [ -z "$$url" ]; then \
+		echo "################################################################"; \
+		echo "## PostgreSQL half SKIPPED: no server could be found or started ##"; \
+		echo "################################################################"; \
+		exit 0; \
+	fi; \
+	echo "PostgreSQL tests against $$url"; \
+	WAYMARK_TEST_POSTGRES=$$url cargo test -p server --locked \
+		--test api --test runtime --test contacts --test channels --test security --test scale_out
+
 e2e:
 	cargo build -p server --locked
 	cd end2end && WAYMARK_BIN=$(CARGO_TARGET_DIR)/debug/waymark LEPTOS_SITE_ROOT=$(SITE_DEBUG) \
@@ -56,6 +70,22 @@ bench:
 	cargo bench -p app --bench validate --locked
 	cargo bench -p server --bench runtime --locked
 	cargo bench -p server --bench channels --locked
+
+## bench-editor: the editor in headless Chromium against React Flow on the same
+## 1,000-step flow (scripted drag, zoom, pan; frame times p50/p95 and their
+## ratio), and the release wasm's gzip size against its budget. A measurement,
+## not a test: `make test` never runs it.
+bench-editor: tools browser site-release reactflow-bench
+	cargo build -p server --locked
+	cd end2end && WAYMARK_BIN=$(CARGO_TARGET_DIR)/debug/waymark LEPTOS_SITE_ROOT=$(SITE_RELEASE) \
+		NODE_PATH=$(TOOLS)/node_modules $(TOOLS)/node_modules/.bin/playwright test -c playwright.bench.config.ts
+	.ci/wasm-size $(SITE_RELEASE)/pkg/waymark.wasm
+
+## reactflow-bench: the React Flow page the editor is measured against (npm, Vite).
+## `npm install` keeps to the lockfile's versions; `npm ci` refuses this lockfile
+## here, since it lists rollup's native packages for this platform only.
+reactflow-bench:
+	cd end2end/reactflow-bench && npm install --no-audit --no-fund && npm run build
 
 fmt:
 	cargo fmt --all

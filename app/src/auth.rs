@@ -141,6 +141,7 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("get_bulk_run", Access::Marketer),
     ("undo_bulk_run", Access::Marketer),
     ("get_contact_import", Access::Marketer),
+    ("list_contact_imports", Access::Marketer),
     // the task inbox: agents see their own
     ("list_tasks", Access::SignedIn),
     ("act_on_task", Access::SignedIn),

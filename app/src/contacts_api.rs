@@ -23,12 +23,26 @@ impl ContactRow {
     }
 }
 
+/// A page of a contact search.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactPage {
+    /// How many match, counted up to a cap.
     pub total: i64,
-    pub page: i64,
-    pub per_page: i64,
+    /// More match than `total`.
+    pub more: bool,
     pub rows: Vec<ContactRow>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
+}
+
+impl ContactPage {
+    pub fn summary(&self) -> String {
+        if self.more {
+            format!("More than {} contacts match", self.total)
+        } else {
+            format!("{} contact(s)", self.total)
+        }
+    }
 }
 
 /// A flow the contact is in.
@@ -182,6 +196,9 @@ pub struct ImportInfo {
     pub error: Option<String>,
     /// The first refused rows: (line, reason).
     pub errors: Vec<(i64, String)>,
+    pub started_by: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
 }
 
 impl ImportInfo {
@@ -205,7 +222,8 @@ mod backend {
 
     #[async_trait::async_trait]
     pub trait ContactsBackend: Send + Sync + 'static {
-        async fn search(&self, q: String, list: String, page: i64) -> Result<ContactPage, ServerFnError>;
+        /// A page of 50 after the cursor `after` (a page's `next`).
+        async fn search(&self, q: String, list: String, after: Option<String>) -> Result<ContactPage, ServerFnError>;
         async fn detail(&self, id: i64) -> Result<ContactDetail, ServerFnError>;
         /// Creates (`id` None) or replaces a contact; returns its id.
         async fn save(&self, id: Option<i64>, contact: crate::core::contact::Contact) -> Result<i64, ServerFnError>;
@@ -218,6 +236,8 @@ mod backend {
         async fn run(&self, id: i64) -> Result<RunInfo, ServerFnError>;
         async fn undo(&self, id: i64) -> Result<String, ServerFnError>;
         async fn import(&self, id: i64) -> Result<ImportInfo, ServerFnError>;
+        /// The newest imports first (without their refused rows).
+        async fn imports(&self) -> Result<Vec<ImportInfo>, ServerFnError>;
     }
 
     pub type ContactsHandle = Arc<dyn ContactsBackend>;
@@ -227,9 +247,10 @@ mod backend {
     }
 }
 
+/// Contacts whose email, name or mobile starts with `q`, in `list`; the page after `after` ("" for the first).
 #[server(prefix = "/fn")]
-pub async fn search_contacts(q: String, list: String, page: i64) -> Result<ContactPage, ServerFnError> {
-    backend::contacts()?.search(q, list, page).await
+pub async fn search_contacts(q: String, list: String, after: String) -> Result<ContactPage, ServerFnError> {
+    backend::contacts()?.search(q, list, Some(after).filter(|a| !a.is_empty())).await
 }
 
 #[server(prefix = "/fn")]
@@ -316,6 +337,12 @@ pub async fn undo_bulk_run(id: i64) -> Result<String, ServerFnError> {
 #[server(prefix = "/fn")]
 pub async fn get_contact_import(id: i64) -> Result<ImportInfo, ServerFnError> {
     backend::contacts()?.import(id).await
+}
+
+/// The last 20 imports, newest first: when, who, which file, the counts.
+#[server(prefix = "/fn")]
+pub async fn list_contact_imports() -> Result<Vec<ImportInfo>, ServerFnError> {
+    backend::contacts()?.imports().await
 }
 
 /// The import form's mapping text (`column = field` a line) as the options JSON.

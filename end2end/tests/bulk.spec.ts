@@ -1,4 +1,5 @@
 import { test, expect, Page } from "@playwright/test";
+import * as fs from "fs";
 import * as path from "path";
 
 async function open(page: Page, url: string) {
@@ -48,6 +49,14 @@ test("a marketer searches participants, previews a bulk pause, applies it, watch
   await expect(page.locator("p.summary")).toContainText("2 participant(s) match");
   await expect(page.locator("table.participant-results tbody tr")).toHaveCount(2);
 
+  // export: the same search as CSV, downloaded from the page's button
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Export CSV" }).click()]);
+  expect(download.suggestedFilename()).toBe("participants.csv");
+  const csv = fs.readFileSync(await download.path(), "utf8").trim().split("\n");
+  expect(csv[0]).toBe("participant_id,flow_id,flow,version,status,step,pass_count,next_run_at,reserved_for,callback_at,contact_id,email,mobile,timezone,owner");
+  expect(csv).toHaveLength(3);
+  expect(csv.slice(1).map((row) => row.split(",")[11]).sort()).toEqual(["bulk0@example.com", "bulk2@example.com"]);
+
   // preview: the effect in words, the count and the sample, before anything changes
   await page.getByLabel("Action").selectOption("pause");
   await page.getByRole("button", { name: "Preview" }).click();
@@ -79,8 +88,12 @@ test("a marketer searches participants, previews a bulk pause, applies it, watch
 });
 
 test("contacts: list, search, create, and the contact page with its flows", async ({ page, request }) => {
-  await request.post("/api/v1/contacts", { data: { email: "lin@example.com", fields: { company: "Acme" }, lists: ["Webinar"] } });
-  await open(page, "/contacts?q=acme");
+  await request.post("/api/v1/contacts", { data: { email: "lin@example.com", fields: { first_name: "Lin", company: "Acme" }, lists: ["Webinar"] } });
+  await request.post("/api/v1/contacts", { data: { email: "zhang@example.com", fields: { first_name: "Linus" } } });
+  // by how the email or the name starts
+  await open(page, "/contacts?q=lin");
+  await expect(page.locator("table.contacts tbody tr")).toHaveCount(2);
+  await open(page, "/contacts?q=lin%40");
   await expect(page.locator("table.contacts tbody tr")).toHaveCount(1);
   await page.getByRole("link", { name: "lin@example.com" }).click();
   await expect(page.locator("h1")).toHaveText("lin@example.com");
@@ -111,6 +124,14 @@ test("contacts: a CSV import runs in the background, its progress and refused ro
   await expect(progress).toContainText("3 row(s) read: 2 created, 0 updated, 0 skipped, 1 refused");
   await expect(progress.locator("table.import-errors")).toContainText("not an email");
   await expect(progress.locator("table.import-errors td").first()).toHaveText("4");
+  // the past imports: when, who, which file, the counts and the refused rows' report
+  const past = page.locator("table.past-imports tbody tr").first();
+  await expect(past).toHaveAttribute("data-status", "done");
+  await expect(past).toContainText("people.csv");
+  await expect(past).toContainText("admin@waymark.test");
+  await expect(past.locator("td").nth(4)).toHaveText("3");
+  await expect(past.locator("td").nth(8)).toHaveText("1");
+  await expect(past.getByRole("link", { name: "Refused rows (CSV)" })).toHaveAttribute("href", /\/api\/v1\/contacts\/imports\/\d+\/errors\.csv$/);
   await page.screenshot({ path: path.join("screenshots", "11-contact-import.png"), fullPage: true });
   await open(page, "/contacts?list=Imported");
   await expect(page.locator("table.contacts tbody tr")).toHaveCount(2);

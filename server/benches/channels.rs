@@ -6,11 +6,17 @@
 //! and feeding each outcome back to its participant, until the outbox is
 //! empty. Five runs, each on a fresh database; the median is reported.
 //!
-//! Measured 2026-11-22 on the 2-core dev machine: about 19 messages/s, a
-//! steady ~52 ms per message while aiosmtpd alone takes 650+ messages/s
-//! from Python's smtplib. The fixed cost looks like a stall per message
-//! (Nagle and delayed ACK on lettre's socket is the suspect, not yet
-//! confirmed), and the dispatcher sends one effect at a time.
+//! Measured 2026-11-22 on the shared 2-core dev machine (load 5–10),
+//! `cargo bench -p server --bench channels -- 300`: median 19 messages/s
+//! with one effect at a time (a steady ~52 ms per message, while aiosmtpd
+//! alone takes 650+ messages/s from Python's smtplib); median 110
+//! messages/s (min 100, max 152) with 16 effects at once over 16 pooled
+//! SMTP connections, outcomes still recorded one by one. What is probably
+//! left per message (read from lettre's source, not confirmed with a packet
+//! trace): lettre writes a message's body and its closing `.` in two writes
+//! on a socket without TCP_NODELAY (it offers no switch), so Nagle holds the
+//! `.` for the server's delayed ACK (~40 ms); and each outcome is its own
+//! transaction (the participant's advance).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -9,7 +9,9 @@
 //! 3. Bulk suppress then unsuppress of 1,000,000 participants.
 //!
 //! 4. Streamed CSV import of 1,000,000 generated contact rows (1 in 200 a
-//!    repeat of an earlier email, 1 in 1,000 a bad email), on an empty database.
+//!    repeat of an earlier email, 1 in 1,000 a bad email), on an empty database;
+//!    then contact searches on those 1,000,000 contacts (median latency of
+//!    a page of 50 with its count, and the old `LIKE` scan for comparison).
 //!
 //! `-- bulk` runs only the third, `-- import` only the fourth; `-- 250000`
 //! sets the throughput sizes.
@@ -19,15 +21,15 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use app::core::engine::Participant;
 use app::core::FlowDocument;
 use server::runtime::outbox::{Dispatcher, Unconfigured};
 use server::runtime::{millis, spawn_workers, ManualClock, Runtime, SystemClock};
 use server::store::{self, Store};
+use server::db::{Pool, Sql};
 
-async fn setup(dir: &std::path::Path) -> (SqlitePool, i64) {
+async fn setup(dir: &std::path::Path) -> (Pool, i64) {
     let pool = store::connect(&format!("sqlite://{}/bench.db", dir.display())).await.unwrap();
     let doc = FlowDocument::from_value(&json!({
         "format": "waymark.flow/v1", "name": "Bench",
@@ -47,11 +49,11 @@ async fn setup(dir: &std::path::Path) -> (SqlitePool, i64) {
 }
 
 /// Inserts `n` contacts and their participants, due at `due(i)`.
-async fn populate(pool: &SqlitePool, flow: i64, n: usize, due: impl Fn(usize) -> Timestamp) {
+async fn populate(pool: &Pool, flow: i64, n: usize, due: impl Fn(usize) -> Timestamp) {
     let mut tx = pool.begin().await.unwrap();
     let at = Timestamp::now().to_string();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
-        let mut contacts: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO contacts (id, email, fields, created_at, updated_at) ");
+        let mut contacts: Sql = Sql::new("INSERT INTO contacts (id, email, fields, created_at, updated_at) ");
         contacts.push_values(chunk, |mut row, &i| {
             row.push_bind(i as i64 + 1)
                 .push_bind(format!("b{i}@bench.test"))
@@ -60,7 +62,7 @@ async fn populate(pool: &SqlitePool, flow: i64, n: usize, due: impl Fn(usize) ->
                 .push_bind(&at);
         });
         contacts.build().execute(&mut *tx).await.unwrap();
-        let mut participants: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut participants: Sql = Sql::new(
             "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at) ",
         );
         participants.push_values(chunk, |mut row, &i| {
@@ -208,6 +210,64 @@ async fn import_contacts(n: usize) {
     );
     assert_eq!(report.rows_done as usize, n);
     assert_eq!((report.created + report.updated + report.failed) as usize, n);
+    drop(conn);
+    search_contacts(&pool).await;
+}
+
+/// Median milliseconds of `runs` evaluations of an async block (after one to warm up).
+macro_rules! median_ms {
+    ($runs:expr, $body:expr) => {{
+        $body;
+        let mut times = Vec::with_capacity($runs);
+        for _ in 0..$runs {
+            let started = Instant::now();
+            $body;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }};
+}
+
+/// A page of 50 and its count, as the contacts page asks, on the imported contacts.
+async fn search_contacts(pool: &Pool) {
+    use server::runtime::contacts::{self, ContactSearch};
+    let mut conn = pool.acquire().await.unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&mut *conn).await.unwrap();
+    let newest = contacts::search(&mut conn, &ContactSearch::default(), None, 50).await.unwrap();
+    let deep = format!("{}", total / 2);
+    let cases: [(&str, &str, Option<&str>); 8] = [
+        ("an address", "person123456@import.test", None),
+        ("an email prefix (narrow)", "person12345", None),
+        ("an email prefix (broad)", "person1", None),
+        ("a name prefix", "Name 4242", None),
+        ("a mobile prefix", "+1555012", None),
+        ("no q: the newest 50", "", None),
+        ("no q: the next page", "", newest.next.as_deref()),
+        ("no q: a page in the middle", "", Some(deep.as_str())),
+    ];
+    println!("contact search on {total} contacts, a page of 50 and its count (median of 21):");
+    for (what, q, after) in cases {
+        let search = ContactSearch { q: Some(q.into()), list: None };
+        let found = contacts::search(&mut conn, &search, after, 50).await.unwrap();
+        let ms = median_ms!(21, contacts::search(&mut conn, &search, after, 50).await.unwrap());
+        let total = if found.more { format!("more than {}", found.total) } else { found.total.to_string() };
+        println!("  {what:<34} {ms:>8.2} ms  ({} on the page, {total} counted)", found.contacts.len());
+    }
+    let plan = contacts::query_plan(&mut conn, &ContactSearch { q: Some("person1".into()), list: None }).await.unwrap();
+    println!("  plan for \"person1\": {}", plan.join(" | "));
+
+    // Before: `LIKE '%q%'` over email, mobile, owner and every field value, which reads every row.
+    let like = "%person12345%";
+    let filter = "c.deleted_at IS NULL AND (lower(coalesce(c.email, '')) LIKE $1 ESCAPE '\\' OR coalesce(c.mobile, '') LIKE $1 ESCAPE '\\'
+         OR lower(coalesce(c.owner, '')) LIKE $1 ESCAPE '\\'
+         OR EXISTS (SELECT 1 FROM json_each(c.fields) j WHERE lower(CAST(j.value AS TEXT)) LIKE $1 ESCAPE '\\'))";
+    let (count, page) = (format!("SELECT count(*) FROM contacts c WHERE {filter}"), format!("SELECT c.id FROM contacts c WHERE {filter} ORDER BY c.id DESC LIMIT 50"));
+    let old = median_ms!(5, {
+        let _: i64 = sqlx::query_scalar(&count).bind(like).fetch_one(&mut *conn).await.unwrap();
+        let _: Vec<i64> = sqlx::query_scalar(&page).bind(like).fetch_all(&mut *conn).await.unwrap();
+    });
+    println!("  before, LIKE '%person12345%' over every row (median of 5): {old:.0} ms");
 }
 
 #[tokio::main]

@@ -3,28 +3,29 @@
 
 use jiff::Timestamp;
 use leptos::prelude::ServerFnError;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use app::admin_api::{Ack, AdminBackend, AuditEntry, CreatedToken, UserForm, TokenInfo, UserInfo};
 
 use crate::audit;
 use crate::auth::accounts;
 use crate::error::{Error, Result};
+use crate::db::Pool;
 
 /// The installation setting that makes publishing wait for an admin's
 /// acknowledgement of every warning.
 const REVIEW_REQUIRED: &str = "require_review";
 
-pub async fn review_required(pool: &SqlitePool) -> Result<bool> {
+pub async fn review_required(pool: &Pool) -> Result<bool> {
     let value: Option<String> =
-        sqlx::query_scalar("SELECT value FROM installation WHERE key = ?").bind(REVIEW_REQUIRED).fetch_optional(pool).await?;
+        sqlx::query_scalar("SELECT value FROM installation WHERE key = $1").bind(REVIEW_REQUIRED).fetch_optional(pool).await?;
     Ok(value.as_deref() == Some("on"))
 }
 
-pub async fn set_review_required(pool: &SqlitePool, actor: &str, required: bool) -> Result<()> {
+pub async fn set_review_required(pool: &Pool, actor: &str, required: bool) -> Result<()> {
     let value = if required { "on" } else { "off" };
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO installation (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+    sqlx::query("INSERT INTO installation (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(REVIEW_REQUIRED)
         .bind(value)
         .execute(&mut *tx)
@@ -35,8 +36,8 @@ pub async fn set_review_required(pool: &SqlitePool, actor: &str, required: bool)
 }
 
 /// The acknowledgements on a flow's steps.
-pub async fn acks(pool: &SqlitePool, flow: i64) -> Result<Vec<Ack>> {
-    let rows = sqlx::query("SELECT step_id, code, note, acked_by, acked_at FROM finding_acks WHERE flow_id = ? ORDER BY step_id, code")
+pub async fn acks(pool: &Pool, flow: i64) -> Result<Vec<Ack>> {
+    let rows = sqlx::query("SELECT step_id, code, note, acked_by, acked_at FROM finding_acks WHERE flow_id = $1 ORDER BY step_id, code")
         .bind(flow)
         .fetch_all(pool)
         .await?;
@@ -46,17 +47,17 @@ pub async fn acks(pool: &SqlitePool, flow: i64) -> Result<Vec<Ack>> {
         .collect())
 }
 
-pub async fn acknowledge(pool: &SqlitePool, actor: &str, flow: i64, step: &str, code: &str, note: &str) -> Result<()> {
+pub async fn acknowledge(pool: &Pool, actor: &str, flow: i64, step: &str, code: &str, note: &str) -> Result<()> {
     if note.trim().is_empty() {
         return Err(Error::Invalid { code: "note_required", message: "Say why the warning is acceptable: marketers read the note on the step.".into() });
     }
     let mut tx = pool.begin().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = ?").bind(flow).fetch_optional(&mut *tx).await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = $1").bind(flow).fetch_optional(&mut *tx).await?;
     if exists.is_none() {
         return Err(Error::FlowNotFound(flow));
     }
     sqlx::query(
-        "INSERT INTO finding_acks (flow_id, step_id, code, note, acked_by, acked_at) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO finding_acks (flow_id, step_id, code, note, acked_by, acked_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (flow_id, step_id, code) DO UPDATE SET note = excluded.note, acked_by = excluded.acked_by, acked_at = excluded.acked_at",
     )
     .bind(flow)
@@ -75,7 +76,7 @@ pub async fn acknowledge(pool: &SqlitePool, actor: &str, flow: i64, step: &str, 
 /// The administration, over the database.
 #[derive(Clone)]
 pub struct Admin {
-    pub pool: SqlitePool,
+    pub pool: Pool,
 }
 
 #[async_trait::async_trait]

@@ -42,6 +42,24 @@ pub enum Command {
         /// Mark session cookies Secure (when served behind HTTPS).
         #[arg(long, env = "WAYMARK_SECURE_COOKIES")]
         secure_cookies: bool,
+        /// The address people reach Waymark at (`https://waymark.example.com`),
+        /// for links sent by email; default `http://ADDR`.
+        #[arg(long, env = "WAYMARK_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Run the scheduler and the outbox without serving HTTP. Any number of
+    /// workers (and servers) may share one PostgreSQL database: each claims
+    /// due participants with a lease, and a dead worker's are taken over.
+    Worker {
+        /// How long a claim lasts (see `serve`).
+        #[arg(long, env = "WAYMARK_LEASE_SECS", default_value_t = 30)]
+        lease_secs: i64,
+        /// Participants claimed per pass.
+        #[arg(long, env = "WAYMARK_BATCH", default_value_t = 200)]
+        batch: usize,
+        /// Pause between passes when nothing is due, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        idle_ms: u64,
     },
     /// Manage users (sign-in accounts).
     #[command(subcommand)]
@@ -123,6 +141,19 @@ fn read_object(file: &PathBuf) -> Result<Value, String> {
         return Err(format!("{} is JSON but not an object; a flow document is a JSON object", file.display()));
     }
     Ok(value)
+}
+
+/// The public base URL emailed links start with: `--public-url` as given
+/// (http or https, no query), else `http://ADDR`. Trailing slashes go.
+pub fn public_url(given: Option<&str>, addr: SocketAddr) -> anyhow::Result<String> {
+    let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
+        return Ok(format!("http://{addr}"));
+    };
+    let url = url::Url::parse(given).map_err(|err| anyhow::anyhow!("--public-url “{given}” is not a URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        anyhow::bail!("--public-url “{given}” must be an http or https address without a query, like https://waymark.example.com");
+    }
+    Ok(given.trim_end_matches('/').to_owned())
 }
 
 pub fn validate_command(file: &PathBuf, json: bool) -> ExitCode {
@@ -411,4 +442,21 @@ pub async fn import_contacts_command(
         return Ok(ExitCode::FAILURE);
     }
     Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[cfg(test)]
+mod public_url_tests {
+    use super::public_url;
+
+    #[test]
+    fn the_public_url_defaults_to_the_listening_address_and_refuses_what_a_link_cannot_start_with() {
+        let addr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(public_url(None, addr).unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(public_url(Some(" "), addr).unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(public_url(Some("https://waymark.example.com/"), addr).unwrap(), "https://waymark.example.com");
+        assert_eq!(public_url(Some("https://example.com/waymark"), addr).unwrap(), "https://example.com/waymark");
+        for bad in ["waymark.example.com", "ftp://example.com", "https://example.com/?a=1", "https://example.com/#x"] {
+            assert!(public_url(Some(bad), addr).is_err(), "{bad}");
+        }
+    }
 }

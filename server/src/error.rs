@@ -63,11 +63,14 @@ pub enum Error {
     #[error("The integration setting {field} {message}.")]
     InvalidIntegration { field: String, message: String },
     /// 403 `bad_signature`: a provider callback that is not signed with the account's token.
-    #[error("This callback is not signed by the configured SMS provider.")]
+    #[error("This callback is not signed by the configured SMS and call provider.")]
     BadSignature,
     /// 404 `message_not_found`: a delivery report for a message we did not send.
     #[error("No message with the provider id “{0}” was sent.")]
     MessageNotFound(String),
+    /// 404 `call_not_found`: a status report for a call we did not place.
+    #[error("No call with the provider id “{0}” was placed.")]
+    CallNotFound(String),
     /// 404 `not_found`: no such route.
     #[error("There is nothing at this address.")]
     RouteNotFound,
@@ -140,7 +143,8 @@ impl Error {
             | Error::ParticipantNotFound(_)
             | Error::ImportNotFound(_)
             | Error::RunNotFound(_)
-            | Error::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            | Error::MessageNotFound(_)
+            | Error::CallNotFound(_) => StatusCode::NOT_FOUND,
             Error::LinkInvalid | Error::BadSignature => StatusCode::FORBIDDEN,
             Error::LinkExpired(_) => StatusCode::GONE,
             Error::NameTaken(_)
@@ -176,6 +180,7 @@ impl Error {
             Error::InvalidIntegration { .. } => "invalid_integration",
             Error::BadSignature => "bad_signature",
             Error::MessageNotFound(_) => "message_not_found",
+            Error::CallNotFound(_) => "call_not_found",
             Error::ContactNotFound(_) => "contact_not_found",
             Error::ParticipantNotFound(_) => "participant_not_found",
             Error::ContactExists(_) => "contact_exists",

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backend;
 pub mod channels;
 pub mod cli;
+pub mod db;
 pub mod error;
 pub mod runtime;
 pub mod runtime_api;
@@ -73,7 +74,11 @@ pub fn router(mut state: AppState) -> Router {
     let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
     let admin: app::admin_api::AdminHandle = Arc::new(admin::Admin { pool: state.store.pool().clone() });
     let contacts: app::contacts_api::ContactsHandle = Arc::new(state.runtime.clone());
-    let routes = generate_route_list(app::App);
+    // Generated once per process: leptos_server suppresses resource loads
+    // process-wide while it runs (leptos#4773), so a page rendering at that
+    // moment in another router (tests build many) would wait forever.
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| generate_route_list(app::App)).clone();
     let endpoints = api_endpoints();
     let pages: Vec<String> = routes.iter().map(|route| route.path().to_owned()).collect();
     state.auth.policy = Arc::new(auth::routes::policy(&endpoints, &pages));

@@ -46,19 +46,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(command) => cli::user_command(&cli.database_url, command).await,
         Command::Token(command) => cli::token_command(&cli.database_url, command).await,
-        Command::Serve { addr, no_demo, lease_secs, secure_cookies } => {
+        Command::Worker { lease_secs, batch, idle_ms } => {
+            let pool = store::connect(&cli.database_url).await?;
+            let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), server::runtime::worker_name("worker"))
+                .with_lease(jiff::SignedDuration::from_secs(lease_secs))
+                .with_batch(batch)
+                .with_files_dir(files_dir(&cli.database_url));
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(pool)));
+            tracing::info!(worker = runtime.worker(), "Waymark worker running");
+            let workers = server::runtime::spawn_workers(runtime, dispatcher, std::time::Duration::from_millis(idle_ms));
+            shutdown().await;
+            workers.abort();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { addr, no_demo, lease_secs, secure_cookies, public_url } => {
+            let public_url = cli::public_url(public_url.as_deref(), addr)?;
             let store = Store::new(store::connect(&cli.database_url).await?);
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
             }
-            let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), format!("serve-{}", std::process::id()))
+            let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), server::runtime::worker_name("serve"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
-                .with_files_dir(files_dir(&cli.database_url));
+                .with_files_dir(files_dir(&cli.database_url))
+                .with_public_url(public_url);
             let interrupted = server::runtime::import::fail_interrupted(store.pool()).await?;
             if interrupted > 0 {
                 tracing::warn!(interrupted, "contact imports were cut short by the last stop; marked failed");
             }
-            server::runtime::bulk::resume_interrupted(store.pool(), runtime.files_dir()).await?;
+            server::runtime::bulk::resume_interrupted(store.pool(), &runtime.delivery()).await?;
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let mut state = AppState::new(leptos_options(addr), store, runtime);

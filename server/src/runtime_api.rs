@@ -24,6 +24,7 @@ use crate::runtime::bulk::{self, BulkRequest, Criteria};
 use crate::runtime::contacts::{self, ContactSearch};
 use crate::runtime::{datafile, export, import};
 use crate::AppState;
+use crate::db::Pool;
 
 /// The largest contact file an import takes: 2 GiB (streamed to disk, never held in memory).
 pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -55,6 +56,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/participants/bulk/preview", Marketer, bulk_preview),
         Endpoint::new(Method::POST, "/participants/bulk", Marketer, bulk_apply),
         Endpoint::new(Method::POST, "/participants/export.csv", Marketer, export_participants),
+        Endpoint::new(Method::GET, "/participants/export.csv", Marketer, export_participants_link),
         Endpoint::new(Method::GET, "/bulk-runs", Marketer, list_runs),
         Endpoint::new(Method::GET, "/bulk-runs/{id}", Marketer, get_run),
         Endpoint::new(Method::POST, "/bulk-runs/{id}/undo", Marketer, undo_run),
@@ -66,14 +68,14 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// An agent sees a participant whose contact they own, or who has a manual
 /// step assigned to them; to them any other does not exist.
-pub async fn check_participant_owner(pool: &sqlx::SqlitePool, viewer: &Viewer, participant: i64) -> Result<()> {
+pub async fn check_participant_owner(pool: &Pool, viewer: &Viewer, participant: i64) -> Result<()> {
     if viewer.role != Role::Agent {
         return Ok(());
     }
     let owned: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM participants p JOIN contacts c ON c.id = p.contact_id
-         WHERE p.id = ?1 AND (lower(c.owner) = lower(?2) OR EXISTS (
-             SELECT 1 FROM participant_actions a WHERE a.participant_id = p.id AND a.manual = 1 AND lower(a.owner) = lower(?2)))",
+         WHERE p.id = $1 AND (lower(c.owner) = lower($2) OR EXISTS (
+             SELECT 1 FROM participant_actions a WHERE a.participant_id = p.id AND a.manual = 1 AND lower(a.owner) = lower($2)))",
     )
     .bind(participant)
     .bind(&viewer.email)
@@ -209,13 +211,22 @@ async fn enroll_csv(
     let mut ids = Vec::with_capacity(contacts_in_file.len());
     let mut created = 0;
     for contact in &contacts_in_file {
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM contacts WHERE (?1 IS NOT NULL AND lower(email) = lower(?1)) OR (?1 IS NULL AND mobile = ?2) LIMIT 1",
-        )
-        .bind(&contact.email)
-        .bind(&contact.mobile)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // One indexed look-up each (the partial indexes need `IS NOT NULL`).
+        let existing: Option<i64> = match (&contact.email, &contact.mobile) {
+            (Some(email), _) => {
+                sqlx::query_scalar("SELECT id FROM contacts WHERE email IS NOT NULL AND lower(email) = lower($1) LIMIT 1")
+                    .bind(email)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            (None, Some(mobile)) => {
+                sqlx::query_scalar("SELECT id FROM contacts WHERE mobile IS NOT NULL AND mobile = $1 LIMIT 1")
+                    .bind(mobile)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            (None, None) => None,
+        };
         let id = match existing {
             Some(id) => id,
             None => {
@@ -321,7 +332,7 @@ async fn tasks(State(state): State<AppState>, Extension(viewer): Extension<Viewe
     let rows = sqlx::query(
         "SELECT a.participant_id, a.step, a.kind, a.due_at, coalesce(p.reserved_for, a.owner), a.subject, a.outcome, p.contact_id, p.flow_id
          FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND (?1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower(?1))
+         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower($1))
          ORDER BY a.due_at LIMIT 500",
     )
     .bind(owner)
@@ -355,9 +366,9 @@ async fn bulk_apply(State(state): State<AppState>, actor: Actor, Json(body): Jso
     let view = bulk::view(&pool, id).await?;
     let criteria = serde_json::to_string(&body.criteria).unwrap_or_default();
     audit::record(&pool, actor.as_str(), &format!("bulk.{}", body.action.as_str()), &format!("bulk run {id}"), &format!("criteria {criteria}")).await?;
-    let files = state.runtime.files_dir().to_owned();
+    let delivery = state.runtime.delivery();
     tokio::spawn(async move {
-        let _ = bulk::run(&pool, &files, id).await;
+        let _ = bulk::run(&pool, &delivery, id).await;
     });
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/api/v1/bulk-runs/{id}"))], Json(view)).into_response())
 }
@@ -396,6 +407,22 @@ async fn export_participants(State(state): State<AppState>, Json(criteria): Json
     Ok(csv_response("participants.csv", body))
 }
 
+#[derive(Deserialize)]
+struct CriteriaQuery {
+    /// The criteria JSON, as the POST takes it.
+    #[serde(default)]
+    criteria: Option<String>,
+}
+
+/// The same export as a link (`?criteria=` the JSON, URL-encoded), for the
+/// participants page's button.
+async fn export_participants_link(State(state): State<AppState>, Query(query): Query<CriteriaQuery>) -> Result<Response> {
+    let text = query.criteria.unwrap_or_else(|| "{}".into());
+    let criteria: Criteria = serde_json::from_str(&text)
+        .map_err(|err| Error::Invalid { code: "invalid_criteria", message: format!("The criteria cannot be read: {err}.") })?;
+    export_participants(State(state), Json(criteria)).await
+}
+
 /// Contacts matching `q` / `list`, as CSV with a column per custom field, streamed.
 async fn export_contacts(State(state): State<AppState>, Query(search): Query<ContactSearch>) -> Result<Response> {
     let export = export::ContactsExport::new(state.runtime.pool(), search).await?;
@@ -404,19 +431,20 @@ async fn export_contacts(State(state): State<AppState>, Query(search): Query<Con
 
 #[derive(Deserialize)]
 struct Page {
-    #[serde(default)]
-    page: i64,
+    /// The `next` of the previous page.
+    after: Option<String>,
     per_page: Option<i64>,
     #[serde(flatten)]
     search: ContactSearch,
 }
 
-/// A page of contacts (newest first) matching `q` and `list`.
+/// A page of contacts matching `q` (email, name or mobile starting with it)
+/// and `list`: newest first without `q`; `next` is the following page's `after`.
 async fn list_contacts(State(state): State<AppState>, Query(query): Query<Page>) -> Result<impl IntoResponse> {
     let per_page = query.per_page.unwrap_or(50).clamp(1, 200);
     let mut conn = state.runtime.pool().acquire().await?;
-    let (total, found) = contacts::search(&mut conn, &query.search, query.page, per_page).await?;
-    Ok(Json(json!({"total": total, "page": query.page.max(0), "per_page": per_page, "contacts": found})))
+    let page = contacts::search(&mut conn, &query.search, query.after.as_deref(), per_page).await?;
+    Ok(Json(json!({"total": page.total, "more": page.more, "per_page": per_page, "contacts": page.contacts, "next": page.next})))
 }
 
 /// Replaces a contact's data (email, mobile, zone, owner, fields, lists, consent).
@@ -511,7 +539,7 @@ async fn import_errors_csv(State(state): State<AppState>, Path(raw): Path<String
     let mut conn = state.runtime.pool().acquire().await?;
     import::job(&mut conn, job, 0).await?;
     let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT line, reason FROM import_errors WHERE import_id = ? ORDER BY line").bind(job).fetch_all(&mut *conn).await?;
+        sqlx::query_as("SELECT line, reason FROM import_errors WHERE import_id = $1 ORDER BY line").bind(job).fetch_all(&mut *conn).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(["line", "reason"]).map_err(|err| Error::Internal(err.into()))?;
     for (line, reason) in rows {

@@ -5,12 +5,9 @@
 //! name, too many steps) changes nothing. Drafts are stored in canonical JSON
 //! so exports diff cleanly.
 
-use std::path::Path;
-use std::str::FromStr;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use app::api::{FlowDetail, FlowSummary, ReviewRow};
 use app::core::kinds::StepKind;
@@ -18,29 +15,11 @@ use app::core::validate::{LinkedFlow, LinkedGroup};
 use app::core::{validate, Context, FlowDocument, Findings, Level};
 
 use crate::error::{Error, Result, MAX_STEPS};
+use crate::db::{DbRow, Pool};
 
-/// Opens (creating if missing) the database at `url` and applies migrations.
-pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .foreign_keys(true);
-    if let Some(parent) = Path::new(options.get_filename()).parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)?;
-        }
-    }
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-    migrate(&pool).await?;
-    Ok(pool)
-}
-
-pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations").run(pool).await?;
-    Ok(())
-}
+/// Opens (creating a SQLite file if missing) the database at `url` and
+/// applies migrations: see [`crate::db`].
+pub use crate::db::{connect, migrate};
 
 /// A published version.
 #[derive(Clone, Debug, Serialize)]
@@ -68,19 +47,19 @@ pub struct Draft {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 const SUMMARY_COLUMNS: &str = "f.id, f.name, f.revision, f.error_count, f.warning_count, f.updated_at,
     (SELECT max(number) FROM flow_versions v WHERE v.flow_id = f.id) AS published_version,
-    coalesce((SELECT document FROM flow_versions v WHERE v.flow_id = f.id ORDER BY number DESC LIMIT 1) != f.draft, 0)
-        AS draft_changed";
+    CASE WHEN (SELECT document FROM flow_versions v WHERE v.flow_id = f.id ORDER BY number DESC LIMIT 1) <> f.draft
+        THEN 1 ELSE 0 END AS draft_changed";
 
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-fn summary(row: &sqlx::sqlite::SqliteRow) -> FlowSummary {
+fn summary(row: &DbRow) -> FlowSummary {
     FlowSummary {
         id: row.get("id"),
         name: row.get("name"),
@@ -129,11 +108,11 @@ fn clean_name(name: &str) -> Result<String> {
 }
 
 impl Store {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Store { pool }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -162,7 +141,7 @@ impl Store {
         let findings = validate(&doc, &context);
         let at = now();
         sqlx::query(
-            "INSERT INTO action_groups (name, document, created_at, updated_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO action_groups (name, document, created_at, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
         )
         .bind(&name)
@@ -206,7 +185,7 @@ impl Store {
     }
 
     pub async fn summary(&self, id: i64) -> Result<FlowSummary> {
-        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM flows f WHERE f.id = ?");
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM flows f WHERE f.id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(summary).ok_or(Error::FlowNotFound(id))
     }
@@ -224,7 +203,7 @@ impl Store {
         let at = now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO flows (name, draft, error_count, warning_count, goes_to, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&name)
         .bind(doc.to_canonical_json())
@@ -243,10 +222,10 @@ impl Store {
         let name = clean_name(name)?;
         let mut tx = self.pool.begin().await?;
         let draft: Option<String> =
-            sqlx::query_scalar("SELECT draft FROM flows WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT draft FROM flows WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         let mut doc = read_document(&draft.ok_or(Error::FlowNotFound(id))?)?;
         doc.name = name.clone();
-        sqlx::query("UPDATE flows SET name = ?, draft = ?, revision = revision + 1, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE flows SET name = $1, draft = $2, revision = revision + 1, updated_at = $3 WHERE id = $4")
             .bind(&name)
             .bind(doc.to_canonical_json())
             .bind(now())
@@ -261,11 +240,11 @@ impl Store {
     /// Deletes a flow and its versions; refused while it has participants.
     pub async fn delete(&self, id: i64) -> Result<()> {
         let participants: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = ?").bind(id).fetch_one(&self.pool).await?;
+            sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = $1").bind(id).fetch_one(&self.pool).await?;
         if participants > 0 {
             return Err(Error::FlowHasParticipants(id));
         }
-        let done = sqlx::query("DELETE FROM flows WHERE id = ?").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM flows WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(Error::FlowNotFound(id));
         }
@@ -273,7 +252,7 @@ impl Store {
     }
 
     pub async fn draft(&self, id: i64) -> Result<Draft> {
-        let row = sqlx::query("SELECT draft, revision FROM flows WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT draft, revision FROM flows WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         let row = row.ok_or(Error::FlowNotFound(id))?;
         let document = read_document(row.get("draft"))?;
         let findings = self.validate(Some(id), &document).await?;
@@ -299,9 +278,9 @@ impl Store {
         doc.canonicalize();
         let findings = self.validate(Some(id), &doc).await?;
         let done = sqlx::query(
-            "UPDATE flows SET name = ?, draft = ?, revision = revision + 1, error_count = ?, warning_count = ?,
-                 goes_to = ?, updated_at = ?
-             WHERE id = ? AND revision = ?",
+            "UPDATE flows SET name = $1, draft = $2, revision = revision + 1, error_count = $3, warning_count = $4,
+                 goes_to = $5, updated_at = $6
+             WHERE id = $7 AND revision = $8",
         )
         .bind(&name)
         .bind(doc.to_canonical_json())
@@ -346,19 +325,19 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Re-check the revision inside the transaction: a save between the
         // read above and here must not be published unseen.
-        let still: Option<i64> = sqlx::query_scalar("SELECT revision FROM flows WHERE id = ?")
+        let still: Option<i64> = sqlx::query_scalar("SELECT revision FROM flows WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         if still != Some(draft.revision) {
             return Err(Error::StaleRevision { current: still.unwrap_or_default(), given: draft.revision });
         }
-        let number: i64 = sqlx::query_scalar("SELECT coalesce(max(number), 0) + 1 FROM flow_versions WHERE flow_id = ?")
+        let number: i64 = sqlx::query_scalar("SELECT coalesce(max(number), 0) + 1 FROM flow_versions WHERE flow_id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
         let at = now();
-        sqlx::query("INSERT INTO flow_versions (flow_id, number, document, published_at, published_by) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO flow_versions (flow_id, number, document, published_at, published_by) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(number)
             .bind(draft.document.to_canonical_json())
@@ -374,7 +353,7 @@ impl Store {
             .find(|step| step.kind == StepKind::Start && step.setting_str("entry") == Some("list"))
             .and_then(|step| step.setting_str("list"))
             .map(str::to_owned);
-        sqlx::query("UPDATE flows SET updated_at = ?, entry_list = ? WHERE id = ?")
+        sqlx::query("UPDATE flows SET updated_at = $1, entry_list = $2 WHERE id = $3")
             .bind(&at)
             .bind(entry_list)
             .bind(id)
@@ -390,7 +369,7 @@ impl Store {
     pub async fn versions(&self, id: i64) -> Result<Vec<Version>> {
         self.summary(id).await?;
         let rows = sqlx::query(
-            "SELECT flow_id, number, published_at, published_by FROM flow_versions WHERE flow_id = ? ORDER BY number DESC",
+            "SELECT flow_id, number, published_at, published_by FROM flow_versions WHERE flow_id = $1 ORDER BY number DESC",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -408,7 +387,7 @@ impl Store {
 
     pub async fn version(&self, id: i64, number: i64) -> Result<VersionDocument> {
         let row = sqlx::query(
-            "SELECT flow_id, number, document, published_at, published_by FROM flow_versions WHERE flow_id = ? AND number = ?",
+            "SELECT flow_id, number, document, published_at, published_by FROM flow_versions WHERE flow_id = $1 AND number = $2",
         )
         .bind(id)
         .bind(number)
@@ -455,7 +434,7 @@ impl Store {
     /// Records `key` once; true the first time only. (The demo flow is
     /// seeded once per installation, not again after it is deleted.)
     pub async fn first_time(&self, key: &str) -> Result<bool> {
-        let done = sqlx::query("INSERT OR IGNORE INTO installation (key, value) VALUES (?, ?)")
+        let done = sqlx::query("INSERT INTO installation (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(now())
             .execute(&self.pool)

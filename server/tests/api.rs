@@ -14,11 +14,14 @@ use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
 
+mod support;
+
 struct Api {
     app: Router,
     store: Store,
     /// An admin's session: every request is signed in and same-origin.
     cookie: String,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -33,13 +36,13 @@ struct Reply {
 impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/waymark.db", dir.path().display());
-        let store = Store::new(store::connect(&url).await.unwrap());
+        let db = support::TestDb::new(dir.path()).await;
+        let store = Store::new(store::connect(&db.url).await.unwrap());
         let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), "test");
         let state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), store.clone(), runtime);
         let admin = server::auth::accounts::add_user(store.pool(), "admin@x.test", "Admin", app::auth::Role::Admin, "a long enough password").await.unwrap();
         let cookie = server::auth::accounts::open_session(store.pool(), admin.id).await.unwrap();
-        Api { app: router(state), store, cookie, _dir: dir }
+        Api { app: router(state), store, cookie, _db: db, _dir: dir }
     }
 
     async fn send(&self, method: Method, uri: &str, body: Option<Vec<u8>>, content_type: Option<&str>) -> Reply {
@@ -236,7 +239,7 @@ async fn publish_is_blocked_by_errors_and_versions_are_immutable() {
     assert_problem(&api.get(&format!("/api/v1/flows/{id}/versions/9")).await, StatusCode::NOT_FOUND, "version_not_found");
 
     // the database itself refuses to change a published version
-    let tampered = sqlx::query("UPDATE flow_versions SET document = '{}' WHERE flow_id = ?").bind(id).execute(api.store.pool()).await;
+    let tampered = sqlx::query("UPDATE flow_versions SET document = '{}' WHERE flow_id = $1").bind(id).execute(api.store.pool()).await;
     assert!(tampered.unwrap_err().to_string().contains("cannot be changed"));
 }
 

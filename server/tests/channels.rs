@@ -31,15 +31,17 @@ struct World {
     store: Store,
     clock: Arc<ManualClock>,
     runtime: Runtime,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
     let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
     let runtime = Runtime::new(pool.clone(), clock.clone(), "worker");
-    World { store: Store::new(pool), clock, runtime, _dir: dir }
+    World { store: Store::new(pool), clock, runtime, _db: db, _dir: dir }
 }
 
 impl World {
@@ -139,7 +141,7 @@ async fn an_email_arrives_with_cc_bcc_attachment_both_parts_and_escaped_merge_va
     assert_eq!(parts[4]["filename"], "guide.pdf");
     assert_eq!(parts[4]["size"], 23);
 
-    let row = sqlx::query("SELECT channel, address, sender, status, provider_id, contact_id, sent_at FROM conversations WHERE participant_id = ?")
+    let row = sqlx::query("SELECT channel, address, sender, status, provider_id, contact_id, sent_at FROM conversations WHERE participant_id = $1")
         .bind(p)
         .fetch_one(w.runtime.pool())
         .await
@@ -176,7 +178,7 @@ async fn bad_email_configuration_fails_the_step_with_a_readable_reason() {
     let reason = reason.unwrap();
     assert!(reason.starts_with(&format!("the SMTP server 127.0.0.1:{} refused the message", smtp.port)), "{reason}");
     assert!(reason.contains("535"), "{reason}");
-    let error: String = sqlx::query_scalar("SELECT error FROM conversations WHERE participant_id = ? AND status = 'failed'")
+    let error: String = sqlx::query_scalar("SELECT error FROM conversations WHERE participant_id = $1 AND status = 'failed'")
         .bind(p)
         .fetch_one(w.runtime.pool())
         .await
@@ -241,7 +243,7 @@ async fn webhooks_send_merged_json_and_form_bodies_and_record_the_reply() {
     assert_eq!(form_call.headers["content-type"], "application/x-www-form-urlencoded");
     assert_eq!(form_call.body, "email=ada%40example.test&note=a%26b%3Dc");
 
-    let calls: Vec<(String, i64, String)> = sqlx::query_as("SELECT url, status, excerpt FROM http_calls WHERE participant_id = ? ORDER BY id")
+    let calls: Vec<(String, i64, String)> = sqlx::query_as("SELECT url, status, excerpt FROM http_calls WHERE participant_id = $1 ORDER BY id")
         .bind(p)
         .fetch_all(w.runtime.pool())
         .await
@@ -363,7 +365,7 @@ async fn data_append_maps_reply_fields_onto_the_contact() {
     w.dispatch(&w.dispatcher(3)).await;
     assert_eq!(server.arrivals()[0].query, "email=ada@example.test");
     assert_eq!(w.reason(p).await.0, "completed");
-    let contact_id: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = ?").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
+    let contact_id: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
     let mut conn = w.runtime.pool().acquire().await.unwrap();
     let contact = contacts::load(&mut conn, contact_id).await.unwrap();
     assert_eq!(contact.fields["company"], json!("Acme & Sons"));
@@ -424,7 +426,7 @@ async fn sms_goes_to_the_provider_and_its_delivery_report_updates_the_conversati
     assert_eq!(field("From"), "+14155550100", "the sender with the same area code");
     assert_eq!(field("Body"), "Hi Ada & welcome");
     assert_eq!(field("StatusCallback"), callback);
-    let sid: String = sqlx::query_scalar("SELECT provider_id FROM conversations WHERE participant_id = ? AND status = 'sent'")
+    let sid: String = sqlx::query_scalar("SELECT provider_id FROM conversations WHERE participant_id = $1 AND status = 'sent'")
         .bind(p)
         .fetch_one(w.runtime.pool())
         .await
@@ -578,7 +580,7 @@ async fn notifications_and_scripts_run_beside_the_flow_and_their_failures_stay_i
     assert_eq!(texts[0].trim(), "Call <ada@example.test> today.");
 
     let outcomes: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT kind, status, last_error FROM outbox WHERE participant_id = ? ORDER BY id").bind(p).fetch_all(w.runtime.pool()).await.unwrap();
+        sqlx::query_as("SELECT kind, status, last_error FROM outbox WHERE participant_id = $1 ORDER BY id").bind(p).fetch_all(w.runtime.pool()).await.unwrap();
     assert_eq!(outcomes[0], ("notify_email".into(), "sent".into(), None));
     assert_eq!(outcomes[1].1, "failed");
     assert!(outcomes[1].2.as_deref().unwrap().contains("was stopped"), "{:?}", outcomes[1]);
@@ -656,4 +658,239 @@ async fn crm_push_upserts_the_contact_in_zoho_and_keap_shapes() {
     w.dispatch(&w.dispatcher(1)).await;
     assert_eq!(w.reason(p).await.1.as_deref(), Some("the step pushes to “zoho”, but the CRM connection is Keap"));
     assert_eq!(crm.arrivals().len(), 2);
+}
+
+/// The whole app on a real port, as a provider reaches it.
+async fn served_app(w: &World) -> std::net::SocketAddr {
+    let (app, _) = signed_in_app(w).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// What a Twilio-compatible provider does after placing a call: POSTs the
+/// call's progress to its StatusCallback, signed with `token`.
+async fn report_call(callback: &str, token: &str, sid: &str, status: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut fields: Vec<(String, String)> =
+        [("AccountSid", "AC123"), ("CallSid", sid), ("CallStatus", status), ("To", "+14155551234"), ("From", "+14155550100")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    fields.sort();
+    let signature = server::channels::api::signature(token, callback, &fields);
+    let response = reqwest::Client::new().post(callback).header("x-twilio-signature", signature).form(&fields).send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+fn voice_settings(base_url: &str, callback: &str) -> Value {
+    json!({"sms": {"base_url": base_url, "account_sid": "AC123", "token": "tok", "senders": ["+12125550100", "+14155550100"],
+                   "choice": "area_code", "voice": {"status_callback": callback, "ring_secs": 25}}})
+}
+
+async fn call_record(w: &World, p: i64) -> (String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status, provider_id, sender, duration_secs, sent_at, ended_at FROM conversations WHERE participant_id = $1 AND channel = 'call'")
+        .bind(p)
+        .fetch_one(w.runtime.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_automatic_call_is_placed_and_its_signed_status_reports_decide_the_step() {
+    let w = world().await;
+    let provider = HttpServer::start("127.0.0.1").await;
+    let callback = format!("http://{}/api/v1/channels/calls/status", served_app(&w).await);
+    w.configure(voice_settings(&provider.url(""), &callback)).await;
+    let flow = w
+        .flow(
+            "Calls",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "c", "kind": "call", "settings": {"activation": "automatic", "script": "Hello {{ first_name }}, this is <Waymark>"}},
+                   {"id": "after", "kind": "task", "settings": {"subject": "Follow up"}}]),
+            &[("s", "next", "c"), ("c", "next", "after")],
+        )
+        .await;
+    let p = w.enroll(flow, json!({"mobile": "+14155551234", "owner": "agent@x.test", "fields": {"first_name": "Ada & Co"}})).await;
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!((timeline[1].step.as_str(), timeline[1].outcome, timeline[1].manual), ("c", Outcome::Pending, false), "no task for an agent");
+    w.dispatch(&w.dispatcher(3)).await;
+
+    let arrival = &provider.arrivals()[0];
+    assert_eq!((arrival.method.as_str(), arrival.path.as_str()), ("POST", "/2010-04-01/Accounts/AC123/Calls.json"));
+    assert_eq!(arrival.headers["authorization"], "Basic QUMxMjM6dG9r", "basic auth AC123:tok");
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(arrival.body.as_bytes()).into_owned().collect();
+    let field = |name: &str| form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    assert_eq!(field("To"), ["+14155551234"]);
+    assert_eq!(field("From"), ["+14155550100"], "the sender pool's number with the same area code");
+    assert_eq!(field("Twiml"), ["<Response><Say>Hello Ada &amp; Co, this is &lt;Waymark&gt;</Say></Response>"]);
+    assert!(field("Url").is_empty());
+    assert_eq!(field("StatusCallback"), [callback.as_str()]);
+    assert_eq!(field("StatusCallbackMethod"), ["POST"]);
+    assert_eq!(field("StatusCallbackEvent"), ["initiated", "ringing", "answered", "completed"]);
+    assert_eq!((field("Timeout"), field("TimeLimit")), (vec!["25"], vec!["3600"]));
+    let (status, sid, sender, duration, sent_at, ended_at) = call_record(&w, p).await;
+    let sid = sid.unwrap();
+    assert_eq!((status.as_str(), sender.as_deref(), duration), ("queued", Some("+14155550100"), None));
+    assert!(sid.starts_with("CA") && sent_at.is_some() && ended_at.is_none());
+    assert_eq!((w.reason(p).await.0.as_str(), w.runtime.participant(p).await.unwrap().step.as_deref()), ("waiting", Some("c")));
+
+    // progress moves the record, not the participant
+    assert_eq!(report_call(&callback, "tok", &sid, "ringing", &[]).await.0, StatusCode::OK);
+    assert_eq!(call_record(&w, p).await.0, "ringing");
+    // a report not signed with the account's token is refused and changes nothing
+    let (status, problem) = report_call(&callback, "not-the-token", &sid, "completed", &[("CallDuration", "1")]).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("bad_signature")));
+    assert_eq!(call_record(&w, p).await.0, "ringing");
+    let (status, problem) = report_call(&callback, "tok", "CA-unknown", "completed", &[]).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("call_not_found")));
+    assert_eq!(report_call(&callback, "tok", &sid, "in-progress", &[]).await.0, StatusCode::OK);
+    assert_eq!(w.runtime.participant(p).await.unwrap().step.as_deref(), Some("c"));
+
+    // the final status is the call's disposition; the participant moves on
+    assert_eq!(report_call(&callback, "tok", &sid, "completed", &[("CallDuration", "42")]).await.0, StatusCode::OK);
+    let (status, _, _, duration, _, ended_at) = call_record(&w, p).await;
+    assert_eq!((status.as_str(), duration), ("completed", Some(42)));
+    assert!(ended_at.is_some());
+    let view = w.runtime.participant(p).await.unwrap();
+    assert_eq!((view.status.as_str(), view.step.as_deref()), ("waiting", Some("after")));
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!(timeline[1].outcome, Outcome::Completed);
+    assert_eq!(timeline[1].reason.as_deref(), Some("disposition: completed; the call lasted 42 s"));
+    assert_eq!(timeline[2].step, "after");
+
+    // a late or repeated report changes nothing
+    assert_eq!(report_call(&callback, "tok", &sid, "ringing", &[]).await.0, StatusCode::OK);
+    assert_eq!(report_call(&callback, "tok", &sid, "completed", &[("CallDuration", "42")]).await.0, StatusCode::OK);
+    assert_eq!(call_record(&w, p).await.0, "completed");
+    assert_eq!(w.runtime.timeline(p).await.unwrap().len(), 3);
+    assert_eq!(provider.arrivals().len(), 1, "placed once");
+}
+
+#[tokio::test]
+async fn a_call_that_fails_or_never_ends_fails_the_step_with_a_reason() {
+    let w = world().await;
+    let provider = HttpServer::start("127.0.0.1").await;
+    let callback = format!("http://{}/api/v1/channels/calls/status", served_app(&w).await);
+    w.configure(voice_settings(&provider.url(""), &callback)).await;
+    let flow = w
+        .flow(
+            "Calls",
+            json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "call", "settings": {"activation": "automatic", "script": "Hi"}}]),
+            &[("s", "next", "c")],
+        )
+        .await;
+    let dispatcher = w.dispatcher(1);
+
+    // the carrier could not connect it
+    let p = w.enroll(flow, json!({"mobile": "+14155551234"})).await;
+    w.dispatch(&dispatcher).await;
+    let sid = call_record(&w, p).await.1.unwrap();
+    assert_eq!(report_call(&callback, "tok", &sid, "failed", &[("ErrorCode", "32009")]).await.0, StatusCode::OK);
+    assert_eq!(w.reason(p).await, ("failed".into(), Some("the telephony provider could not place the call (status failed)".into())));
+    let error: Option<String> = sqlx::query_scalar("SELECT error FROM conversations WHERE participant_id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
+    assert_eq!(error.as_deref(), Some("the provider reported error 32009"));
+
+    // no final status ever: past the deadline the step fails, and a late report is kept on the record only
+    let p = w.enroll(flow, json!({"mobile": "+14155551234"})).await;
+    w.dispatch(&dispatcher).await;
+    let sid = call_record(&w, p).await.1.unwrap();
+    w.clock.advance(app::core::engine::CALL_OUTCOME_DEADLINE - SignedDuration::from_secs(1));
+    w.runtime.run_until_idle().await.unwrap();
+    assert_eq!(w.reason(p).await.0, "waiting");
+    w.clock.advance(SignedDuration::from_secs(1));
+    w.runtime.run_until_idle().await.unwrap();
+    let (status, reason) = w.reason(p).await;
+    assert_eq!(status, "failed");
+    assert_eq!(reason.as_deref(), Some("no final status from the telephony provider within 1h 30m; the call's outcome is unknown"));
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!((timeline[1].outcome, timeline[1].reason.as_deref()), (Outcome::Failed, reason.as_deref()));
+    assert_eq!(report_call(&callback, "tok", &sid, "completed", &[("CallDuration", "5")]).await.0, StatusCode::OK);
+    assert_eq!(call_record(&w, p).await.0, "completed");
+    assert_eq!(w.reason(p).await.0, "failed");
+
+    // bad configuration: each a readable reason, nothing placed
+    let placed = provider.arrivals().len();
+    let p = w.enroll(flow, json!({"mobile": "555-0100", "fields": {}})).await;
+    w.dispatch(&dispatcher).await;
+    assert_eq!(w.reason(p).await.1.as_deref(), Some("“555-0100” is not a phone number in E.164 form (+15551234567)"));
+    let mut settings = voice_settings(&provider.url("/denied"), &callback);
+    w.configure(settings.clone()).await;
+    let p = w.enroll(flow, json!({"mobile": "+14155551234"})).await;
+    w.dispatch(&dispatcher).await;
+    assert_eq!(w.reason(p).await.1.as_deref(), Some("the telephony provider refused the account id or token: Authenticate (error 20003)"));
+    settings["sms"].as_object_mut().unwrap().remove("voice");
+    w.configure(settings).await;
+    let p = w.enroll(flow, json!({"mobile": "+14155551234"})).await;
+    w.dispatch(&dispatcher).await;
+    let reason = w.reason(p).await.1.unwrap();
+    assert!(reason.starts_with("automatic calls are not set up"), "{reason}");
+    w.configure(json!({"sms": null})).await;
+    let p = w.enroll(flow, json!({"mobile": "+14155551234"})).await;
+    w.dispatch(&dispatcher).await;
+    assert!(w.reason(p).await.1.unwrap().starts_with("no telephony provider is configured"));
+    assert_eq!(provider.arrivals().len(), placed + 1, "only the refused request reached the provider");
+
+    // the voice settings are checked when saved
+    let bad = json!({"sms": {"base_url": "https://api.twilio.com", "account_sid": "AC1", "senders": ["+12125550100"],
+                              "voice": {"status_callback": "not a url"}}});
+    let err = settings::update(w.runtime.pool(), bad.as_object().unwrap().clone()).await.unwrap_err();
+    assert_eq!(err.to_string(), "The integration setting sms.voice.status_callback is not an http(s) URL (calls report their outcome there).");
+}
+
+#[tokio::test]
+async fn notifications_go_to_a_user_by_id_or_as_the_record_owner() {
+    let w = world().await;
+    let smtp = SmtpSink::start(false);
+    let provider = HttpServer::start("127.0.0.1").await;
+    w.configure(json!({"smtp": smtp_settings(smtp.port, None, None),
+                       "sms": {"base_url": provider.url(""), "account_sid": "AC1", "token": "t", "senders": ["+12125550100"]}}))
+        .await;
+    let pool = w.store.pool();
+    let grace = server::auth::accounts::add_user(pool, "Grace@Waymark.test", "Grace", app::auth::Role::Agent, "a long enough password").await.unwrap();
+    let flow = w
+        .flow(
+            "Tell",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "by_id", "kind": "notify_email", "settings": {"to": format!("user:{}", grace.id), "subject": "By id: {{ email }}"}},
+                   {"id": "owner", "kind": "notify_email", "settings": {"to": "record_owner", "subject": "As owner: {{ email }}"}},
+                   {"id": "nobody", "kind": "notify_email", "settings": {"to": "user:999", "subject": "Lost"}},
+                   {"id": "text", "kind": "notify_sms", "settings": {"to": format!("user:{}", grace.id), "text": "Hi"}}]),
+            &[("s", "next", "by_id"), ("by_id", "next", "owner"), ("owner", "next", "nobody"), ("nobody", "next", "text")],
+        )
+        .await;
+    let p = w.enroll(flow, json!({"email": "lead@x.test", "owner": "grace@waymark.test"})).await;
+    let orphan = w.enroll(flow, json!({"email": "orphan@x.test"})).await;
+    w.dispatch(&w.dispatcher(1)).await;
+
+    let messages = smtp.wait_for(3);
+    let mut got: Vec<(&str, &str)> = messages.iter().map(|m| (m["rcpt_tos"][0].as_str().unwrap(), m["headers"]["subject"].as_str().unwrap())).collect();
+    got.sort();
+    let grace = "Grace@Waymark.test";
+    assert_eq!(got, [(grace, "As owner: lead@x.test"), (grace, "By id: lead@x.test"), (grace, "By id: orphan@x.test")]);
+    let pool = w.runtime.pool().clone();
+    let outcomes = |p: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, Option<String>)>("SELECT step, status, last_error FROM outbox WHERE participant_id = $1 ORDER BY id")
+                .bind(p)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let sent = outcomes(p).await;
+    assert_eq!(sent[0], ("by_id".into(), "sent".into(), None));
+    assert_eq!(sent[1], ("owner".into(), "sent".into(), None));
+    assert_eq!(sent[2], ("nobody".into(), "failed".into(), Some("there is no Waymark user “999” to notify".into())));
+    assert_eq!(
+        sent[3],
+        ("text".into(), "failed".into(), Some("Waymark users have no mobile number on record, so Grace@Waymark.test cannot be notified by SMS; write a number (+15551234567) in “to”".into()))
+    );
+    assert_eq!(outcomes(orphan).await[1], ("owner".into(), "failed".into(), Some("the contact has no record owner to notify".into())));
+    assert!(provider.arrivals().is_empty(), "no SMS went out");
+    assert_eq!(w.reason(p).await.0, "completed", "the participant does not wait for notifications");
+    assert_eq!(smtp.count(), 3);
 }

@@ -12,21 +12,26 @@ use axum::Router;
 use http_body_util::BodyExt;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
 use tower::ServiceExt;
 
 use app::core::contact::Contact;
 use app::core::FlowDocument;
+use server::channels::settings;
 use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Duplicates, MoveMode, Params};
 use server::runtime::import::{self, Dedupe, ImportOptions};
 use server::runtime::{contacts, Clock, ManualClock, Runtime};
 use server::store::{self, Store};
 use server::{leptos_options, router, AppState};
 
+mod support;
+use support::SmtpSink;
+use server::db::{Backend, Pool, Sql};
+
 struct World {
     store: Store,
     clock: Arc<ManualClock>,
     runtime: Runtime,
+    _db: support::TestDb,
     dir: tempfile::TempDir,
 }
 
@@ -36,14 +41,17 @@ fn t0() -> Timestamp {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
     let clock = ManualClock::new(t0());
-    let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a").with_files_dir(dir.path().join("files"));
-    World { store: Store::new(pool), clock, runtime, dir }
+    let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a")
+        .with_files_dir(dir.path().join("files"))
+        .with_public_url("http://waymark.test/");
+    World { store: Store::new(pool), clock, runtime, _db: db, dir }
 }
 
 impl World {
-    fn pool(&self) -> &SqlitePool {
+    fn pool(&self) -> &Pool {
         self.runtime.pool()
     }
 
@@ -58,7 +66,7 @@ impl World {
     }
 
     async fn contact_by_email(&self, email: &str) -> Contact {
-        let id: i64 = sqlx::query_scalar("SELECT id FROM contacts WHERE lower(email) = lower(?)").bind(email).fetch_one(self.pool()).await.unwrap();
+        let id: i64 = sqlx::query_scalar("SELECT id FROM contacts WHERE lower(email) = lower($1)").bind(email).fetch_one(self.pool()).await.unwrap();
         let mut conn = self.pool().acquire().await.unwrap();
         contacts::load(&mut conn, id).await.unwrap()
     }
@@ -92,12 +100,35 @@ impl World {
     }
 
     async fn bulk(&self, request: BulkRequest) -> server::error::Result<bulk::RunView> {
-        let id = bulk::start(self.pool(), &request, "test", self.clock.now()).await?;
-        bulk::run(self.pool(), self.runtime.files_dir(), id).await
+        self.bulk_by(request, "test").await
+    }
+
+    async fn bulk_by(&self, request: BulkRequest, by: &str) -> server::error::Result<bulk::RunView> {
+        let id = bulk::start(self.pool(), &request, by, self.clock.now()).await?;
+        bulk::run(self.pool(), &self.runtime.delivery(), id).await
+    }
+
+    /// SMTP without authentication on `port` (the local sink, or nothing).
+    async fn smtp(&self, port: u16) {
+        let smtp = json!({"host": "127.0.0.1", "port": port, "tls": "none", "from": "Waymark <files@waymark.test>", "timeout_secs": 5});
+        settings::update(self.pool(), json!({"smtp": smtp}).as_object().unwrap().clone()).await.unwrap();
+    }
+
+    /// A participant's pending manual task: (owner, due at, why).
+    async fn task(&self, participant: i64) -> (Option<String>, String, Option<String>) {
+        sqlx::query_as("SELECT owner, due_at, why FROM participant_actions WHERE participant_id = $1 AND manual = 1 AND outcome = 'pending'")
+            .bind(participant)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn next_run(&self, participant: i64) -> (Option<i64>, Option<i64>) {
+        sqlx::query_as("SELECT next_run_at, callback_at FROM participants WHERE id = $1").bind(participant).fetch_one(self.pool()).await.unwrap()
     }
 
     async fn statuses(&self, flow: i64) -> Vec<String> {
-        sqlx::query_scalar("SELECT status FROM participants WHERE flow_id = ? ORDER BY id").bind(flow).fetch_all(self.pool()).await.unwrap()
+        sqlx::query_scalar("SELECT status FROM participants WHERE flow_id = $1 ORDER BY id").bind(flow).fetch_all(self.pool()).await.unwrap()
     }
 }
 
@@ -230,7 +261,7 @@ mod bulk_jobs {
         let run = w.bulk(request(Action::Delete, north.clone(), Params::default())).await.unwrap();
         assert_eq!((run.status.as_str(), run.total, run.done, run.count), ("done", 2, 2, 2));
         let erased: Vec<(Option<String>, String, Option<String>)> =
-            sqlx::query_as("SELECT email, fields, deleted_at FROM contacts WHERE id IN (SELECT contact_id FROM participants WHERE id IN (?, ?))")
+            sqlx::query_as("SELECT email, fields, deleted_at FROM contacts WHERE id IN (SELECT contact_id FROM participants WHERE id IN ($1, $2))")
                 .bind(ps[0])
                 .bind(ps[2])
                 .fetch_all(w.pool())
@@ -242,7 +273,7 @@ mod bulk_jobs {
         assert_eq!(history_after, history_before, "the timeline stays");
         // deleting again matches nobody: refused, nothing changed
         assert_eq!(w.bulk(request(Action::Delete, north, Params::default())).await.unwrap_err().code(), "nothing_matched");
-        let audit: (String, String, i64) = sqlx::query_as("SELECT action, run_by, count FROM bulk_runs WHERE id = ?").bind(run.id).fetch_one(w.pool()).await.unwrap();
+        let audit: (String, String, i64) = sqlx::query_as("SELECT action, run_by, count FROM bulk_runs WHERE id = $1").bind(run.id).fetch_one(w.pool()).await.unwrap();
         assert_eq!(audit, ("delete".to_owned(), "test".to_owned(), 2));
     }
 
@@ -253,7 +284,7 @@ mod bulk_jobs {
         let to = w.call_flow("To").await;
         let ps = w.waiting_at_call(from, 3).await;
         // one of them is already in the target
-        let contact0: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = ?").bind(ps[0]).fetch_one(w.pool()).await.unwrap();
+        let contact0: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(ps[0]).fetch_one(w.pool()).await.unwrap();
         w.runtime.enroll(to, &[contact0]).await.unwrap();
 
         let same = Params { flow_id: Some(from), ..Params::default() };
@@ -279,7 +310,7 @@ mod bulk_jobs {
         let moving = Params { flow_id: Some(third), duplicates: Duplicates::Move, ..Params::default() };
         let run = w.bulk(request(Action::MoveToFlow, in_flow(from), moving)).await.unwrap();
         assert_eq!(run.count, 3);
-        let made: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE created_by_run = ? AND flow_id = ?")
+        let made: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE created_by_run = $1 AND flow_id = $2")
             .bind(run.id)
             .bind(third)
             .fetch_one(w.pool())
@@ -288,7 +319,7 @@ mod bulk_jobs {
         assert_eq!(made, 3, "the run's new participants name it");
         assert_eq!(w.statuses(from).await, ["exited", "exited", "exited"]);
         assert_eq!(w.statuses(third).await.len(), 4);
-        let reason: String = sqlx::query_scalar("SELECT json_extract(state, '$.reason') FROM participants WHERE id = ?").bind(ps[1]).fetch_one(w.pool()).await.unwrap();
+        let reason: String = sqlx::query_scalar("SELECT json_extract(state, '$.reason') FROM participants WHERE id = $1").bind(ps[1]).fetch_one(w.pool()).await.unwrap();
         assert!(reason.contains(&format!("Moved to flow {third}")), "{reason}");
         // exited participants cannot be moved again
         let again = Params { flow_id: Some(to), ..Params::default() };
@@ -347,7 +378,7 @@ mod bulk_jobs {
         bulk::apply(w.pool(), &Criteria { statuses: vec!["waiting".into()], ..in_flow(flow) }, &Action::Ready, None, "t", w.clock.now())
             .await
             .unwrap_or(0);
-        sqlx::query("UPDATE participants SET status = 'held' WHERE id = ?").bind(ps[1]).execute(w.pool()).await.unwrap();
+        sqlx::query("UPDATE participants SET status = 'held' WHERE id = $1").bind(ps[1]).execute(w.pool()).await.unwrap();
         let before = w.statuses(flow).await;
         let pause = w.bulk(request(Action::Pause, in_flow(flow), Params::default())).await.unwrap();
         assert_eq!(w.statuses(flow).await, ["paused", "paused"]);
@@ -355,6 +386,157 @@ mod bulk_jobs {
         assert_eq!(w.statuses(flow).await, before);
         let cancel_run = w.bulk(request(Action::Cancel, in_flow(flow), Params::default())).await.unwrap();
         assert_eq!(bulk::undo(w.pool(), cancel_run.id, "test", w.clock.now()).await.unwrap_err().code(), "not_reversible");
+    }
+
+    #[tokio::test]
+    async fn a_due_callback_brings_the_call_round_to_its_agent_and_cancel_or_undo_take_it_back() {
+        use app::runtime_api::RuntimeBackend;
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        let ps = w.waiting_at_call(flow, 3).await; // p0 and p2 north, p1 south
+        let t0 = w.clock.now();
+        let at = t0 + SignedDuration::from_hours(26);
+        let north = Criteria { contact: vec![bulk::FieldEquals { field: "region".into(), value: "north".into() }], ..in_flow(flow) };
+        let inbox = |agent: &'static str| {
+            let runtime = w.runtime.clone();
+            async move {
+                let mut ids: Vec<i64> = runtime.tasks(Some(agent.into())).await.unwrap().iter().map(|t| t.participant_id).collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(inbox("agent-1").await, ps);
+
+        let set = Params { at: Some(at), agent: Some("agent-2".into()), ..Params::default() };
+        let booked = w.bulk(request(Action::SetCallback, north.clone(), set)).await.unwrap();
+        assert_eq!(booked.count, 2);
+        assert_eq!(w.next_run(ps[0]).await, (Some(at.as_millisecond()), Some(at.as_millisecond())), "the callback is its next run");
+        assert_eq!(w.next_run(ps[1]).await, (None, None));
+
+        // p2's is cancelled (found by its email): it gets its own next run back (none: it waits for a person)
+        let p2 = Criteria { contact: vec![bulk::FieldEquals { field: "email".into(), value: format!("P{flow}-2@x.test") }], ..Criteria::default() };
+        let cancelled = w.bulk(request(Action::CancelCallback, p2, Params::default())).await.unwrap();
+        assert_eq!(cancelled.count, 1);
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.next_run(ps[2]).await, (None, None));
+
+        // before the time: nothing
+        w.clock.set(at - SignedDuration::from_mins(1));
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.task(ps[0]).await.0.as_deref(), Some("agent-1"));
+        assert!(inbox("agent-2").await.is_empty());
+        // undoing the cancel books p2's callback again
+        assert_eq!(bulk::undo(w.pool(), cancelled.id, "test", w.clock.now()).await.unwrap(), 1);
+        assert_eq!(w.next_run(ps[2]).await, (Some(at.as_millisecond()), Some(at.as_millisecond())));
+
+        // at the time: the call comes round, due then, in agent-2's inbox; the callback is used up
+        w.clock.set(at + SignedDuration::from_secs(1));
+        w.runtime.run_until_idle().await.unwrap();
+        for p in [ps[0], ps[2]] {
+            assert_eq!(w.task(p).await, (Some("agent-2".to_owned()), at.to_string(), Some(format!("callback booked for {at}"))));
+            assert_eq!(w.next_run(p).await, (None, None));
+        }
+        assert_eq!(inbox("agent-2").await, [ps[0], ps[2]]);
+        assert_eq!(inbox("agent-1").await, [ps[1]], "p1 had no callback");
+        assert_eq!(w.statuses(flow).await, ["waiting", "waiting", "waiting"]);
+        // a callback that came due cannot be undone
+        assert_eq!(bulk::undo(w.pool(), booked.id, "test", w.clock.now()).await.unwrap(), 0);
+        assert_eq!(w.task(ps[0]).await.0.as_deref(), Some("agent-2"));
+        // the agent makes the call: the flow goes on
+        w.runtime.deliver(ps[0], app::core::engine::Event::Manual { outcome: app::core::engine::ManualOutcome::Completed, disposition: None }).await.unwrap();
+        assert_eq!(w.statuses(flow).await, ["completed", "waiting", "waiting"]);
+
+        // a callback undone before its time never comes
+        let soon = w.clock.now() + SignedDuration::from_hours(1);
+        let south = Criteria { contact: vec![bulk::FieldEquals { field: "region".into(), value: "south".into() }], ..in_flow(flow) };
+        let run = w.bulk(request(Action::SetCallback, south, Params { at: Some(soon), agent: Some("agent-3".into()), ..Params::default() })).await.unwrap();
+        assert_eq!(bulk::undo(w.pool(), run.id, "test", w.clock.now()).await.unwrap(), 1);
+        w.clock.set(soon + SignedDuration::from_mins(5));
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.task(ps[1]).await.0.as_deref(), Some("agent-1"));
+        assert_eq!(w.next_run(ps[1]).await, (None, None));
+        assert!(inbox("agent-3").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_callback_ends_a_wait_at_its_time_and_the_call_it_reaches_is_its_agents() {
+        let w = world().await;
+        let doc = FlowDocument::from_value(&json!({
+            "format": "waymark.flow/v1", "name": "Nurture",
+            "steps": [{"id": "s", "kind": "start"},
+                      {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}},
+                      {"id": "call", "kind": "call", "settings": {"owner": "user:agent-1"}},
+                      {"id": "x", "kind": "exit"}],
+            "edges": [{"from": "s", "port": "next", "to": "w"}, {"from": "w", "port": "next", "to": "call"}, {"from": "call", "port": "next", "to": "x"}]}))
+        .unwrap();
+        let flow = w.store.create("Nurture", Some(doc)).await.unwrap().id;
+        w.store.publish(flow, None, "test").await.unwrap();
+        let mut tx = w.pool().begin().await.unwrap();
+        let contact = contacts::insert(&mut tx, &serde_json::from_value(json!({"email": "lead@x.test", "mobile": "+15550199"})).unwrap()).await.unwrap();
+        tx.commit().await.unwrap();
+        let p = w.runtime.enroll(flow, &[contact]).await.unwrap().0[0];
+        w.runtime.run_until_idle().await.unwrap();
+        let at = w.clock.now() + SignedDuration::from_hours(2);
+        w.bulk(request(Action::SetCallback, in_flow(flow), Params { at: Some(at), agent: Some("agent-2".into()), ..Params::default() })).await.unwrap();
+
+        w.clock.set(at - SignedDuration::from_secs(1));
+        w.runtime.run_until_idle().await.unwrap();
+        assert_eq!(w.runtime.participant(p).await.unwrap().step.as_deref(), Some("w"), "nothing before the callback");
+        w.clock.set(at);
+        w.runtime.run_until_idle().await.unwrap();
+        let view = w.runtime.participant(p).await.unwrap();
+        assert_eq!((view.status.as_str(), view.step.as_deref()), ("waiting", Some("call")));
+        assert_eq!(w.task(p).await.0.as_deref(), Some("agent-2"));
+        let timeline = w.runtime.timeline(p).await.unwrap();
+        let wait = timeline.iter().find(|a| a.step == "w").unwrap();
+        assert_eq!(wait.reason.as_deref(), Some(format!("ended by the callback booked for {at}").as_str()));
+        assert_eq!(wait.done_at, Some(at));
+    }
+
+    #[tokio::test]
+    async fn email_data_file_needs_smtp_and_a_send_that_fails_leaves_nothing() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        w.waiting_at_call(flow, 2).await;
+        let email = |to: Vec<String>| request(Action::EmailDataFile, in_flow(flow), Params { to, ..Params::default() });
+        let runs = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bulk_runs").fetch_one(w.pool()).await.unwrap() };
+
+        // no SMTP settings: refused before anything is made, in the preview too
+        assert_eq!(bulk::describe(w.pool(), &email(vec![]), w.clock.now()).await.unwrap_err().code(), "email_not_configured");
+        let refused = w.bulk(email(vec!["boss@x.test".into()])).await.unwrap_err();
+        assert_eq!(refused.code(), "email_not_configured");
+        assert!(refused.public_message().contains("Email is not set up"), "{}", refused.public_message());
+        assert_eq!(runs().await, 0);
+
+        // an API token has no address: say whom to send it to
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        w.smtp(closed).await;
+        assert_eq!(w.bulk_by(email(vec![]), "token:ci").await.unwrap_err().code(), "recipients_required");
+
+        // the SMTP server cannot be reached: the run fails with the reason, and no file or link is kept
+        let failed = w.bulk_by(email(vec![]), "m@x.test").await.unwrap_err();
+        assert_eq!(failed.code(), "email_failed");
+        let run_id: i64 = sqlx::query_scalar("SELECT max(id) FROM bulk_runs").fetch_one(w.pool()).await.unwrap();
+        let run = bulk::view(w.pool(), run_id).await.unwrap();
+        assert_eq!(run.status, "failed");
+        let message = run.message.unwrap();
+        assert!(message.starts_with("Nothing was sent and no file was kept:"), "{message}");
+        assert!(message.contains(&format!("could not send through the SMTP server 127.0.0.1:{closed}")), "{message}");
+        assert_eq!(run.link, None);
+        let files: i64 = sqlx::query_scalar("SELECT count(*) FROM data_files").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(files, 0);
+        let left = std::fs::read_dir(w.runtime.files_dir()).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "no ZIP left behind");
+
+        // the settings are removed after the run was accepted: it fails saying so, and makes nothing
+        let started = bulk::start(w.pool(), &email(vec!["boss@x.test".into()]), "m@x.test", w.clock.now()).await.unwrap();
+        settings::update(w.pool(), json!({"smtp": null}).as_object().unwrap().clone()).await.unwrap();
+        assert_eq!(bulk::run(w.pool(), &w.runtime.delivery(), started).await.unwrap_err().code(), "email_not_configured");
+        let run = bulk::view(w.pool(), started).await.unwrap();
+        assert_eq!(run.status, "failed");
+        assert!(run.message.unwrap().starts_with("Nothing was sent and no file was kept: Email is not set up"));
+        let files: i64 = sqlx::query_scalar("SELECT count(*) FROM data_files").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(files, 0);
     }
 
     #[tokio::test]
@@ -406,6 +588,15 @@ impl Api {
 
     async fn get(&self, uri: &str) -> (StatusCode, String, Vec<u8>) {
         self.send(Method::GET, uri, Vec::new(), "text/plain").await
+    }
+
+    /// A GET by someone who is not signed in (the recipient of an emailed link).
+    async fn get_anonymous(&self, uri: &str) -> (StatusCode, String, Vec<u8>) {
+        let request = Request::builder().uri(uri).header(header::HOST, "waymark.test").body(Body::empty()).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (status, content_type, response.into_body().collect().await.unwrap().to_bytes().to_vec())
     }
 
     async fn get_json(&self, uri: &str) -> Value {
@@ -482,8 +673,10 @@ async fn rest_import_polls_to_done_and_lists_refused_rows() {
 }
 
 #[tokio::test]
-async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_expire() {
+async fn rest_bulk_runs_in_the_background_and_data_file_links_are_emailed_signed_and_expire() {
     let api = api().await;
+    let smtp = SmtpSink::start(false);
+    api.w.smtp(smtp.port).await;
     let flow = api.w.call_flow("Calls").await;
     api.w.waiting_at_call(flow, 3).await;
     let req = json!({"action": "email_data_file", "criteria": {"flow_ids": [flow]}, "params": {"to": ["boss@x.test"]}});
@@ -498,14 +691,28 @@ async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_exp
     let (status, body) = api.json(Method::POST, "/api/v1/participants/bulk", json!({"action": "pause", "criteria": {"flows": [flow]}})).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")));
 
-    let (status, run) = api.json(Method::POST, "/api/v1/participants/bulk", req).await;
+    // without recipients it goes to whoever asked: the signed-in marketer
+    let mine = json!({"action": "email_data_file", "criteria": {"flow_ids": [flow]}});
+    let (status, run) = api.json(Method::POST, "/api/v1/participants/bulk", mine).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let run = api.finished(&format!("/api/v1/bulk-runs/{}", run["id"])).await;
     assert_eq!((run["status"].as_str(), run["total"].as_i64(), run["done"].as_i64(), run["count"].as_i64()), (Some("done"), Some(3), Some(3), Some(3)), "{run}");
-    assert!(run["email_status"].as_str().unwrap().contains("not been sent"), "no pretend send: {run}");
+    assert_eq!(run["email_status"], "sent to m@x.test", "{run}");
+    assert_eq!(run["params"]["to"], json!(["m@x.test"]));
     let link = run["link"].as_str().unwrap().to_owned();
 
-    let (status, content_type, zip) = api.get(&link).await;
+    // the email arrives with the absolute, signed link
+    let mail = &smtp.wait_for(1)[0];
+    assert_eq!(mail["rcpt_tos"], json!(["m@x.test"]));
+    assert_eq!(mail["headers"]["subject"], format!("Your Waymark data file: 3 participant(s) from bulk run {}", run["id"]));
+    let text = mail["parts"].as_array().unwrap().iter().find_map(|p| p["text"].as_str()).unwrap().replace("\r\n", "\n");
+    let url = text.split_whitespace().find(|w| w.starts_with("http")).unwrap().to_owned();
+    assert_eq!(url, format!("http://waymark.test{link}"), "{text}");
+    assert!(text.contains(&format!("works until {}", run["link_expires_at"].as_str().unwrap())), "{text}");
+
+    // the link works without signing in
+    let path = url.strip_prefix("http://waymark.test").unwrap();
+    let (status, content_type, zip) = api.get_anonymous(path).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/zip"));
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
     let mut csv = String::new();
@@ -519,9 +726,11 @@ async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_exp
     let (status, _, bytes) = api.get(&link.replace("expires=", "expires=9")).await;
     problem(status, &bytes, StatusCode::FORBIDDEN, "link_invalid");
     api.w.clock.advance(SignedDuration::from_hours(25));
-    let (status, content_type, bytes) = api.get(&link).await;
+    let (status, content_type, bytes) = api.get_anonymous(path).await;
     problem(status, &bytes, StatusCode::GONE, "link_expired");
     assert_eq!(content_type, "application/problem+json");
+    let detail = serde_json::from_slice::<Value>(&bytes).unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("links are valid for 24 hours"), "{detail}");
 
     // a paused run is undone over REST
     let (_, run) = api.json(Method::POST, "/api/v1/participants/bulk", json!({"action": "pause", "criteria": {"flow_ids": [flow]}})).await;
@@ -533,6 +742,7 @@ async fn rest_bulk_runs_in_the_background_and_data_file_links_are_signed_and_exp
     let runs = api.get_json("/api/v1/bulk-runs").await;
     assert_eq!(runs.as_array().unwrap().len(), 2);
     assert_eq!(runs[0]["status"], "undone");
+    assert_eq!(smtp.count(), 1, "one run, one email");
 }
 
 #[tokio::test]
@@ -560,4 +770,121 @@ async fn rest_contacts_are_edited_and_deleted_with_clear_errors() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("contact_deleted")));
     let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{id}"), json!({})).await;
     assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(false)), "erasing twice changes nothing");
+}
+
+mod searching {
+    use super::*;
+    use server::runtime::contacts::ContactSearch;
+
+    fn search(q: &str, list: &str) -> ContactSearch {
+        ContactSearch { q: Some(q.into()), list: Some(list.into()) }
+    }
+
+    async fn emails(w: &World, s: &ContactSearch, after: Option<&str>, per_page: i64) -> (Vec<String>, i64, Option<String>) {
+        let mut conn = w.pool().acquire().await.unwrap();
+        let page = contacts::search(&mut conn, s, after, per_page).await.unwrap();
+        let labels = page.contacts.iter().map(|c| c.contact.email.clone().or(c.contact.mobile.clone()).unwrap()).collect();
+        (labels, page.total, page.next)
+    }
+
+    /// No search by `q` reads the whole table or sorts: each walks an index.
+    fn assert_indexed(plan: &[String], index: &str) {
+        if plan.iter().any(|line| line.contains("Seq Scan") || line.contains("Index Scan") || line.starts_with("Limit")) {
+            // PostgreSQL's EXPLAIN: the index, or (when a list narrows the
+            // search first) contacts fetched by their key; never a scan.
+            let uses = |name: &str| plan.iter().any(|line| line.contains(&format!("using {name} ")) || line.ends_with(&format!("on {name}")));
+            assert!(uses(index) || uses("contacts_pkey"), "{index} is used: {plan:#?}");
+            assert!(!plan.iter().any(|line| line.contains("Seq Scan on contacts")), "no scan: {plan:#?}");
+            return;
+        }
+        assert!(plan.iter().any(|line| line.contains(&format!("USING INDEX {index}"))), "{index} is used: {plan:#?}");
+        assert!(!plan.iter().any(|line| line == "SCAN c" || line.starts_with("SCAN c ") || line.contains("TEMP B-TREE")), "no scan, no sort: {plan:#?}");
+    }
+
+    #[tokio::test]
+    async fn prefix_search_by_email_name_and_mobile_pages_by_cursor_through_indexes() {
+        let w = world().await;
+        let mut tx = w.pool().begin().await.unwrap();
+        for contact in [
+            json!({"email": "ada@x.test", "fields": {"first_name": "Ada", "last_name": "Lovelace"}}),
+            json!({"email": "zed@x.test", "fields": {"First name": "Adaline"}}),
+            json!({"mobile": "+15550100", "fields": {"name": "Grace  Hopper"}}),
+            json!({"email": "adams@x.test", "lists": ["VIP"]}),
+            json!({"email": "ADA.b@x.test"}),
+            json!({"email": "adx@x.test"}),
+        ] {
+            contacts::insert(&mut tx, &serde_json::from_value(contact).unwrap()).await.unwrap();
+        }
+        contacts::erase(&mut tx, "SELECT id FROM contacts WHERE email = 'adx@x.test'", "2026-11-23T09:00:00Z").await.unwrap();
+        tx.commit().await.unwrap();
+
+        // "ada": emails and names starting with it, in that order, each contact once; deleted ones never
+        let ada = search("  Ada ", "");
+        let (page, total, next) = emails(&w, &ada, None, 2).await;
+        assert_eq!((page, total), (vec!["ADA.b@x.test".to_owned(), "ada@x.test".to_owned()], 4));
+        let (page, _, last) = emails(&w, &ada, next.as_deref(), 2).await;
+        assert_eq!(page, ["zed@x.test", "adams@x.test"], "Adaline by name, between ada@ and adams@");
+        assert_eq!(last, None);
+        assert_eq!(emails(&w, &search("grace h", ""), None, 10).await.0, ["+15550100"]);
+        assert_eq!(emails(&w, &search("ada lov", ""), None, 10).await.0, ["ada@x.test"]);
+        assert_eq!(emails(&w, &search("ada@", ""), None, 10).await.0, ["ada@x.test"], "an address is looked up by email alone");
+        assert_eq!(emails(&w, &search("1 555", ""), None, 10).await.0, ["+15550100"], "a number with or without its +");
+        assert_eq!(emails(&w, &search("+1555", ""), None, 10).await.0, ["+15550100"]);
+        assert_eq!(emails(&w, &search("ada", "vip"), None, 10).await.0, ["adams@x.test"]);
+        assert!(emails(&w, &search("lovelace", ""), None, 10).await.0.is_empty(), "names match from their start");
+
+        // no q: newest first, five live contacts
+        let everyone = search("", "");
+        let (page, total, next) = emails(&w, &everyone, None, 3).await;
+        assert_eq!((page, total), (vec!["ADA.b@x.test".to_owned(), "adams@x.test".to_owned(), "+15550100".to_owned()], 5));
+        assert_eq!(emails(&w, &everyone, next.as_deref(), 3).await.0, ["zed@x.test", "ada@x.test"]);
+        let mut conn = w.pool().acquire().await.unwrap();
+        let bad = contacts::search(&mut conn, &ada, Some("12"), 2).await.unwrap_err();
+        assert_eq!(bad.code(), "invalid_cursor");
+
+        // the plans: every branch walks its index, in order
+        assert_indexed(&contacts::query_plan(&mut conn, &ada).await.unwrap(), "contacts_email");
+        assert_indexed(&contacts::query_plan(&mut conn, &ada).await.unwrap(), "contacts_search_name");
+        assert_indexed(&contacts::query_plan(&mut conn, &search("+1555", "VIP")).await.unwrap(), "contacts_mobile");
+    }
+
+    #[tokio::test]
+    async fn names_given_before_the_column_existed_are_filled_once() {
+        let w = world().await;
+        sqlx::query("INSERT INTO contacts (email, fields, created_at, updated_at) VALUES ('old@x.test', '{\"Full name\": \"Old  Timer\"}', 'x', 'x')")
+            .execute(w.pool())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM installation WHERE key = 'search_names'").execute(w.pool()).await.unwrap();
+        assert_eq!(contacts::fill_search_names(w.pool()).await.unwrap(), 1);
+        assert_eq!(contacts::fill_search_names(w.pool()).await.unwrap(), 0, "once");
+        assert_eq!(emails(&w, &search("old t", ""), None, 10).await.0, ["old@x.test"]);
+    }
+
+    #[tokio::test]
+    async fn criteria_find_contacts_by_email_through_the_index() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        w.waiting_at_call(flow, 3).await;
+        let criteria = Criteria { contact: vec![bulk::FieldEquals { field: "email".into(), value: format!("P{flow}-1@X.test") }], ..Criteria::default() };
+        let (count, _) = bulk::preview(w.pool(), &criteria).await.unwrap();
+        assert_eq!(count, 1);
+        let postgres = Backend::of(w.pool()) == Backend::Postgres;
+        let mut conn = w.pool().acquire().await.unwrap();
+        if postgres {
+            // a few test rows: ask the planner to use an index where one serves
+            sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap();
+        }
+        let (explain, column) = if postgres { ("EXPLAIN", "QUERY PLAN") } else { ("EXPLAIN QUERY PLAN", "detail") };
+        let mut explain = Sql::new(format!("{explain} SELECT count(*) FROM participants WHERE "));
+        criteria.push_matching(&mut explain);
+        let plan: Vec<String> = explain.build().fetch_all(&mut *conn).await.unwrap().iter().map(|r| sqlx::Row::get::<String, _>(r, column)).collect();
+        if postgres {
+            assert!(plan.iter().any(|l| l.contains("contacts_email")), "{plan:#?}");
+            assert!(!plan.iter().any(|l| l.contains("Seq Scan on contacts")), "{plan:#?}");
+            return;
+        }
+        assert!(plan.iter().any(|l| l.contains("USING INDEX contacts_email")), "{plan:#?}");
+        assert!(!plan.iter().any(|l| l == "SCAN c" || l.starts_with("SCAN c ")), "{plan:#?}");
+    }
 }

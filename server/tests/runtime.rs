@@ -14,10 +14,13 @@ use server::runtime::outbox::{Dispatcher, Executor, Failure, Job, RetryPolicy, U
 use server::runtime::{contacts, ManualClock, Runtime};
 use server::store::{self, Store};
 
+mod support;
+
 struct World {
     store: Store,
     clock: Arc<ManualClock>,
     runtime: Runtime,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -27,10 +30,11 @@ fn t0() -> Timestamp {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
     let clock = ManualClock::new(t0());
     let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a");
-    World { store: Store::new(pool), clock, runtime, _dir: dir }
+    World { store: Store::new(pool), clock, runtime, _db: db, _dir: dir }
 }
 
 /// Creates and publishes a flow from steps and `from:port->to` wires.
@@ -109,7 +113,7 @@ async fn ten_thousand_participants_wait_update_branch_and_finish() {
     // every timeline is exactly the path the contact took, each step once
     let rows = sqlx::query(
         "SELECT participant_id, group_concat(step || ':' || outcome, ' ') FROM
-           (SELECT * FROM participant_actions ORDER BY participant_id, visit) GROUP BY participant_id",
+           (SELECT * FROM participant_actions ORDER BY participant_id, visit) AS a GROUP BY participant_id",
     )
     .fetch_all(pool)
     .await
@@ -344,7 +348,7 @@ async fn joining_a_list_enrolls_into_flows_that_start_on_it() {
     let ids = add_contacts(&w.runtime, 1, |_| Contact { email: Some("j@x.test".into()), ..Contact::default() }).await;
     w.runtime.enroll(tagger, &ids).await.unwrap();
     w.runtime.run_until_idle().await.unwrap();
-    let in_welcome: Vec<(i64, String)> = sqlx::query_as("SELECT contact_id, status FROM participants WHERE flow_id = ?")
+    let in_welcome: Vec<(i64, String)> = sqlx::query_as("SELECT contact_id, status FROM participants WHERE flow_id = $1")
         .bind(welcome)
         .fetch_all(w.runtime.pool())
         .await
@@ -555,4 +559,68 @@ mod bulk {
         assert_eq!(w.runtime.commit_batch(batch).await.unwrap().committed, 0);
         assert!(statuses(&w).await.iter().all(|s| s.1 == "suppressed"));
     }
+}
+
+/// Takes 30 ms per effect, noting how many run at once and each
+/// participant's order; panics on a webhook to a URL saying "panic".
+#[derive(Default)]
+struct Slow {
+    running: AtomicUsize,
+    most: AtomicUsize,
+    done: std::sync::Mutex<Vec<(i64, String, &'static str)>>,
+}
+
+#[async_trait::async_trait]
+impl Executor for Slow {
+    async fn execute(&self, job: &Job, effect: &Effect) -> Result<Map<String, Value>, Failure> {
+        if matches!(effect, Effect::Webhook { url, .. } if url.contains("panic")) {
+            panic!("a channel bug");
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.done.lock().unwrap().push((job.participant, job.key.clone(), effect.kind()));
+        Ok(Map::new())
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_carries_effects_out_at_once_keeps_each_participants_order_and_survives_a_panicking_channel() {
+    let w = world().await;
+    let flow = publish(
+        &w.store,
+        "Many",
+        json!([{"id": "s", "kind": "start"},
+               {"id": "n", "kind": "notify_email", "settings": {"to": "ops@x.test", "subject": "New"}},
+               {"id": "t", "kind": "notify_sms", "settings": {"to": "+14155550100", "text": "New"}},
+               {"id": "h", "kind": "webhook", "settings": {"url": "https://hooks.test/{{ email }}"}}]),
+        &["s->n", "n->t", "t->h"],
+    )
+    .await;
+    let ids = add_contacts(&w.runtime, 20, |i| Contact { email: Some(format!("c{i}@x.test")), ..Contact::default() }).await;
+    let panicky = add_contacts(&w.runtime, 1, |_| Contact { email: Some("panic@x.test".into()), ..Contact::default() }).await;
+    let ps = w.runtime.enroll(flow, &ids).await.unwrap().0;
+    let bad = w.runtime.enroll(flow, &panicky).await.unwrap().0[0];
+    w.runtime.run_until_idle().await.unwrap();
+    let slow = Arc::new(Slow::default());
+    let policy = RetryPolicy { base: SignedDuration::from_secs(10), cap: SignedDuration::from_secs(10), max_tries: 1 };
+    let dispatcher = Dispatcher::new(w.runtime.clone(), slow.clone()).with_policy(policy).with_concurrency(4);
+    let pass = dispatcher.dispatch().await.unwrap();
+    assert_eq!((pass.sent, pass.failed), (62, 1), "the panic fails its own effect, not the pass");
+
+    assert_eq!(slow.most.load(Ordering::SeqCst), 4, "four at once, never more");
+    let done = slow.done.lock().unwrap().clone();
+    for p in &ps {
+        let kinds: Vec<&str> = done.iter().filter(|(who, _, _)| who == p).map(|(_, _, kind)| *kind).collect();
+        assert_eq!(kinds, ["notify_email", "notify_sms", "webhook"], "participant {p} in its own order");
+        assert_eq!(w.runtime.participant(*p).await.unwrap().status, "completed");
+    }
+    let hook = w.runtime.timeline(bad).await.unwrap().pop().unwrap();
+    assert_eq!((hook.step.as_str(), hook.outcome), ("h", Outcome::Failed));
+    assert!(hook.reason.as_deref().unwrap().starts_with("the channel failed unexpectedly"), "{:?}", hook.reason);
+
+    // nothing is carried out twice
+    assert_eq!(dispatcher.dispatch().await.unwrap(), Default::default());
+    assert_eq!(slow.done.lock().unwrap().len(), 62);
 }

@@ -17,6 +17,8 @@ use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, AppState};
 
+mod support;
+
 const HOST: &str = "waymark.test";
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -24,6 +26,7 @@ struct App {
     app: Router,
     store: Store,
     runtime: Runtime,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -46,12 +49,12 @@ enum Caller {
 impl App {
     async fn with_limits(limits: Limits) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/waymark.db", dir.path().display());
-        let store = Store::new(store::connect(&url).await.unwrap());
+        let db = support::TestDb::new(dir.path()).await;
+        let store = Store::new(store::connect(&db.url).await.unwrap());
         let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), "test");
         let mut state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), store.clone(), runtime.clone());
         state.auth.limits = Arc::new(limits);
-        App { app: router(state), store, runtime, _dir: dir }
+        App { app: router(state), store, runtime, _db: db, _dir: dir }
     }
 
     async fn new() -> App {
@@ -75,10 +78,16 @@ impl App {
             Some((content_type, bytes)) => request.header(header::CONTENT_TYPE, content_type).body(Body::from(bytes)).unwrap(),
             None => request.body(Body::empty()).unwrap(),
         };
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        // A route that never answers fails here, named, instead of hanging the suite.
+        let what = format!("{} {uri} as {caller:?}", request.method());
+        let answer = async {
+            let response = self.app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            (status, headers, response.into_body().collect().await.unwrap().to_bytes())
+        };
+        let (status, headers, bytes) =
+            tokio::time::timeout(std::time::Duration::from_secs(60), answer).await.unwrap_or_else(|_| panic!("{what}: no answer within 60 s"));
         let text = String::from_utf8_lossy(&bytes).into_owned();
         Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), text }
     }
@@ -221,7 +230,7 @@ async fn api_tokens_are_hashed_scoped_and_revocable() {
     assert!(refused.headers.contains_key(header::WWW_AUTHENTICATE));
     problem(&app.get(&Caller::Token("wm_made_up".into()), "/api/v1/flows").await, StatusCode::UNAUTHORIZED, "invalid_token");
     assert_eq!(app.get(&reader, "/api/v1/flows").await.status, StatusCode::OK, "revoking one token leaves the others");
-    let used: Option<String> = sqlx::query_scalar("SELECT last_used_at FROM api_tokens WHERE id = ?").bind(read.id).fetch_one(pool).await.unwrap();
+    let used: Option<String> = sqlx::query_scalar("SELECT last_used_at FROM api_tokens WHERE id = $1").bind(read.id).fetch_one(pool).await.unwrap();
     assert!(used.is_some());
 }
 

@@ -38,6 +38,7 @@ fn effect_summary(effect: &Effect) -> String {
         Effect::Webhook { method, url, .. } => format!("{method} {url}"),
         Effect::NotifyEmail { to, subject, .. } => format!("notify {to} by email: “{subject}”"),
         Effect::NotifySms { to, text } => format!("notify {to} by SMS: “{text}”"),
+        Effect::Call { to, .. } => format!("automatic call to {to}"),
         other => other.kind().replace('_', " "),
     }
 }

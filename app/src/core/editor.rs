@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::core::flow::{Edge, FlowDocument, FlowSettings, Guard, Position, Step};
-use crate::core::geometry::{Point, NODE_HEIGHT, NODE_WIDTH};
+use crate::core::geometry::{input_point, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::{ports, StepKind};
 use crate::core::validate::{self, ConnectRefusal};
+use crate::core::{Findings, Level};
 
 /// The canvas grid; dropped and moved steps snap to it.
 pub const GRID: f64 = 20.0;
@@ -343,6 +344,121 @@ pub fn position_of(step: &Step, index: usize) -> Position {
 /// Every step's drawn position, by id.
 pub fn positions(doc: &FlowDocument) -> HashMap<&str, Position> {
     doc.steps.iter().enumerate().map(|(i, step)| (step.id.as_str(), position_of(step, i))).collect()
+}
+
+/// Each step's place in `doc.steps`, by id (the first, should an id repeat:
+/// the canvas draws that one).
+pub fn step_index(doc: &FlowDocument) -> HashMap<String, usize> {
+    let mut index = HashMap::with_capacity(doc.steps.len());
+    for (i, step) in doc.steps.iter().enumerate() {
+        index.entry(step.id.clone()).or_insert(i);
+    }
+    index
+}
+
+/// Where a step being dragged by `by` is drawn: where it would land.
+pub fn dragged(at: Position, by: (f64, f64)) -> Position {
+    snap(Position { x: at.x + by.0, y: at.y + by.1 })
+}
+
+/// What a wire hangs on, from the document alone: where its two steps are,
+/// and which of the source's output slots its port takes. The canvas keeps
+/// one per wire and redraws a wire only when its own anchor changes or one
+/// of its steps is being dragged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WireAnchor {
+    pub from: Position,
+    pub slot: usize,
+    pub slots: usize,
+    pub to: Position,
+}
+
+impl WireAnchor {
+    /// `None` when either step is missing (such a wire is not drawn).
+    pub fn of(doc: &FlowDocument, index: &HashMap<String, usize>, edge: &Edge) -> Option<WireAnchor> {
+        let (&i, &j) = (index.get(&edge.from)?, index.get(&edge.to)?);
+        let (source, target) = (doc.steps.get(i)?, doc.steps.get(j)?);
+        let outputs = ports(source);
+        Some(WireAnchor {
+            from: position_of(source, i),
+            slot: outputs.iter().position(|port| *port == edge.port).unwrap_or(0),
+            slots: outputs.len().max(1),
+            to: position_of(target, j),
+        })
+    }
+
+    /// The wire's two ends, each step drawn where a drag by `from_by` /
+    /// `to_by` (if it is being dragged) would land it.
+    pub fn ends(self, from_by: Option<(f64, f64)>, to_by: Option<(f64, f64)>) -> (Point, Point) {
+        let from = from_by.map_or(self.from, |by| dragged(self.from, by));
+        let to = to_by.map_or(self.to, |by| dragged(self.to, by));
+        (output_point(from, self.slot, self.slots), input_point(to))
+    }
+}
+
+/// The badge each step wears: error if any of its findings is an error,
+/// else warning if it has any.
+pub fn step_levels(findings: &Findings) -> HashMap<String, Level> {
+    let mut levels = HashMap::new();
+    for finding in findings.iter() {
+        let Some(step) = &finding.step else { continue };
+        let level = finding.code.level();
+        let worst = levels.entry(step.clone()).or_insert(level);
+        if level == Level::Error {
+            *worst = Level::Error;
+        }
+    }
+    levels
+}
+
+/// The part of the canvas worth drawing: what a view shows, widened by
+/// [`Area::MARGIN`] on every side and rounded outwards to that grid, so that
+/// a pan changes it only when it crosses a grid line. The canvas keeps every
+/// step's element (for Tab and screen readers) but draws the inside of
+/// those outside the area, so a pan or zoom over a big flow lays out and
+/// paints what is on screen, not the whole flow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Area {
+    pub left: f64,
+    pub top: f64,
+    pub right: f64,
+    pub bottom: f64,
+}
+
+impl Area {
+    /// Canvas units, about a card's width: wide enough that a pan redraws a
+    /// row or column of cards only every so often, narrow enough that a zoom
+    /// does not lay out much more than is on screen.
+    pub const MARGIN: f64 = 160.0;
+
+    /// The area drawn for `view` on a canvas of `width` by `height`.
+    pub fn around(view: Viewport, width: f64, height: f64) -> Area {
+        let top_left = view.to_canvas(Point { x: 0.0, y: 0.0 });
+        let bottom_right = view.to_canvas(Point { x: width, y: height });
+        let down = |v: f64| ((v - Area::MARGIN) / Area::MARGIN).floor() * Area::MARGIN;
+        let up = |v: f64| ((v + Area::MARGIN) / Area::MARGIN).ceil() * Area::MARGIN;
+        Area { left: down(top_left.x), top: down(top_left.y), right: up(bottom_right.x), bottom: up(bottom_right.y) }
+    }
+
+    fn meets(&self, left: f64, top: f64, right: f64, bottom: f64) -> bool {
+        left <= self.right && right >= self.left && top <= self.bottom && bottom >= self.top
+    }
+
+    /// Does a step's card at `at` (with its badge and counts) reach into the area?
+    pub fn shows_step(&self, at: Position) -> bool {
+        const SLACK: f64 = 24.0;
+        self.meets(at.x - SLACK, at.y - SLACK, at.x + NODE_WIDTH + SLACK, at.y + NODE_HEIGHT + SLACK)
+    }
+
+    /// Does the wire between two points reach into the area? The curve lies
+    /// within the box of its end and control points (see `edge_path`).
+    pub fn shows_wire(&self, from: Point, to: Point) -> bool {
+        const SLACK: f64 = 16.0; // the arrow head and the port label
+        let reach = ((to.x - from.x).abs() / 2.0).max(48.0);
+        let (left, right) = ((from.x).min(to.x - reach), (from.x + reach).max(to.x));
+        let (top, bottom) = (from.y.min(to.y), from.y.max(to.y));
+        self.meets(left - SLACK, top - SLACK, right + SLACK, bottom + SLACK)
+    }
 }
 
 /// The step drawn under a canvas point (the one drawn last, on top), with
@@ -858,6 +974,90 @@ mod tests {
         let mut doc = doc;
         apply(&mut doc, change).unwrap();
         assert_eq!(doc.steps.len(), 6);
+    }
+
+    #[test]
+    fn the_index_finds_each_step_and_keeps_the_first_of_a_repeated_id() {
+        let mut doc = sample();
+        let index = step_index(&doc);
+        assert_eq!(index.len(), doc.steps.len());
+        for (i, step) in doc.steps.iter().enumerate() {
+            assert_eq!(index[&step.id], i);
+        }
+        doc.steps.push(step("w1", StepKind::Wait, 1200.0));
+        let at = doc.steps.iter().position(|s| s.id == "w1").unwrap();
+        assert_eq!(step_index(&doc)["w1"], at);
+    }
+
+    #[test]
+    fn wire_ends_follow_a_dragged_step_to_where_it_would_land() {
+        let doc = sample();
+        let index = step_index(&doc);
+        // c1 (condition at x 600) --yes--> e1 (at x 900): "yes" is the first of two slots.
+        let anchor = WireAnchor::of(&doc, &index, &edge("c1", "yes", "e1")).unwrap();
+        assert_eq!(anchor, WireAnchor { from: Position { x: 600.0, y: 0.0 }, slot: 0, slots: 2, to: Position { x: 900.0, y: 0.0 } });
+        let still = anchor.ends(None, None);
+        assert_eq!(still, (output_point(anchor.from, 0, 2), input_point(anchor.to)));
+        // Dragging e1 by (33, 9) draws it on the grid point it would land on: (940, 0)...
+        let (from, to) = anchor.ends(None, Some((33.0, 9.0)));
+        assert_eq!(from, still.0);
+        assert_eq!(to, input_point(Position { x: 940.0, y: 0.0 }));
+        // ...and the same drag of both ends moves the whole wire alike.
+        let (a, b) = anchor.ends(Some((33.0, 9.0)), Some((33.0, 9.0)));
+        assert_eq!((a.x - still.0.x, b.x - still.1.x), (40.0, 40.0));
+        assert_eq!(dragged(Position { x: 600.0, y: 0.0 }, (-11.0, 29.0)), Position { x: 580.0, y: 20.0 });
+        // A wire to or from a missing step has no anchor; an unknown port takes the first slot.
+        assert_eq!(WireAnchor::of(&doc, &index, &edge("c1", "yes", "gone")), None);
+        assert_eq!(WireAnchor::of(&doc, &index, &edge("c1", "maybe", "e1")).unwrap().slot, 0);
+    }
+
+    #[test]
+    fn a_step_wears_its_worst_finding() {
+        use crate::core::{Code, Finding};
+        let finding = |code: Code, step: Option<&str>| Finding {
+            code,
+            step: step.map(str::to_owned),
+            port: None,
+            setting: None,
+            message: String::new(),
+        };
+        // Cross-flow errors are merged into `errors` after the warnings were
+        // listed: the order of the lists does not decide the badge.
+        let findings = Findings {
+            errors: vec![finding(Code::MissingSetting, Some("e1")), finding(Code::NoStart, None)],
+            warnings: vec![
+                finding(Code::UnconnectedOutput, Some("c1")),
+                finding(Code::SmsMultiSegment, Some("c1")),
+                finding(Code::UnreachableStep, Some("e1")),
+            ],
+        };
+        let mut levels: Vec<(String, Level)> = step_levels(&findings).into_iter().collect();
+        levels.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(levels, [("c1".to_owned(), Level::Warning), ("e1".to_owned(), Level::Error)]);
+        let late_error = Findings { errors: vec![], warnings: vec![finding(Code::NoWayOut, Some("w1")), finding(Code::Recursion, Some("w1"))] };
+        assert_eq!(step_levels(&late_error).get("w1"), Some(&Level::Error));
+    }
+
+    #[test]
+    fn the_drawn_area_covers_the_view_with_a_margin_on_a_grid() {
+        let view = Viewport { x: -100.0, y: 50.0, zoom: 0.5 };
+        // The view shows canvas x 200..2120, y -100..1100.
+        let area = Area::around(view, 960.0, 600.0);
+        assert_eq!(area, Area { left: 0.0, top: -320.0, right: 2400.0, bottom: 1280.0 });
+        // A small pan leaves it as it is; a long one moves it by whole cells.
+        assert_eq!(Area::around(Viewport { x: -140.0, ..view }, 960.0, 600.0), area);
+        assert_eq!(Area::around(Viewport { x: -400.0, ..view }, 960.0, 600.0).left, 640.0);
+        // Cards and wires are drawn when any part of them comes near it.
+        assert!(area.shows_step(Position { x: -180.0, y: 0.0 }));
+        assert!(!area.shows_step(Position { x: -200.0, y: 0.0 }));
+        assert!(area.shows_step(Position { x: 0.0, y: 1300.0 }));
+        assert!(!area.shows_step(Position { x: 0.0, y: 1320.0 }));
+        let p = |x, y| Point { x, y };
+        assert!(area.shows_wire(p(-1000.0, 500.0), p(3000.0, 500.0)), "a wire crossing the view");
+        assert!(!area.shows_wire(p(3000.0, 0.0), p(3400.0, 900.0)), "a wire wholly to the right");
+        // A wire running backwards bulges left of its target by its reach.
+        assert!(area.shows_wire(p(2700.0, 100.0), p(2500.0, 200.0)));
+        assert!(!area.shows_wire(p(2800.0, 100.0), p(2600.0, 200.0)));
     }
 
     #[test]

@@ -29,6 +29,14 @@ pub const HOLD_RECHECK: SignedDuration = SignedDuration::from_mins(15);
 /// Steps one advance may take before the participant is failed: a cycle
 /// without a wait would otherwise spin for ever (validation reports those).
 pub const MAX_STEPS_PER_ADVANCE: usize = 1_000;
+/// The longest an automatic call may last: the provider is asked to hang
+/// up by then (Twilio's `TimeLimit`).
+pub const CALL_TIME_LIMIT: SignedDuration = SignedDuration::from_hours(1);
+/// How long a participant waits for an automatic call's final status: the
+/// time limit, up to ten minutes of ringing, and room for the outbox's
+/// retries and a slow callback. Past it the step fails, so a callback that
+/// never comes cannot hold the participant for ever.
+pub const CALL_OUTCOME_DEADLINE: SignedDuration = SignedDuration::from_mins(90);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,6 +159,45 @@ pub enum Event {
     },
     /// The shell carried out (or finally failed) the current step's effect.
     Effect { result: EffectResult },
+    /// A callback booked on the participant (a bulk "set callback") came
+    /// due at `at`: its next run is now. `owner` is the agent it was booked
+    /// for, who takes the task it brings.
+    Callback {
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    /// The telephony provider's status for the automatic call placed at
+    /// `visit` (`completed`, `busy`, `no-answer`, `failed`, `canceled`; others
+    /// are not final and change nothing).
+    CallEnded {
+        visit: u32,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u64>,
+    },
+}
+
+/// What an automatic call's status means for its step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEnd {
+    /// The call happened (answered, busy, unanswered): the step completes
+    /// with the status as its disposition, as an agent's call would.
+    Disposition,
+    /// The call could not be made: the step fails with this reason.
+    Failed(String),
+    /// Not final (queued, initiated, ringing, in-progress): keep waiting.
+    NotYet,
+}
+
+/// Reads a Twilio-style call status.
+pub fn call_end(status: &str) -> CallEnd {
+    match status {
+        "completed" | "busy" | "no-answer" => CallEnd::Disposition,
+        "failed" => CallEnd::Failed("the telephony provider could not place the call (status failed)".into()),
+        "canceled" => CallEnd::Failed("the call was canceled before it connected".into()),
+        _ => CallEnd::NotYet,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -210,6 +257,9 @@ pub enum Effect {
     CrmPush { provider: String, operation: String },
     NotifyEmail { to: String, subject: String, text: String },
     NotifySms { to: String, text: String },
+    /// An automatic call to `to` (E.164), saying `script` when it is not
+    /// empty. Its outcome comes later, as [`Event::CallEnded`].
+    Call { to: String, script: String },
     RunScript { script: String },
     CreateActivity { activity: String, title: String, owner: Option<String> },
     GoToFlow { flow: String, mode: String },
@@ -228,11 +278,19 @@ impl Effect {
             Effect::CrmPush { .. } => "crm_push",
             Effect::NotifyEmail { .. } => "notify_email",
             Effect::NotifySms { .. } => "notify_sms",
+            Effect::Call { .. } => "call",
             Effect::RunScript { .. } => "run_script",
             Effect::CreateActivity { .. } => "create_activity",
             Effect::GoToFlow { .. } => "go_to_flow",
             Effect::RunActionGroup { .. } => "run_action_group",
         }
+    }
+
+    /// Whether the provider reports the outcome later (a callback) rather
+    /// than when the shell carries the effect out: the shell then delivers
+    /// only a failure to carry it out.
+    pub fn outcome_comes_later(&self) -> bool {
+        matches!(self, Effect::Call { .. })
     }
 }
 
@@ -314,8 +372,9 @@ pub fn next_wake(participant: &Participant) -> Option<Timestamp> {
         return None;
     }
     match participant.phase {
-        Phase::Due | Phase::Waiting | Phase::Held { .. } => participant.next_run_at,
-        Phase::Manual { .. } | Phase::Effect { .. } => None,
+        // An effect waits with a deadline only when its outcome comes later (calls).
+        Phase::Due | Phase::Waiting | Phase::Held { .. } | Phase::Effect { .. } => participant.next_run_at,
+        Phase::Manual { .. } => None,
     }
 }
 
@@ -419,6 +478,14 @@ impl Run<'_> {
                             self.run();
                         }
                     }
+                    Phase::Effect { .. } if self.p.next_run_at.is_some() => {
+                        let reason = format!(
+                            "no final status from the telephony provider within {:#}; the call's outcome is unknown",
+                            CALL_OUTCOME_DEADLINE
+                        );
+                        self.finish_current(Outcome::Failed, Some(reason.clone()));
+                        self.fail(&reason);
+                    }
                     Phase::Manual { .. } | Phase::Effect { .. } => {}
                 }
             }
@@ -437,29 +504,29 @@ impl Run<'_> {
                         record.why = Some(format!("deferred to {until}"));
                         self.actions.push(record);
                     }
-                    ManualOutcome::Completed | ManualOutcome::Skipped => {
-                        let completed = outcome == ManualOutcome::Completed;
-                        let mut reason = disposition.as_ref().map(|d| format!("disposition: {d}"));
-                        if completed {
-                            self.apply_record_updates();
-                            // A disposition may run an action group.
-                            let group = disposition.as_deref().and_then(|d| {
-                                let step = self.current_step()?;
-                                let groups = step.settings.get("dispositions")?.as_object()?;
-                                groups.iter().find(|(k, _)| k.eq_ignore_ascii_case(d)).and_then(|(_, g)| g.as_str()).map(str::to_owned)
-                            });
-                            if let Some(group) = group {
-                                let ran = self.run_group(&group, 0).unwrap_or_else(|why| why);
-                                reason = Some(format!("{}; {ran}", reason.unwrap_or_default()));
-                            }
-                        }
-                        self.finish_current(if completed { Outcome::Completed } else { Outcome::Skipped }, reason);
-                        if self.leave("next") {
-                            self.run();
-                        }
-                    }
+                    ManualOutcome::Completed => self.conclude(true, disposition.as_deref(), None),
+                    ManualOutcome::Skipped => self.conclude(false, disposition.as_deref(), None),
                 }
             }
+            Event::CallEnded { visit, status, duration_secs } => {
+                let Phase::Effect { .. } = self.p.phase else { return };
+                let is_call = self.current_step().is_some_and(|s| s.kind == StepKind::Call);
+                if !self.p.status.is_active() || visit != self.p.visit || !is_call {
+                    return; // late, twice, or for another visit
+                }
+                match call_end(&status) {
+                    CallEnd::Disposition => {
+                        let length = duration_secs.filter(|_| status == "completed").map(|s| format!("the call lasted {s} s"));
+                        self.conclude(true, Some(&status), length);
+                    }
+                    CallEnd::Failed(reason) => {
+                        self.finish_current(Outcome::Failed, Some(reason.clone()));
+                        self.fail(&reason);
+                    }
+                    CallEnd::NotYet => {}
+                }
+            }
+            Event::Callback { at, owner } => self.call_back(at, owner),
             Event::Effect { result } => {
                 let Phase::Effect { .. } = self.p.phase else { return };
                 if !self.p.status.is_active() {
@@ -489,6 +556,67 @@ impl Run<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// A booked callback came due (a dialer's scheduled callback: the lead
+    /// is due again at that time, for that agent). A participant waiting
+    /// for a person has that task brought round to the callback time; one
+    /// waiting for time (a wait, a held guard, a step due later) runs now,
+    /// a wait ending early; one waiting for an effect's outcome is left to
+    /// it. The task the participant then waits on goes to `owner`.
+    fn call_back(&mut self, at: Timestamp, owner: Option<String>) {
+        if !self.p.status.is_active() {
+            return;
+        }
+        match self.p.phase {
+            Phase::Manual { .. } => {
+                self.p.phase = Phase::Manual { due_at: at };
+                self.p.due_at = Some(at);
+                let mut record = self.record(Outcome::Pending, None);
+                record.why = Some(format!("callback booked for {at}"));
+                self.actions.push(record);
+            }
+            Phase::Waiting => {
+                self.finish_current(Outcome::Completed, Some(format!("ended by the callback booked for {at}")));
+                if self.leave("next") {
+                    self.run();
+                }
+            }
+            Phase::Due | Phase::Held { .. } => self.run(),
+            Phase::Effect { .. } => return,
+        }
+        if let (Some(owner), Phase::Manual { .. }) = (owner, &self.p.phase) {
+            let visit = self.p.visit;
+            if let Some(record) = self.actions.iter_mut().rev().find(|r| r.visit == visit && r.manual) {
+                record.owner = Some(owner);
+            }
+        }
+    }
+
+    /// Ends a call or manual step: completed (its record updates and the
+    /// disposition's action group run) or skipped, then on by `next`.
+    fn conclude(&mut self, completed: bool, disposition: Option<&str>, detail: Option<String>) {
+        let mut reason = disposition.map(|d| format!("disposition: {d}"));
+        if let Some(detail) = detail {
+            reason = Some(reason.map_or(detail.clone(), |r| format!("{r}; {detail}")));
+        }
+        if completed {
+            self.apply_record_updates();
+            // A disposition may run an action group.
+            let group = disposition.and_then(|d| {
+                let step = self.current_step()?;
+                let groups = step.settings.get("dispositions")?.as_object()?;
+                groups.iter().find(|(k, _)| k.eq_ignore_ascii_case(d)).and_then(|(_, g)| g.as_str()).map(str::to_owned)
+            });
+            if let Some(group) = group {
+                let ran = self.run_group(&group, 0).unwrap_or_else(|why| why);
+                reason = Some(format!("{}; {ran}", reason.unwrap_or_default()));
+            }
+        }
+        self.finish_current(if completed { Outcome::Completed } else { Outcome::Skipped }, reason);
+        if self.leave("next") {
+            self.run();
         }
     }
 
@@ -744,6 +872,9 @@ impl Run<'_> {
                 if let Some(refusal) = self.contact.refusal(Channel::Call) {
                     return self.skipped(refusal);
                 }
+                if s.activation.as_deref() == Some("automatic") {
+                    return self.automatic_call(s.script.as_deref());
+                }
                 let owner = self.owner(s.owner.as_deref());
                 self.manual(self.now, owner, Some(format!("Call {}", self.contact_label())), None)
             }
@@ -839,15 +970,8 @@ impl Run<'_> {
     fn effect(&self, settings: StepSettings) -> Option<Effect> {
         let fill = |text: Option<String>| render(text.as_deref().unwrap_or_default(), &self.contact, Escape::None);
         Some(match settings {
-            StepSettings::NotifyEmail(n) => Effect::NotifyEmail {
-                to: self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default()),
-                subject: fill(n.subject),
-                text: fill(n.text),
-            },
-            StepSettings::NotifySms(n) => Effect::NotifySms {
-                to: self.owner(n.to.as_deref()).unwrap_or_else(|| n.to.clone().unwrap_or_default()),
-                text: fill(n.text),
-            },
+            StepSettings::NotifyEmail(n) => Effect::NotifyEmail { to: self.notify_target(n.to.as_deref()), subject: fill(n.subject), text: fill(n.text) },
+            StepSettings::NotifySms(n) => Effect::NotifySms { to: self.notify_target(n.to.as_deref()), text: fill(n.text) },
             StepSettings::CreateActivity(a) => Effect::CreateActivity {
                 owner: self.owner(a.owner.as_deref()),
                 activity: a.activity_type.unwrap_or_default(),
@@ -1028,6 +1152,21 @@ impl Run<'_> {
         Next::Stay
     }
 
+    /// Places the call through the provider and waits for its final status
+    /// until [`CALL_OUTCOME_DEADLINE`].
+    fn automatic_call(&mut self, script: Option<&str>) -> Next {
+        let mobile = self.contact.mobile.clone().filter(|m| !m.trim().is_empty());
+        let to = mobile.unwrap_or_else(|| self.contact.field_text("phone")).trim().to_owned();
+        let script = render(script.unwrap_or_default(), &self.contact, Escape::None);
+        self.awaited(Effect::Call { to, script });
+        let deadline = self.now + CALL_OUTCOME_DEADLINE;
+        self.p.next_run_at = Some(deadline);
+        if let Some(record) = self.actions.last_mut() {
+            record.why = Some(format!("placed through the telephony provider; its final status is awaited until {deadline}"));
+        }
+        Next::Stay
+    }
+
     fn manual(&mut self, due: Timestamp, owner: Option<String>, subject: Option<String>, why: Option<String>) -> Next {
         self.p.phase = Phase::Manual { due_at: due };
         self.p.status = Status::Waiting;
@@ -1051,6 +1190,26 @@ impl Run<'_> {
                 (_, Some(field)) => Some(self.contact.field_text(field)).filter(|o| !o.is_empty()).or(self.contact.owner.clone()),
                 _ => None,
             },
+        }
+    }
+
+    /// Whom a notification goes to: `user:ID` (a Waymark user, by id or
+    /// email, looked up by the shell), or an address written out. The record
+    /// owner (the default) becomes `user:OWNER`; with no owner it stays
+    /// `record_owner`, which the shell refuses with the reason. `field:NAME`
+    /// is the field's address, or the record owner when it is empty.
+    fn notify_target(&self, rule: Option<&str>) -> String {
+        let owner = || self.contact.owner.clone().filter(|o| !o.trim().is_empty()).map(|o| format!("user:{o}"));
+        let rule = rule.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("record_owner");
+        if rule == "record_owner" {
+            return owner().unwrap_or_else(|| rule.to_owned());
+        }
+        match rule.strip_prefix("field:") {
+            Some(field) => Some(self.contact.field_text(field).trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .or_else(owner)
+                .unwrap_or_else(|| "record_owner".into()),
+            None => rule.to_owned(),
         }
     }
 

@@ -66,6 +66,17 @@ pub fn bounds(positions: impl IntoIterator<Item = Position>, padding: f64) -> (f
     (min.x - padding, min.y - padding, max.x - min.x + 2.0 * padding, max.y - min.y + 2.0 * padding)
 }
 
+/// Two positions whose cards span every card at `positions`: the
+/// top-left-most corner and the bottom-right-most card's place. [`bounds`]
+/// of the pair (with anything else) equals [`bounds`] of them all, so the
+/// minimap measures the steps once per edit, not once per pan.
+pub fn extent(positions: impl IntoIterator<Item = Position>) -> Option<(Position, Position)> {
+    positions.into_iter().fold(None, |acc, at| {
+        let (min, max) = acc.unwrap_or((at, at));
+        Some((Position { x: min.x.min(at.x), y: min.y.min(at.y) }, Position { x: max.x.max(at.x), y: max.y.max(at.y) }))
+    })
+}
+
 /// Numbers for SVG: at most one decimal, no trailing zeros.
 pub fn num(value: f64) -> String {
     let rounded = (value * 10.0).round() / 10.0;
@@ -101,6 +112,16 @@ mod tests {
         assert_eq!(ys, ["34", "48", "62"]);
         let mid = edge_midpoint(Point { x: 0.0, y: 0.0 }, Point { x: 200.0, y: 100.0 });
         assert_eq!((num(mid.x), num(mid.y)), ("100".into(), "50".into()));
+    }
+
+    #[test]
+    fn the_extent_stands_in_for_every_step_in_bounds() {
+        let steps = [Position { x: 40.0, y: 300.0 }, Position { x: -20.0, y: 80.0 }, Position { x: 500.0, y: 120.0 }];
+        let (a, b) = extent(steps).unwrap();
+        assert_eq!((a, b), (Position { x: -20.0, y: 80.0 }, Position { x: 500.0, y: 300.0 }));
+        let view = [Position { x: 100.0, y: -400.0 }, Position { x: 900.0, y: 200.0 }];
+        assert_eq!(bounds([a, b].into_iter().chain(view), 20.0), bounds(steps.into_iter().chain(view), 20.0));
+        assert_eq!(extent([]), None);
     }
 
     #[test]

@@ -336,7 +336,14 @@ pub struct SendSmsSettings {
 pub struct CallSettings {
     /// record_owner (default), user:ID, field:NAME.
     pub owner: Option<String>,
+    /// What the caller says (merge tags allowed): the agent's script, or
+    /// what an automatic call speaks.
     pub script: Option<String>,
+    /// manual (default): a task for the owner, the outcome their
+    /// disposition. automatic: placed through the telephony provider; its
+    /// final status (completed, busy, no-answer) is the disposition, and a
+    /// failed or canceled call, or no final status in time, fails the step.
+    pub activation: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -676,7 +683,10 @@ fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
             require(p, "text", &s.text, "the SMS has no text");
             p.extend(one_of("if_no_mobile", &s.if_no_mobile, &["skip", "exit"]));
         }
-        StepSettings::Call(s) => check_owner(&s.owner, p),
+        StepSettings::Call(s) => {
+            check_owner(&s.owner, p);
+            p.extend(one_of("activation", &s.activation, &["manual", "automatic"]));
+        }
         StepSettings::ScheduleCallback(s) => match (&s.after, &s.at) {
             (Some(after), _) => check_duration("after", after, p),
             (None, Some(at)) if !at.trim().is_empty() => check_timestamp("at", at, p),

@@ -104,6 +104,10 @@ pub fn simulate_with(flow: &FlowDocument, groups: &dyn engine::Groups, contact: 
             break;
         }
         event = match participant.phase {
+            // An automatic call is taken as answered.
+            Phase::Effect { .. } if matches!(effects.last().map(|e| &e.effect), Some(Effect::Call { .. })) => {
+                Some(Event::CallEnded { visit: participant.visit, status: "completed".into(), duration_secs: None })
+            }
             Phase::Effect { .. } => Some(Event::Effect { result: EffectResult::Done { updates: Default::default() } }),
             Phase::Manual { due_at } => match options.manual_after {
                 Some(after) if due_at.max(now) + after <= end => {

@@ -252,6 +252,11 @@ pub fn IntegrationsPage() -> impl IntoView {
                                 <summary>{channel.to_uppercase()} {if fields.is_empty() { " · not configured" } else { "" }}</summary>
                                 <ActionForm action=other attr:class="stack">
                                     <input type="hidden" name="channel" value=channel/>
+                                    {(channel == "sms").then(|| view! {
+                                        <p class="hint">"Automatic calls use this account and its senders: add "
+                                            <code>"\"voice\": {\"status_callback\": \"https://…/api/v1/channels/calls/status\"}"</code>
+                                            " (optional \"url\" for TwiML when a step has no script, \"ring_secs\")."</p>
+                                    })}
                                     <label>"Settings (JSON)" <textarea name="settings" rows="7">{fields}</textarea></label>
                                     {(channel != "http").then(|| view! {
                                         <label>{if secret_set { "Secret (stored; empty keeps it)" } else { "Secret" }}

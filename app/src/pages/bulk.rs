@@ -97,7 +97,16 @@ pub fn ParticipantSearchPage() -> impl IntoView {
     view! {
         <Title text="Participants"/>
         <section class="page">
-            <div class="page-head"><h1>"Participants"</h1></div>
+            <div class="page-head">
+                <h1>"Participants"</h1>
+                <div class="actions">
+                    // The same criteria as the table, streamed as CSV by the server.
+                    <a class="button" download="participants.csv"
+                        href=move || format!("/api/v1/participants/export.csv?criteria={}", encode(&search.get().criteria().to_string()))>
+                        "Export CSV"
+                    </a>
+                </div>
+            </div>
             <form method="get" class="filters" action="/participants">
                 <label>"Flow "
                     <Suspense fallback=|| view! { <select name="flow"><option>"…"</option></select> }>

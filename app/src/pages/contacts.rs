@@ -15,9 +15,9 @@ pub fn ContactsPage() -> impl IntoView {
     let query = use_query_map();
     let q = move || query.read().get("q").unwrap_or_default();
     let list = move || query.read().get("list").unwrap_or_default();
-    let page = move || query.read().get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(0);
-    let found = Resource::new(move || (q(), list(), page()), |(q, list, page)| search_contacts(q, list, page));
-    let link = move |page: i64| format!("/contacts?q={}&list={}&page={page}", encode(&q()), encode(&list()));
+    let after = move || query.read().get("after").unwrap_or_default();
+    let found = Resource::new(move || (q(), list(), after()), |(q, list, after)| search_contacts(q, list, after));
+    let link = move |after: &str| format!("/contacts?q={}&list={}&after={}", encode(&q()), encode(&list()), encode(after));
     view! {
         <Title text="Contacts"/>
         <section class="page">
@@ -30,7 +30,7 @@ pub fn ContactsPage() -> impl IntoView {
                 </div>
             </div>
             <form method="get" class="filters" action="/contacts">
-                <label>"Search " <input type="text" name="q" prop:value=q placeholder="email, mobile, owner or any field"/></label>
+                <label>"Search " <input type="text" name="q" prop:value=q placeholder="email, name or mobile: how it starts"/></label>
                 <label>"List " <input type="text" name="list" prop:value=list/></label>
                 <button type="submit">"Search"</button>
             </form>
@@ -39,10 +39,9 @@ pub fn ContactsPage() -> impl IntoView {
                     match found.await {
                         Ok(found) if found.rows.is_empty() => view! { <p class="empty">"No contact matches."</p> }.into_any(),
                         Ok(found) => {
-                            let last = (found.total - 1).max(0) / found.per_page;
-                            let page = found.page;
+                            let first = !after().is_empty();
                             view! {
-                                <p class="summary">{format!("{} contact(s) · page {} of {}", found.total, page + 1, last + 1)}</p>
+                                <p class="summary">{found.summary()}</p>
                                 <table class="contacts">
                                     <thead><tr><th>"Contact"</th><th>"Mobile"</th><th>"Owner"</th><th>"Zone"</th><th>"Lists"</th></tr></thead>
                                     <tbody>
@@ -58,8 +57,8 @@ pub fn ContactsPage() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 <nav class="pager">
-                                    {(page > 0).then(|| view! { <a class="button" href=link(page - 1)>"← Previous"</a> })}
-                                    {(page < last).then(|| view! { <a class="button" href=link(page + 1)>"Next →"</a> })}
+                                    {first.then(|| view! { <a class="button" href=link("")>"← First page"</a> })}
+                                    {found.next.clone().map(|next| view! { <a class="button" href=link(&next)>"Next →"</a> })}
                                 </nav>
                             }.into_any()
                         }
@@ -323,7 +322,7 @@ fn ContactForm(detail: Option<ContactDetail>) -> impl IntoView {
 pub fn ContactImportPage() -> impl IntoView {
     use std::time::Duration;
 
-    use crate::contacts_api::get_contact_import;
+    use crate::contacts_api::{get_contact_import, list_contact_imports};
 
     let file = NodeRef::<leptos::html::Input>::new();
     let mapping = RwSignal::new(String::new());
@@ -340,12 +339,16 @@ pub fn ContactImportPage() -> impl IntoView {
             None => None,
         }
     });
+    // Bumped when an import ends, so the list of past imports shows it.
+    let ended = RwSignal::new(0u32);
+    let past = Resource::new(move || ended.get(), |_| list_contact_imports());
     Effect::new(move || {
         if let Some(Some(Ok(info))) = info.get() {
             if info.status != "running" {
                 if let Some(handle) = poller.get_value() {
                     handle.clear();
                     poller.set_value(None);
+                    ended.update(|e| *e += 1);
                 }
             }
         }
@@ -420,7 +423,49 @@ pub fn ContactImportPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <h2>"Past imports"</h2>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match past.await {
+                        Ok(jobs) if jobs.is_empty() => view! { <p class="empty">"No import yet."</p> }.into_any(),
+                        Ok(jobs) => view! { <PastImports jobs/> }.into_any(),
+                        Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
+    }
+}
+
+/// When, who, which file, how many rows went where, and the refused rows' report.
+#[component]
+fn PastImports(jobs: Vec<crate::contacts_api::ImportInfo>) -> impl IntoView {
+    view! {
+        <table class="past-imports">
+            <thead><tr>
+                <th>"Started"</th><th>"By"</th><th>"File"</th><th>"Status"</th><th>"Rows"</th>
+                <th>"Created"</th><th>"Updated"</th><th>"Skipped"</th><th>"Refused"</th><th>"Report"</th>
+            </tr></thead>
+            <tbody>
+                {jobs.into_iter().map(|job| view! {
+                    <tr data-import=job.id data-status=job.status.clone()>
+                        <td>{crate::pages::flows::short_time(&job.started_at)}</td>
+                        <td>{job.started_by.clone()}</td>
+                        <td>{job.file_name.clone().unwrap_or_else(|| "(no name)".into())}</td>
+                        <td><span class=format!("pill {}", job.status)>{job.status.clone()}</span></td>
+                        <td>{job.rows_done}</td>
+                        <td>{job.created}</td>
+                        <td>{job.updated}</td>
+                        <td>{job.skipped}</td>
+                        <td>{job.failed}</td>
+                        <td>
+                            {(job.failed > 0).then(|| view! { <a href=format!("/api/v1/contacts/imports/{}/errors.csv", job.id)>"Refused rows (CSV)"</a> })}
+                            {job.error.clone()}
+                        </td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 

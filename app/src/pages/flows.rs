@@ -132,7 +132,7 @@ fn failure<T>(result: Option<Result<T, ServerFnError>>) -> Option<String> {
 }
 
 /// `2026-11-22T12:14:46.123Z` as `2026-11-22 12:14 UTC`.
-fn short_time(timestamp: &str) -> String {
+pub(crate) fn short_time(timestamp: &str) -> String {
     match timestamp.parse::<jiff::Timestamp>() {
         Ok(at) => at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
         Err(_) => timestamp.to_owned(),

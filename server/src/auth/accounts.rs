@@ -7,11 +7,12 @@ use argon2::Argon2;
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use app::auth::{Role, Viewer};
 
 use crate::error::{Error, Result};
+use crate::db::{DbRow, Pool};
 
 /// How long a sign-in lasts.
 pub const SESSION_LIFETIME: SignedDuration = SignedDuration::from_hours(12);
@@ -52,7 +53,7 @@ pub fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
-fn user_from(row: &sqlx::sqlite::SqliteRow) -> User {
+fn user_from(row: &DbRow) -> User {
     User {
         id: row.get("id"),
         email: row.get("email"),
@@ -75,10 +76,10 @@ fn checked_new_user<'a>(email: &'a str, name: &'a str, password: &str) -> Result
     Ok((email, name, hash_password(password)?))
 }
 
-pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, password: &str) -> Result<User> {
+pub async fn add_user(pool: &Pool, email: &str, name: &str, role: Role, password: &str) -> Result<User> {
     let (email, name, hash) = checked_new_user(email, name, password)?;
     let row = sqlx::query(
-        "INSERT INTO users (email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO users (email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)
          RETURNING id, email, name, role, disabled, created_at",
     )
     .bind(email)
@@ -99,11 +100,11 @@ pub async fn add_user(pool: &SqlitePool, email: &str, name: &str, role: Role, pa
 
 /// Adds the first admin, only while there is none: one statement, so two
 /// set-ups at once cannot both make one. `None` when an admin exists.
-pub async fn add_first_admin(pool: &SqlitePool, email: &str, name: &str, password: &str) -> Result<Option<User>> {
+pub async fn add_first_admin(pool: &Pool, email: &str, name: &str, password: &str) -> Result<Option<User>> {
     let (email, name, hash) = checked_new_user(email, name, password)?;
     let row = sqlx::query(
         "INSERT INTO users (email, name, role, password_hash, created_at)
-         SELECT ?, ?, 'admin', ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
+         SELECT $1, $2, 'admin', $3, $4 WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')
          RETURNING id, email, name, role, disabled, created_at",
     )
     .bind(email)
@@ -117,7 +118,7 @@ pub async fn add_first_admin(pool: &SqlitePool, email: &str, name: &str, passwor
 
 /// Changes a user's name, role, disabled flag and (when given) password.
 /// Disabling or demoting signs them out everywhere.
-pub async fn update_user(pool: &SqlitePool, id: i64, name: &str, role: Role, disabled: bool, password: Option<&str>) -> Result<User> {
+pub async fn update_user(pool: &Pool, id: i64, name: &str, role: Role, disabled: bool, password: Option<&str>) -> Result<User> {
     let hash = match password.filter(|p| !p.is_empty()) {
         Some(password) => {
             check_password(password)?;
@@ -126,24 +127,24 @@ pub async fn update_user(pool: &SqlitePool, id: i64, name: &str, role: Role, dis
         None => None,
     };
     let mut tx = pool.begin().await?;
-    let before = sqlx::query("SELECT role, disabled FROM users WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+    let before = sqlx::query("SELECT role, disabled FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
     let Some(before) = before else {
         return Err(Error::Invalid { code: "user_not_found", message: format!("There is no user with id {id}.") });
     };
     let row = sqlx::query(
-        "UPDATE users SET name = ?, role = ?, disabled = ?, password_hash = COALESCE(?, password_hash) WHERE id = ?
+        "UPDATE users SET name = $1, role = $2, disabled = $3, password_hash = COALESCE($4, password_hash) WHERE id = $5
          RETURNING id, email, name, role, disabled, created_at",
     )
     .bind(name.trim())
     .bind(role.as_str())
-    .bind(disabled)
+    .bind(disabled as i64)
     .bind(hash.as_deref())
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;
     let changed = before.get::<&str, _>("role") != role.as_str() || (disabled && before.get::<i64, _>("disabled") == 0) || hash.is_some();
     if changed {
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
     }
     let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0").fetch_one(&mut *tx).await?;
     if admins == 0 {
@@ -153,18 +154,18 @@ pub async fn update_user(pool: &SqlitePool, id: i64, name: &str, role: Role, dis
     Ok(user_from(&row))
 }
 
-pub async fn users(pool: &SqlitePool) -> Result<Vec<User>> {
+pub async fn users(pool: &Pool) -> Result<Vec<User>> {
     let rows = sqlx::query("SELECT id, email, name, role, disabled, created_at FROM users ORDER BY email").fetch_all(pool).await?;
     Ok(rows.iter().map(user_from).collect())
 }
 
-pub async fn has_admin(pool: &SqlitePool) -> Result<bool> {
+pub async fn has_admin(pool: &Pool) -> Result<bool> {
     Ok(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE role = 'admin'").fetch_one(pool).await? > 0)
 }
 
 /// The user with this email and password, if both match and they are active.
-pub async fn verify(pool: &SqlitePool, email: &str, password: &str) -> Result<Option<User>> {
-    let row = sqlx::query("SELECT id, email, name, role, disabled, created_at, password_hash FROM users WHERE email = ?")
+pub async fn verify(pool: &Pool, email: &str, password: &str) -> Result<Option<User>> {
+    let row = sqlx::query("SELECT id, email, name, role, disabled, created_at, password_hash FROM users WHERE email = $1")
         .bind(email.trim())
         .fetch_optional(pool)
         .await?;
@@ -181,11 +182,11 @@ pub async fn verify(pool: &SqlitePool, email: &str, password: &str) -> Result<Op
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Q9r2sTG6xkq3jcq0+Ywz8M8p5T+0cw9g3T4WCA7E2bU";
 
 /// Opens a session; answers the cookie value.
-pub async fn open_session(pool: &SqlitePool, user_id: i64) -> Result<String> {
+pub async fn open_session(pool: &Pool, user_id: i64) -> Result<String> {
     let value = secret();
     let now = Timestamp::now();
-    sqlx::query("DELETE FROM sessions WHERE expires_at < ?").bind(now.to_string()).execute(pool).await?;
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(now.to_string()).execute(pool).await?;
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(digest(&value))
         .bind(user_id)
         .bind(now.to_string())
@@ -195,16 +196,16 @@ pub async fn open_session(pool: &SqlitePool, user_id: i64) -> Result<String> {
     Ok(value)
 }
 
-pub async fn close_session(pool: &SqlitePool, value: &str) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(digest(value)).execute(pool).await?;
+pub async fn close_session(pool: &Pool, value: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(digest(value)).execute(pool).await?;
     Ok(())
 }
 
 /// The active user a session cookie belongs to.
-pub async fn session_viewer(pool: &SqlitePool, value: &str) -> Result<Option<Viewer>> {
+pub async fn session_viewer(pool: &Pool, value: &str) -> Result<Option<Viewer>> {
     let row = sqlx::query(
         "SELECT u.id, u.email, u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
     )
     .bind(digest(value))
     .bind(Timestamp::now().to_string())
@@ -220,7 +221,7 @@ pub async fn session_viewer(pool: &SqlitePool, value: &str) -> Result<Option<Vie
 }
 
 /// Creates an API token; answers it and the secret, shown this once.
-pub async fn create_token(pool: &SqlitePool, name: &str, scope: &str, created_by: &str) -> Result<(Token, String)> {
+pub async fn create_token(pool: &Pool, name: &str, scope: &str, created_by: &str) -> Result<(Token, String)> {
     if name.trim().is_empty() {
         return Err(Error::Invalid { code: "invalid_name", message: "A token needs a name.".into() });
     }
@@ -229,7 +230,7 @@ pub async fn create_token(pool: &SqlitePool, name: &str, scope: &str, created_by
     }
     let value = format!("wm_{}", secret());
     let row = sqlx::query(
-        "INSERT INTO api_tokens (name, token_hash, prefix, scope, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO api_tokens (name, token_hash, prefix, scope, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at",
     )
     .bind(name.trim())
@@ -243,7 +244,7 @@ pub async fn create_token(pool: &SqlitePool, name: &str, scope: &str, created_by
     Ok((token_from(&row), value))
 }
 
-fn token_from(row: &sqlx::sqlite::SqliteRow) -> Token {
+fn token_from(row: &DbRow) -> Token {
     Token {
         id: row.get("id"),
         name: row.get("name"),
@@ -256,16 +257,16 @@ fn token_from(row: &sqlx::sqlite::SqliteRow) -> Token {
     }
 }
 
-pub async fn tokens(pool: &SqlitePool) -> Result<Vec<Token>> {
+pub async fn tokens(pool: &Pool) -> Result<Vec<Token>> {
     let rows = sqlx::query("SELECT id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at FROM api_tokens ORDER BY id DESC")
         .fetch_all(pool)
         .await?;
     Ok(rows.iter().map(token_from).collect())
 }
 
-pub async fn revoke_token(pool: &SqlitePool, id: i64) -> Result<Token> {
+pub async fn revoke_token(pool: &Pool, id: i64) -> Result<Token> {
     let row = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?
+        "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2
          RETURNING id, name, prefix, scope, created_by, created_at, revoked_at, last_used_at",
     )
     .bind(Timestamp::now().to_string())
@@ -278,8 +279,8 @@ pub async fn revoke_token(pool: &SqlitePool, id: i64) -> Result<Token> {
 
 /// Who an API token acts for: a marketer named after the token, and
 /// whether it may write.
-pub async fn token_viewer(pool: &SqlitePool, value: &str) -> Result<Option<(Viewer, bool)>> {
-    let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+pub async fn token_viewer(pool: &Pool, value: &str) -> Result<Option<(Viewer, bool)>> {
+    let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
         .bind(digest(value))
         .fetch_optional(pool)
         .await?;
@@ -287,7 +288,7 @@ pub async fn token_viewer(pool: &SqlitePool, value: &str) -> Result<Option<(View
     let id: i64 = row.get("id");
     // Written at most once a minute, so busy tokens do not write on every request.
     let now = Timestamp::now();
-    sqlx::query("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?3)")
+    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
         .bind(now.to_string())
         .bind(id)
         .bind((now - SignedDuration::from_mins(1)).to_string())

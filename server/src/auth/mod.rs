@@ -22,19 +22,19 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sqlx::SqlitePool;
 
 use app::auth::Access;
 
 use crate::error::Error;
 use limit::Limiter;
+use crate::db::Pool;
 
 pub const SESSION_COOKIE: &str = "waymark_session";
 
 /// The sign-in state shared by every request.
 #[derive(Clone)]
 pub struct Auth {
-    pub pool: SqlitePool,
+    pub pool: Pool,
     pub policy: Arc<Policy>,
     pub limits: Arc<Limits>,
     /// Mark cookies `Secure` (serve behind HTTPS).

@@ -1,6 +1,6 @@
 //! The channels' REST routes under `/api/v1`: integration settings (secrets
-//! never leave the server), the SMS provider's delivery callback, and a
-//! participant's conversations.
+//! never leave the server), the SMS provider's delivery and call status
+//! callbacks, and a participant's conversations.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
@@ -9,6 +9,8 @@ use axum::Extension;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
+
+use app::core::engine::{call_end, CallEnd, Event};
 
 use super::conversations;
 use super::settings::{self, Integrations};
@@ -19,13 +21,14 @@ use crate::auth::Endpoint;
 use crate::error::{Error, Json, Result};
 use crate::AppState;
 
-/// Integration settings are for admins; the SMS provider's callback is
-/// public, its signature being the credential.
+/// Integration settings are for admins; the SMS provider's callbacks are
+/// public, their signature being the credential.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/settings/integrations", Access::Admin, show),
         Endpoint::new(Method::PUT, "/settings/integrations", Access::Admin, update),
         Endpoint::new(Method::POST, "/channels/sms/status", Access::Public, sms_status),
+        Endpoint::new(Method::POST, "/channels/calls/status", Access::Public, call_status),
         Endpoint::new(Method::GET, "/participants/{id}/conversations", Access::Marketer, of_participant),
     ]
 }
@@ -70,6 +73,43 @@ async fn sms_status(State(state): State<AppState>, headers: HeaderMap, body: Str
     let error = field("ErrorCode").filter(|c| !c.is_empty()).map(|code| format!("the carrier reported error {code}"));
     if !conversations::delivery(pool, sid, status, error.as_deref()).await? {
         return Err(Error::MessageNotFound(sid.to_owned()));
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+/// The provider reports a call's progress (`CallSid`, `CallStatus`,
+/// `CallDuration`, `ErrorCode`), signed like the SMS reports but over the
+/// voice settings' callback URL. The conversation record follows it; a final
+/// status goes to the participant waiting on that call (at least once: a
+/// repeated report is ignored by the engine).
+async fn call_status(State(state): State<AppState>, headers: HeaderMap, body: String) -> Result<impl IntoResponse> {
+    let pool = state.runtime.pool();
+    let integrations = Integrations::load(pool).await?;
+    let Some((sms, Some(token))) = integrations.sms else { return Err(Error::BadSignature) };
+    let Some(voice) = sms.voice else { return Err(Error::BadSignature) };
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !signed(token.expose(), &voice.status_callback, &fields, signature) {
+        return Err(Error::BadSignature);
+    }
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let (Some(sid), Some(status)) = (field("CallSid"), field("CallStatus")) else {
+        return Err(Error::BadBody {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_body",
+            message: "A call status report needs CallSid and CallStatus.".into(),
+        });
+    };
+    let duration = field("CallDuration").and_then(|d| d.parse::<i64>().ok());
+    let error = field("ErrorCode").map(|code| format!("the provider reported error {code}"));
+    let call = conversations::call_status(pool, sid, status, duration, error.as_deref()).await?.ok_or_else(|| Error::CallNotFound(sid.to_owned()))?;
+    if let (Some(participant), Some(visit), false) = (call.participant_id, call.visit, call_end(&call.status) == CallEnd::NotYet) {
+        let event = Event::CallEnded { visit: visit as u32, status: call.status, duration_secs: call.duration_secs.map(|d| d.max(0) as u64) };
+        match state.runtime.deliver(participant, event).await {
+            // The participant moved on (deadline passed, paused, cancelled): the record keeps the outcome.
+            Ok(_) | Err(Error::NoPendingAction(_) | Error::ParticipantNotFound(_)) => {}
+            Err(err) => return Err(err),
+        }
     }
     Ok(Json(json!({"ok": true})))
 }

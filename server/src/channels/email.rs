@@ -10,6 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::settings::{Secret, Smtp, TlsMode};
@@ -66,6 +67,8 @@ impl Mailer {
         let mut builder = Transport::builder_dangerous(smtp.host.as_str())
             .port(smtp.port)
             .timeout(Some(Duration::from_secs(smtp.timeout_secs)))
+            // as many open connections as the outbox sends at once
+            .pool_config(PoolConfig::new().max_size(crate::runtime::outbox::CONCURRENCY as u32))
             .tls(match smtp.tls {
                 TlsMode::None => Tls::None,
                 TlsMode::Starttls => Tls::Required(tls(&smtp.host)?),

@@ -8,6 +8,7 @@
 //! [`Failure`] with a reason the participant's timeline shows.
 
 pub mod api;
+pub mod calls;
 pub mod conversations;
 pub mod crm;
 pub mod email;
@@ -22,7 +23,6 @@ pub mod webhook;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use sqlx::SqlitePool;
 
 use app::core::engine::Effect;
 use app::core::kinds::AttachmentRef;
@@ -33,9 +33,10 @@ use conversations::Draft;
 use email::{Mailer, Outgoing, MAX_ATTACHMENT_BYTES};
 use settings::{Integrations, Secret, Sms, Smtp};
 use sms::Texter;
+use crate::db::Pool;
 
 pub struct Channels {
-    pool: SqlitePool,
+    pool: Pool,
     mailer: Mailer,
     texter: Texter,
     uploader: s3::Uploader,
@@ -44,7 +45,7 @@ pub struct Channels {
 }
 
 impl Channels {
-    pub fn new(pool: SqlitePool) -> Channels {
+    pub fn new(pool: Pool) -> Channels {
         Channels { pool, mailer: Mailer::default(), texter: Texter::default(), uploader: s3::Uploader::default(),
             pusher: crm::Pusher::default(),
             http: Mutex::new(None) }
@@ -100,10 +101,51 @@ impl Channels {
         conversations::close(&self.pool, job, &result).await;
         result.map(|_| ())
     }
+
+    /// Places an automatic call under one conversation record. Its outcome
+    /// comes later, at the status callback.
+    async fn call(&self, job: &Job, sms: &Sms, token: &Option<Secret>, to: &str, script: &str) -> Result<(), Failure> {
+        let Some(voice) = sms.voice.as_ref() else {
+            return Err(Failure::permanent(
+                "automatic calls are not set up: add `voice` with its `status_callback` to the SMS provider settings",
+            ));
+        };
+        still_waiting(&self.pool, job).await?;
+        if conversations::open(&self.pool, job, Draft { channel: "call", address: to, subject: None }).await?.is_some() {
+            return Ok(()); // an earlier try placed it
+        }
+        let result = self.texter.call(sms, token, voice, to, script).await;
+        let status = result.as_ref().map(|sent| sent.status.clone()).unwrap_or_default();
+        let result = result.map(|sent| (sent.from, sent.sid));
+        conversations::close_call(&self.pool, job, &result, &status).await;
+        result.map(|_| ())
+    }
+}
+
+/// Refuses to place a call for a participant that no longer waits on it
+/// (paused, cancelled, or past its deadline while the outbox retried).
+async fn still_waiting(pool: &Pool, job: &Job) -> Result<(), Failure> {
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT p.status, p.state, o.visit FROM outbox o JOIN participants p ON p.id = o.participant_id WHERE o.idempotency_key = $1",
+    )
+    .bind(&job.key)
+    .fetch_optional(pool)
+    .await
+    .map_err(|err| Failure::transient(format!("the participant cannot be read: {err}")))?;
+    let waiting = row.is_some_and(|(status, state, visit)| {
+        let state = serde_json::from_str::<app::core::engine::Participant>(&state).ok();
+        status == "waiting"
+            && state.is_some_and(|p| i64::from(p.visit) == visit && matches!(p.phase, app::core::engine::Phase::Effect { .. }))
+    });
+    if waiting {
+        Ok(())
+    } else {
+        Err(Failure::permanent("the participant no longer waits for this call, so it was not placed"))
+    }
 }
 
 /// A Message-ID from the idempotency key: the same for every try.
-fn message_id(key: &str, smtp: &Smtp) -> String {
+pub(crate) fn message_id(key: &str, smtp: &Smtp) -> String {
     let domain = smtp.from.rsplit('@').next().unwrap_or("waymark").trim_end_matches('>').trim();
     let local: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '.' }).collect();
     format!("{local}@{domain}")
@@ -146,16 +188,46 @@ async fn fetch_attachments(http: &http::Client, refs: &[AttachmentRef]) -> Resul
     Ok(files)
 }
 
-/// A notification's address: an email address or number as written. There
-/// is no user directory yet to look a user id up in.
-fn direct_address(to: &str, what: &str) -> Result<String, Failure> {
+/// A notification's address: `user:ID` (a Waymark user, by id or email)
+/// looked up in the users table, or an email address or number as written.
+/// Users have no mobile number on record, so SMS needs a number.
+async fn notify_address(pool: &Pool, to: &str, what: &str) -> Result<String, Failure> {
     let to = to.trim();
+    if to == "record_owner" {
+        return Err(Failure::permanent("the contact has no record owner to notify"));
+    }
+    if let Some(who) = to.strip_prefix("user:").map(str::trim) {
+        let user = user_email(pool, who).await?;
+        let Some((email, disabled)) = user else {
+            return Err(Failure::permanent(format!("there is no Waymark user “{who}” to notify")));
+        };
+        if disabled {
+            return Err(Failure::permanent(format!("the user {email} is disabled, so is not notified")));
+        }
+        if what != "email" {
+            return Err(Failure::permanent(format!(
+                "Waymark users have no mobile number on record, so {email} cannot be notified by SMS; write a number (+15551234567) in “to”"
+            )));
+        }
+        return Ok(email);
+    }
     let looks_right = if what == "email" { to.contains('@') } else { sms::is_e164(to) };
     if looks_right {
         Ok(to.to_owned())
     } else {
-        Err(Failure::permanent(format!("“{to}” is not an {what} address, and users cannot be looked up yet")))
+        let form = if what == "email" { "an email address" } else { "a mobile number in E.164 form (+15551234567)" };
+        Err(Failure::permanent(format!("“{to}” is neither {form} nor a user (user:ID)")))
     }
+}
+
+/// A user's email and whether they are disabled, by id or by email.
+async fn user_email(pool: &Pool, who: &str) -> Result<Option<(String, bool)>, Failure> {
+    let query = match who.parse::<i64>() {
+        Ok(id) => sqlx::query_as::<_, (String, i64)>("SELECT email, disabled FROM users WHERE id = $1").bind(id),
+        Err(_) => sqlx::query_as::<_, (String, i64)>("SELECT email, disabled FROM users WHERE lower(email) = lower($1)").bind(who),
+    };
+    let found = query.fetch_optional(pool).await.map_err(|err| Failure::transient(format!("the users cannot be read: {err}")))?;
+    Ok(found.map(|(email, disabled)| (email, disabled != 0)))
 }
 
 #[async_trait::async_trait]
@@ -178,15 +250,16 @@ impl Executor for Channels {
                 self.email(job, smtp, secret, &http, mail, attachments, "email").await?;
             }
             (Effect::NotifyEmail { to, subject, text }, Some((smtp, secret)), _) => {
-                let to = direct_address(to, "email")?;
+                let to = notify_address(&self.pool, to, "email").await?;
                 let mail = Outgoing { to: vec![to], subject: subject.clone(), text: text.clone(), ..Outgoing::default() };
                 self.email(job, smtp, secret, &http, mail, &[], "notify_email").await?;
             }
             (Effect::Sms { to, text }, _, Some((sms, token))) => self.text(job, sms, token, to, text, "sms").await?,
             (Effect::NotifySms { to, text }, _, Some((sms, token))) => {
-                let to = direct_address(to, "SMS")?;
+                let to = notify_address(&self.pool, to, "SMS").await?;
                 self.text(job, sms, token, &to, text, "notify_sms").await?
             }
+            (Effect::Call { to, script }, _, Some((sms, token))) => self.call(job, sms, token, to, script).await?,
             (Effect::Webhook { method, url, format, headers, body }, _, _) => {
                 let hook = webhook::Webhook { method, url, format, headers, body };
                 webhook::call(&self.pool, &http, job, hook).await?;
@@ -223,9 +296,9 @@ impl Executor for Channels {
     }
 }
 
-async fn contact_of(pool: &SqlitePool, participant: i64) -> Result<Value, Failure> {
+async fn contact_of(pool: &Pool, participant: i64) -> Result<Value, Failure> {
     let mut conn = pool.acquire().await.map_err(|err| Failure::transient(err.to_string()))?;
-    let id: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = ?")
+    let id: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1")
         .bind(participant)
         .fetch_one(&mut *conn)
         .await

@@ -7,9 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
+use crate::db::Pool;
 
 /// A password or token. Not `Serialize`, and `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -79,6 +80,30 @@ pub struct Sms {
     pub status_callback: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Automatic calls through the same account, token and sender numbers;
+    /// none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Voice>,
+}
+
+/// Automatic calls (Twilio-compatible `Calls.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    /// Where the provider reports each call's progress (our
+    /// `/api/v1/channels/calls/status`, as the provider reaches it). Required:
+    /// a call's outcome comes only from there.
+    pub status_callback: String,
+    /// The TwiML a call runs when its step has no script (Twilio's `Url`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How long the phone rings before the call counts as unanswered.
+    #[serde(default = "default_ring")]
+    pub ring_secs: u64,
+}
+
+fn default_ring() -> u64 {
+    60
 }
 
 /// S3 or an S3-compatible store, addressed path style.
@@ -177,7 +202,7 @@ pub fn secret_field(channel: &str) -> Option<&'static str> {
 }
 
 impl Integrations {
-    pub async fn load(pool: &SqlitePool) -> Result<Integrations> {
+    pub async fn load(pool: &Pool) -> Result<Integrations> {
         let rows = sqlx::query("SELECT channel, settings, secret FROM integration_settings").fetch_all(pool).await?;
         let mut all = Integrations::default();
         for row in rows {
@@ -220,7 +245,7 @@ impl Integrations {
 /// Applies a `PUT`: each channel named in `body` is replaced (`null`
 /// removes it). Its secret is kept when the body leaves it out, cleared by
 /// `""`, replaced otherwise. Everything is checked before anything is written.
-pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integrations> {
+pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integrations> {
     let mut writes = Vec::new();
     for (channel, value) in body {
         let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
@@ -260,7 +285,7 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
     for (channel, write) in writes {
         match write {
             None => {
-                sqlx::query("DELETE FROM integration_settings WHERE channel = ?").bind(&channel).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM integration_settings WHERE channel = $1").bind(&channel).execute(&mut *tx).await?;
             }
             Some((settings, secret)) => {
                 let (keep, value) = match secret {
@@ -269,9 +294,9 @@ pub async fn update(pool: &SqlitePool, body: Map<String, Value>) -> Result<Integ
                     SecretChange::Set(s) => (false, Some(s)),
                 };
                 sqlx::query(
-                    "INSERT INTO integration_settings (channel, settings, secret, updated_at) VALUES (?, ?, ?, ?)
+                    "INSERT INTO integration_settings (channel, settings, secret, updated_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (channel) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at,
-                       secret = CASE WHEN ? THEN integration_settings.secret ELSE excluded.secret END",
+                       secret = CASE WHEN $5 THEN integration_settings.secret ELSE excluded.secret END",
                 )
                 .bind(&channel)
                 .bind(settings.to_string())
@@ -331,6 +356,18 @@ fn check_sms(sms: &Sms) -> Result<()> {
     }
     if let Some(bad) = sms.senders.iter().find(|n| !super::sms::is_e164(n)) {
         return Err(invalid("sms.senders", &format!("“{bad}” is not a number in E.164 form (+15551234567)")));
+    }
+    if let Some(voice) = &sms.voice {
+        let web = |text: &str| url::Url::parse(text).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+        if !web(&voice.status_callback) {
+            return Err(invalid("sms.voice.status_callback", "is not an http(s) URL (calls report their outcome there)"));
+        }
+        if voice.url.as_deref().is_some_and(|u| !u.is_empty() && !web(u)) {
+            return Err(invalid("sms.voice.url", "is not an http(s) URL"));
+        }
+        if !(5..=600).contains(&voice.ring_secs) {
+            return Err(invalid("sms.voice.ring_secs", "must be between 5 and 600 seconds"));
+        }
     }
     check_timeout("sms", sms.timeout_secs)
 }

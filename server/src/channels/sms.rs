@@ -47,11 +47,12 @@ pub struct Sent {
     pub status: String,
 }
 
+/// What the provider accepted: its sid and first status.
 #[derive(Deserialize)]
-struct Accepted {
-    sid: String,
+pub(super) struct Accepted {
+    pub sid: String,
     #[serde(default)]
-    status: Option<String>,
+    pub status: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,26 +90,32 @@ impl Texter {
         if let Some(callback) = sms.status_callback.as_deref().filter(|c| !c.is_empty()) {
             form.push(("StatusCallback", callback));
         }
+        let accepted = self.post(sms, token, &url, &form, "SMS provider", "message").await?;
+        Ok(Sent { sid: accepted.sid, from, status: accepted.status.unwrap_or_else(|| "queued".into()) })
+    }
+
+    /// POSTs `form` to the provider with basic auth (account sid, token);
+    /// what it accepted, or why not. `who` names the provider in reasons,
+    /// `what` the thing whose sid the reply carries.
+    pub(super) async fn post(&self, sms: &Sms, token: &Secret, url: &str, form: &[(&str, &str)], who: &str, what: &str) -> Result<Accepted, Failure> {
         let response = self
             .http
-            .post(&url)
+            .post(url)
             .basic_auth(&sms.account_sid, Some(token.expose()))
-            .form(&form)
+            .form(form)
             .timeout(Duration::from_secs(sms.timeout_secs))
             .send()
             .await
-            .map_err(|err| Failure::transient(format!("could not reach the SMS provider: {}", super::http::chain(&err))))?;
+            .map_err(|err| Failure::transient(format!("could not reach the {who}: {}", super::http::chain(&err))))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| super::webhook::retry_after(v, jiff::Timestamp::now()));
-        let body = response.bytes().await.map_err(|err| Failure::transient(format!("the SMS provider's reply was cut off: {err}")))?;
+        let body = response.bytes().await.map_err(|err| Failure::transient(format!("the {who}'s reply was cut off: {err}")))?;
         if status.is_success() {
-            let accepted: Accepted = serde_json::from_slice(&body)
-                .map_err(|err| Failure::permanent(format!("the SMS provider's reply has no message sid: {err}")))?;
-            return Ok(Sent { sid: accepted.sid, from, status: accepted.status.unwrap_or_else(|| "queued".into()) });
+            return serde_json::from_slice(&body).map_err(|err| Failure::permanent(format!("the {who}'s reply has no {what} sid: {err}")));
         }
         let problem = serde_json::from_slice::<Problem>(&body).ok();
         let detail = match problem {
@@ -117,8 +124,8 @@ impl Texter {
             _ => String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned(),
         };
         let reason = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!("the SMS provider refused the account id or token: {detail}"),
-            _ => format!("the SMS provider answered HTTP {status}: {detail}"),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!("the {who} refused the account id or token: {detail}"),
+            _ => format!("the {who} answered HTTP {status}: {detail}"),
         };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Err(Failure { reason, retryable: true, retry_after })
@@ -140,6 +147,7 @@ mod tests {
             choice,
             status_callback: None,
             timeout_secs: 5,
+            voice: None,
         }
     }
 

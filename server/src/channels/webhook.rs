@@ -9,11 +9,11 @@
 use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
-use sqlx::SqlitePool;
 
 use super::http::{CallError, Client, Reply, Request};
 use super::Job;
 use crate::runtime::outbox::Failure;
+use crate::db::Pool;
 
 /// How much of a reply is kept on record.
 const EXCERPT_BYTES: usize = 2048;
@@ -28,7 +28,7 @@ pub struct Webhook<'a> {
     pub body: &'a Value,
 }
 
-pub async fn call(pool: &SqlitePool, client: &Client, job: &Job, hook: Webhook<'_>) -> Result<(), Failure> {
+pub async fn call(pool: &Pool, client: &Client, job: &Job, hook: Webhook<'_>) -> Result<(), Failure> {
     let method = Method::from_bytes(hook.method.trim().to_ascii_uppercase().as_bytes())
         .map_err(|_| Failure::permanent(format!("“{}” is not an HTTP method", hook.method)))?;
     let mut headers = vec![("Idempotency-Key".to_owned(), job.key.clone())];
@@ -62,7 +62,7 @@ pub async fn call(pool: &SqlitePool, client: &Client, job: &Job, hook: Webhook<'
 
 /// Data append: GET the URL, read the JSON reply, and map its fields
 /// (`a.b` reaches into objects) onto contact fields.
-pub async fn append(pool: &SqlitePool, client: &Client, job: &Job, url: &str, mapping: &Map<String, Value>) -> Result<Map<String, Value>, Failure> {
+pub async fn append(pool: &Pool, client: &Client, job: &Job, url: &str, mapping: &Map<String, Value>) -> Result<Map<String, Value>, Failure> {
     let request = Request {
         method: Method::GET,
         url: url.to_owned(),
@@ -141,13 +141,13 @@ fn excerpt(body: &[u8]) -> String {
 }
 
 /// Keeps the call on record; a failure to record is logged, never fatal to the call.
-async fn record(pool: &SqlitePool, job: &Job, kind: &str, method: &str, url: &str, reply: &Result<Reply, CallError>) {
+async fn record(pool: &Pool, job: &Job, kind: &str, method: &str, url: &str, reply: &Result<Reply, CallError>) {
     let (status, text) = match reply {
         Ok(reply) => (Some(reply.status.as_u16() as i64), String::from_utf8_lossy(&reply.body[..reply.body.len().min(EXCERPT_BYTES)]).into_owned()),
         Err(err) => (None, err.reason().to_owned()),
     };
     let result = sqlx::query(
-        "INSERT INTO http_calls (idempotency_key, participant_id, kind, method, url, status, excerpt, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO http_calls (idempotency_key, participant_id, kind, method, url, status, excerpt, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&job.key)
     .bind(job.participant)

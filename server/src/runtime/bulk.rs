@@ -13,10 +13,15 @@
 //!   exits the original, a copy leaves it (copies may be marked
 //!   `transition`: not started until made ready); contacts already active
 //!   in the target are moved anyway or ignored
-//! - set / cancel callback: a callback time (and agent) on the participant
+//! - set / cancel callback: a callback time (and agent) on the participant;
+//!   it is the participant's next run until it comes due, when the
+//!   scheduler calls it back (`engine::Event::Callback`: the task it waits
+//!   on comes round for that agent, or a wait ends); cancel gives the
+//!   participant its own next run back
 //! - reserve / unreserve: the participant's manual steps go to one agent
 //! - email data file: a ZIP of CSV of the participants, behind a signed
-//!   link valid 24 h, recorded for the mailer to send
+//!   link valid 24 h, emailed (SMTP settings) to the addresses given or to
+//!   whoever asked for it
 //!
 //! A run is a background job: [`start`] checks everything and snapshots
 //! the participants it applies to (with what each had before) in one
@@ -28,20 +33,31 @@
 //! undone ([`undo`]) from the snapshot. Every run is audited: who, when,
 //! the criteria, the parameters and the count.
 
-use std::path::Path;
-
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 use app::core::engine::{Participant, Status};
 
 use crate::error::{Error, Result};
 
-use super::{contacts, datafile, export, millis, status_names};
+use super::datafile::{self, Delivery};
+use super::{contacts, export, millis, status_names};
+use crate::db::{Backend, Conn, Pool, Sql};
 
 /// Participants changed per transaction.
 const CHUNK: i64 = 5_000;
+
+/// Participants whose flow is over: nothing runs them again.
+const FINISHED: &str = "status IN ('completed', 'exited', 'cancelled', 'failed')";
+
+/// A participant's own next run, once a booked callback no longer holds
+/// it: the scheduler looks at it now (a flow not started yet: at its
+/// start), finds it not due, and writes back the flow's own next run. A
+/// finished participant keeps what it has.
+fn own_next_run(now: Timestamp) -> String {
+    format!("CASE WHEN {FINISHED} THEN next_run_at WHEN step IS NULL THEN starts_at ELSE {} END", millis(now))
+}
 
 /// Which participants an action applies to. Unknown keys are refused.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -143,11 +159,11 @@ impl Action {
             Action::Unsuppress => "Suppressed participants go back to exactly the status they had.",
             Action::Delete => "Erases each contact's personal data (email, mobile, fields, lists) and cancels all its participants; its calls, messages and timeline are kept. This cannot be undone.",
             Action::MoveToFlow => "Puts each contact into the target flow's newest version at its start; a move exits the original participant, a copy leaves it where it is.",
-            Action::SetCallback => "Schedules a callback at the given time (for the given agent); status and steps are unchanged.",
-            Action::CancelCallback => "Removes the scheduled callback; status and steps are unchanged.",
+            Action::SetCallback => "Books a callback at the given time (for the given agent): nothing runs before it; then the task each waits on comes round (to that agent), or its wait ends. Status and steps are unchanged until then.",
+            Action::CancelCallback => "Removes the booked callback: each runs again when its own flow says.",
             Action::Reserve => "Reserves each for one agent: their manual steps go to that agent's inbox.",
             Action::Unreserve => "Removes the reservation: manual steps go back to the step's own owner.",
-            Action::EmailDataFile => "Makes a ZIP of a CSV of these participants, with a download link valid 24 hours, to be emailed to the recipients. Nothing about the participants changes.",
+            Action::EmailDataFile => "Makes a ZIP of a CSV of these participants and emails a download link, valid 24 hours, to the recipients (or to you). Nothing about the participants changes.",
         }
     }
 
@@ -240,9 +256,9 @@ impl Criteria {
     }
 
     /// Appends `id IN (SELECT … matching)` (participants' id) to `query`.
-    pub(crate) fn push_matching(&self, query: &mut QueryBuilder<'_, Sqlite>) {
+    pub fn push_matching(&self, query: &mut Sql<'_>) {
         query.push("id IN (SELECT p.id FROM participants p JOIN contacts c ON c.id = p.contact_id WHERE 1 = 1");
-        let list = |query: &mut QueryBuilder<'_, Sqlite>, column: &str, values: Vec<String>| {
+        let list = |query: &mut Sql<'_>, column: &str, values: Vec<String>| {
             if values.is_empty() {
                 return;
             }
@@ -282,7 +298,15 @@ impl Criteria {
         }
         for field in &self.contact {
             match field.field.as_str() {
-                "email" | "mobile" | "owner" | "timezone" => {
+                // `IS NOT NULL` lets the partial indexes on email and mobile answer.
+                "email" => {
+                    query.push(" AND c.email IS NOT NULL AND lower(c.email) = lower(").push_bind(field.value.trim().to_owned()).push(")");
+                }
+                "mobile" => {
+                    let value = super::import::normalize_mobile(&field.value).unwrap_or_else(|| field.value.trim().to_owned());
+                    query.push(" AND c.mobile IS NOT NULL AND c.mobile = ").push_bind(value);
+                }
+                "owner" | "timezone" => {
                     query.push(format!(" AND lower(c.{}) = lower(", field.field)).push_bind(field.value.clone()).push(")");
                 }
                 name => {
@@ -298,12 +322,12 @@ impl Criteria {
 }
 
 /// How many participants match, and a few of their ids (no action's guard).
-pub async fn preview(pool: &SqlitePool, criteria: &Criteria) -> Result<(i64, Vec<i64>)> {
+pub async fn preview(pool: &Pool, criteria: &Criteria) -> Result<(i64, Vec<i64>)> {
     criteria.check()?;
-    let mut count: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT count(*) FROM participants WHERE ");
+    let mut count: Sql = Sql::new("SELECT count(*) FROM participants WHERE ");
     criteria.push_matching(&mut count);
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    let mut sample: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT id FROM participants WHERE ");
+    let mut sample: Sql = Sql::new("SELECT id FROM participants WHERE ");
     criteria.push_matching(&mut sample);
     sample.push(" ORDER BY id LIMIT 10");
     let ids: Vec<i64> = sample.build_query_scalar().fetch_all(pool).await?;
@@ -323,7 +347,7 @@ impl BulkRequest {
     }
 
     /// Refuses input that cannot work, before anything is written.
-    async fn check(&self, conn: &mut SqliteConnection, now: Timestamp) -> Result<Checked> {
+    async fn check(&self, conn: &mut Conn, now: Timestamp) -> Result<Checked> {
         self.criteria.check()?;
         let p = &self.params;
         let mut effect = self.action.effect().to_owned();
@@ -342,7 +366,7 @@ impl BulkRequest {
                     ));
                 }
                 let row: Option<(String, Option<i64>)> =
-                    sqlx::query_as("SELECT name, (SELECT max(number) FROM flow_versions WHERE flow_id = flows.id) FROM flows WHERE id = ?")
+                    sqlx::query_as("SELECT name, (SELECT max(number) FROM flow_versions WHERE flow_id = flows.id) FROM flows WHERE id = $1")
                         .bind(flow)
                         .fetch_optional(&mut *conn)
                         .await?;
@@ -368,8 +392,9 @@ impl BulkRequest {
                 }
                 let agent = p.agent.as_deref().map(str::trim).filter(|a| !a.is_empty());
                 effect = format!(
-                    "Schedules a callback at {at}{}; status and steps are unchanged.",
-                    agent.map(|a| format!(" for {a}")).unwrap_or_default()
+                    "Books a callback at {at}{}: nothing runs before it; then the task each waits on comes round{}, or its wait ends. Status and steps are unchanged until then.",
+                    agent.map(|a| format!(" for {a}")).unwrap_or_default(),
+                    agent.map(|a| format!(" to {a}")).unwrap_or_default()
                 );
             }
             Action::Reserve => {
@@ -378,15 +403,19 @@ impl BulkRequest {
                 effect = format!("Reserves each for {agent}: their manual steps go to {agent}'s inbox.");
             }
             Action::EmailDataFile => {
-                if p.to.is_empty() || p.to.len() > 20 {
-                    return Err(unprocessable("recipients_required", "Give one to twenty email addresses (params.to).".into()));
+                let smtp: i64 = sqlx::query_scalar("SELECT count(*) FROM integration_settings WHERE channel = 'smtp'").fetch_one(&mut *conn).await?;
+                if smtp == 0 {
+                    return Err(datafile::not_configured());
+                }
+                if p.to.len() > 20 {
+                    return Err(unprocessable("recipients_required", "Give at most twenty email addresses (params.to).".into()));
                 }
                 if let Some(bad) = p.to.iter().find(|a| !super::import::valid_email(a.trim())) {
                     return Err(unprocessable("invalid_recipient", format!("“{bad}” is not an email address.")));
                 }
+                let to = if p.to.is_empty() { "you (whoever runs it)".to_owned() } else { p.to.join(", ") };
                 effect = format!(
-                    "Makes a ZIP of a CSV of these participants, with a download link valid 24 hours, to be emailed to {}. Nothing about the participants changes.",
-                    p.to.join(", ")
+                    "Makes a ZIP of a CSV of these participants and emails a download link, valid 24 hours, to {to}. Nothing about the participants changes."
                 );
             }
             _ => {}
@@ -395,7 +424,7 @@ impl BulkRequest {
     }
 
     /// Narrows the matching participants to those the action would change.
-    fn push_guard(&self, query: &mut QueryBuilder<'_, Sqlite>, target: Option<(i64, i64, String)>) {
+    fn push_guard(&self, query: &mut Sql<'_>, target: Option<(i64, i64, String)>) {
         match self.action {
             // already suppressed participants keep the status they had before
             Action::Suppress => {
@@ -461,14 +490,14 @@ pub struct Preview {
 }
 
 /// The effect in words, how many participants it would change and ten of them.
-pub async fn describe(pool: &SqlitePool, request: &BulkRequest, now: Timestamp) -> Result<Preview> {
+pub async fn describe(pool: &Pool, request: &BulkRequest, now: Timestamp) -> Result<Preview> {
     let mut conn = pool.acquire().await?;
     let checked = request.check(&mut conn, now).await?;
-    let mut count: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT count(*) FROM participants WHERE ");
+    let mut count: Sql = Sql::new("SELECT count(*) FROM participants WHERE ");
     request.criteria.push_matching(&mut count);
     request.push_guard(&mut count, checked.target.clone());
     let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
-    let mut sample: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut sample: Sql = Sql::new(
         "SELECT p.id, p.contact_id, coalesce(c.email, c.mobile, 'Contact ' || c.id), f.name, p.status, p.step
          FROM participants p JOIN contacts c ON c.id = p.contact_id JOIN flows f ON f.id = p.flow_id
          WHERE p.id IN (SELECT id FROM participants WHERE ",
@@ -499,14 +528,22 @@ pub async fn describe(pool: &SqlitePool, request: &BulkRequest, now: Timestamp) 
 /// Checks the request and snapshots the participants it applies to, in one
 /// transaction: the run is `running` with its total. Refused (nothing
 /// written) for bad input or when nothing would change. [`run`] does the rest.
-pub async fn start(pool: &SqlitePool, request: &BulkRequest, by: &str, now: Timestamp) -> Result<i64> {
+pub async fn start(pool: &Pool, request: &BulkRequest, by: &str, now: Timestamp) -> Result<i64> {
     let mut tx = pool.begin().await?;
     let checked = request.check(&mut tx, now).await?;
     let mut params = request.params.clone();
     params.disposition = request.disposition().map(str::to_owned);
+    params.to = params.to.iter().map(|a| a.trim().to_owned()).collect();
+    if request.action == Action::EmailDataFile && params.to.is_empty() {
+        // Sent to whoever asked; an API token has no address of its own.
+        if !super::import::valid_email(by) {
+            return Err(unprocessable("recipients_required", format!("Say whom to email it to (params.to): “{by}” has no email address.")));
+        }
+        params.to = vec![by.to_owned()];
+    }
     let run: i64 = sqlx::query_scalar(
         "INSERT INTO bulk_runs (action, criteria, disposition, params, count, status, run_by, run_at, message)
-         VALUES (?, ?, ?, ?, 0, 'running', ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, 0, 'running', $5, $6, $7) RETURNING id",
     )
     .bind(request.action.as_str())
     .bind(serde_json::to_string(&request.criteria).expect("criteria serialize"))
@@ -517,7 +554,7 @@ pub async fn start(pool: &SqlitePool, request: &BulkRequest, by: &str, now: Time
     .bind(&checked.effect)
     .fetch_one(&mut *tx)
     .await?;
-    let mut snapshot: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut snapshot: Sql = Sql::new(
         "INSERT INTO bulk_run_items (run_id, participant_id, prior_status, prior_reserved, prior_callback_at, prior_callback_by) SELECT ",
     );
     snapshot.push_bind(run).push(", id, status, reserved_for, callback_at, callback_owner FROM participants WHERE ");
@@ -530,7 +567,7 @@ pub async fn start(pool: &SqlitePool, request: &BulkRequest, by: &str, now: Time
             format!("No participant matches these criteria for “{}”; nothing changed.", request.action.as_str()),
         ));
     }
-    sqlx::query("UPDATE bulk_runs SET total = ? WHERE id = ?").bind(total as i64).bind(run).execute(&mut *tx).await?;
+    sqlx::query("UPDATE bulk_runs SET total = $1 WHERE id = $2").bind(total as i64).bind(run).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(run)
 }
@@ -560,11 +597,11 @@ pub struct RunView {
     pub email_status: Option<String>,
 }
 
-pub async fn view(pool: &SqlitePool, id: i64) -> Result<RunView> {
+pub async fn view(pool: &Pool, id: i64) -> Result<RunView> {
     let row = sqlx::query(
         "SELECT r.id, r.action, r.criteria, r.params, r.status, r.total, r.done, r.count, r.message, r.run_by, r.run_at,
                 r.finished_at, r.undone_by, r.undone_at, d.link, d.expires_at, d.email_status
-         FROM bulk_runs r LEFT JOIN data_files d ON d.run_id = r.id WHERE r.id = ?",
+         FROM bulk_runs r LEFT JOIN data_files d ON d.run_id = r.id WHERE r.id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -595,8 +632,8 @@ pub async fn view(pool: &SqlitePool, id: i64) -> Result<RunView> {
 }
 
 /// The newest runs first.
-pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunView>> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bulk_runs ORDER BY id DESC LIMIT ?").bind(limit).fetch_all(pool).await?;
+pub async fn recent(pool: &Pool, limit: i64) -> Result<Vec<RunView>> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bulk_runs ORDER BY id DESC LIMIT $1").bind(limit).fetch_all(pool).await?;
     let mut runs = Vec::with_capacity(ids.len());
     for id in ids {
         runs.push(view(pool, id).await?);
@@ -607,12 +644,12 @@ pub async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<RunView>> {
 /// Applies a started run in chunks until it is done, then records how it
 /// ended. A failure stops it as `failed` with the reason; the chunks before
 /// it stay applied and counted (`done` says how far it got).
-pub async fn run(pool: &SqlitePool, files: &Path, id: i64) -> Result<RunView> {
-    let outcome = run_chunks(pool, files, id).await;
+pub async fn run(pool: &Pool, delivery: &Delivery, id: i64) -> Result<RunView> {
+    let outcome = run_chunks(pool, delivery, id).await;
     let now = Timestamp::now().to_string();
     match &outcome {
         Ok(message) => {
-            sqlx::query("UPDATE bulk_runs SET status = 'done', finished_at = ?, message = coalesce(?, message) WHERE id = ?")
+            sqlx::query("UPDATE bulk_runs SET status = 'done', finished_at = $1, message = coalesce($2, message) WHERE id = $3")
                 .bind(&now)
                 .bind(message)
                 .bind(id)
@@ -621,9 +658,15 @@ pub async fn run(pool: &SqlitePool, files: &Path, id: i64) -> Result<RunView> {
         }
         Err(err) => {
             tracing::error!(run = id, error = %err, "bulk run failed");
-            sqlx::query("UPDATE bulk_runs SET status = 'failed', finished_at = ?, message = ? WHERE id = ?")
+            let action: Option<String> = sqlx::query_scalar("SELECT action FROM bulk_runs WHERE id = $1").bind(id).fetch_optional(pool).await?;
+            let message = if action.as_deref() == Some(Action::EmailDataFile.as_str()) {
+                format!("Nothing was sent and no file was kept: {}", err.public_message())
+            } else {
+                format!("Stopped part-way (the participants counted as done were changed): {}", err.public_message())
+            };
+            sqlx::query("UPDATE bulk_runs SET status = 'failed', finished_at = $1, message = $2 WHERE id = $3")
                 .bind(&now)
-                .bind(format!("Stopped part-way (the participants counted as done were changed): {}", err.public_message()))
+                .bind(message)
                 .bind(id)
                 .execute(pool)
                 .await?;
@@ -633,8 +676,8 @@ pub async fn run(pool: &SqlitePool, files: &Path, id: i64) -> Result<RunView> {
     view(pool, id).await
 }
 
-async fn run_chunks(pool: &SqlitePool, files: &Path, id: i64) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT action, params, run_at, run_by, cursor, status FROM bulk_runs WHERE id = ?")
+async fn run_chunks(pool: &Pool, delivery: &Delivery, id: i64) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT action, params, run_at, run_by, cursor, status FROM bulk_runs WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?
@@ -646,15 +689,15 @@ async fn run_chunks(pool: &SqlitePool, files: &Path, id: i64) -> Result<Option<S
     let mut cursor: i64 = row.get("cursor");
     let target_version: Option<i64> = match params.flow_id {
         Some(flow) if action == Action::MoveToFlow => {
-            sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?").bind(flow).fetch_one(pool).await?
+            sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = $1").bind(flow).fetch_one(pool).await?
         }
         _ => None,
     };
     loop {
         let mut tx = pool.begin().await?;
         let last: Option<i64> = sqlx::query_scalar(
-            "SELECT max(participant_id) FROM (SELECT participant_id FROM bulk_run_items WHERE run_id = ? AND participant_id > ?
-             ORDER BY participant_id LIMIT ?)",
+            "SELECT max(participant_id) FROM (SELECT participant_id FROM bulk_run_items WHERE run_id = $1 AND participant_id > $2
+             ORDER BY participant_id LIMIT $3) AS chunk",
         )
         .bind(id)
         .bind(cursor)
@@ -664,7 +707,7 @@ async fn run_chunks(pool: &SqlitePool, files: &Path, id: i64) -> Result<Option<S
         let Some(last) = last else { break };
         let chunk = Chunk { run: id, after: cursor, last };
         let (seen, changed) = apply_chunk(&mut tx, action, &params, target_version, chunk, started).await?;
-        sqlx::query("UPDATE bulk_runs SET cursor = ?, done = done + ?, count = count + ? WHERE id = ?")
+        sqlx::query("UPDATE bulk_runs SET cursor = $1, done = done + $2, count = count + $3 WHERE id = $4")
             .bind(last)
             .bind(seen)
             .bind(changed)
@@ -676,14 +719,13 @@ async fn run_chunks(pool: &SqlitePool, files: &Path, id: i64) -> Result<Option<S
     }
     match action {
         Action::EmailDataFile => {
-            let file = datafile::make(pool, files, id, &params.to, &by, started).await?;
-            sqlx::query("UPDATE bulk_runs SET count = ? WHERE id = ?").bind(file.rows as i64).bind(id).execute(pool).await?;
+            let file = datafile::make(pool, delivery, id, &params.to, &by, started).await?;
+            sqlx::query("UPDATE bulk_runs SET count = $1 WHERE id = $2").bind(file.rows as i64).bind(id).execute(pool).await?;
             Ok(Some(format!(
-                "A ZIP of {} participant row(s) is ready; its link (valid until {}) is recorded for {} — {}.",
+                "A ZIP of {} participant row(s) was made; its link, valid until {}, was emailed to {}.",
                 file.rows,
                 file.expires_at,
-                params.to.join(", "),
-                file.email_status
+                params.to.join(", ")
             )))
         }
         _ => Ok(None),
@@ -709,7 +751,7 @@ impl Chunk {
 
 /// Applies the action to one chunk; returns (participants in the chunk, changed).
 async fn apply_chunk(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     action: Action,
     params: &Params,
     target_version: Option<i64>,
@@ -717,24 +759,34 @@ async fn apply_chunk(
     now: Timestamp,
 ) -> Result<(i64, i64)> {
     let ids = chunk.ids();
-    let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({ids})")).fetch_one(&mut *tx).await?;
+    let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({ids}) AS chunk")).fetch_one(&mut *tx).await?;
     let at = now.to_string();
+    let db = Backend::of_conn(tx);
+    let status = |value: &str| db.json_set("state", &[("status", value)]);
     let set = match action {
         Action::Reset => format!(
-            "status = 'ready', pass_count = 0, next_run_at = {ms},
-             state = json_set(state, '$.status', 'ready', '$.pass_count', 0, '$.phase', json('{{\"phase\":\"due\"}}'),
-                              '$.next_run_at', '{at}')",
+            "status = 'ready', pass_count = 0, next_run_at = {ms}, state = {state}",
             ms = millis(now),
+            state = db.json_set(
+                "state",
+                &[
+                    ("status", "'ready'"),
+                    ("pass_count", "0"),
+                    ("phase", &db.json_literal(r#"{"phase":"due"}"#)),
+                    ("next_run_at", &format!("'{at}'")),
+                ],
+            ),
         ),
-        Action::Cancel => "status = 'cancelled', prior_status = NULL, state = json_set(state, '$.status', 'cancelled')".into(),
-        Action::Pause => "status = 'paused', prior_status = NULL, state = json_set(state, '$.status', 'paused')".into(),
-        Action::Ready => "status = 'ready', state = json_set(state, '$.status', 'ready')".into(),
-        Action::ManualPass => "pass_count = pass_count + 1, state = json_set(state, '$.pass_count', pass_count + 1)".into(),
-        Action::Suppress => "prior_status = status, status = 'suppressed', state = json_set(state, '$.status', 'suppressed')".into(),
-        Action::Unsuppress => "status = prior_status, prior_status = NULL, state = json_set(state, '$.status', prior_status)".into(),
-        Action::SetCallback => "callback_at = ?1, callback_owner = coalesce(?2, callback_owner)".into(),
-        Action::CancelCallback => "callback_at = NULL, callback_owner = NULL".into(),
-        Action::Reserve => "reserved_for = ?2".into(),
+        Action::Cancel => format!("status = 'cancelled', prior_status = NULL, state = {}", status("'cancelled'")),
+        Action::Pause => format!("status = 'paused', prior_status = NULL, state = {}", status("'paused'")),
+        Action::Ready => format!("status = 'ready', state = {}", status("'ready'")),
+        Action::ManualPass => format!("pass_count = pass_count + 1, state = {}", db.json_set("state", &[("pass_count", "pass_count + 1")])),
+        Action::Suppress => format!("prior_status = status, status = 'suppressed', state = {}", status("'suppressed'")),
+        Action::Unsuppress => format!("status = prior_status, prior_status = NULL, state = {}", status("prior_status")),
+        // The callback is the next run of a participant still in its flow.
+        Action::SetCallback => format!("callback_at = $1, callback_owner = coalesce($2, callback_owner), next_run_at = CASE WHEN {FINISHED} THEN next_run_at ELSE $1 END"),
+        Action::CancelCallback => format!("callback_at = NULL, callback_owner = NULL, next_run_at = {}", own_next_run(now)),
+        Action::Reserve => "reserved_for = $2".into(),
         Action::Unreserve => "reserved_for = NULL".into(),
         Action::Delete => {
             let erased = contacts::erase(tx, &format!("SELECT contact_id FROM participants WHERE id IN ({ids})"), &at).await?;
@@ -755,10 +807,10 @@ async fn apply_chunk(
         Action::Unreserve => " AND reserved_for IS NOT NULL",
         _ => "",
     };
-    // ?1 and ?2 (callback time, agent) are named in every statement, so the same two binds fit all.
+    // $1 and $2 (callback time, agent) are named in every statement, so the same two binds fit all.
     let changed: Vec<i64> = sqlx::query_scalar(&format!(
         "UPDATE participants SET {set}, revision = revision + 1, updated_at = '{at}'
-         WHERE id IN ({ids}){guard} AND coalesce(?1, ?2, 1) IS NOT NULL RETURNING id"
+         WHERE id IN ({ids}){guard} AND coalesce(CAST($1 AS TEXT), CAST($2 AS TEXT), '') IS NOT NULL RETURNING id"
     ))
     .bind(params.at.map(millis))
     .bind(params.agent.as_deref().map(str::trim).filter(|a| !a.is_empty()))
@@ -768,9 +820,9 @@ async fn apply_chunk(
     Ok((seen, changed.len() as i64))
 }
 
-async fn mark_changed(tx: &mut SqliteConnection, run: i64, ids: &[i64]) -> Result<()> {
+async fn mark_changed(tx: &mut Conn, run: i64, ids: &[i64]) -> Result<()> {
     for part in ids.chunks(10_000) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE bulk_run_items SET changed = 1 WHERE run_id = ");
+        let mut query: Sql = Sql::new("UPDATE bulk_run_items SET changed = 1 WHERE run_id = ");
         query.push_bind(run).push(" AND participant_id IN (");
         let mut list = query.separated(", ");
         for id in part {
@@ -784,7 +836,7 @@ async fn mark_changed(tx: &mut SqliteConnection, run: i64, ids: &[i64]) -> Resul
 
 /// Moves or copies one chunk into the target flow: new participants at its
 /// start (set-based), and for a move the originals exit with the reason.
-async fn move_chunk(tx: &mut SqliteConnection, params: &Params, version: Option<i64>, chunk: Chunk, now: Timestamp) -> Result<i64> {
+async fn move_chunk(tx: &mut Conn, params: &Params, version: Option<i64>, chunk: Chunk, now: Timestamp) -> Result<i64> {
     let flow = params.flow_id.expect("a checked move has a target");
     let version = version.ok_or(Error::NotPublished(flow))?;
     let ids = chunk.ids();
@@ -803,9 +855,12 @@ async fn move_chunk(tx: &mut SqliteConnection, params: &Params, version: Option<
         Duplicates::Move => String::new(),
     };
     let active = if params.mode == MoveMode::Move { " AND status NOT IN ('completed', 'exited', 'cancelled')" } else { "" };
+    let db = Backend::of_conn(tx);
+    let seeded = db.json_set("$4", &[("seed", "min(id) * 40503 + $5")]);
+    let exited = db.json_set("state", &[("status", "'exited'"), ("reason", "$2")]);
     let created = sqlx::query(&format!(
         "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at, created_by_run)
-         SELECT ?1, ?2, contact_id, ?3, json_set(?4, '$.seed', min(id) * 40503 + ?5), ?5, ?5, ?6, ?6, {run}
+         SELECT $1, $2, contact_id, $3, {seeded}, $5, $5, $6, $6, {run}
          FROM participants WHERE id IN ({ids}){active}{dupes}
            AND contact_id NOT IN (SELECT contact_id FROM participants WHERE created_by_run = {run})
          GROUP BY contact_id"
@@ -821,8 +876,8 @@ async fn move_chunk(tx: &mut SqliteConnection, params: &Params, version: Option<
     .rows_affected();
     if params.mode == MoveMode::Move {
         let moved: Vec<i64> = sqlx::query_scalar(&format!(
-            "UPDATE participants SET status = 'exited', prior_status = NULL, next_run_at = NULL, revision = revision + 1, updated_at = ?1,
-                 state = json_set(state, '$.status', 'exited', '$.reason', ?2)
+            "UPDATE participants SET status = 'exited', prior_status = NULL, next_run_at = NULL, revision = revision + 1, updated_at = $1,
+                 state = {exited}
              WHERE id IN ({ids}){active}{dupes} RETURNING id"
         ))
         .bind(&at)
@@ -836,21 +891,22 @@ async fn move_chunk(tx: &mut SqliteConnection, params: &Params, version: Option<
 
 /// Runs a bulk action to the end, waiting for it: [`start`] then [`run`].
 /// Returns how many changed. (The API starts runs in the background.)
-pub async fn apply(pool: &SqlitePool, criteria: &Criteria, action: &Action, disposition: Option<&str>, by: &str, now: Timestamp) -> Result<u64> {
+pub async fn apply(pool: &Pool, criteria: &Criteria, action: &Action, disposition: Option<&str>, by: &str, now: Timestamp) -> Result<u64> {
     let request = BulkRequest { action: *action, criteria: criteria.clone(), disposition: disposition.map(str::to_owned), params: Params::default() };
-    apply_request(pool, &std::env::temp_dir(), &request, by, now).await
+    let delivery = Delivery { dir: std::env::temp_dir().join("waymark-files"), public_url: "http://127.0.0.1:3000".into() };
+    apply_request(pool, &delivery, &request, by, now).await
 }
 
-pub async fn apply_request(pool: &SqlitePool, files: &Path, request: &BulkRequest, by: &str, now: Timestamp) -> Result<u64> {
+pub async fn apply_request(pool: &Pool, delivery: &Delivery, request: &BulkRequest, by: &str, now: Timestamp) -> Result<u64> {
     let id = start(pool, request, by, now).await?;
-    Ok(run(pool, files, id).await?.count as u64)
+    Ok(run(pool, delivery, id).await?.count as u64)
 }
 
 /// Undoes a finished reversible run for the participants it changed that
 /// are still as it left them; returns how many went back.
-pub async fn undo(pool: &SqlitePool, id: i64, by: &str, now: Timestamp) -> Result<u64> {
+pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query("SELECT action, status, params FROM bulk_runs WHERE id = ?")
+    let row = sqlx::query("SELECT action, status, params FROM bulk_runs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -865,21 +921,32 @@ pub async fn undo(pool: &SqlitePool, id: i64, by: &str, now: Timestamp) -> Resul
         other => return Err(Error::BadBody { status: axum::http::StatusCode::CONFLICT, code: "run_not_finished", message: format!("Run {id} is {other}; undo it once it is done.") }),
     }
     let at = now.to_string();
+    let own = own_next_run(now);
+    let db = Backend::of_conn(&tx);
     let (set, still) = match action {
-        Action::Pause => ("status = i.prior_status, state = json_set(state, '$.status', i.prior_status)", "participants.status = 'paused'"),
+        Action::Pause => {
+            (format!("status = i.prior_status, state = {}", db.json_set("state", &[("status", "i.prior_status")])), "participants.status = 'paused'")
+        }
         Action::Suppress => (
-            "status = participants.prior_status, prior_status = NULL, state = json_set(state, '$.status', participants.prior_status)",
+            format!("status = participants.prior_status, prior_status = NULL, state = {}", db.json_set("state", &[("status", "participants.prior_status")])),
             "participants.status = 'suppressed' AND participants.prior_status IS NOT NULL",
         ),
-        Action::Reserve => ("reserved_for = i.prior_reserved", "participants.reserved_for IS ?1"),
-        Action::Unreserve => ("reserved_for = i.prior_reserved", "participants.reserved_for IS NULL"),
-        Action::SetCallback => ("callback_at = i.prior_callback_at, callback_owner = i.prior_callback_by", "participants.callback_at IS ?2"),
-        Action::CancelCallback => ("callback_at = i.prior_callback_at, callback_owner = i.prior_callback_by", "participants.callback_at IS NULL"),
+        Action::Reserve => ("reserved_for = i.prior_reserved".to_owned(), "participants.reserved_for IS NOT DISTINCT FROM $1"),
+        Action::Unreserve => ("reserved_for = i.prior_reserved".to_owned(), "participants.reserved_for IS NULL"),
+        // Only callbacks that have not come due yet go back.
+        Action::SetCallback => (
+            format!("callback_at = i.prior_callback_at, callback_owner = i.prior_callback_by, next_run_at = CASE WHEN i.prior_callback_at IS NOT NULL AND NOT {FINISHED} THEN i.prior_callback_at ELSE {own} END"),
+            "participants.callback_at IS NOT DISTINCT FROM $2",
+        ),
+        Action::CancelCallback => (
+            format!("callback_at = i.prior_callback_at, callback_owner = i.prior_callback_by, next_run_at = CASE WHEN {FINISHED} THEN next_run_at ELSE i.prior_callback_at END"),
+            "participants.callback_at IS NULL",
+        ),
         _ => unreachable!("only reversible actions get here"),
     };
     let undone = sqlx::query(&format!(
-        "UPDATE participants SET {set}, revision = revision + 1, updated_at = ?3
-         FROM bulk_run_items i WHERE i.run_id = ?4 AND i.changed = 1 AND i.participant_id = participants.id AND {still}"
+        "UPDATE participants SET {set}, revision = revision + 1, updated_at = $3
+         FROM bulk_run_items i WHERE i.run_id = $4 AND i.changed = 1 AND i.participant_id = participants.id AND {still}"
     ))
     .bind(params.agent.as_deref().map(str::trim))
     .bind(params.at.map(millis))
@@ -888,7 +955,7 @@ pub async fn undo(pool: &SqlitePool, id: i64, by: &str, now: Timestamp) -> Resul
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE bulk_runs SET status = 'undone', undone_by = ?, undone_at = ?, message = ? WHERE id = ?")
+    sqlx::query("UPDATE bulk_runs SET status = 'undone', undone_by = $1, undone_at = $2, message = $3 WHERE id = $4")
         .bind(by)
         .bind(&at)
         .bind(format!("Undone by {by}: {undone} participant(s) went back to what they had before this run."))
@@ -900,12 +967,12 @@ pub async fn undo(pool: &SqlitePool, id: i64, by: &str, now: Timestamp) -> Resul
 }
 
 /// Runs left `running` by a stopped process carry on from their cursor.
-pub async fn resume_interrupted(pool: &SqlitePool, files: &Path) -> Result<usize> {
+pub async fn resume_interrupted(pool: &Pool, delivery: &Delivery) -> Result<usize> {
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bulk_runs WHERE status = 'running' ORDER BY id").fetch_all(pool).await?;
     for id in &ids {
-        let (pool, files, id) = (pool.clone(), files.to_owned(), *id);
+        let (pool, delivery, id) = (pool.clone(), delivery.clone(), *id);
         tokio::spawn(async move {
-            let _ = run(&pool, &files, id).await;
+            let _ = run(&pool, &delivery, id).await;
         });
     }
     Ok(ids.len())

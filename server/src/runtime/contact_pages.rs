@@ -2,7 +2,7 @@
 //! server functions: the same code the REST API runs.
 
 use leptos::prelude::ServerFnError;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use app::contacts_api::{
     ActionPreview, ContactDetail, ContactPage, ContactRow, ContactsBackend, ImportInfo, MessageEntry, ParticipantPage, ParticipantRow, Participation, RunInfo,
@@ -14,6 +14,7 @@ use super::bulk::{self, BulkRequest, Criteria};
 use super::contacts::{self, ContactSearch};
 use super::Runtime;
 use crate::error::Error;
+use crate::db::Sql;
 
 fn fail(err: impl Into<Error>) -> ServerFnError {
     err.into().into_server_fn_error()
@@ -46,22 +47,43 @@ fn run_info(run: bulk::RunView) -> RunInfo {
     }
 }
 
+fn import_info(job: super::import::ImportJob) -> ImportInfo {
+    ImportInfo {
+        id: job.id,
+        file_name: job.file_name,
+        status: job.status,
+        bytes_total: job.bytes_total,
+        bytes_done: job.bytes_done,
+        rows_done: job.rows_done,
+        created: job.created,
+        updated: job.updated,
+        skipped: job.skipped,
+        failed: job.failed,
+        error: job.error,
+        errors: job.errors,
+        started_by: job.started_by,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+    }
+}
+
 fn request(text: &str) -> Result<BulkRequest, ServerFnError> {
     serde_json::from_str(text).map_err(|err| ServerFnError::new(format!("The bulk action cannot be read: {err}")))
 }
 
 #[async_trait::async_trait]
 impl ContactsBackend for Runtime {
-    async fn search(&self, q: String, list: String, page: i64) -> Result<ContactPage, ServerFnError> {
+    async fn search(&self, q: String, list: String, after: Option<String>) -> Result<ContactPage, ServerFnError> {
         const PER_PAGE: i64 = 50;
         let mut conn = self.pool().acquire().await.map_err(fail)?;
         let search = ContactSearch { q: Some(q), list: Some(list) };
-        let (total, found) = contacts::search(&mut conn, &search, page, PER_PAGE).await.map_err(fail)?;
+        let found = contacts::search(&mut conn, &search, after.as_deref(), PER_PAGE).await.map_err(fail)?;
         Ok(ContactPage {
-            total,
-            page: page.max(0),
-            per_page: PER_PAGE,
+            total: found.total,
+            more: found.more,
+            next: found.next,
             rows: found
+                .contacts
                 .into_iter()
                 .map(|c| ContactRow {
                     id: c.id,
@@ -79,10 +101,10 @@ impl ContactsBackend for Runtime {
         let mut conn = self.pool().acquire().await.map_err(fail)?;
         let contact = contacts::load(&mut conn, id).await.map_err(fail)?;
         let (deleted_at, created_at): (Option<String>, String) =
-            sqlx::query_as("SELECT deleted_at, created_at FROM contacts WHERE id = ?").bind(id).fetch_one(&mut *conn).await.map_err(fail)?;
+            sqlx::query_as("SELECT deleted_at, created_at FROM contacts WHERE id = $1").bind(id).fetch_one(&mut *conn).await.map_err(fail)?;
         let participations = sqlx::query(
             "SELECT p.id, p.flow_id, f.name, p.version, p.status, p.step, p.reserved_for, p.callback_at
-             FROM participants p JOIN flows f ON f.id = p.flow_id WHERE p.contact_id = ? ORDER BY p.id",
+             FROM participants p JOIN flows f ON f.id = p.flow_id WHERE p.contact_id = $1 ORDER BY p.id",
         )
         .bind(id)
         .fetch_all(&mut *conn)
@@ -104,7 +126,7 @@ impl ContactsBackend for Runtime {
             "SELECT a.participant_id, f.name, a.step, a.kind, a.due_at, a.done_at, a.outcome, a.manual, coalesce(p.reserved_for, a.owner),
                     a.subject, a.reason
              FROM participant_actions a JOIN participants p ON p.id = a.participant_id JOIN flows f ON f.id = p.flow_id
-             WHERE p.contact_id = ? ORDER BY a.due_at DESC, a.participant_id, a.visit DESC LIMIT 500",
+             WHERE p.contact_id = $1 ORDER BY a.due_at DESC, a.participant_id, a.visit DESC LIMIT 500",
         )
         .bind(id)
         .fetch_all(&mut *conn)
@@ -144,7 +166,7 @@ impl ContactsBackend for Runtime {
             .collect();
         let messages = sqlx::query(
             "SELECT o.participant_id, o.kind, o.status, o.created_at, o.last_error FROM outbox o JOIN participants p ON p.id = o.participant_id
-             WHERE p.contact_id = ? ORDER BY o.id DESC LIMIT 200",
+             WHERE p.contact_id = $1 ORDER BY o.id DESC LIMIT 200",
         )
         .bind(id)
         .fetch_all(&mut *conn)
@@ -195,10 +217,10 @@ impl ContactsBackend for Runtime {
         let criteria: Criteria =
             serde_json::from_str(&criteria).map_err(|err| ServerFnError::new(format!("The search cannot be read: {err}")))?;
         criteria.check().map_err(fail)?;
-        let mut count: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT count(*) FROM participants WHERE ");
+        let mut count: Sql = Sql::new("SELECT count(*) FROM participants WHERE ");
         criteria.push_matching(&mut count);
         let total: i64 = count.build_query_scalar().fetch_one(self.pool()).await.map_err(fail)?;
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut query: Sql = Sql::new(
             "SELECT p.id, p.contact_id, coalesce(c.email, c.mobile, 'Contact ' || c.id), p.flow_id, f.name, p.status, p.step, p.pass_count,
                     p.reserved_for, p.callback_at
              FROM participants p JOIN contacts c ON c.id = p.contact_id JOIN flows f ON f.id = p.flow_id
@@ -242,9 +264,9 @@ impl ContactsBackend for Runtime {
     async fn start(&self, text: String) -> Result<i64, ServerFnError> {
         let actor = crate::actor::for_server_fn().await?;
         let id = bulk::start(self.pool(), &request(&text)?, actor.as_str(), self.now()).await.map_err(fail)?;
-        let (pool, files) = (self.pool().clone(), self.files_dir().to_owned());
+        let (pool, delivery) = (self.pool().clone(), self.delivery());
         tokio::spawn(async move {
-            let _ = bulk::run(&pool, &files, id).await;
+            let _ = bulk::run(&pool, &delivery, id).await;
         });
         Ok(id)
     }
@@ -261,20 +283,12 @@ impl ContactsBackend for Runtime {
 
     async fn import(&self, id: i64) -> Result<ImportInfo, ServerFnError> {
         let mut conn = self.pool().acquire().await.map_err(fail)?;
-        let job = super::import::job(&mut conn, id, 100).await.map_err(fail)?;
-        Ok(ImportInfo {
-            id: job.id,
-            file_name: job.file_name,
-            status: job.status,
-            bytes_total: job.bytes_total,
-            bytes_done: job.bytes_done,
-            rows_done: job.rows_done,
-            created: job.created,
-            updated: job.updated,
-            skipped: job.skipped,
-            failed: job.failed,
-            error: job.error,
-            errors: job.errors,
-        })
+        super::import::job(&mut conn, id, 100).await.map(import_info).map_err(fail)
+    }
+
+    async fn imports(&self) -> Result<Vec<ImportInfo>, ServerFnError> {
+        let mut conn = self.pool().acquire().await.map_err(fail)?;
+        let jobs = super::import::recent(&mut conn, 20).await.map_err(fail)?;
+        Ok(jobs.into_iter().map(import_info).collect())
     }
 }

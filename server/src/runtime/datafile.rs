@@ -3,9 +3,10 @@
 //!
 //! The link names the file and its expiry; the signature covers both, so
 //! neither can be changed. The signing key is made once per installation
-//! and kept in the database (`installation.link_secret`). Sending the link
-//! by email is the mailer's work: the request is recorded here
-//! (`email_status`), never pretended.
+//! and kept in the database (`installation.link_secret`). The link goes out
+//! by email through the SMTP settings, as an absolute URL under the app's
+//! public address (`WAYMARK_PUBLIC_URL`). A file whose email could not be
+//! sent is not kept: a run either emails its link or leaves nothing behind.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,25 +14,40 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
 use sha2::Sha256;
-use sqlx::SqlitePool;
 
+use crate::channels::email::{Mailer, Outgoing};
+use crate::channels::settings::Integrations;
 use crate::error::{Error, Result};
+use crate::db::Pool;
 
 /// How long a link works.
 pub const LINK_VALIDITY: SignedDuration = SignedDuration::from_hours(24);
 
-/// Until the mailer exists and sends it.
-pub const NOT_SENT: &str = "waiting for the mailer: email is not configured yet, so it has not been sent";
+/// Where data files are written, and the address their links start with.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub dir: PathBuf,
+    /// The app's public base URL, e.g. `https://waymark.example.com`.
+    pub public_url: String,
+}
+
+/// Refused (422 `email_not_configured`) when no SMTP server is set up.
+pub fn not_configured() -> Error {
+    Error::Invalid {
+        code: "email_not_configured",
+        message: "Email is not set up (Integrations → SMTP), so a data file's link cannot be sent; nothing was made.".into(),
+    }
+}
 
 /// The installation's signing key, made on first use.
-async fn secret(pool: &SqlitePool) -> Result<Vec<u8>> {
+async fn secret(pool: &Pool) -> Result<Vec<u8>> {
     if let Some(hex_key) = sqlx::query_scalar::<_, String>("SELECT value FROM installation WHERE key = 'link_secret'").fetch_optional(pool).await? {
         return hex::decode(hex_key).map_err(|err| Error::Internal(anyhow::anyhow!("link secret unreadable: {err}")));
     }
     let mut key = [0u8; 32];
     getrandom::getrandom(&mut key).map_err(|err| Error::Internal(anyhow::anyhow!("no randomness for the link secret: {err}")))?;
     // Two first uses at once: the first write wins, both read it back.
-    sqlx::query("INSERT OR IGNORE INTO installation (key, value) VALUES ('link_secret', ?)").bind(hex::encode(key)).execute(pool).await?;
+    sqlx::query("INSERT INTO installation (key, value) VALUES ('link_secret', $1) ON CONFLICT DO NOTHING").bind(hex::encode(key)).execute(pool).await?;
     let stored: String = sqlx::query_scalar("SELECT value FROM installation WHERE key = 'link_secret'").fetch_one(pool).await?;
     hex::decode(stored).map_err(|err| Error::Internal(anyhow::anyhow!("link secret unreadable: {err}")))
 }
@@ -71,45 +87,107 @@ pub struct DataFile {
 }
 
 /// Writes run `run`'s participants as `participants.csv` in a ZIP under
-/// `dir`, and records the file, its signed link and the email request.
-pub async fn make(pool: &SqlitePool, dir: &Path, run: i64, to: &[String], by: &str, now: Timestamp) -> Result<DataFile> {
+/// the delivery's folder, records the file with its signed link, and emails
+/// the link to `to`. Without SMTP settings nothing is made; when the email
+/// cannot be sent the file and its record are removed again.
+pub async fn make(pool: &Pool, delivery: &Delivery, run: i64, to: &[String], by: &str, now: Timestamp) -> Result<DataFile> {
+    let (smtp, password) = Integrations::load(pool).await?.smtp.ok_or_else(not_configured)?;
+    forget(pool, run).await?;
+    let dir = &delivery.dir;
     std::fs::create_dir_all(dir).map_err(|err| Error::Internal(err.into()))?;
     let path: PathBuf = dir.join(format!("bulk-run-{run}.zip"));
-    // Page by page into the deflate stream: the CSV is never whole in memory.
-    let file = std::fs::File::create(&path).map_err(|err| Error::Internal(err.into()))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
-    zip.start_file("participants.csv", options).map_err(|err| Error::Internal(err.into()))?;
-    let rows = super::export::write_all(pool, &super::bulk::run_export(run), &mut zip).await?;
-    zip.finish().map_err(|err| Error::Internal(err.into()))?.flush().map_err(|err| Error::Internal(err.into()))?;
+    let rows = match write_zip(pool, run, &path).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(err);
+        }
+    };
     let key = secret(pool).await?;
     let expires_at = now + LINK_VALIDITY;
     let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO data_files (run_id, path, rows, recipients, link, expires_at, email_status, created_by, created_at)
-         VALUES (?, ?, ?, ?, '', ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8) RETURNING id",
     )
     .bind(run)
     .bind(path.display().to_string())
     .bind(rows as i64)
     .bind(serde_json::to_string(to).expect("addresses serialize"))
     .bind(expires_at.to_string())
-    .bind(NOT_SENT)
+    .bind("sending")
     .bind(by)
     .bind(now.to_string())
     .fetch_one(&mut *tx)
     .await?;
     let link = link(&key, id, Timestamp::from_second(expires_at.as_second()).unwrap_or(expires_at));
-    sqlx::query("UPDATE data_files SET link = ? WHERE id = ?").bind(&link).bind(id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE data_files SET link = $1 WHERE id = $2").bind(&link).bind(id).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(DataFile { id, rows, link, expires_at, email_status: NOT_SENT.into() })
+
+    let url = format!("{}{link}", delivery.public_url.trim_end_matches('/'));
+    let mail = Outgoing {
+        to: to.to_vec(),
+        subject: format!("Your Waymark data file: {rows} participant(s) from bulk run {run}"),
+        text: message(rows, run, &url, expires_at, by),
+        id: crate::channels::message_id(&format!("data-file-{id}"), &smtp),
+        ..Outgoing::default()
+    };
+    if let Err(failure) = Mailer::default().send(&smtp, &password, mail).await {
+        forget(pool, run).await?;
+        return Err(Error::BadBody {
+            status: axum::http::StatusCode::BAD_GATEWAY,
+            code: "email_failed",
+            message: format!("The data file's link could not be emailed ({}), so the file was not kept.", failure.reason),
+        });
+    }
+    let email_status = format!("sent to {}", to.join(", "));
+    sqlx::query("UPDATE data_files SET email_status = $1 WHERE id = $2").bind(&email_status).bind(id).execute(pool).await?;
+    Ok(DataFile { id, rows, link, expires_at, email_status })
+}
+
+/// The run's participants as `participants.csv` in a ZIP at `path`; the
+/// data rows written. Page by page into the deflate stream: the CSV is
+/// never whole in memory.
+async fn write_zip(pool: &Pool, run: i64, path: &Path) -> Result<u64> {
+    let file = std::fs::File::create(path).map_err(|err| Error::Internal(err.into()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    zip.start_file("participants.csv", options).map_err(|err| Error::Internal(err.into()))?;
+    let rows = super::export::write_all(pool, &super::bulk::run_export(run), &mut zip).await?;
+    zip.finish().map_err(|err| Error::Internal(err.into()))?.flush().map_err(|err| Error::Internal(err.into()))?;
+    Ok(rows)
+}
+
+/// The email's text: what the file holds, the link, and until when it works.
+fn message(rows: u64, run: i64, url: &str, expires_at: Timestamp, by: &str) -> String {
+    format!(
+        "Hello,\n\n\
+         The data file {by} asked for is ready: {rows} participant row(s) from bulk run {run}, as a CSV in a ZIP.\n\n\
+         Download it here (the link works until {expires_at}, 24 hours after it was made; anyone with it can download the file):\n\n\
+         {url}\n\n\
+         -- Waymark\n"
+    )
+}
+
+/// Removes a run's data files and their records (an earlier try, or one whose email failed).
+async fn forget(pool: &Pool, run: i64) -> Result<()> {
+    let paths: Vec<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE run_id = $1").bind(run).fetch_all(pool).await?;
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::Internal(anyhow::anyhow!("data file {path} cannot be removed: {err}"))),
+        }
+    }
+    sqlx::query("DELETE FROM data_files WHERE run_id = $1").bind(run).execute(pool).await?;
+    Ok(())
 }
 
 /// The file behind a verified link: its path on disk.
-pub async fn open(pool: &SqlitePool, id: i64, expires: i64, sig: &str, now: Timestamp) -> Result<PathBuf> {
+pub async fn open(pool: &Pool, id: i64, expires: i64, sig: &str, now: Timestamp) -> Result<PathBuf> {
     let key = secret(pool).await?;
     verify(&key, id, expires, sig, now)?;
-    let path: Option<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE id = ?").bind(id).fetch_optional(pool).await?;
+    let path: Option<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE id = $1").bind(id).fetch_optional(pool).await?;
     path.map(PathBuf::from).ok_or(Error::LinkInvalid)
 }
 

@@ -9,12 +9,13 @@ use std::borrow::Cow;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::Row;
 
 use crate::error::Result;
 
 use super::bulk::Criteria;
 use super::contacts::ContactSearch;
+use crate::db::{Pool, Sql};
 
 /// Rows per page read from the database.
 const PAGE: i64 = 2_000;
@@ -46,12 +47,12 @@ fn take(out: csv::Writer<Vec<u8>>) -> Vec<u8> {
 pub trait Export: Send + Sync + 'static {
     fn header(&self) -> Vec<String>;
     /// The next page of CSV text after `after` (an id): the text, the last id in it and its row count; None when done.
-    fn page(&self, pool: &SqlitePool, after: i64) -> impl std::future::Future<Output = Result<Option<(Vec<u8>, i64, usize)>>> + Send;
+    fn page(&self, pool: &Pool, after: i64) -> impl std::future::Future<Output = Result<Option<(Vec<u8>, i64, usize)>>> + Send;
 }
 
 /// The export as a stream of CSV chunks, for a response body. A database
 /// error ends the stream with an error (the client sees a cut-off file).
-pub fn stream<E: Export>(pool: SqlitePool, export: E) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
+pub fn stream<E: Export>(pool: Pool, export: E) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
     let mut header = csv::Writer::from_writer(Vec::new());
     record(&mut header, export.header());
     let first = Bytes::from(take(header));
@@ -80,7 +81,7 @@ pub struct ContactsExport {
 
 impl ContactsExport {
     /// Reads the custom field names in use, for the columns.
-    pub async fn new(pool: &SqlitePool, search: ContactSearch) -> Result<Self> {
+    pub async fn new(pool: &Pool, search: ContactSearch) -> Result<Self> {
         let fields: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT j.key FROM contacts c, json_each(c.fields) j WHERE c.deleted_at IS NULL ORDER BY 1 LIMIT 500",
         )
@@ -97,8 +98,8 @@ impl Export for ContactsExport {
         CONTACT_COLUMNS.iter().map(|c| c.to_string()).chain(self.fields.iter().cloned()).collect()
     }
 
-    async fn page(&self, pool: &SqlitePool, after: i64) -> Result<Option<(Vec<u8>, i64, usize)>> {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+    async fn page(&self, pool: &Pool, after: i64) -> Result<Option<(Vec<u8>, i64, usize)>> {
+        let mut query: Sql = Sql::new(
             "SELECT c.id, c.email, c.mobile, c.timezone, c.owner,
                     (SELECT group_concat(l.name, ';') FROM list_members m JOIN lists l ON l.id = m.list_id WHERE m.contact_id = c.id),
                     c.opted_out, c.blocked, c.created_at, c.fields
@@ -169,8 +170,8 @@ impl Export for ParticipantsExport {
         PARTICIPANT_COLUMNS.iter().map(|c| c.to_string()).collect()
     }
 
-    async fn page(&self, pool: &SqlitePool, after: i64) -> Result<Option<(Vec<u8>, i64, usize)>> {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+    async fn page(&self, pool: &Pool, after: i64) -> Result<Option<(Vec<u8>, i64, usize)>> {
+        let mut query: Sql = Sql::new(
             "SELECT p.id, p.flow_id, f.name, p.version, p.status, p.step, p.pass_count, p.next_run_at, p.reserved_for, p.callback_at,
                     p.contact_id, c.email, c.mobile, c.timezone, c.owner
              FROM participants p JOIN contacts c ON c.id = p.contact_id JOIN flows f ON f.id = p.flow_id
@@ -214,7 +215,7 @@ impl Export for ParticipantsExport {
 }
 
 /// Writes a whole export to `out` (for the ZIP of a data file); returns the data rows written.
-pub async fn write_all<E: Export, W: std::io::Write>(pool: &SqlitePool, export: &E, out: &mut W) -> Result<u64> {
+pub async fn write_all<E: Export, W: std::io::Write>(pool: &Pool, export: &E, out: &mut W) -> Result<u64> {
     let mut header = csv::Writer::from_writer(Vec::new());
     record(&mut header, export.header());
     out.write_all(&take(header)).map_err(|err| crate::error::Error::Internal(err.into()))?;

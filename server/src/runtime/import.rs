@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::Row;
 
 use crate::error::{Error, Result};
 
 use super::Runtime;
+use crate::db::{Conn, Pool, Sql};
 
 /// Rows per transaction.
 const BATCH_ROWS: usize = 5_000;
@@ -278,7 +279,7 @@ pub async fn create_job(runtime: &Runtime, path: &Path, file_name: Option<&str>,
     let bytes = tokio::fs::metadata(path).await.map_err(|err| Error::Internal(err.into()))?.len();
     Ok(sqlx::query_scalar(
         "INSERT INTO contact_imports (file_name, options, status, bytes_total, started_by, started_at)
-         VALUES (?, ?, 'running', ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, 'running', $3, $4, $5) RETURNING id",
     )
     .bind(file_name)
     .bind(serde_json::to_string(options).expect("options serialize"))
@@ -297,7 +298,7 @@ pub async fn run(runtime: &Runtime, job: i64, path: PathBuf, options: ImportOpti
     let now = runtime.now().to_string();
     match &outcome {
         Ok(rows) => {
-            sqlx::query("UPDATE contact_imports SET status = 'done', rows_total = ?, bytes_done = bytes_total, finished_at = ? WHERE id = ?")
+            sqlx::query("UPDATE contact_imports SET status = 'done', rows_total = $1, bytes_done = bytes_total, finished_at = $2 WHERE id = $3")
                 .bind(*rows as i64)
                 .bind(&now)
                 .bind(job)
@@ -306,7 +307,7 @@ pub async fn run(runtime: &Runtime, job: i64, path: PathBuf, options: ImportOpti
         }
         Err(err) => {
             tracing::error!(job, error = %err, "contact import failed");
-            sqlx::query("UPDATE contact_imports SET status = 'failed', error = ?, finished_at = ? WHERE id = ?")
+            sqlx::query("UPDATE contact_imports SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3")
                 .bind(format!("Stopped after the rows counted as done: {}", err.public_message()))
                 .bind(&now)
                 .bind(job)
@@ -489,14 +490,15 @@ impl Writer<'_> {
             }
         }
 
-        // New contacts, many per statement; their ids follow each other
-        // (AUTOINCREMENT, one statement, the write lock held).
+        // New contacts, many per statement. Both engines number one
+        // statement's rows in the order they are written, so the returned
+        // ids, ascending, line up with the rows.
         let mut members: Vec<(i64, String)> = Vec::new();
         let at = self.runtime.now().to_string();
         let inserts: Vec<&Row_> = plans.iter().filter_map(|p| if let Plan::Insert(r) = p { Some(r) } else { None }).collect();
         for chunk in inserts.chunks(1_000) {
-            let mut query: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO contacts (email, mobile, timezone, owner, fields, created_at, updated_at) ");
+            let mut query: Sql =
+                Sql::new("INSERT INTO contacts (email, mobile, timezone, owner, fields, created_at, updated_at, search_name) ");
             query.push_values(chunk, |mut b, r| {
                 b.push_bind(r.email.clone())
                     .push_bind(r.mobile.clone())
@@ -504,20 +506,28 @@ impl Writer<'_> {
                     .push_bind(r.owner.clone())
                     .push_bind(serde_json::to_string(&r.fields).expect("maps serialize"))
                     .push_bind(&at)
-                    .push_bind(&at);
+                    .push_bind(&at)
+                    .push_bind(super::contacts::search_name(&r.fields));
             });
-            let last = query.build().execute(&mut *tx).await?.last_insert_rowid();
-            let first = last - chunk.len() as i64 + 1;
-            for (offset, row) in chunk.iter().enumerate() {
-                self.join(&mut members, first + offset as i64, &row.lists);
+            query.push(" RETURNING id");
+            let mut ids: Vec<i64> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            ids.sort_unstable();
+            for (id, row) in ids.into_iter().zip(chunk) {
+                self.join(&mut members, id, &row.lists);
             }
             created += chunk.len() as i64;
         }
         for plan in &plans {
             let Plan::Update(id, row) = plan else { continue };
-            let result = sqlx::query(
-                "UPDATE contacts SET email = coalesce(?, email), mobile = coalesce(?, mobile), timezone = coalesce(?, timezone),
-                     owner = coalesce(?, owner), fields = json_patch(fields, ?), updated_at = ? WHERE id = ?",
+            // An email that is another contact's is refused here rather than
+            // by the unique index: a failed statement would end the whole
+            // transaction on PostgreSQL.
+            let result = sqlx::query_scalar::<_, String>(
+                "UPDATE contacts SET email = coalesce($1, email), mobile = coalesce($2, mobile), timezone = coalesce($3, timezone),
+                     owner = coalesce($4, owner), fields = json_patch(fields, $5), updated_at = $6
+                 WHERE id = $7 AND ($1 IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM contacts o WHERE o.email IS NOT NULL AND lower(o.email) = lower($1) AND o.id <> $7))
+                 RETURNING fields",
             )
             .bind(&row.email)
             .bind(&row.mobile)
@@ -526,35 +536,44 @@ impl Writer<'_> {
             .bind(serde_json::to_string(&row.fields).expect("maps serialize"))
             .bind(&at)
             .bind(id)
-            .execute(&mut *tx)
-            .await;
+            .fetch_optional(&mut *tx)
+            .await?;
             match result {
-                Ok(_) => {
+                Some(fields) => {
+                    // A row naming the contact: the merged fields give its name now.
+                    if super::contacts::search_name(&row.fields).is_some() {
+                        let fields: Map<String, Value> = serde_json::from_str(&fields).unwrap_or_default();
+                        sqlx::query("UPDATE contacts SET search_name = $1 WHERE id = $2")
+                            .bind(super::contacts::search_name(&fields))
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     updated += 1;
                     self.join(&mut members, *id, &row.lists);
                 }
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                None => {
                     errors.push((row.line, format!("The email is already another contact's; contact {id} was not changed.")));
                 }
-                Err(err) => return Err(err.into()),
             }
         }
         self.add_members(&mut tx, &members, &at).await?;
 
         errors.sort_by_key(|(line, _)| *line);
         let failed = errors.len() as i64;
-        let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM import_errors WHERE import_id = ?").bind(self.job).fetch_one(&mut *tx).await?;
+        let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM import_errors WHERE import_id = $1").bind(self.job).fetch_one(&mut *tx).await?;
         let room = (MAX_LISTED_ERRORS - listed).max(0) as usize;
         for chunk in errors[..errors.len().min(room)].chunks(1_000) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO import_errors (import_id, line, reason) ");
+            let mut query: Sql = Sql::new("INSERT INTO import_errors (import_id, line, reason) ");
             query.push_values(chunk, |mut b, (line, reason)| {
                 b.push_bind(self.job).push_bind(*line as i64).push_bind(reason.clone());
             });
+            query.push(" ON CONFLICT DO NOTHING");
             query.build().execute(&mut *tx).await?;
         }
         sqlx::query(
-            "UPDATE contact_imports SET bytes_done = ?, rows_done = rows_done + ?, created = created + ?, updated = updated + ?,
-                 skipped = skipped + ?, failed = failed + ? WHERE id = ?",
+            "UPDATE contact_imports SET bytes_done = $1, rows_done = rows_done + $2, created = created + $3, updated = updated + $4,
+                 skipped = skipped + $5, failed = failed + $6 WHERE id = $7",
         )
         .bind(batch.bytes as i64)
         .bind(batch.read as i64)
@@ -577,7 +596,7 @@ impl Writer<'_> {
 
     /// List memberships; joining a list enrolls into the flows whose start
     /// admits its members (by their re-entry rule), as joining one by one does.
-    async fn add_members(&mut self, tx: &mut SqliteConnection, members: &[(i64, String)], at: &str) -> Result<()> {
+    async fn add_members(&mut self, tx: &mut Conn, members: &[(i64, String)], at: &str) -> Result<()> {
         if members.is_empty() {
             return Ok(());
         }
@@ -586,10 +605,10 @@ impl Writer<'_> {
             let list = match self.lists.get(&name.to_lowercase()) {
                 Some(id) => *id,
                 None => {
-                    sqlx::query("INSERT OR IGNORE INTO lists (name) VALUES (?)").bind(name).execute(&mut *tx).await?;
-                    let id: i64 = sqlx::query_scalar("SELECT id FROM lists WHERE name = ?").bind(name).fetch_one(&mut *tx).await?;
+                    sqlx::query("INSERT INTO lists (name) VALUES ($1) ON CONFLICT DO NOTHING").bind(name).execute(&mut *tx).await?;
+                    let id: i64 = sqlx::query_scalar("SELECT id FROM lists WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
                     let flows: Vec<i64> = sqlx::query_scalar(
-                        "SELECT id FROM flows WHERE entry_list = ? COLLATE NOCASE AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
+                        "SELECT id FROM flows WHERE entry_list = $1 COLLATE NOCASE AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
                     )
                     .bind(name)
                     .fetch_all(&mut *tx)
@@ -604,11 +623,11 @@ impl Writer<'_> {
         for (list, contacts) in by_list {
             let mut joined = Vec::new();
             for chunk in contacts.chunks(5_000) {
-                let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO list_members (list_id, contact_id, added_at) ");
+                let mut query: Sql = Sql::new("INSERT INTO list_members (list_id, contact_id, added_at) ");
                 query.push_values(chunk, |mut b, id| {
                     b.push_bind(list).push_bind(*id).push_bind(at);
                 });
-                query.push(" RETURNING contact_id");
+                query.push(" ON CONFLICT DO NOTHING RETURNING contact_id");
                 joined.extend(query.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
             }
             for flow in self.entry_flows.get(&list).cloned().unwrap_or_default() {
@@ -620,10 +639,10 @@ impl Writer<'_> {
 }
 
 /// `prefix` + placeholders for `values` + `suffix`, as a map from the second column to the first.
-async fn existing(conn: &mut SqliteConnection, prefix: &str, values: &[String], suffix: &str) -> Result<HashMap<String, i64>> {
+async fn existing(conn: &mut Conn, prefix: &str, values: &[String], suffix: &str) -> Result<HashMap<String, i64>> {
     let mut found = HashMap::new();
     for chunk in values.chunks(2_000) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(prefix);
+        let mut query: Sql = Sql::new(prefix);
         let mut list = query.separated(", ");
         for value in chunk {
             list.push_bind(value);
@@ -658,16 +677,16 @@ pub struct ImportJob {
     pub errors: Vec<(i64, String)>,
 }
 
-pub async fn job(conn: &mut SqliteConnection, id: i64, errors: i64) -> Result<ImportJob> {
+pub async fn job(conn: &mut Conn, id: i64, errors: i64) -> Result<ImportJob> {
     let row = sqlx::query(
         "SELECT id, file_name, status, bytes_total, bytes_done, rows_done, rows_total, created, updated, skipped, failed, error,
-                started_by, started_at, finished_at FROM contact_imports WHERE id = ?",
+                started_by, started_at, finished_at FROM contact_imports WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::ImportNotFound(id))?;
-    let listed: Vec<(i64, String)> = sqlx::query_as("SELECT line, reason FROM import_errors WHERE import_id = ? ORDER BY line LIMIT ?")
+    let listed: Vec<(i64, String)> = sqlx::query_as("SELECT line, reason FROM import_errors WHERE import_id = $1 ORDER BY line LIMIT $2")
         .bind(id)
         .bind(errors)
         .fetch_all(&mut *conn)
@@ -692,12 +711,22 @@ pub async fn job(conn: &mut SqliteConnection, id: i64, errors: i64) -> Result<Im
     })
 }
 
+/// The newest `limit` imports, without their refused rows.
+pub async fn recent(conn: &mut Conn, limit: i64) -> Result<Vec<ImportJob>> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM contact_imports ORDER BY id DESC LIMIT $1").bind(limit).fetch_all(&mut *conn).await?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        jobs.push(job(conn, id, 0).await?);
+    }
+    Ok(jobs)
+}
+
 /// Imports that were running when the process stopped cannot resume (their
 /// uploaded file is gone): they are marked failed with what they did.
-pub async fn fail_interrupted(pool: &sqlx::SqlitePool) -> Result<u64> {
+pub async fn fail_interrupted(pool: &Pool) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE contact_imports SET status = 'failed', error = 'The server stopped during the import; the rows counted as done were imported.',
-             finished_at = ? WHERE status = 'running'",
+             finished_at = $1 WHERE status = 'running'",
     )
     .bind(jiff::Timestamp::now().to_string())
     .execute(pool)

@@ -22,13 +22,14 @@ use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 use app::core::contact::Contact;
 use app::core::engine::{self, ActionRecord, Advance, Event, Participant, Status};
 use app::core::flow::{FlowDocument, Reentry};
 
 use crate::error::{Error, Result};
+use crate::db::{Backend, Conn, Pool, Sql};
 
 /// Where `now` comes from: the system clock in production, a hand-moved
 /// one in tests.
@@ -91,7 +92,7 @@ type VersionCache = HashMap<(i64, i64), Arc<FlowDocument>>;
 
 #[derive(Clone)]
 pub struct Runtime {
-    pool: SqlitePool,
+    pool: Pool,
     clock: Arc<dyn Clock>,
     worker: String,
     lease: SignedDuration,
@@ -99,6 +100,8 @@ pub struct Runtime {
     versions: Arc<Mutex<VersionCache>>,
     /// Where data files (bulk "email data file" ZIPs) are written.
     files: std::path::PathBuf,
+    /// The address people reach the app at, for links sent by email.
+    public_url: String,
 }
 
 /// What one scheduler pass did.
@@ -134,6 +137,9 @@ struct Claimed {
     contact_id: i64,
     revision: i64,
     state: Participant,
+    /// A booked callback that has come due (its time, its agent): it is
+    /// what woke the participant, and it is used up by this run.
+    callback: Option<(Timestamp, Option<String>)>,
 }
 
 fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
@@ -143,24 +149,33 @@ fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
 /// Writes an advanced participant over the revision it was read at and, for
 /// a scheduler claim, the lease it holds (released here). False, with
 /// nothing written, when either has moved on.
+///
+/// A booked callback is the participant's next run (it replaces the flow's
+/// own, as a dialer's callback replaces the next dial time) until it comes
+/// due; `called_back` says this write is that callback's run, which uses it up.
 async fn save_state(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: i64,
     revision: i64,
     lease: Option<&str>,
     p: &Participant,
     now: Timestamp,
+    called_back: bool,
 ) -> Result<bool> {
     let sql = match lease {
         Some(_) => {
-            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
-                 revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = ?
-             WHERE id = ? AND revision = ? AND lease_owner = ?"
+            "UPDATE participants SET status = $1, step = $2, state = $3,
+                 next_run_at = CASE WHEN $9 = 0 AND callback_at IS NOT NULL AND $1 IN ('ready', 'waiting', 'held') THEN callback_at ELSE $4 END,
+                 callback_at = CASE WHEN $9 = 0 THEN callback_at END, callback_owner = CASE WHEN $9 = 0 THEN callback_owner END,
+                 pass_count = $5, revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = $6
+             WHERE id = $7 AND revision = $8 AND lease_owner = $10"
         }
         None => {
-            "UPDATE participants SET status = ?, step = ?, state = ?, next_run_at = ?, pass_count = ?,
-                 revision = revision + 1, updated_at = ?
-             WHERE id = ? AND revision = ?"
+            "UPDATE participants SET status = $1, step = $2, state = $3,
+                 next_run_at = CASE WHEN $9 = 0 AND callback_at IS NOT NULL AND $1 IN ('ready', 'waiting', 'held') THEN callback_at ELSE $4 END,
+                 callback_at = CASE WHEN $9 = 0 THEN callback_at END, callback_owner = CASE WHEN $9 = 0 THEN callback_owner END,
+                 pass_count = $5, revision = revision + 1, updated_at = $6
+             WHERE id = $7 AND revision = $8"
         }
     };
     let mut query = sqlx::query(sql)
@@ -171,7 +186,8 @@ async fn save_state(
         .bind(p.pass_count as i64)
         .bind(now.to_string())
         .bind(id)
-        .bind(revision);
+        .bind(revision)
+        .bind(i64::from(called_back));
     if let Some(owner) = lease {
         query = query.bind(owner);
     }
@@ -184,7 +200,7 @@ fn read_state(text: &str) -> Result<Participant> {
 }
 
 impl Runtime {
-    pub fn new(pool: SqlitePool, clock: Arc<dyn Clock>, worker: impl Into<String>) -> Self {
+    pub fn new(pool: Pool, clock: Arc<dyn Clock>, worker: impl Into<String>) -> Self {
         Runtime {
             pool,
             clock,
@@ -193,7 +209,23 @@ impl Runtime {
             batch: 500,
             versions: Arc::new(Mutex::new(HashMap::new())),
             files: std::env::temp_dir().join("waymark-files"),
+            public_url: "http://127.0.0.1:3000".into(),
         }
+    }
+
+    /// The app's public base URL (`https://waymark.example.com`): emailed links start with it.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Where data files go and how their emailed links begin.
+    pub fn delivery(&self) -> datafile::Delivery {
+        datafile::Delivery { dir: self.files.clone(), public_url: self.public_url.clone() }
     }
 
     pub fn with_files_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
@@ -215,7 +247,16 @@ impl Runtime {
         self
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    /// How long a claim (on participants or on effects) lasts.
+    pub fn lease(&self) -> SignedDuration {
+        self.lease
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -224,11 +265,11 @@ impl Runtime {
     }
 
     /// A published version's document (cached: versions never change).
-    async fn version(&self, conn: &mut SqliteConnection, flow: i64, number: i64) -> Result<Arc<FlowDocument>> {
+    async fn version(&self, conn: &mut Conn, flow: i64, number: i64) -> Result<Arc<FlowDocument>> {
         if let Some(doc) = self.versions.lock().expect("cache lock").get(&(flow, number)) {
             return Ok(doc.clone());
         }
-        let text: Option<String> = sqlx::query_scalar("SELECT document FROM flow_versions WHERE flow_id = ? AND number = ?")
+        let text: Option<String> = sqlx::query_scalar("SELECT document FROM flow_versions WHERE flow_id = $1 AND number = $2")
             .bind(flow)
             .bind(number)
             .fetch_optional(&mut *conn)
@@ -253,11 +294,11 @@ impl Runtime {
 
     /// Enrolls `contact` into every published flow whose start step admits
     /// the members of one of `lists` (entry on list membership).
-    pub async fn enroll_by_lists(&self, conn: &mut SqliteConnection, contact: i64, lists: &[String]) -> Result<usize> {
+    pub async fn enroll_by_lists(&self, conn: &mut Conn, contact: i64, lists: &[String]) -> Result<usize> {
         let mut enrolled = 0;
         for list in lists {
             let flows: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM flows WHERE entry_list = ? COLLATE NOCASE AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
+                "SELECT id FROM flows WHERE entry_list = $1 COLLATE NOCASE AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
             )
             .bind(list)
             .fetch_all(&mut *conn)
@@ -269,13 +310,13 @@ impl Runtime {
         Ok(enrolled)
     }
 
-    pub(crate) async fn enroll_in(&self, tx: &mut SqliteConnection, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
-        let version: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
+    pub(crate) async fn enroll_in(&self, tx: &mut Conn, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = $1")
             .bind(flow_id)
             .fetch_one(&mut *tx)
             .await?;
         let Some(version) = version else {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = ?").bind(flow_id).fetch_optional(&mut *tx).await?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = $1").bind(flow_id).fetch_optional(&mut *tx).await?;
             return Err(if exists.is_some() { Error::NotPublished(flow_id) } else { Error::FlowNotFound(flow_id) });
         };
         let doc = self.version(tx, flow_id, version).await?;
@@ -285,62 +326,71 @@ impl Runtime {
         let mut ids = Vec::with_capacity(contact_ids.len());
         let mut kept_out = 0;
         let mut slots: HashMap<i64, i64> = HashMap::new();
-        for &contact_id in contact_ids {
-            let blocking = match reentry {
-                Reentry::Always => None,
-                Reentry::Never => Some("SELECT count(*) FROM participants WHERE flow_id = ? AND contact_id = ?"),
-                Reentry::AfterExit => Some(
-                    "SELECT count(*) FROM participants WHERE flow_id = ? AND contact_id = ?
-                     AND status NOT IN ('completed', 'exited', 'cancelled', 'failed')",
-                ),
+        // Contacts this call enrolled: under a re-entry rule a repeat in
+        // the same call is kept out, as it would be in the next call.
+        let mut enrolled_now: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        // A few statements per chunk, not a round trip per contact.
+        for chunk in contact_ids.chunks(ENROLL_CHUNK) {
+            let known = ids_in(tx, "SELECT id FROM contacts WHERE id IN ", chunk, "").await?;
+            if let Some(missing) = chunk.iter().find(|id| !known.contains(id)) {
+                return Err(Error::ContactNotFound(*missing));
+            }
+            let blocked = match reentry {
+                Reentry::Always => Default::default(),
+                Reentry::Never => ids_in(tx, &format!("SELECT contact_id FROM participants WHERE flow_id = {flow_id} AND contact_id IN "), chunk, "").await?,
+                Reentry::AfterExit => {
+                    let open = " AND status NOT IN ('completed', 'exited', 'cancelled', 'failed')";
+                    ids_in(tx, &format!("SELECT contact_id FROM participants WHERE flow_id = {flow_id} AND contact_id IN "), chunk, open).await?
+                }
             };
-            if let Some(sql) = blocking {
-                let count: i64 = sqlx::query_scalar(sql).bind(flow_id).bind(contact_id).fetch_one(&mut *tx).await?;
-                if count > 0 {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for &contact_id in chunk {
+                let repeat = reentry != Reentry::Always && !enrolled_now.insert(contact_id);
+                if blocked.contains(&contact_id) || repeat {
                     kept_out += 1;
                     continue;
                 }
+                let seed = (contact_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now.as_nanosecond() as u64;
+                let state = serde_json::to_string(&Participant::new(seed)).expect("participants serialize");
+                let starts = match &doc.settings.slow_drip {
+                    Some(drip) => drip_slot(tx, flow_id, drip, now, &mut slots).await?,
+                    None => now,
+                };
+                rows.push((contact_id, state, millis(starts)));
             }
-            let seed = (contact_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now.as_nanosecond() as u64;
-            let state = Participant::new(seed);
-            let starts = match &doc.settings.slow_drip {
-                Some(drip) => drip_slot(tx, flow_id, drip, now, &mut slots).await?,
-                None => now,
-            };
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at)
-                 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(flow_id)
-            .bind(version)
-            .bind(contact_id)
-            .bind(serde_json::to_string(&state).expect("participants serialize"))
-            .bind(millis(starts))
-            .bind(millis(starts))
-            .bind(&at)
-            .bind(&at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::ContactNotFound(contact_id),
-                _ => Error::Database(err),
-            })?;
-            ids.push(id);
+            if rows.is_empty() {
+                continue;
+            }
+            let mut insert = Sql::new("INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at)");
+            insert.push_values(rows, |mut row, (contact_id, state, starts)| {
+                row.push_bind(flow_id).push_bind(version).push_bind(contact_id).push("'ready'").push_bind(state);
+                row.push_bind(starts).push_bind(starts).push_bind(at.clone()).push_bind(at.clone());
+            });
+            insert.push(" RETURNING id");
+            let mut made: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+            // Ids ascend with insertion order on both engines.
+            made.sort_unstable();
+            ids.extend(made);
         }
         Ok((ids, kept_out))
     }
 
     /// Claims due participants (a lease) and returns them.
+    ///
+    /// On PostgreSQL several processes claim at once: rows another worker is
+    /// claiming are skipped, not waited for. SQLite has one writer at a time.
     async fn claim(&self, now: Timestamp) -> Result<Vec<Claimed>> {
-        let rows = sqlx::query(
-            "UPDATE participants SET lease_owner = ?, lease_until = ?
+        let sql = format!(
+            "UPDATE participants SET lease_owner = $1, lease_until = $2
              WHERE id IN (
                  SELECT id FROM participants
-                 WHERE next_run_at <= ? AND status IN ('ready', 'waiting', 'held')
-                   AND (lease_until IS NULL OR lease_until < ?)
-                 ORDER BY next_run_at LIMIT ?)
-             RETURNING id, flow_id, version, contact_id, revision, state",
-        )
+                 WHERE next_run_at <= $3 AND status IN ('ready', 'waiting', 'held')
+                   AND (lease_until IS NULL OR lease_until < $4)
+                 ORDER BY next_run_at LIMIT $5{})
+             RETURNING id, flow_id, version, contact_id, revision, state, callback_at, callback_owner",
+            Backend::of(&self.pool).skip_locked()
+        );
+        let mut rows = sqlx::query(&sql)
         .bind(&self.worker)
         .bind(millis(now + self.lease))
         .bind(millis(now))
@@ -348,6 +398,9 @@ impl Runtime {
         .bind(self.batch as i64)
         .fetch_all(&self.pool)
         .await?;
+        // Committed in contact order, so that two workers whose batches
+        // share contacts lock those rows in the same order.
+        rows.sort_by_key(|row| (row.get::<i64, _>("contact_id"), row.get::<i64, _>("id")));
         rows.iter()
             .map(|row| {
                 Ok(Claimed {
@@ -357,6 +410,9 @@ impl Runtime {
                     contact_id: row.get("contact_id"),
                     revision: row.get("revision"),
                     state: read_state(row.get("state"))?,
+                    callback: timestamp_from_millis(row.get("callback_at"))
+                        .filter(|at| *at <= now)
+                        .map(|at| (at, row.get("callback_owner"))),
                 })
             })
             .collect()
@@ -381,7 +437,11 @@ impl Runtime {
             let groups = load_groups(&mut conn).await?;
             for participant in &claimed {
                 let doc = self.version(&mut conn, participant.flow_id, participant.version).await?;
-                let event = if participant.state.step.is_none() { Event::Enroll } else { Event::Wake };
+                let event = match (&participant.state.step, &participant.callback) {
+                    (None, _) => Event::Enroll,
+                    (Some(_), Some((at, owner))) => Event::Callback { at: *at, owner: owner.clone() },
+                    (Some(_), None) => Event::Wake,
+                };
                 let before = contacts.get(&participant.contact_id).cloned().unwrap_or_default();
                 let step = engine::advance_with(&doc, &groups, &participant.state, &before, event, now);
                 // Later participants of the same contact in this batch see the change.
@@ -412,8 +472,8 @@ impl Runtime {
 
     /// Writes one participant's advance. False (and nothing written) when
     /// the lease was lost: another worker owns it now.
-    async fn commit(&self, conn: &mut SqliteConnection, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
-        if !save_state(conn, claimed.id, claimed.revision, Some(&self.worker), &step.participant, now).await? {
+    async fn commit(&self, conn: &mut Conn, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
+        if !save_state(conn, claimed.id, claimed.revision, Some(&self.worker), &step.participant, now, claimed.callback.is_some()).await? {
             tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
             return Ok(false);
         }
@@ -424,38 +484,60 @@ impl Runtime {
     /// Feeds an event that is not a timer (an agent's action, an effect's
     /// outcome) to one participant, in one transaction.
     pub async fn deliver(&self, participant_id: i64, event: Event) -> Result<ParticipantView> {
+        self.deliver_with(participant_id, event, None).await?;
+        self.participant(participant_id).await
+    }
+
+    /// Feeds an effect's final outcome back to its participant in the same
+    /// transaction that closes its outbox entry, so a crash keeps both or
+    /// neither (then the entry's lease runs out and it is tried again). A
+    /// participant no longer waiting still gets the entry closed. Nothing
+    /// is written when another worker took the entry over meanwhile.
+    pub(crate) async fn deliver_outcome(&self, participant_id: i64, outcome: &outbox::Outcome, event: Event) -> Result<()> {
+        self.deliver_with(participant_id, event, Some(outcome)).await
+    }
+
+    async fn deliver_with(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<()> {
         // A scheduler pass may commit the same participant meanwhile: write
         // only over the revision read, and read again if it moved.
         for _ in 0..5 {
-            if self.try_deliver(participant_id, event.clone()).await? {
-                return self.participant(participant_id).await;
+            if self.try_deliver(participant_id, event.clone(), outcome).await? {
+                return Ok(());
             }
         }
         Err(Error::Internal(anyhow::anyhow!("participant {participant_id} kept changing; event not delivered")))
     }
 
-    async fn try_deliver(&self, participant_id: i64, event: Event) -> Result<bool> {
+    async fn try_deliver(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<bool> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision, status FROM participants WHERE id = ?")
+        if let Some(outcome) = outcome {
+            if !outcome.record(&mut tx).await? {
+                return Ok(true);
+            }
+        }
+        let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision, status FROM participants WHERE id = $1")
             .bind(participant_id)
             .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::ParticipantNotFound(participant_id))?;
+            .await?;
+        // Bulk actions write the status column: it is the truth. Ended,
+        // paused or deleted meanwhile: only the outbox entry is closed.
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Err(Error::ParticipantNotFound(participant_id));
+        };
         let (flow_id, version, contact_id, revision): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(4));
         let state: Participant = read_state(row.get(3))?;
-        // Bulk actions write the status column: it is the truth.
-        if !matches!(row.get::<&str, _>(5), "ready" | "waiting" | "held") {
-            return Err(Error::NoPendingAction(participant_id));
-        }
-        if matches!(event, Event::Manual { .. }) && !matches!(state.phase, engine::Phase::Manual { .. }) {
+        let pending = matches!(row.get::<&str, _>(5), "ready" | "waiting" | "held");
+        if !pending || (matches!(event, Event::Manual { .. }) && !matches!(state.phase, engine::Phase::Manual { .. })) {
+            tx.commit().await?;
             return Err(Error::NoPendingAction(participant_id));
         }
         let doc = self.version(&mut tx, flow_id, version).await?;
         let before = contacts::load(&mut tx, contact_id).await?;
         let groups = load_groups(&mut tx).await?;
         let step = engine::advance_with(&doc, &groups, &state, &before, event, now);
-        if !save_state(&mut tx, participant_id, revision, None, &step.participant, now).await? {
+        if !save_state(&mut tx, participant_id, revision, None, &step.participant, now, false).await? {
             return Ok(false);
         }
         self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
@@ -465,7 +547,7 @@ impl Runtime {
 
     pub async fn participant(&self, id: i64) -> Result<ParticipantView> {
         let row = sqlx::query(
-            "SELECT id, flow_id, version, contact_id, status, step, next_run_at, pass_count, state FROM participants WHERE id = ?",
+            "SELECT id, flow_id, version, contact_id, status, step, next_run_at, pass_count, state FROM participants WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -490,7 +572,7 @@ impl Runtime {
         self.participant(id).await?;
         let rows = sqlx::query(
             "SELECT visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why
-             FROM participant_actions WHERE participant_id = ? ORDER BY visit",
+             FROM participant_actions WHERE participant_id = $1 ORDER BY visit",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -520,7 +602,7 @@ impl Runtime {
     /// and to show what a migration to a new version would move.
     pub async fn counts(&self, flow_id: i64) -> Result<Vec<(i64, String, String, i64)>> {
         let rows = sqlx::query(
-            "SELECT version, coalesce(step, ''), status, count(*) FROM participants WHERE flow_id = ?
+            "SELECT version, coalesce(step, ''), status, count(*) FROM participants WHERE flow_id = $1
              GROUP BY version, step, status ORDER BY version, step, status",
         )
         .bind(flow_id)
@@ -534,7 +616,7 @@ impl Runtime {
     pub async fn retry(&self, id: i64) -> Result<ParticipantView> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT state, revision FROM participants WHERE id = ?")
+        let row = sqlx::query("SELECT state, revision FROM participants WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
@@ -549,7 +631,7 @@ impl Runtime {
         state.visit += 1;
         state.due_at = Some(now);
         state.next_run_at = Some(now);
-        sqlx::query("UPDATE participants SET status = 'ready', state = ?, next_run_at = ?, revision = revision + 1, updated_at = ? WHERE id = ? AND revision = ?")
+        sqlx::query("UPDATE participants SET status = 'ready', state = $1, next_run_at = $2, revision = revision + 1, updated_at = $3 WHERE id = $4 AND revision = $5")
             .bind(serde_json::to_string(&state).expect("participants serialize"))
             .bind(millis(now))
             .bind(now.to_string())
@@ -567,7 +649,7 @@ impl Runtime {
     /// neither stay where they are and are counted. Returns (moved, left).
     pub async fn migrate(&self, flow_id: i64, map: &HashMap<String, String>) -> Result<(usize, usize)> {
         let mut tx = self.pool.begin().await?;
-        let newest: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = ?")
+        let newest: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = $1")
             .bind(flow_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -583,7 +665,7 @@ impl Runtime {
             }
         }
         let rows = sqlx::query(
-            "SELECT id, state, revision FROM participants WHERE flow_id = ? AND version < ?
+            "SELECT id, state, revision FROM participants WHERE flow_id = $1 AND version < $2
              AND status NOT IN ('completed', 'exited', 'cancelled')",
         )
         .bind(flow_id)
@@ -608,9 +690,11 @@ impl Runtime {
                 state.status = Status::Ready;
                 state.next_run_at = Some(self.now());
             }
+            // A booked callback stays the next run.
             sqlx::query(
-                "UPDATE participants SET version = ?, step = ?, status = ?, state = ?, next_run_at = ?, revision = revision + 1
-                 WHERE id = ? AND revision = ?",
+                "UPDATE participants SET version = $1, step = $2, status = $3, state = $4,
+                     next_run_at = CASE WHEN callback_at IS NOT NULL THEN callback_at ELSE $5 END, revision = revision + 1
+                 WHERE id = $6 AND revision = $7",
             )
             .bind(newest)
             .bind(&state.step)
@@ -645,9 +729,9 @@ impl Runtime {
 impl Runtime {
 /// The timeline records, the outbox entries and the contact's changes of
 /// one advance (lists it joined may enroll it into other flows).
-async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
+async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
     if !step.actions.is_empty() {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut query: Sql = Sql::new(
             "INSERT INTO participant_actions (participant_id, visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why) ",
         );
         // Later records of a visit replace earlier ones; one row per visit.
@@ -667,15 +751,17 @@ async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, 
                 .push_bind(r.done_at.map(|t| t.to_string()))
                 .push_bind(r.outcome.as_str())
                 .push_bind(r.reason.clone())
-                .push_bind(r.manual)
+                .push_bind(r.manual as i64)
                 .push_bind(r.owner.clone())
                 .push_bind(r.subject.clone())
                 .push_bind(r.why.clone());
         });
         query.push(
             " ON CONFLICT (participant_id, visit) DO UPDATE SET due_at = excluded.due_at, done_at = excluded.done_at,
-                outcome = excluded.outcome, reason = coalesce(excluded.reason, reason), manual = max(manual, excluded.manual),
-                owner = coalesce(excluded.owner, owner), subject = coalesce(excluded.subject, subject), why = coalesce(excluded.why, why)",
+                outcome = excluded.outcome, reason = coalesce(excluded.reason, participant_actions.reason),
+                manual = CASE WHEN excluded.manual > participant_actions.manual THEN excluded.manual ELSE participant_actions.manual END,
+                owner = coalesce(excluded.owner, participant_actions.owner),
+                subject = coalesce(excluded.subject, participant_actions.subject), why = coalesce(excluded.why, participant_actions.why)",
         );
         query.build().execute(&mut *conn).await?;
     }
@@ -686,7 +772,7 @@ async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, 
         }
         sqlx::query(
             "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(participant_id)
         .bind(&command.step)
@@ -694,7 +780,7 @@ async fn write_effects(&self, conn: &mut SqliteConnection, participant_id: i64, 
         .bind(key)
         .bind(command.effect.kind())
         .bind(serde_json::to_string(&command.effect).expect("effects serialize"))
-        .bind(command.awaited)
+        .bind(command.awaited as i64)
         .bind(millis(now))
         .bind(now.to_string())
         .execute(&mut *conn)
@@ -730,7 +816,7 @@ pub fn status_names() -> Vec<&'static str> {
 
 /// Action groups by lower-case name. Read per batch: groups are edited in
 /// place, and a change applies from the next run.
-async fn load_groups(conn: &mut SqliteConnection) -> Result<HashMap<String, FlowDocument>> {
+async fn load_groups(conn: &mut Conn) -> Result<HashMap<String, FlowDocument>> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, document FROM action_groups").fetch_all(&mut *conn).await?;
     Ok(rows.into_iter().filter_map(|(name, text)| FlowDocument::from_json(&text).ok().map(|doc| (name.to_lowercase(), doc))).collect())
 }
@@ -738,8 +824,23 @@ async fn load_groups(conn: &mut SqliteConnection) -> Result<HashMap<String, Flow
 /// Slow drip: the start of the first period (hour or day, UTC) from `now`
 /// with fewer than `limit` starts. `slots` counts starts per period index,
 /// filled from the database the first time a period is looked at.
+/// Contacts enrolled per statement (8 binds each, well under both engines' limits).
+const ENROLL_CHUNK: usize = 1_000;
+
+/// The ids `select` finds among `ids`: `select` ends in `IN `, `tail` follows the list.
+async fn ids_in(conn: &mut Conn, select: &str, ids: &[i64], tail: &str) -> Result<std::collections::HashSet<i64>> {
+    let mut query = Sql::new(select);
+    query.push("(");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")").push(tail);
+    Ok(query.build_query_scalar::<i64>().fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
 async fn drip_slot(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     flow_id: i64,
     drip: &app::core::flow::SlowDrip,
     now: Timestamp,
@@ -755,7 +856,7 @@ async fn drip_slot(
         let used = match slots.get(&index) {
             Some(used) => *used,
             None => {
-                let used: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = ? AND starts_at >= ? AND starts_at < ?")
+                let used: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = $1 AND starts_at >= $2 AND starts_at < $3")
                     .bind(flow_id)
                     .bind(index * period)
                     .bind((index + 1) * period)
@@ -776,6 +877,15 @@ async fn drip_slot(
 
 /// Runs the scheduler and the outbox dispatcher until the process ends:
 /// busy while there is work, polling every `idle` when there is none.
+/// A worker name no other process shares, on this machine or another:
+/// claims are made and checked under it.
+pub fn worker_name(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let mut nonce = [0_u8; 4];
+    getrandom::getrandom(&mut nonce).expect("the OS random source works");
+    format!("{role}-{host}-{}-{}", std::process::id(), hex::encode(nonce))
+}
+
 pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {

@@ -2,9 +2,20 @@
 //! by an [`Executor`], retried with capped exponential backoff. An awaited
 //! effect's final outcome is fed back to its participant; when retries are
 //! exhausted the participant takes the failure (the webhook's `failed`
-//! port, or status `failed` with the reason).
+//! port, or status `failed` with the reason). A call's outcome comes later
+//! from its provider, so only a failure to place it is fed back here.
+//!
+//! A pass claims a batch (a lease), carries its effects out concurrently
+//! (one participant's in order), then records the outcomes one at a time:
+//! the engine's transactions never race each other or the channels' own
+//! writes. A crash between carrying out and recording leaves the lease to
+//! expire and the effect to be tried again, which the channels recognise by
+//! its idempotency key (at least once, never twice on their side).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
@@ -13,7 +24,8 @@ use sqlx::Row;
 use app::core::engine::{Effect, EffectResult, Event};
 
 use super::{millis, Runtime};
-use crate::error::Result;
+use crate::db::{Backend, Conn};
+use crate::error::{Error, Result};
 
 /// Why an effect did not happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +73,7 @@ impl Executor for Unconfigured {
         let what = match effect {
             Effect::Email { .. } | Effect::NotifyEmail { .. } => "no email (SMTP) server is configured",
             Effect::Sms { .. } | Effect::NotifySms { .. } => "no SMS provider is configured",
+            Effect::Call { .. } => "no telephony provider is configured (automatic calls use the SMS provider settings)",
             Effect::Webhook { .. } | Effect::DataAppend { .. } => "outbound HTTP calls are not enabled",
             Effect::S3Upload { .. } => "no S3 storage is configured",
             Effect::FtpUpload { .. } => "no FTP server is configured",
@@ -96,11 +109,26 @@ impl RetryPolicy {
     }
 }
 
+/// Effects carried out at once by a dispatch pass (SMTP connections, HTTP
+/// requests in flight).
+pub const CONCURRENCY: usize = 16;
+
 pub struct Dispatcher {
     runtime: Runtime,
     executor: Arc<dyn Executor>,
     policy: RetryPolicy,
     batch: i64,
+    concurrency: usize,
+}
+
+/// One claimed outbox entry.
+struct Claimed {
+    id: i64,
+    participant: i64,
+    key: String,
+    awaited: bool,
+    tries: u32,
+    effect: std::result::Result<Effect, String>,
 }
 
 /// What one dispatch pass did.
@@ -111,9 +139,46 @@ pub struct Dispatch {
     pub failed: usize,
 }
 
+/// How one claimed outbox entry ended.
+pub(crate) struct Outcome {
+    id: i64,
+    /// The claim's lease, its fencing token.
+    lease: i64,
+    tries: u32,
+    status: &'static str,
+    error: Option<String>,
+    at: Timestamp,
+}
+
+impl Outcome {
+    /// Closes the entry, unless another worker claimed it after this one's
+    /// lease ran out (false: the outcome is theirs to record).
+    pub(crate) async fn record(&self, conn: &mut Conn) -> Result<bool> {
+        let closed = sqlx::query(
+            "UPDATE outbox SET status = $1, last_error = $2, tries = $3, lease_until = NULL, done_at = $4
+             WHERE id = $5 AND status = 'queued' AND lease_until = $6",
+        )
+        .bind(self.status)
+        .bind(&self.error)
+        .bind(self.tries as i64)
+        .bind(self.at.to_string())
+        .bind(self.id)
+        .bind(self.lease)
+        .execute(&mut *conn)
+        .await?;
+        Ok(closed.rows_affected() == 1)
+    }
+}
+
 impl Dispatcher {
     pub fn new(runtime: Runtime, executor: Arc<dyn Executor>) -> Self {
-        Dispatcher { runtime, executor, policy: RetryPolicy::default(), batch: 100 }
+        Dispatcher { runtime, executor, policy: RetryPolicy::default(), batch: 100, concurrency: CONCURRENCY }
+    }
+
+    /// Effects carried out at once (1: one after another).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -125,45 +190,55 @@ impl Dispatcher {
     pub async fn dispatch(&self) -> Result<Dispatch> {
         let now = self.runtime.now();
         let pool = self.runtime.pool();
-        let rows = sqlx::query(
-            "UPDATE outbox SET lease_until = ?
-             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?
-                          AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?)
+        // The worker's lease: a dead worker's effects are taken over as its
+        // participants are (so the lease must outlast the slowest effect).
+        // Its value is this claim's fencing token: a later claim sets a
+        // later one, and every write below is made only over its own.
+        let lease = millis(now + self.runtime.lease());
+        let rows = sqlx::query(&format!(
+            "UPDATE outbox SET lease_until = $1
+             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $2
+                          AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4{})
              RETURNING id, participant_id, idempotency_key, effect, awaited, tries",
-        )
-        .bind(millis(now + SignedDuration::from_mins(5)))
+            Backend::of(pool).skip_locked()
+        ))
+        .bind(lease)
         .bind(millis(now))
         .bind(millis(now))
         .bind(self.batch)
         .fetch_all(pool)
         .await?;
+        let mut claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|row| Claimed {
+                id: row.get("id"),
+                participant: row.get("participant_id"),
+                key: row.get("idempotency_key"),
+                awaited: row.get::<i64, _>("awaited") != 0,
+                tries: row.get::<i64, _>("tries") as u32 + 1,
+                effect: serde_json::from_str(row.get::<&str, _>("effect")).map_err(|err| format!("unreadable effect: {err}")),
+            })
+            .collect();
+        claimed.sort_by_key(|c| c.id);
         let mut report = Dispatch::default();
-        for row in rows {
-            let id: i64 = row.get("id");
-            let participant: i64 = row.get("participant_id");
-            let key: String = row.get("idempotency_key");
-            let awaited = row.get::<i64, _>("awaited") != 0;
-            let tries = row.get::<i64, _>("tries") as u32 + 1;
-            let effect: Effect = match serde_json::from_str(row.get::<&str, _>("effect")) {
-                Ok(effect) => effect,
-                Err(err) => {
-                    self.finish(id, participant, awaited, Err(Failure::permanent(format!("unreadable effect: {err}"))), now).await?;
-                    report.failed += 1;
-                    continue;
-                }
-            };
-            let result = match &effect {
-                Effect::GoToFlow { flow, mode } => self.go_to_flow(participant, flow, mode).await,
-                other => self.executor.execute(&Job { key, participant }, other).await,
+        for (entry, result) in self.carry_out(claimed).await {
+            let Claimed { id, participant, awaited, tries, .. } = entry;
+            let later = entry.effect.as_ref().is_ok_and(Effect::outcome_comes_later);
+            let result = match (&entry.effect, result) {
+                (Err(unreadable), _) => Err(Failure::permanent(unreadable.clone())),
+                (Ok(Effect::GoToFlow { flow, mode }), _) => self.go_to_flow(participant, flow, mode).await,
+                (Ok(_), Some(result)) => result,
+                (Ok(_), None) => Err(Failure::transient("the effect was not carried out")),
             };
             match result {
                 Err(failure) if failure.retryable && tries < self.policy.max_tries => {
                     let next = now + self.policy.delay(tries, failure.retry_after);
-                    sqlx::query("UPDATE outbox SET tries = ?, next_attempt_at = ?, lease_until = NULL, last_error = ? WHERE id = ?")
+                    sqlx::query("UPDATE outbox SET tries = $1, next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4 AND lease_until = $5")
                         .bind(tries as i64)
                         .bind(millis(next))
                         .bind(&failure.reason)
                         .bind(id)
+                        .bind(lease)
                         .execute(pool)
                         .await?;
                     report.retried += 1;
@@ -178,47 +253,91 @@ impl Dispatcher {
                         reason: if tries > 1 { format!("{} (after {tries} tries)", failure.reason) } else { failure.reason },
                         ..failure
                     });
-                    sqlx::query("UPDATE outbox SET tries = ? WHERE id = ?").bind(tries as i64).bind(id).execute(pool).await?;
-                    self.finish(id, participant, awaited, result, now).await?;
+                    let outcome = Outcome {
+                        id,
+                        lease,
+                        tries,
+                        status: if result.is_ok() { "sent" } else { "failed" },
+                        error: result.as_ref().err().map(|failure| failure.reason.clone()),
+                        at: now,
+                    };
+                    self.finish(&outcome, participant, awaited && !(later && result.is_ok()), result).await?;
                 }
             }
         }
         Ok(report)
     }
 
-    async fn finish(&self, id: i64, participant: i64, awaited: bool, result: Result<Map<String, Value>, Failure>, now: Timestamp) -> Result<()> {
-        let (status, error) = match &result {
-            Ok(_) => ("sent", None),
-            Err(failure) => ("failed", Some(failure.reason.clone())),
-        };
-        sqlx::query("UPDATE outbox SET status = ?, last_error = ?, lease_until = NULL, done_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(error)
-            .bind(now.to_string())
-            .bind(id)
-            .execute(self.runtime.pool())
-            .await?;
-        if awaited {
-            let result = match result {
-                Ok(updates) => EffectResult::Done { updates },
-                Err(failure) => EffectResult::Failed { reason: failure.reason },
-            };
-            self.runtime.deliver(participant, Event::Effect { result }).await?;
+    /// Runs the executor over the claimed entries, `concurrency` at a time,
+    /// each participant's in claim order; the results in claim order.
+    /// `None` for entries the dispatcher carries out itself (go_to_flow,
+    /// unreadable). A channel that panics fails that effect (retryably)
+    /// instead of the worker.
+    async fn carry_out(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Option<Result<Map<String, Value>, Failure>>)> {
+        let mut groups: Vec<Vec<Claimed>> = Vec::new();
+        let mut of_participant: HashMap<i64, usize> = HashMap::new();
+        for entry in claimed {
+            let at = *of_participant.entry(entry.participant).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[at].push(entry);
         }
-        Ok(())
+        let runs = groups.into_iter().map(|group| {
+            let executor = self.executor.clone();
+            async move {
+                let mut done = Vec::with_capacity(group.len());
+                for entry in group {
+                    let result = match &entry.effect {
+                        Ok(Effect::GoToFlow { .. }) | Err(_) => None,
+                        Ok(effect) => {
+                            let (executor, effect) = (executor.clone(), effect.clone());
+                            let job = Job { key: entry.key.clone(), participant: entry.participant };
+                            let run = tokio::spawn(async move { executor.execute(&job, &effect).await });
+                            Some(run.await.unwrap_or_else(|err| {
+                                tracing::error!(error = %err, key = %entry.key, "a channel failed unexpectedly");
+                                Err(Failure::transient(format!("the channel failed unexpectedly: {err}")))
+                            }))
+                        }
+                    };
+                    done.push((entry, result));
+                }
+                done
+            }
+        });
+        let mut done: Vec<_> = futures_util::stream::iter(runs).buffer_unordered(self.concurrency).collect::<Vec<_>>().await.into_iter().flatten().collect();
+        done.sort_by_key(|(entry, _)| entry.id);
+        done
+    }
+
+    async fn finish(&self, outcome: &Outcome, participant: i64, awaited: bool, result: Result<Map<String, Value>, Failure>) -> Result<()> {
+        if !awaited {
+            let mut conn = self.runtime.pool().acquire().await?;
+            outcome.record(&mut conn).await?;
+            return Ok(());
+        }
+        let result = match result {
+            Ok(updates) => EffectResult::Done { updates },
+            Err(failure) => EffectResult::Failed { reason: failure.reason },
+        };
+        match self.runtime.deliver_outcome(participant, outcome, Event::Effect { result }).await {
+            // Paused, cancelled or deleted meanwhile: the outbox keeps the outcome.
+            Ok(()) | Err(Error::NoPendingAction(_) | Error::ParticipantNotFound(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// go_to_flow: enroll the participant's contact into the named flow
     /// (by id or name). Moving already ended the participant here.
     async fn go_to_flow(&self, participant: i64, flow: &str, _mode: &str) -> Result<Map<String, Value>, Failure> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE CAST(id AS TEXT) = ? OR name = ? COLLATE NOCASE")
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE CAST(id AS TEXT) = $1 OR name = $2 COLLATE NOCASE")
             .bind(flow)
             .bind(flow)
             .fetch_optional(self.runtime.pool())
             .await
             .map_err(|err| Failure::transient(err.to_string()))?;
         let Some(target) = found else { return Err(Failure::permanent(format!("there is no flow “{flow}”"))) };
-        let contact: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = ?")
+        let contact: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1")
             .bind(participant)
             .fetch_one(self.runtime.pool())
             .await

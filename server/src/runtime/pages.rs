@@ -26,7 +26,7 @@ impl RuntimeBackend for Runtime {
              JOIN flows f ON f.id = p.flow_id
              JOIN contacts c ON c.id = p.contact_id
              WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND p.status = 'waiting'
-               AND (?1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower(?1))
+               AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower($1))
              ORDER BY a.due_at LIMIT 500",
         )
         .bind(owner)
@@ -79,14 +79,14 @@ impl RuntimeBackend for Runtime {
     }
 
     async fn flow_participants(&self, flow: i64) -> Result<app::runtime_api::ParticipantCounts, ServerFnError> {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM flows WHERE id = ?")
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM flows WHERE id = $1")
             .bind(flow)
             .fetch_optional(self.pool())
             .await
             .map_err(|err| Error::from(err).into_server_fn_error())?;
         let flow_name = name.ok_or_else(|| Error::FlowNotFound(flow).into_server_fn_error())?;
         let newest: Option<(i64, String)> =
-            sqlx::query_as("SELECT number, document FROM flow_versions WHERE flow_id = ? ORDER BY number DESC LIMIT 1")
+            sqlx::query_as("SELECT number, document FROM flow_versions WHERE flow_id = $1 ORDER BY number DESC LIMIT 1")
                 .bind(flow)
                 .fetch_optional(self.pool())
                 .await
@@ -107,14 +107,14 @@ impl RuntimeBackend for Runtime {
 
     async fn step_counts(&self, flow: i64) -> Result<Vec<app::runtime_api::StepCount>, ServerFnError> {
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT step, sum(here), sum(passed), sum(failed) FROM (
+            "SELECT step, CAST(sum(here) AS BIGINT), CAST(sum(passed) AS BIGINT), CAST(sum(failed) AS BIGINT) FROM (
                  SELECT step, count(*) AS here, 0 AS passed, 0 AS failed FROM participants
-                   WHERE flow_id = ?1 AND step IS NOT NULL AND status IN ('ready', 'waiting', 'held') GROUP BY step
+                   WHERE flow_id = $1 AND step IS NOT NULL AND status IN ('ready', 'waiting', 'held') GROUP BY step
                  UNION ALL
-                 SELECT step, 0, 0, count(*) FROM participants WHERE flow_id = ?1 AND step IS NOT NULL AND status = 'failed' GROUP BY step
+                 SELECT step, 0, 0, count(*) FROM participants WHERE flow_id = $1 AND step IS NOT NULL AND status = 'failed' GROUP BY step
                  UNION ALL
                  SELECT a.step, 0, count(*), 0 FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-                   WHERE p.flow_id = ?1 AND a.outcome IN ('completed', 'skipped') GROUP BY a.step)
+                   WHERE p.flow_id = $1 AND a.outcome IN ('completed', 'skipped') GROUP BY a.step) AS counts
              GROUP BY step ORDER BY step",
         )
         .bind(flow)
@@ -160,7 +160,7 @@ impl RuntimeBackend for Runtime {
     async fn participant(&self, id: i64) -> Result<ParticipantDetail, ServerFnError> {
         let view = Runtime::participant(self, id).await.map_err(Error::into_server_fn_error)?;
         let timeline = self.timeline(id).await.map_err(Error::into_server_fn_error)?;
-        let flow_name: String = sqlx::query("SELECT name FROM flows WHERE id = ?")
+        let flow_name: String = sqlx::query("SELECT name FROM flows WHERE id = $1")
             .bind(view.flow_id)
             .fetch_one(self.pool())
             .await

@@ -81,8 +81,9 @@ pub struct Arrival {
 /// An HTTP server recording every request. Paths answer:
 /// `/busy` 503 with `Retry-After: 7`; `/redirect?to=URL` 302 to URL;
 /// `/files/NAME` a small PDF-typed file; `/big` 26 MB; `/enrich` a JSON
-/// profile; `/2010-04-01/Accounts/{sid}/Messages.json` a Twilio-style 201;
-/// anything else 200 `ok`.
+/// profile; `/2010-04-01/Accounts/{sid}/Messages.json` and `…/Calls.json`
+/// a Twilio-style 201; under `/denied/` a Twilio-style 401; anything else
+/// 200 `ok`.
 #[derive(Clone)]
 pub struct HttpServer {
     pub addr: SocketAddr,
@@ -128,6 +129,13 @@ async fn answer(State(seen): State<Arc<Mutex<Vec<Arrival>>>>, method: Method, ur
     }
     if path == "/enrich" {
         return axum::Json(json!({"company": {"name": "Acme & Sons", "size": 120}, "title": "CTO", "empty": null})).into_response();
+    }
+    if path.starts_with("/denied/") {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"code": 20003, "message": "Authenticate", "status": 401}))).into_response();
+    }
+    if path.ends_with("/Calls.json") {
+        let n = seen.lock().unwrap().len();
+        return (StatusCode::CREATED, axum::Json(json!({"sid": format!("CA{n:032}"), "status": "queued"}))).into_response();
     }
     if path.ends_with("/Messages.json") {
         let n = seen.lock().unwrap().len();
@@ -212,5 +220,79 @@ impl Drop for FtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A test's database: a SQLite file in the test's folder, or, when
+/// `WAYMARK_TEST_POSTGRES` names a PostgreSQL server (`make test` sets it),
+/// a fresh database there, dropped with this guard. The same tests run on
+/// both engines.
+pub struct TestDb {
+    pub url: String,
+    /// The server URL and the database name, to drop it.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(dir: &std::path::Path) -> TestDb {
+        let Ok(server) = std::env::var("WAYMARK_TEST_POSTGRES") else {
+            return TestDb {
+                url: format!("sqlite://{}/waymark.db", dir.display()),
+                postgres: None,
+            };
+        };
+        use sqlx::Connection;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "wm_test_{}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|err| panic!("PostgreSQL at {server}: {err}"));
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        TestDb {
+            url: url.to_string(),
+            postgres: Some((server, name)),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop may run inside the test's runtime: use a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::Executor::execute(
+                        &mut admin,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
     }
 }

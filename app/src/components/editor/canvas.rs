@@ -5,9 +5,9 @@
 use leptos::prelude::*;
 
 use super::state::{EditorState, Gesture};
-use crate::core::editor::{self, move_by, new_step, position_of, positions, snap, step_at, steps_in_box, Change};
-use crate::core::flow::{Edge, Position};
-use crate::core::geometry::{bounds, edge_midpoint, edge_path, input_point, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
+use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, WireAnchor};
+use crate::core::flow::{Edge, Position, Step};
+use crate::core::geometry::{bounds, edge_midpoint, edge_path, extent, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::ports;
 use crate::core::Level;
 
@@ -37,7 +37,7 @@ pub fn client_point(ev: &leptos::ev::MouseEvent) -> Point {
 pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) {
     let Some(gesture) = state.gesture.get_untracked() else { return };
     let at = to_canvas(state, svg, client);
-    let next = match gesture {
+    let next = match gesture.clone() {
         Gesture::Place { kind, .. } => Gesture::Place { kind, client },
         Gesture::Move { ids, from, .. } => Gesture::Move { ids, from, dx: at.x - from.x, dy: at.y - from.y },
         Gesture::Connect { from, port, .. } => Gesture::Connect { from, port, pointer: at },
@@ -53,7 +53,11 @@ pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, clien
         // Followed by `follow_touch`, finger by finger.
         pinch @ Gesture::Pinch { .. } => pinch,
     };
-    state.gesture.set(Some(next));
+    // A pan's gesture stays the same while the view moves: setting it again
+    // would wake everything that watches the gesture, on every move.
+    if next != gesture {
+        state.gesture.set(Some(next));
+    }
 }
 
 /// The pointer was released: a finished gesture becomes a change.
@@ -170,8 +174,7 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
             let at = to_canvas(state, &svg, client);
             state.gesture.set(Some(Gesture::Select { from: at, to: at }));
         } else {
-            state.selected.set(Vec::new());
-            state.selected_edge.set(None);
+            state.clear_selection();
             state.gesture.set(Some(Gesture::Pan { from_client: client, start: state.viewport.get_untracked() }));
         }
     };
@@ -244,81 +247,124 @@ fn port_point(doc: &crate::core::FlowDocument, id: &str, port: &str) -> Option<P
     Some(output_point(position_of(step, index), slot, outputs.len()))
 }
 
-/// Where a step is drawn now: during a drag, where it would land.
-fn drawn_at(state: EditorState, id: &str, at: Position) -> Position {
-    state.gesture.with(|gesture| match gesture {
-        Some(Gesture::Move { ids, dx, dy, .. }) if ids.iter().any(|m| m == id) => {
-            snap(Position { x: at.x + dx, y: at.y + dy })
-        }
-        _ => at,
-    })
+/// Every wire, each drawn by its own [`Wire`]: an edit redraws the wires
+/// whose ends it moved, a drag only those of the steps it carries.
+#[component]
+fn Wires(state: EditorState) -> impl IntoView {
+    let edges = move || {
+        state.doc.with(|doc| {
+            let mut seen = std::collections::HashSet::new();
+            doc.edges.iter().filter(|e| seen.insert(*e)).cloned().collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <For each=edges key=|edge| edge.clone() let:edge>
+            <Wire state edge/>
+        </For>
+    }
+    .into_any()
 }
 
 #[component]
-fn Wires(state: EditorState) -> impl IntoView {
-    move || {
-        let doc = state.doc.read();
-        let mut at = positions(&doc);
-        for (id, position) in at.iter_mut() {
-            *position = drawn_at(state, id, *position);
+fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
+    let anchor = {
+        let edge = edge.clone();
+        Memo::new(move |_| state.index.with(|index| state.doc.with(|doc| WireAnchor::of(doc, index, &edge))))
+    };
+    let carried = {
+        let edge = edge.clone();
+        Memo::new(move |_| state.moving.with(|ids| (ids.contains(&edge.from), ids.contains(&edge.to))))
+    };
+    let ends = Memo::new(move |_| {
+        let anchor = anchor.get()?;
+        let (from, to) = carried.get();
+        // Only a wire of a dragged step listens to the drag.
+        let by = (from || to).then(|| state.moved_by.get());
+        Some(anchor.ends(by.filter(|_| from), by.filter(|_| to)))
+    });
+    let path = Memo::new(move |_| ends.get().map(|(start, end)| edge_path(start, end)).unwrap_or_default());
+    // The group is always there; its lines only near the view (or dragged).
+    let exists = Memo::new(move |_| anchor.with(Option::is_some));
+    let drawn = Memo::new(move |_| {
+        let (from, to) = carried.get();
+        match ends.get() {
+            None => false,
+            Some(_) if from || to => true,
+            Some((start, end)) => state.drawn_area.with(|area| area.shows_wire(start, end)),
         }
-        doc.edges
-            .iter()
-            .filter_map(|edge| {
-                let from_step = doc.step(&edge.from)?;
-                let outputs = ports(from_step);
-                let index = outputs.iter().position(|port| *port == edge.port).unwrap_or(0);
-                let start = output_point(*at.get(edge.from.as_str())?, index, outputs.len().max(1));
-                let end = input_point(*at.get(edge.to.as_str())?);
-                let mid = edge_midpoint(start, end);
-                let label = (edge.port != "next").then(|| edge.port.clone());
-                let path = edge_path(start, end);
-                let selected = {
-                    let edge = edge.clone();
-                    move || state.selected_edge.with(|s| s.as_ref() == Some(&edge))
-                };
-                let choose = {
-                    let edge = edge.clone();
-                    move |ev: leptos::ev::PointerEvent| {
-                        ev.stop_propagation();
-                        state.selected.set(Vec::new());
-                        state.selected_edge.set(Some(edge.clone()));
-                    }
-                };
-                Some(view! {
-                    <g class="wire" class:selected=selected data-from=edge.from.clone() data-port=edge.port.clone() data-to=edge.to.clone()
-                        on:pointerdown=choose>
-                        <path class="hit" d=path.clone()/>
-                        <path class="line" d=path marker-end="url(#arrow)"/>
-                        {label.map(|label| view! {
-                            <text class="port-label" x=num(mid.x) y=num(mid.y - 4.0) text-anchor="middle">{label}</text>
+    });
+    let selected = {
+        let edge = edge.clone();
+        move || state.selected_edge.with(|s| s.as_ref() == Some(&edge))
+    };
+    let choose = {
+        let edge = edge.clone();
+        move |ev: leptos::ev::PointerEvent| {
+            ev.stop_propagation();
+            state.clear_selection();
+            state.selected_edge.set(Some(edge.clone()));
+        }
+    };
+    let label = (edge.port != "next").then(|| edge.port.clone());
+    let mid = move || ends.get().map(|(start, end)| edge_midpoint(start, end)).unwrap_or(Point { x: 0.0, y: 0.0 });
+    view! {
+        <Show when=move || exists.get()>
+            <g class="wire" class:selected=selected.clone() data-from=edge.from.clone() data-port=edge.port.clone() data-to=edge.to.clone()
+                on:pointerdown=choose.clone()>
+                {
+                    let label = label.clone();
+                    move || drawn.get().then(|| view! {
+                        <path class="hit" d=move || path.get()/>
+                        <path class="line" d=move || path.get() marker-end="url(#arrow)"/>
+                        {label.clone().map(|label| view! {
+                            <text class="port-label" x=move || num(mid().x) y=move || num(mid().y - 4.0) text-anchor="middle">{label}</text>
                         })}
-                    </g>
-                })
-            })
-            .collect_view()
+                    })
+                }
+            </g>
+        </Show>
     }
     .into_any()
 }
 
 #[component]
 fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: NodeRef<leptos::svg::Svg>) -> impl IntoView {
-    let step = {
+    // Where this step sits in the document, its place on the canvas and its
+    // content are memos: an edit elsewhere in the flow leaves this card as
+    // it is, and only its own drag moves it.
+    let index = {
         let id = id.clone();
-        Memo::new(move |_| {
-            state.doc.with(|doc| {
-                let index = doc.steps.iter().position(|s| s.id == id)?;
-                Some((doc.steps[index].clone(), position_of(&doc.steps[index], index)))
-            })
-        })
+        Memo::new(move |_| state.index.with(|index| index.get(&id).copied()))
     };
-    let transform = {
+    let position = Memo::new(move |_| {
+        let i = index.get()?;
+        state.doc.with(|doc| doc.steps.get(i).map(|step| position_of(step, i)))
+    });
+    let step = Memo::new_owning(move |old: Option<Option<Step>>| {
+        let i = index.get();
+        state.doc.with(|doc| {
+            let now = i.and_then(|i| doc.steps.get(i));
+            match old {
+                // Unchanged: keep the old copy rather than clone the step again.
+                Some(old) if old.as_ref() == now => (old, false),
+                _ => (now.cloned(), true),
+            }
+        })
+    });
+    let carried = {
         let id = id.clone();
-        move || {
-            let (_, at) = step.get()?;
-            let at = drawn_at(state, &id, at);
-            Some(format!("translate({} {})", num(at.x), num(at.y)))
-        }
+        Memo::new(move |_| state.moving.with(|ids| ids.contains(&id)))
+    };
+    // The element is always there (Tab, screen readers); the card only near
+    // the view, or while it is dragged.
+    let shown = Memo::new(move |_| {
+        carried.get() || position.get().is_some_and(|at| state.drawn_area.with(|area| area.shows_step(at)))
+    });
+    let transform = move || {
+        let at = position.get()?;
+        // Only a dragged step listens to the drag.
+        let at = if carried.get() { dragged(at, state.moved_by.get()) } else { at };
+        Some(format!("translate({} {})", num(at.x), num(at.y)))
     };
     let selected = {
         let id = id.clone();
@@ -326,16 +372,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
     };
     let level = {
         let id = id.clone();
-        move || {
-            state.findings.with(|findings| {
-                let levels: Vec<Level> = findings.for_step(&id).map(|f| f.code.level()).collect();
-                if levels.contains(&Level::Error) {
-                    Some(Level::Error)
-                } else {
-                    levels.first().copied()
-                }
-            })
-        }
+        move || state.levels.with(|levels| levels.get(&id).copied())
     };
     let on_down = {
         let id = id.clone();
@@ -358,7 +395,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
             if !state.is_selected(&id) {
                 state.select_only(&id);
             }
-            state.selected_edge.set(None);
+            state.clear_selected_edge();
             let from = to_canvas(state, &svg, client_point(&ev));
             state.gesture.set(Some(Gesture::Move { ids: state.selected.get_untracked(), from, dx: 0.0, dy: 0.0 }));
         }
@@ -372,7 +409,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
         }
     };
     let inner = move || {
-        let (step, _) = step.get()?;
+        let step = step.get()?;
         let outputs: Vec<String> = ports(&step).into_iter().map(str::to_owned).collect();
         let count = outputs.len();
         let dots = outputs
@@ -439,11 +476,9 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
     };
     view! {
         <g class="step" class:selected=selected data-step=id.clone() transform=transform tabindex="0"
-            aria-label=move || step.with(|s| s.as_ref().map(|(s, _)| format!("{} ({})", s.display_name(), s.kind.label())))
+            aria-label=move || step.with(|s| s.as_ref().map(|s| format!("{} ({})", s.display_name(), s.kind.label())))
             on:pointerdown=on_down on:focus=on_focus>
-            {inner}
-            {badge}
-            {counts}
+            {move || shown.get().then(|| view! { {inner} {badge.clone()} {counts.clone()} })}
         </g>
     }
     .into_any()
@@ -455,18 +490,21 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
 pub fn Minimap(state: EditorState) -> impl IntoView {
     const WIDTH: f64 = 200.0;
     const HEIGHT: f64 = 120.0;
-    let frame = move || {
+    // The steps change with edits only; the view moves on every pan. The
+    // cards are drawn once per edit, and a pan only moves the frame.
+    let steps = Memo::new(move |_| state.doc.with(|doc| doc.steps.iter().enumerate().map(|(i, step)| position_of(step, i)).collect::<Vec<_>>()));
+    let span = Memo::new(move |_| steps.with(|steps| extent(steps.iter().copied())));
+    let frame = Memo::new(move |_| {
         let (w, h) = state.canvas_size.get();
         let view = state.viewport.get();
         let top_left = view.to_canvas(Point { x: 0.0, y: 0.0 });
         let bottom_right = view.to_canvas(Point { x: w, y: h });
-        let steps = state.doc.with(|doc| positions(doc).into_values().collect::<Vec<_>>());
         let corners = [Position { x: top_left.x, y: top_left.y }, Position { x: bottom_right.x - NODE_WIDTH, y: bottom_right.y - NODE_HEIGHT }];
-        let (x, y, bw, bh) = bounds(steps.iter().copied().chain(corners), 20.0);
-        (steps, (x, y, bw, bh), top_left, bottom_right)
-    };
+        let span = span.get().into_iter().flat_map(|(a, b)| [a, b]);
+        (bounds(span.chain(corners), 20.0), top_left, bottom_right)
+    });
     let on_click = move |ev: leptos::ev::MouseEvent| {
-        let (_, (x, y, bw, bh), _, _) = frame();
+        let ((x, y, bw, bh), _, _) = frame.get_untracked();
         // The map keeps its aspect ratio (xMidYMid meet): undo that scaling.
         let scale = (WIDTH / bw).min(HEIGHT / bh);
         let (ox, oy) = ((WIDTH - bw * scale) / 2.0, (HEIGHT - bh * scale) / 2.0);
@@ -476,13 +514,13 @@ pub fn Minimap(state: EditorState) -> impl IntoView {
     };
     view! {
         <svg class="minimap" width=WIDTH height=HEIGHT aria-label="Minimap: click to move the view there" on:click=on_click
-            viewBox=move || { let (_, (x, y, w, h), _, _) = frame(); format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
+            viewBox=move || { let ((x, y, w, h), _, _) = frame.get(); format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
+            {move || steps.with(|steps| steps.iter().map(|at| view! {
+                <rect class="mini-step" x=num(at.x) y=num(at.y) width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="8"/>
+            }).collect_view())}
             {move || {
-                let (steps, _, top_left, bottom_right) = frame();
+                let (_, top_left, bottom_right) = frame.get();
                 view! {
-                    {steps.into_iter().map(|at| view! {
-                        <rect class="mini-step" x=num(at.x) y=num(at.y) width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="8"/>
-                    }).collect_view()}
                     <rect class="mini-view" x=num(top_left.x) y=num(top_left.y)
                         width=num(bottom_right.x - top_left.x) height=num(bottom_right.y - top_left.y)/>
                 }

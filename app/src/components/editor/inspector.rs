@@ -347,6 +347,7 @@ fn number_field(f: Fields, key: &'static str, label: &'static str, placeholder: 
 }
 
 const OWNER_HINT: &str = "record_owner, user:ID or field:NAME";
+const NOTIFY_HINT: &str = "record_owner, user:ID (or user:EMAIL), field:NAME or an address";
 const FORMATS: &[(&str, &str)] = &[("json", "JSON"), ("csv", "CSV")];
 
 /// Kinds whose settings are plain fields; the rest have their own forms or
@@ -382,8 +383,13 @@ fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
         StepKind::Restart => number_field(f, "max_restarts", "At most this many restarts", "no limit").into_any(),
         StepKind::RunActionGroup => text_field(f, "group", "Action group", "e.g. Qualify").into_any(),
         StepKind::Call => view! {
-            {text_field(f, "owner", "Who calls", OWNER_HINT)}
-            {text_area(f, "script", "Call script", "What to say…")}
+            {choice(f, "activation", "Placed", &[
+                ("manual", "By a person (a task for the owner)"),
+                ("automatic", "Automatically, through the telephony provider"),
+            ])}
+            {text_field(f, "owner", "Who calls (manual)", OWNER_HINT)}
+            {text_area(f, "script", "Call script (an automatic call speaks it)", "What to say…")}
+            <p class="hint">"An automatic call's final status — completed, busy or no-answer — is its disposition; failed, canceled or no status within 90 minutes fails the step."</p>
         }
         .into_any(),
         StepKind::Task => view! {
@@ -393,13 +399,13 @@ fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
         }
         .into_any(),
         StepKind::NotifyEmail => view! {
-            {text_field(f, "to", "Notify", OWNER_HINT)}
+            {text_field(f, "to", "Notify", NOTIFY_HINT)}
             {text_field(f, "subject", "Subject", "e.g. {{ email }} replied")}
             {text_area(f, "text", "Message", "")}
         }
         .into_any(),
         StepKind::NotifySms => view! {
-            {text_field(f, "to", "Notify", OWNER_HINT)}
+            {text_field(f, "to", "Notify (a number: users have no mobile on record)", "+15551234567 or field:NAME")}
             {text_area(f, "text", "Message", "")}
         }
         .into_any(),

@@ -4,12 +4,14 @@
 
 use leptos::prelude::*;
 
-use crate::core::editor::{Change, UndoStack, Viewport};
+use std::collections::HashMap;
+
+use crate::core::editor::{step_index, step_levels, Area, Change, UndoStack, Viewport};
 use crate::core::flow::{Edge, FlowDocument, Step};
 use crate::core::geometry::Point;
 use crate::core::kinds::StepKind;
 use crate::core::validate::{validate, Code, Context, Finding};
-use crate::core::Findings;
+use crate::core::{Findings, Level};
 
 /// A pointer gesture in progress. Nothing is changed until it ends, so a
 /// drag is one undo step.
@@ -50,6 +52,18 @@ pub struct EditorState {
     pub selected: RwSignal<Vec<String>>,
     pub selected_edge: RwSignal<Option<Edge>>,
     pub gesture: RwSignal<Option<Gesture>>,
+    /// The steps a drag carries, and how far it has carried them (canvas
+    /// units, before snapping), read from `gesture`. A pointer move changes
+    /// `moved_by` alone, and only the dragged steps and their wires read it:
+    /// the other thousand steps of a big flow are not touched.
+    pub moving: Memo<Vec<String>>,
+    pub moved_by: Memo<(f64, f64)>,
+    /// Each step's place in `doc.steps`, by id.
+    pub index: Memo<HashMap<String, usize>>,
+    /// Each step's badge, from `findings`.
+    pub levels: Memo<HashMap<String, Level>>,
+    /// The part of the canvas drawn in full (see [`Area`]).
+    pub drawn_area: Memo<Area>,
     /// Fingers on the canvas background: pointer id and page point.
     pub touches: StoredValue<Vec<(i32, Point)>>,
     /// A refused change or other note, shown over the canvas.
@@ -91,14 +105,38 @@ impl EditorState {
                 findings
             })
         });
+        let gesture = RwSignal::new(None);
+        let moving = Memo::new(move |_| {
+            gesture.with(|gesture| match gesture {
+                Some(Gesture::Move { ids, .. }) => ids.clone(),
+                _ => Vec::new(),
+            })
+        });
+        let moved_by = Memo::new(move |_| {
+            gesture.with(|gesture| match gesture {
+                Some(Gesture::Move { dx, dy, .. }) => (*dx, *dy),
+                _ => (0.0, 0.0),
+            })
+        });
+        let viewport = RwSignal::new(Viewport::default());
+        let canvas_size = RwSignal::new((960.0, 600.0));
+        let drawn_area = Memo::new(move |_| {
+            let (width, height) = canvas_size.get();
+            Area::around(viewport.get(), width, height)
+        });
         EditorState {
             flow_id,
             doc,
             history: RwSignal::new(UndoStack::new()),
-            viewport: RwSignal::new(Viewport::default()),
+            viewport,
             selected: RwSignal::new(Vec::new()),
             selected_edge: RwSignal::new(None),
-            gesture: RwSignal::new(None),
+            gesture,
+            moving,
+            moved_by,
+            index: Memo::new(move |_| doc.with(step_index)),
+            levels: Memo::new(move |_| findings.with(step_levels)),
+            drawn_area,
             touches: StoredValue::new(Vec::new()),
             notice: RwSignal::new(None),
             findings,
@@ -108,7 +146,7 @@ impl EditorState {
             save: RwSignal::new(SaveState::Saved),
             clipboard: StoredValue::new(None),
             help_open: RwSignal::new(false),
-            canvas_size: RwSignal::new((960.0, 600.0)),
+            canvas_size,
             counts: RwSignal::new(Default::default()),
         }
     }
@@ -187,7 +225,22 @@ impl EditorState {
 
     pub fn select_only(&self, id: &str) {
         self.selected.set(vec![id.to_owned()]);
-        self.selected_edge.set(None);
+        self.clear_selected_edge();
+    }
+
+    /// Clears the selection. Every step on the canvas watches it, so an
+    /// empty selection is left alone rather than set again.
+    pub fn clear_selection(&self) {
+        if self.selected.with_untracked(|ids| !ids.is_empty()) {
+            self.selected.set(Vec::new());
+        }
+        self.clear_selected_edge();
+    }
+
+    pub fn clear_selected_edge(&self) {
+        if self.selected_edge.with_untracked(Option::is_some) {
+            self.selected_edge.set(None);
+        }
     }
 
     pub fn is_selected(&self, id: &str) -> bool {

@@ -398,6 +398,51 @@ fn manual_steps_can_be_deferred_and_spurious_events_change_nothing() {
 }
 
 #[test]
+fn a_due_callback_brings_the_call_round_for_its_agent_or_ends_a_wait() {
+    let f = flow(json!({}), json!([{"id": "s", "kind": "start"},
+                                   {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}},
+                                   {"id": "c", "kind": "call", "settings": {"owner": "user:agent-1"}},
+                                   {"id": "x", "kind": "exit"}]), &["s->w", "w->c", "c->x"]);
+    let now = at("2026-11-23T09:00:00Z");
+    let callback = at("2026-11-24T10:00:00Z");
+    let booked = |owner: Option<&str>| Event::Callback { at: callback, owner: owner.map(str::to_owned) };
+
+    // waiting for time: the wait ends at the callback, and the call it reaches is the callback agent's
+    let waiting = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert_eq!(waiting.participant.phase, Phase::Waiting);
+    let out = advance(&f, &waiting.participant, &waiting.contact, booked(Some("agent-2")), callback);
+    assert_eq!(out.actions[0].step, "w");
+    assert_eq!(out.actions[0].outcome, Outcome::Completed);
+    assert_eq!(out.actions[0].reason.as_deref(), Some("ended by the callback booked for 2026-11-24T10:00:00Z"));
+    assert_eq!(out.participant.step.as_deref(), Some("c"));
+    assert_eq!(out.participant.phase, Phase::Manual { due_at: callback });
+    let call = out.actions.last().unwrap();
+    assert_eq!((call.step.as_str(), call.manual, call.owner.as_deref()), ("c", true, Some("agent-2")));
+
+    // waiting for a person: the same task, due at the callback, for the callback's agent
+    let at_call = advance(&f, &waiting.participant, &waiting.contact, Event::Wake, now + SignedDuration::from_hours(72));
+    assert_eq!(at_call.participant.phase, Phase::Manual { due_at: now + SignedDuration::from_hours(72) });
+    let later = at("2026-11-27T16:00:00Z");
+    let out = advance(&f, &at_call.participant, &at_call.contact, Event::Callback { at: later, owner: Some("agent-2".into()) }, later);
+    assert_eq!(out.participant.visit, at_call.participant.visit, "the same visit: the same task, not a new one");
+    assert_eq!(out.participant.phase, Phase::Manual { due_at: later });
+    assert_eq!(out.actions.len(), 1);
+    let task = &out.actions[0];
+    assert_eq!((task.outcome, task.due_at, task.owner.as_deref()), (Outcome::Pending, later, Some("agent-2")));
+    assert_eq!(task.why.as_deref(), Some("callback booked for 2026-11-27T16:00:00Z"));
+    // without an agent the task keeps its owner (the record leaves it unset, the store keeps the old one)
+    let out = advance(&f, &at_call.participant, &at_call.contact, Event::Callback { at: later, owner: None }, later);
+    assert_eq!(out.actions[0].owner, None);
+
+    // stopped or finished participants are not called back
+    let mut paused = waiting.participant.clone();
+    paused.status = Status::Paused;
+    let out = advance(&f, &paused, &waiting.contact, booked(Some("agent-2")), callback);
+    assert_eq!(out.participant, paused);
+    assert!(out.actions.is_empty());
+}
+
+#[test]
 fn a_loop_without_a_wait_fails_the_participant_instead_of_spinning() {
     let f = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "a", "kind": "block"}, {"id": "b", "kind": "add_to_list", "settings": {"list": "L"}}]),
                  &["s->a", "a->b", "b->a"]);
@@ -507,7 +552,7 @@ fn action_groups_run_inline_from_a_step_and_from_a_disposition() {
     let reason = g.reason.as_deref().unwrap();
     assert!(reason.contains("ran “Qualify”: tag, big, tell") && reason.contains("w (Wait cannot run inside a group)"), "{reason}");
     assert_eq!(out.commands.len(), 1);
-    assert_eq!(out.commands[0].effect, Effect::NotifyEmail { to: "9".into(), subject: "Ada qualified".into(), text: String::new() });
+    assert_eq!(out.commands[0].effect, Effect::NotifyEmail { to: "user:9".into(), subject: "Ada qualified".into(), text: String::new() });
     assert_eq!(out.participant.step.as_deref(), Some("c"), "then on to the call");
 
     // the call's "interested" disposition runs the group again; its commands get their own sequence numbers
@@ -527,4 +572,98 @@ fn action_groups_run_inline_from_a_step_and_from_a_disposition() {
     let main = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "g", "kind": "run_action_group", "settings": {"group": "loop"}}]), &["s->g"]);
     let out = advance_with(&main, &groups, &Participant::new(1), &ada(), Event::Enroll, now);
     assert!(out.actions[1].reason.as_deref().unwrap().contains("nest more than 8 deep"));
+}
+
+#[test]
+fn an_automatic_call_waits_for_its_final_status_which_becomes_the_disposition() {
+    let group = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "tag", "kind": "add_to_list", "settings": {"list": "Busy"}}]), &["s->tag"]);
+    let groups: std::collections::HashMap<String, FlowDocument> = [("retry later".to_owned(), group)].into();
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "c", "kind": "call", "settings": {"activation": "automatic", "script": "Hello {{ first_name }}", "dispositions": {"busy": "Retry later"}}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->c", "c->x"],
+    );
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance_with(&f, &groups, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert_eq!(out.commands.len(), 1);
+    assert!(out.commands[0].awaited && out.commands[0].effect.outcome_comes_later());
+    assert_eq!(out.commands[0].effect, Effect::Call { to: "+15550100".into(), script: "Hello Ada".into() });
+    let call = out.actions.last().unwrap();
+    assert_eq!((call.outcome, call.manual, call.owner.as_deref()), (Outcome::Pending, false, None), "no task for an agent");
+    assert_eq!(next_wake(&out.participant), Some(now + CALL_OUTCOME_DEADLINE), "a deadline, not for ever");
+    let visit = out.participant.visit;
+
+    // not final, another visit's, or an agent's action: nothing changes
+    for event in [
+        Event::CallEnded { visit, status: "ringing".into(), duration_secs: None },
+        Event::CallEnded { visit: visit - 1, status: "completed".into(), duration_secs: Some(3) },
+        Event::Manual { outcome: ManualOutcome::Completed, disposition: None },
+        Event::Wake,
+    ] {
+        let same = advance_with(&f, &groups, &out.participant, &out.contact, event, now + SignedDuration::from_mins(5));
+        assert_eq!(same.participant, out.participant);
+        assert!(same.actions.is_empty() && same.commands.is_empty());
+    }
+
+    let answered = advance_with(&f, &groups, &out.participant, &out.contact,
+        Event::CallEnded { visit, status: "completed".into(), duration_secs: Some(42) }, now + SignedDuration::from_mins(2));
+    assert_eq!(answered.participant.status, Status::Completed);
+    assert_eq!(answered.actions[0].outcome, Outcome::Completed);
+    assert_eq!(answered.actions[0].reason.as_deref(), Some("disposition: completed; the call lasted 42 s"));
+
+    // busy is a disposition too: its action group runs, then on by next
+    let busy = advance_with(&f, &groups, &out.participant, &out.contact, Event::CallEnded { visit, status: "busy".into(), duration_secs: Some(0) }, now);
+    assert!(busy.contact.lists.contains("Busy"));
+    assert!(busy.actions[0].reason.as_deref().unwrap().starts_with("disposition: busy; ran “Retry later”"), "{:?}", busy.actions[0].reason);
+    assert_eq!(busy.participant.status, Status::Completed);
+
+    let failed = advance_with(&f, &groups, &out.participant, &out.contact, Event::CallEnded { visit, status: "failed".into(), duration_secs: None }, now);
+    assert_eq!((failed.participant.status, failed.actions[0].outcome), (Status::Failed, Outcome::Failed));
+    assert_eq!(failed.participant.reason.as_deref(), Some("the telephony provider could not place the call (status failed)"));
+    assert_eq!(next_wake(&failed.participant), None);
+
+    // no final status by the deadline: the step fails, saying why
+    let late = advance_with(&f, &groups, &out.participant, &out.contact, Event::Wake, now + CALL_OUTCOME_DEADLINE);
+    assert_eq!((late.participant.status, late.actions[0].outcome), (Status::Failed, Outcome::Failed));
+    assert_eq!(
+        late.participant.reason.as_deref(),
+        Some("no final status from the telephony provider within 1h 30m; the call's outcome is unknown")
+    );
+    let after = advance_with(&f, &groups, &late.participant, &late.contact, Event::CallEnded { visit, status: "completed".into(), duration_secs: None }, now);
+    assert_eq!(after.participant, late.participant, "a callback after the deadline changes nothing");
+
+    // manual (the default) is still a task for the owner
+    let manual = flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "call"}]), &["s->c"]);
+    let out = advance(&manual, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert!(out.commands.is_empty() && out.actions.last().unwrap().manual);
+
+    // the test run takes an automatic call as answered
+    let sim = run(&f, &ada(), "2026-11-23T09:00:00Z", "1d", None);
+    assert_eq!(sim.status, "completed");
+    assert!(trail(&sim).contains(&"c:Completed:disposition: completed".to_owned()), "{:?}", trail(&sim));
+}
+
+#[test]
+fn notifications_name_a_user_or_an_address() {
+    let steps = |to: Value| {
+        flow(json!({}), json!([{"id": "s", "kind": "start"}, {"id": "n", "kind": "notify_email", "settings": {"to": to, "subject": "S"}}]), &["s->n"])
+    };
+    let to = |to: Value, contact: &Contact| {
+        let out = advance(&steps(to), &Participant::new(1), contact, Event::Enroll, at("2026-11-23T09:00:00Z"));
+        let Effect::NotifyEmail { to, .. } = &out.commands[0].effect else { panic!("a notification") };
+        to.clone()
+    };
+    let mut managed = ada();
+    managed.fields.insert("manager".into(), json!("boss@x.test"));
+    assert_eq!(to(json!("user:12"), &ada()), "user:12");
+    assert_eq!(to(json!("record_owner"), &ada()), "user:7", "the record owner is a user");
+    assert_eq!(to(Value::Null, &ada()), "user:7", "the record owner by default");
+    assert_eq!(to(json!("ops@x.test"), &ada()), "ops@x.test", "an address as written");
+    assert_eq!(to(json!("field:manager"), &managed), "boss@x.test");
+    assert_eq!(to(json!("field:missing"), &managed), "user:7");
+    let mut orphan = ada();
+    orphan.owner = None;
+    assert_eq!(to(json!("record_owner"), &orphan), "record_owner", "left for the shell to refuse with the reason");
 }

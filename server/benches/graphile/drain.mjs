@@ -1,0 +1,55 @@
+// graphile-worker processing no-op jobs, as the anchor for Waymark's
+// scale-out benchmark (server/benches/scale_out.rs runs this).
+//
+//   node drain.mjs <postgres-url> <jobs> <processes> <concurrency per process>
+//
+// Starts the worker processes, waits until each is ready, adds the jobs in
+// one statement, and prints `jobs=<n> seconds=<s>` once the queue is empty.
+import { fork } from "node:child_process";
+import { Logger, run, runMigrations } from "graphile-worker";
+import pg from "pg";
+
+const [url, jobs, processes, concurrency] = process.argv.slice(2);
+
+if (process.env.GRAPHILE_CHILD) {
+  const runner = await run({
+    connectionString: url,
+    concurrency: Number(concurrency),
+    noHandleSignals: false,
+    pollInterval: 1000,
+    // Quiet: a line per job would measure the terminal, not the queue.
+    logger: new Logger(() => () => {}),
+    taskList: { noop: async () => {} },
+  });
+  process.send("ready");
+  await runner.promise;
+} else {
+  await runMigrations({ connectionString: url });
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query("DELETE FROM graphile_worker._private_jobs");
+  const children = [];
+  for (let i = 0; i < Number(processes); i++) {
+    const child = fork(process.argv[1], process.argv.slice(2), {
+      env: { ...process.env, GRAPHILE_CHILD: "1" },
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+    });
+    await new Promise((resolve) => child.once("message", resolve));
+    children.push(child);
+  }
+  await client.query(
+    "SELECT count(graphile_worker.add_job('noop', json_build_object('i', g))) FROM generate_series(1, $1) g",
+    [Number(jobs)],
+  );
+  const started = process.hrtime.bigint();
+  for (;;) {
+    const { rows } = await client.query("SELECT count(*)::int AS n FROM graphile_worker._private_jobs");
+    if (rows[0].n === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(`jobs=${jobs} seconds=${seconds.toFixed(3)}`);
+  for (const child of children) child.kill("SIGTERM");
+  await client.end();
+  process.exit(0);
+}
