@@ -159,9 +159,10 @@ async fn bulk_suppress(n: usize) {
     let t0: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
     populate(&pool, flow, n, |_| t0).await;
     let all = Criteria { flow_ids: vec![flow], ..Criteria::default() };
+    let runtime = Runtime::new(pool.clone(), ManualClock::new(t0), "bench").with_files_dir(dir.path().join("files"));
     for action in [Action::Suppress, Action::Unsuppress] {
         let started = Instant::now();
-        let changed = apply(&pool, &all, &action, None, "bench", t0).await.unwrap();
+        let changed = apply(&runtime, &all, &action, None, "bench").await.unwrap();
         println!("{:>10} {changed} participants in {:.2} s", action.as_str(), started.elapsed().as_secs_f64());
         assert_eq!(changed as usize, n);
     }

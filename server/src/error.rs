@@ -38,6 +38,10 @@ pub enum Error {
     /// 404 `bulk_run_not_found`.
     #[error("There is no bulk run with id {0}.")]
     RunNotFound(i64),
+    /// 409 `job_taken_over`: the process went quiet past its heartbeat and
+    /// another one carries the job on (see `runtime::jobs`).
+    #[error("Job {0} was taken over by another process after this one went quiet; it carries on there.")]
+    JobTakenOver(i64),
     /// 403 `link_invalid`: a download link whose signature does not match.
     #[error("This download link is not valid: it was changed or is incomplete. Ask for the data file again.")]
     LinkInvalid,
@@ -152,7 +156,8 @@ impl Error {
             | Error::ContactExists(_)
             | Error::FlowHasParticipants(_)
             | Error::NoPendingAction(_)
-            | Error::NotFailed(_) => StatusCode::CONFLICT,
+            | Error::NotFailed(_)
+            | Error::JobTakenOver(_) => StatusCode::CONFLICT,
             Error::EmptyName
             | Error::InvalidDocument(_)
             | Error::TooManySteps(_)
@@ -191,6 +196,7 @@ impl Error {
             Error::FlowHasParticipants(_) => "flow_has_participants",
             Error::NoPendingAction(_) => "nothing_to_do",
             Error::NotFailed(_) => "not_failed",
+            Error::JobTakenOver(_) => "job_taken_over",
             Error::NotPublished(_) => "flow_not_published",
             Error::NameTaken(_) => "flow_name_taken",
             Error::StaleRevision { .. } => "stale_revision",

@@ -69,11 +69,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_files_dir(files_dir(&cli.database_url))
                 .with_public_url(public_url);
-            let interrupted = server::runtime::import::fail_interrupted(store.pool()).await?;
-            if interrupted > 0 {
-                tracing::warn!(interrupted, "contact imports were cut short by the last stop; marked failed");
-            }
-            server::runtime::bulk::resume_interrupted(store.pool(), &runtime.delivery()).await?;
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
             server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
             let mut state = AppState::new(leptos_options(addr), store, runtime);

@@ -362,14 +362,11 @@ async fn bulk_preview(State(state): State<AppState>, Json(body): Json<BulkReques
 /// with nothing changed.
 async fn bulk_apply(State(state): State<AppState>, actor: Actor, Json(body): Json<BulkRequest>) -> Result<Response> {
     let pool = state.runtime.pool().clone();
-    let id = bulk::start(&pool, &body, actor.as_str(), state.runtime.now()).await?;
+    let id = bulk::start(&state.runtime, &body, actor.as_str()).await?;
     let view = bulk::view(&pool, id).await?;
     let criteria = serde_json::to_string(&body.criteria).unwrap_or_default();
     audit::record(&pool, actor.as_str(), &format!("bulk.{}", body.action.as_str()), &format!("bulk run {id}"), &format!("criteria {criteria}")).await?;
-    let delivery = state.runtime.delivery();
-    tokio::spawn(async move {
-        let _ = bulk::run(&pool, &delivery, id).await;
-    });
+    bulk::spawn(&state.runtime, id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/api/v1/bulk-runs/{id}"))], Json(view)).into_response())
 }
 

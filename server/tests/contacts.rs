@@ -104,8 +104,8 @@ impl World {
     }
 
     async fn bulk_by(&self, request: BulkRequest, by: &str) -> server::error::Result<bulk::RunView> {
-        let id = bulk::start(self.pool(), &request, by, self.clock.now()).await?;
-        bulk::run(self.pool(), &self.runtime.delivery(), id).await
+        let id = bulk::start(&self.runtime, &request, by).await?;
+        bulk::run(&self.runtime, id).await
     }
 
     /// SMTP without authentication on `port` (the local sink, or nothing).
@@ -300,7 +300,7 @@ mod bulk_jobs {
         w.runtime.run_until_idle().await.unwrap();
         assert_eq!(w.statuses(to).await, ["waiting", "transition", "transition"]);
         let ready = Criteria { statuses: vec!["transition".into()], ..in_flow(to) };
-        bulk::apply(w.pool(), &ready, &Action::Ready, None, "test", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &ready, &Action::Ready, None, "test").await.unwrap();
         w.runtime.run_until_idle().await.unwrap();
         assert_eq!(w.statuses(to).await, ["waiting", "waiting", "waiting"]);
 
@@ -375,7 +375,7 @@ mod bulk_jobs {
         assert_eq!(callbacks().await, vec![(Some(at.as_millisecond()), Some("agent-2".to_owned())); 2], "undoing the cancel brings them back");
 
         // pause forgets the status on the participant; its run remembers it
-        bulk::apply(w.pool(), &Criteria { statuses: vec!["waiting".into()], ..in_flow(flow) }, &Action::Ready, None, "t", w.clock.now())
+        bulk::apply(&w.runtime, &Criteria { statuses: vec!["waiting".into()], ..in_flow(flow) }, &Action::Ready, None, "t")
             .await
             .unwrap_or(0);
         sqlx::query("UPDATE participants SET status = 'held' WHERE id = $1").bind(ps[1]).execute(w.pool()).await.unwrap();
@@ -529,9 +529,9 @@ mod bulk_jobs {
         assert_eq!(left, 0, "no ZIP left behind");
 
         // the settings are removed after the run was accepted: it fails saying so, and makes nothing
-        let started = bulk::start(w.pool(), &email(vec!["boss@x.test".into()]), "m@x.test", w.clock.now()).await.unwrap();
+        let started = bulk::start(&w.runtime, &email(vec!["boss@x.test".into()]), "m@x.test").await.unwrap();
         settings::update(w.pool(), json!({"smtp": null}).as_object().unwrap().clone()).await.unwrap();
-        assert_eq!(bulk::run(w.pool(), &w.runtime.delivery(), started).await.unwrap_err().code(), "email_not_configured");
+        assert_eq!(bulk::run(&w.runtime, started).await.unwrap_err().code(), "email_not_configured");
         let run = bulk::view(w.pool(), started).await.unwrap();
         assert_eq!(run.status, "failed");
         assert!(run.message.unwrap().starts_with("Nothing was sent and no file was kept: Email is not set up"));
@@ -544,6 +544,87 @@ mod bulk_jobs {
         assert!(serde_json::from_value::<BulkRequest>(json!({"action": "pause", "criteria": {"flow": 1}})).is_err());
         assert!(serde_json::from_value::<BulkRequest>(json!({"action": "pause", "params": {"agnet": "x"}})).is_err());
         assert!(serde_json::from_value::<BulkRequest>(json!({"action": "explode"})).is_err());
+    }
+}
+
+/// Several processes on one database: a job belongs to the process that
+/// started it while its heart beats; another takes it over once it went
+/// quiet, and the quiet one writes nothing more to it.
+mod job_owners {
+    use super::*;
+    use server::runtime::jobs;
+
+    /// A second process on the world's database and clock.
+    fn other_process(w: &World) -> Runtime {
+        Runtime::new(w.pool().clone(), w.clock.clone(), "worker-b").with_files_dir(w.dir.path().join("files"))
+    }
+
+    async fn owner_of_run(w: &World, run: i64) -> Option<String> {
+        sqlx::query_scalar("SELECT owner FROM bulk_runs WHERE id = $1").bind(run).fetch_one(w.pool()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bulk_run_whose_process_went_quiet_is_finished_by_another_and_the_quiet_one_writes_nothing() {
+        let w = world().await;
+        let flow = w.call_flow("Calls").await;
+        w.waiting_at_call(flow, 30).await;
+        // worker-a starts the run and stops before applying any of it
+        let run = bulk::start(&w.runtime, &request(Action::Pause, in_flow(flow), Params::default()), "test").await.unwrap();
+        assert_eq!(owner_of_run(&w, run).await.as_deref(), Some("worker-a"));
+        let b = other_process(&w);
+
+        // still fresh: nobody takes it
+        w.clock.advance(jobs::STALE - SignedDuration::from_secs(1));
+        assert_eq!(jobs::recover(&b).await.unwrap(), jobs::Recovered::default());
+        assert_eq!(owner_of_run(&w, run).await.as_deref(), Some("worker-a"));
+
+        // quiet past STALE: worker-b takes it over and finishes it
+        w.clock.advance(SignedDuration::from_secs(2));
+        assert_eq!(jobs::recover(&b).await.unwrap(), jobs::Recovered { runs: vec![run], imports: 0 });
+        assert_eq!(jobs::recover(&w.runtime).await.unwrap(), jobs::Recovered::default(), "taken once");
+        let view = loop {
+            let view = bulk::view(w.pool(), run).await.unwrap();
+            if view.status != "running" {
+                break view;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!((view.status.as_str(), view.done, view.count), ("done", 30, 30));
+        assert_eq!(owner_of_run(&w, run).await.as_deref(), Some("worker-b"));
+        assert!(w.statuses(flow).await.iter().all(|s| s == "paused"));
+
+        // worker-a wakes up and carries on: refused, nothing written
+        let again = bulk::start(&w.runtime, &request(Action::Ready, in_flow(flow), Params::default()), "test").await.unwrap();
+        sqlx::query("UPDATE bulk_runs SET owner = 'worker-b' WHERE id = $1").bind(again).execute(w.pool()).await.unwrap();
+        assert_eq!(bulk::run(&w.runtime, again).await.unwrap_err().code(), "job_taken_over");
+        let view = bulk::view(w.pool(), again).await.unwrap();
+        assert_eq!((view.status.as_str(), view.done), ("running", 0), "left for its owner");
+        assert!(w.statuses(flow).await.iter().all(|s| s == "paused"), "the chunk was rolled back");
+    }
+
+    #[tokio::test]
+    async fn an_import_whose_process_went_quiet_is_marked_failed_and_imports_nothing_more() {
+        let w = world().await;
+        let path = w.dir.path().join("in.csv");
+        std::fs::write(&path, "email\nada@x.test\nbob@x.test\n").unwrap();
+        let options = ImportOptions::default();
+        let job = import::create_job(&w.runtime, &path, Some("in.csv"), &options, "test").await.unwrap();
+        let b = other_process(&w);
+        assert_eq!(jobs::recover(&b).await.unwrap().imports, 0, "its owner is alive");
+
+        w.clock.advance(jobs::STALE + SignedDuration::from_secs(1));
+        assert_eq!(jobs::recover(&b).await.unwrap().imports, 1);
+        let mut conn = w.pool().acquire().await.unwrap();
+        let view = import::job(&mut conn, job, 0).await.unwrap();
+        assert_eq!(view.status, "failed");
+        assert_eq!(view.error.as_deref(), Some("The process running the import stopped; the rows counted as done were imported."));
+
+        // the quiet process wakes up: its first batch is refused and rolled back
+        assert_eq!(import::run(&w.runtime, job, path, options).await.unwrap_err().code(), "job_taken_over");
+        let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(w.pool()).await.unwrap();
+        assert_eq!(contacts, 0);
+        let view = import::job(&mut conn, job, 0).await.unwrap();
+        assert_eq!((view.status.as_str(), view.rows_done), ("failed", 0));
     }
 }
 

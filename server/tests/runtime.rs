@@ -476,17 +476,17 @@ mod bulk {
         let (count, sample) = bulk::preview(w.runtime.pool(), &all).await.unwrap();
         assert_eq!((count, sample), (3, ps.clone()));
 
-        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "test", w.clock.now()).await.unwrap(), 3);
+        assert_eq!(bulk::apply(&w.runtime, &all, &Action::Suppress, None, "test").await.unwrap(), 3);
         assert!(statuses(&w).await.iter().all(|s| s.1 == "suppressed"));
         // suppressing again changes nothing (the remembered status stays the original)
-        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "test", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+        assert_eq!(bulk::apply(&w.runtime, &all, &Action::Suppress, None, "test").await.unwrap_err().code(), "nothing_matched");
         // time passes: nothing suppressed moves, and an agent cannot complete the suppressed call
         w.clock.advance(SignedDuration::from_hours(25));
         assert_eq!(w.runtime.run_until_idle().await.unwrap().claimed, 0);
         let err = w.runtime.deliver(ps[1], Event::Manual { outcome: ManualOutcome::Completed, disposition: None }).await.unwrap_err();
         assert_eq!(err.code(), "nothing_to_do");
 
-        assert_eq!(bulk::apply(w.runtime.pool(), &all, &Action::Unsuppress, None, "test", w.clock.now()).await.unwrap(), 3);
+        assert_eq!(bulk::apply(&w.runtime, &all, &Action::Unsuppress, None, "test").await.unwrap(), 3);
         assert_eq!(statuses(&w).await, before, "exactly the statuses, next runs and pass counts they had");
         // and they carry on: the day's wait is over now
         w.runtime.run_until_idle().await.unwrap();
@@ -500,29 +500,29 @@ mod bulk {
         let north = Criteria { flow_ids: vec![flow], contact: vec![FieldEquals { field: "region".into(), value: "north".into() }], ..Criteria::default() };
         assert_eq!(bulk::preview(w.runtime.pool(), &north).await.unwrap(), (1, vec![ps[0]]));
 
-        bulk::apply(w.runtime.pool(), &north, &Action::Cancel, None, "test", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &north, &Action::Cancel, None, "test").await.unwrap();
         assert_eq!(w.runtime.participant(ps[0]).await.unwrap().status, "cancelled");
-        assert_eq!(bulk::apply(w.runtime.pool(), &north, &Action::Unsuppress, None, "test", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+        assert_eq!(bulk::apply(&w.runtime, &north, &Action::Unsuppress, None, "test").await.unwrap_err().code(), "nothing_matched");
 
         // ready: status only; the pass count and next run stay
         let before = statuses(&w).await[0].clone();
-        bulk::apply(w.runtime.pool(), &north, &Action::Ready, None, "test", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &north, &Action::Ready, None, "test").await.unwrap();
         let after = statuses(&w).await[0].clone();
         assert_eq!((after.1.as_str(), after.2, after.3), ("ready", before.2, before.3));
 
         // manual pass: +1 with a disposition, audited
         let south = Criteria { flow_ids: vec![flow], contact: vec![FieldEquals { field: "region".into(), value: "South".into() }], ..Criteria::default() };
-        assert_eq!(bulk::apply(w.runtime.pool(), &south, &Action::ManualPass, None, "test", w.clock.now()).await.unwrap_err().code(), "disposition_required");
-        bulk::apply(w.runtime.pool(), &south, &Action::ManualPass, Some("no answer"), "test", w.clock.now()).await.unwrap();
+        assert_eq!(bulk::apply(&w.runtime, &south, &Action::ManualPass, None, "test").await.unwrap_err().code(), "disposition_required");
+        bulk::apply(&w.runtime, &south, &Action::ManualPass, Some("no answer"), "test").await.unwrap();
         assert_eq!(statuses(&w).await.iter().map(|s| s.3).collect::<Vec<_>>(), [1, 2, 2]);
         let audit: (String, i64, Option<String>) = sqlx::query_as("SELECT action, count, disposition FROM bulk_runs ORDER BY id DESC LIMIT 1")
             .fetch_one(w.runtime.pool()).await.unwrap();
         assert_eq!(audit, ("manual_pass".to_owned(), 2, Some("no answer".to_owned())));
 
         // reset: pass count 0, status ready, next run now; the held call re-checks at once
-        bulk::apply(w.runtime.pool(), &south, &Action::Pause, None, "test", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &south, &Action::Pause, None, "test").await.unwrap();
         assert_eq!(statuses(&w).await[2].1, "paused");
-        bulk::apply(w.runtime.pool(), &south, &Action::Reset, None, "test", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &south, &Action::Reset, None, "test").await.unwrap();
         let reset = statuses(&w).await;
         assert_eq!((reset[2].1.as_str(), reset[2].2, reset[2].3), ("ready", Some(w.clock.now().as_millisecond()), 0));
         w.runtime.run_until_idle().await.unwrap();
@@ -536,11 +536,11 @@ mod bulk {
         let (flow, _) = three(&w).await;
         let before = statuses(&w).await;
         let bad_status = Criteria { flow_ids: vec![flow], statuses: vec!["sleeping".into()], ..Criteria::default() };
-        assert_eq!(bulk::apply(w.runtime.pool(), &bad_status, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "invalid_criteria");
+        assert_eq!(bulk::apply(&w.runtime, &bad_status, &Action::Pause, None, "t").await.unwrap_err().code(), "invalid_criteria");
         let nobody = Criteria { flow_ids: vec![flow + 100], ..Criteria::default() };
-        assert_eq!(bulk::apply(w.runtime.pool(), &nobody, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "nothing_matched");
+        assert_eq!(bulk::apply(&w.runtime, &nobody, &Action::Pause, None, "t").await.unwrap_err().code(), "nothing_matched");
         let odd_field = Criteria { contact: vec![FieldEquals { field: "x') OR 1=1 --".into(), value: "1".into() }], ..Criteria::default() };
-        assert_eq!(bulk::apply(w.runtime.pool(), &odd_field, &Action::Pause, None, "t", w.clock.now()).await.unwrap_err().code(), "invalid_criteria");
+        assert_eq!(bulk::apply(&w.runtime, &odd_field, &Action::Pause, None, "t").await.unwrap_err().code(), "invalid_criteria");
         assert!(serde_json::from_value::<Criteria>(json!({"flow_idz": [1]})).is_err(), "unknown criteria are refused");
         assert_eq!(statuses(&w).await, before);
         let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM bulk_runs").fetch_one(w.runtime.pool()).await.unwrap();
@@ -555,7 +555,7 @@ mod bulk {
         let batch = w.runtime.claim_batch().await.unwrap();
         assert_eq!(batch.len(), 2, "the ended wait and the held guard's re-check");
         let all = Criteria { flow_ids: vec![flow], ..Criteria::default() };
-        bulk::apply(w.runtime.pool(), &all, &Action::Suppress, None, "t", w.clock.now()).await.unwrap();
+        bulk::apply(&w.runtime, &all, &Action::Suppress, None, "t").await.unwrap();
         assert_eq!(w.runtime.commit_batch(batch).await.unwrap().committed, 0);
         assert!(statuses(&w).await.iter().all(|s| s.1 == "suppressed"));
     }

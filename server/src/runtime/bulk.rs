@@ -41,8 +41,8 @@ use app::core::engine::{Participant, Status};
 
 use crate::error::{Error, Result};
 
-use super::datafile::{self, Delivery};
-use super::{contacts, export, millis, status_names};
+use super::datafile;
+use super::{contacts, export, jobs, millis, status_names, Runtime};
 use crate::db::{Backend, Conn, Pool, Sql};
 
 /// Participants changed per transaction.
@@ -528,8 +528,9 @@ pub async fn describe(pool: &Pool, request: &BulkRequest, now: Timestamp) -> Res
 /// Checks the request and snapshots the participants it applies to, in one
 /// transaction: the run is `running` with its total. Refused (nothing
 /// written) for bad input or when nothing would change. [`run`] does the rest.
-pub async fn start(pool: &Pool, request: &BulkRequest, by: &str, now: Timestamp) -> Result<i64> {
-    let mut tx = pool.begin().await?;
+pub async fn start(runtime: &Runtime, request: &BulkRequest, by: &str) -> Result<i64> {
+    let now = runtime.now();
+    let mut tx = runtime.pool().begin().await?;
     let checked = request.check(&mut tx, now).await?;
     let mut params = request.params.clone();
     params.disposition = request.disposition().map(str::to_owned);
@@ -542,8 +543,8 @@ pub async fn start(pool: &Pool, request: &BulkRequest, by: &str, now: Timestamp)
         params.to = vec![by.to_owned()];
     }
     let run: i64 = sqlx::query_scalar(
-        "INSERT INTO bulk_runs (action, criteria, disposition, params, count, status, run_by, run_at, message)
-         VALUES ($1, $2, $3, $4, 0, 'running', $5, $6, $7) RETURNING id",
+        "INSERT INTO bulk_runs (action, criteria, disposition, params, count, status, run_by, run_at, message, owner, heartbeat_at)
+         VALUES ($1, $2, $3, $4, 0, 'running', $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(request.action.as_str())
     .bind(serde_json::to_string(&request.criteria).expect("criteria serialize"))
@@ -552,6 +553,8 @@ pub async fn start(pool: &Pool, request: &BulkRequest, by: &str, now: Timestamp)
     .bind(by)
     .bind(now.to_string())
     .bind(&checked.effect)
+    .bind(runtime.worker())
+    .bind(millis(now))
     .fetch_one(&mut *tx)
     .await?;
     let mut snapshot: Sql = Sql::new(
@@ -641,21 +644,26 @@ pub async fn recent(pool: &Pool, limit: i64) -> Result<Vec<RunView>> {
     Ok(runs)
 }
 
+/// Runs a started run in the background, in this process (its owner).
+pub fn spawn(runtime: &Runtime, id: i64) {
+    let runtime = runtime.clone();
+    tokio::spawn(async move {
+        let _ = run(&runtime, id).await;
+    });
+}
+
 /// Applies a started run in chunks until it is done, then records how it
 /// ended. A failure stops it as `failed` with the reason; the chunks before
-/// it stay applied and counted (`done` says how far it got).
-pub async fn run(pool: &Pool, delivery: &Delivery, id: i64) -> Result<RunView> {
-    let outcome = run_chunks(pool, delivery, id).await;
+/// it stay applied and counted (`done` says how far it got). The runtime
+/// must own the run (it started it, or took it over): another process
+/// taking it over meanwhile stops this one with nothing more written.
+pub async fn run(runtime: &Runtime, id: i64) -> Result<RunView> {
+    let pool = runtime.pool();
+    let outcome = jobs::beating(runtime, jobs::Table::BulkRuns, id, run_chunks(runtime, id)).await;
     let now = Timestamp::now().to_string();
-    match &outcome {
-        Ok(message) => {
-            sqlx::query("UPDATE bulk_runs SET status = 'done', finished_at = $1, message = coalesce($2, message) WHERE id = $3")
-                .bind(&now)
-                .bind(message)
-                .bind(id)
-                .execute(pool)
-                .await?;
-        }
+    let (status, message) = match &outcome {
+        Err(Error::JobTakenOver(_)) => return Err(Error::JobTakenOver(id)),
+        Ok(message) => ("done", message.clone()),
         Err(err) => {
             tracing::error!(run = id, error = %err, "bulk run failed");
             let action: Option<String> = sqlx::query_scalar("SELECT action FROM bulk_runs WHERE id = $1").bind(id).fetch_optional(pool).await?;
@@ -664,19 +672,23 @@ pub async fn run(pool: &Pool, delivery: &Delivery, id: i64) -> Result<RunView> {
             } else {
                 format!("Stopped part-way (the participants counted as done were changed): {}", err.public_message())
             };
-            sqlx::query("UPDATE bulk_runs SET status = 'failed', finished_at = $1, message = $2 WHERE id = $3")
-                .bind(&now)
-                .bind(message)
-                .bind(id)
-                .execute(pool)
-                .await?;
+            ("failed", Some(message))
         }
-    }
+    };
+    sqlx::query("UPDATE bulk_runs SET status = $1, finished_at = $2, message = coalesce($3, message) WHERE id = $4 AND owner = $5")
+        .bind(status)
+        .bind(&now)
+        .bind(message)
+        .bind(id)
+        .bind(runtime.worker())
+        .execute(pool)
+        .await?;
     outcome?;
     view(pool, id).await
 }
 
-async fn run_chunks(pool: &Pool, delivery: &Delivery, id: i64) -> Result<Option<String>> {
+async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
+    let (pool, delivery) = (runtime.pool(), &runtime.delivery());
     let row = sqlx::query("SELECT action, params, run_at, run_by, cursor, status FROM bulk_runs WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
@@ -707,13 +719,18 @@ async fn run_chunks(pool: &Pool, delivery: &Delivery, id: i64) -> Result<Option<
         let Some(last) = last else { break };
         let chunk = Chunk { run: id, after: cursor, last };
         let (seen, changed) = apply_chunk(&mut tx, action, &params, target_version, chunk, started).await?;
-        sqlx::query("UPDATE bulk_runs SET cursor = $1, done = done + $2, count = count + $3 WHERE id = $4")
+        let mine = sqlx::query("UPDATE bulk_runs SET cursor = $1, done = done + $2, count = count + $3 WHERE id = $4 AND owner = $5")
             .bind(last)
             .bind(seen)
             .bind(changed)
             .bind(id)
+            .bind(runtime.worker())
             .execute(&mut *tx)
             .await?;
+        if mine.rows_affected() == 0 {
+            // Taken over while this process was quiet: the chunk is rolled back.
+            return Err(Error::JobTakenOver(id));
+        }
         tx.commit().await?;
         cursor = last;
     }
@@ -891,15 +908,10 @@ async fn move_chunk(tx: &mut Conn, params: &Params, version: Option<i64>, chunk:
 
 /// Runs a bulk action to the end, waiting for it: [`start`] then [`run`].
 /// Returns how many changed. (The API starts runs in the background.)
-pub async fn apply(pool: &Pool, criteria: &Criteria, action: &Action, disposition: Option<&str>, by: &str, now: Timestamp) -> Result<u64> {
+pub async fn apply(runtime: &Runtime, criteria: &Criteria, action: &Action, disposition: Option<&str>, by: &str) -> Result<u64> {
     let request = BulkRequest { action: *action, criteria: criteria.clone(), disposition: disposition.map(str::to_owned), params: Params::default() };
-    let delivery = Delivery { dir: std::env::temp_dir().join("waymark-files"), public_url: "http://127.0.0.1:3000".into() };
-    apply_request(pool, &delivery, &request, by, now).await
-}
-
-pub async fn apply_request(pool: &Pool, delivery: &Delivery, request: &BulkRequest, by: &str, now: Timestamp) -> Result<u64> {
-    let id = start(pool, request, by, now).await?;
-    Ok(run(pool, delivery, id).await?.count as u64)
+    let id = start(runtime, &request, by).await?;
+    Ok(run(runtime, id).await?.count as u64)
 }
 
 /// Undoes a finished reversible run for the participants it changed that
@@ -964,18 +976,6 @@ pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64>
         .await?;
     tx.commit().await?;
     Ok(undone)
-}
-
-/// Runs left `running` by a stopped process carry on from their cursor.
-pub async fn resume_interrupted(pool: &Pool, delivery: &Delivery) -> Result<usize> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bulk_runs WHERE status = 'running' ORDER BY id").fetch_all(pool).await?;
-    for id in &ids {
-        let (pool, delivery, id) = (pool.clone(), delivery.clone(), *id);
-        tokio::spawn(async move {
-            let _ = run(&pool, &delivery, id).await;
-        });
-    }
-    Ok(ids.len())
 }
 
 /// The participants a run applies to, as a CSV export (for its data file).

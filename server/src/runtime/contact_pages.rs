@@ -263,11 +263,8 @@ impl ContactsBackend for Runtime {
 
     async fn start(&self, text: String) -> Result<i64, ServerFnError> {
         let actor = crate::actor::for_server_fn().await?;
-        let id = bulk::start(self.pool(), &request(&text)?, actor.as_str(), self.now()).await.map_err(fail)?;
-        let (pool, delivery) = (self.pool().clone(), self.delivery());
-        tokio::spawn(async move {
-            let _ = bulk::run(&pool, &delivery, id).await;
-        });
+        let id = bulk::start(self, &request(&text)?, actor.as_str()).await.map_err(fail)?;
+        bulk::spawn(self, id);
         Ok(id)
     }
 

@@ -26,7 +26,7 @@ use sqlx::Row;
 use crate::error::{Error, Result};
 
 use super::Runtime;
-use crate::db::{Conn, Pool, Sql};
+use crate::db::{Conn, Sql};
 
 /// Rows per transaction.
 const BATCH_ROWS: usize = 5_000;
@@ -278,39 +278,49 @@ pub async fn check(path: &Path, options: &ImportOptions) -> Result<()> {
 pub async fn create_job(runtime: &Runtime, path: &Path, file_name: Option<&str>, options: &ImportOptions, by: &str) -> Result<i64> {
     let bytes = tokio::fs::metadata(path).await.map_err(|err| Error::Internal(err.into()))?.len();
     Ok(sqlx::query_scalar(
-        "INSERT INTO contact_imports (file_name, options, status, bytes_total, started_by, started_at)
-         VALUES ($1, $2, 'running', $3, $4, $5) RETURNING id",
+        "INSERT INTO contact_imports (file_name, options, status, bytes_total, started_by, started_at, owner, heartbeat_at)
+         VALUES ($1, $2, 'running', $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(file_name)
     .bind(serde_json::to_string(options).expect("options serialize"))
     .bind(bytes as i64)
     .bind(by)
     .bind(runtime.now().to_string())
+    .bind(runtime.worker())
+    .bind(super::millis(runtime.now()))
     .fetch_one(runtime.pool())
     .await?)
 }
 
 /// Imports the file into job `job`, then records how it ended. A failure
 /// part-way stops the job as `failed` with the reason; the batches before
-/// it stay imported and counted.
+/// it stay imported and counted. Only the job's owner (the process that
+/// created it) writes to it; if it went quiet and the job was marked
+/// failed meanwhile ([`super::jobs::recover`]), the import stops there.
 pub async fn run(runtime: &Runtime, job: i64, path: PathBuf, options: ImportOptions) -> Result<()> {
-    let outcome = import(runtime, job, path, &options).await;
+    let outcome = super::jobs::beating(runtime, super::jobs::Table::Imports, job, import(runtime, job, path, &options)).await;
     let now = runtime.now().to_string();
     match &outcome {
+        Err(Error::JobTakenOver(_)) => {}
         Ok(rows) => {
-            sqlx::query("UPDATE contact_imports SET status = 'done', rows_total = $1, bytes_done = bytes_total, finished_at = $2 WHERE id = $3")
-                .bind(*rows as i64)
-                .bind(&now)
-                .bind(job)
-                .execute(runtime.pool())
-                .await?;
+            sqlx::query(
+                "UPDATE contact_imports SET status = 'done', rows_total = $1, bytes_done = bytes_total, finished_at = $2
+                 WHERE id = $3 AND owner = $4 AND status = 'running'",
+            )
+            .bind(*rows as i64)
+            .bind(&now)
+            .bind(job)
+            .bind(runtime.worker())
+            .execute(runtime.pool())
+            .await?;
         }
         Err(err) => {
             tracing::error!(job, error = %err, "contact import failed");
-            sqlx::query("UPDATE contact_imports SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3")
+            sqlx::query("UPDATE contact_imports SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND owner = $4 AND status = 'running'")
                 .bind(format!("Stopped after the rows counted as done: {}", err.public_message()))
                 .bind(&now)
                 .bind(job)
+                .bind(runtime.worker())
                 .execute(runtime.pool())
                 .await?;
         }
@@ -571,9 +581,9 @@ impl Writer<'_> {
             query.push(" ON CONFLICT DO NOTHING");
             query.build().execute(&mut *tx).await?;
         }
-        sqlx::query(
+        let progress = sqlx::query(
             "UPDATE contact_imports SET bytes_done = $1, rows_done = rows_done + $2, created = created + $3, updated = updated + $4,
-                 skipped = skipped + $5, failed = failed + $6 WHERE id = $7",
+                 skipped = skipped + $5, failed = failed + $6 WHERE id = $7 AND owner = $8 AND status = 'running'",
         )
         .bind(batch.bytes as i64)
         .bind(batch.read as i64)
@@ -582,8 +592,13 @@ impl Writer<'_> {
         .bind(skipped)
         .bind(failed)
         .bind(self.job)
+        .bind(self.runtime.worker())
         .execute(&mut *tx)
         .await?;
+        if progress.rows_affected() == 0 {
+            // Marked failed while this process was quiet: the batch is rolled back.
+            return Err(Error::JobTakenOver(self.job));
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -719,19 +734,6 @@ pub async fn recent(conn: &mut Conn, limit: i64) -> Result<Vec<ImportJob>> {
         jobs.push(job(conn, id, 0).await?);
     }
     Ok(jobs)
-}
-
-/// Imports that were running when the process stopped cannot resume (their
-/// uploaded file is gone): they are marked failed with what they did.
-pub async fn fail_interrupted(pool: &Pool) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE contact_imports SET status = 'failed', error = 'The server stopped during the import; the rows counted as done were imported.',
-             finished_at = $1 WHERE status = 'running'",
-    )
-    .bind(jiff::Timestamp::now().to_string())
-    .execute(pool)
-    .await?
-    .rows_affected())
 }
 
 #[cfg(test)]

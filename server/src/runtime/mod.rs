@@ -14,6 +14,7 @@ pub mod contacts;
 pub mod datafile;
 pub mod export;
 pub mod import;
+pub mod jobs;
 pub mod outbox;
 mod pages;
 
@@ -886,9 +887,20 @@ pub fn worker_name(role: &str) -> String {
     format!("{role}-{host}-{}-{}", std::process::id(), hex::encode(nonce))
 }
 
+/// How often a worker looks for background jobs whose process stopped.
+const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut recovered_at: Option<std::time::Instant> = None;
         loop {
+            // Jobs of processes that stopped: at start, then every so often.
+            if recovered_at.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
+                if let Err(err) = jobs::recover(&runtime).await {
+                    tracing::error!(error = %err, "looking for stopped jobs failed");
+                }
+                recovered_at = Some(std::time::Instant::now());
+            }
             let mut busy = false;
             match runtime.tick().await {
                 Ok(tick) => busy |= tick.claimed > 0,
