@@ -143,6 +143,27 @@ async fn reentry_rules_are_kept_and_unpublished_flows_refuse_enrollment() {
     assert_eq!(err.code(), "flow_not_published");
     let err = w.runtime.enroll(flow, &[999_999]).await.unwrap_err();
     assert_eq!(err.code(), "contact_not_found");
+
+    // enrollment goes by chunks of contacts: a repeat in one call is kept
+    // out like a repeat in the next call, across chunk boundaries too, and
+    // one unknown contact anywhere refuses the whole call
+    let many = add_contacts(&w.runtime, 1_500, |i| Contact { email: Some(format!("m{i}@x.test")), ..Contact::default() }).await;
+    let twice: Vec<i64> = many.iter().chain(&many[..10]).copied().collect();
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM participants").fetch_one(w.runtime.pool()).await.unwrap();
+    let err = w.runtime.enroll(flow, &[&twice[..], &[999_999]].concat()).await.unwrap_err();
+    assert_eq!(err.code(), "contact_not_found");
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM participants").fetch_one(w.runtime.pool()).await.unwrap();
+    assert_eq!(after, before, "nothing enrolled from a refused call");
+    let (made, kept_out) = w.runtime.enroll(flow, &twice).await.unwrap();
+    assert_eq!((made.len(), kept_out), (1_500, 10));
+    assert!(made.windows(2).all(|w| w[0] < w[1]), "ids in the order the contacts were given");
+    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": "Always", "settings": {"reentry": "always"},
+        "steps": [{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}], "edges": [{"from": "s", "port": "next", "to": "x"}]}))
+    .unwrap();
+    let always = w.store.create("Always", Some(doc)).await.unwrap().id;
+    w.store.publish(always, None, "test").await.unwrap();
+    let (made, kept_out) = w.runtime.enroll(always, &[ids[0], ids[0], ids[1]]).await.unwrap();
+    assert_eq!((made.len(), kept_out), (3, 0), "reentry always: a repeat enrolls again");
     // a flow with participants cannot be deleted out from under them
     assert_eq!(w.store.delete(flow).await.unwrap_err().code(), "flow_has_participants");
 }
