@@ -85,8 +85,8 @@ pub async fn check_participant_owner(pool: &Pool, viewer: &Viewer, participant: 
 }
 
 /// Enrollment is rate limited per caller.
-fn enroll_allowed(auth: &Auth, viewer: &Viewer) -> Result<()> {
-    auth.limits.enroll.check(&viewer.actor()).map_err(Error::RateLimited)
+async fn enroll_allowed(auth: &Auth, viewer: &Viewer) -> Result<()> {
+    auth.limits.enroll.check(&auth.pool, &viewer.actor()).await?.map_err(Error::RateLimited)
 }
 
 fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
@@ -150,7 +150,7 @@ async fn enroll(
     Path(raw): Path<String>,
     Json(body): Json<Enroll>,
 ) -> Result<Response> {
-    enroll_allowed(&auth, &viewer)?;
+    enroll_allowed(&auth, &viewer).await?;
     let flow = id(&raw, Error::FlowNotFound)?;
     let mut ids = body.contact_ids;
     if let Some(list) = &body.list {
@@ -175,7 +175,7 @@ async fn enroll_csv(
     Path(raw): Path<String>,
     body: String,
 ) -> Result<Response> {
-    enroll_allowed(&auth, &viewer)?;
+    enroll_allowed(&auth, &viewer).await?;
     let flow = id(&raw, Error::FlowNotFound)?;
     let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_csv", message };
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_bytes());

@@ -61,6 +61,14 @@ impl App {
         App::with_limits(Limits::default()).await
     }
 
+    /// The same database served by a second process, with limits of its own making.
+    fn another_process(mut self, limits: Limits) -> App {
+        let mut state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), self.store.clone(), self.runtime.clone());
+        state.auth.limits = Arc::new(limits);
+        self.app = router(state);
+        self
+    }
+
     async fn request(&self, caller: &Caller, method: Method, uri: &str, body: Option<(&str, Vec<u8>)>, extra: &[(&str, &str)]) -> Reply {
         let mut request = Request::builder().method(method).uri(uri).header(header::HOST, HOST);
         match caller {
@@ -331,16 +339,30 @@ async fn the_first_admin_is_created_once() {
 
 #[tokio::test]
 async fn enrollment_is_rate_limited() {
-    let limits = Limits { enroll: server::auth::limit::Limiter::new(2, 1), ..Limits::default() };
+    let limits = Limits { enroll: server::auth::limit::Limiter::new("enroll", 2, 1), ..Limits::default() };
     let app = App::with_limits(limits).await;
     let marketer = app.user("m@x.test", Role::Marketer).await;
     for _ in 0..2 {
         let reply = app.json(&marketer, Method::POST, "/api/v1/flows/999999/enroll", json!({"contact_ids": []})).await;
         assert_ne!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     }
+    // the limit is the database's: a second process does not grant more
+    let limits = Limits { enroll: server::auth::limit::Limiter::new("enroll", 2, 1), ..Limits::default() };
+    let app = app.another_process(limits);
     let reply = app.json(&marketer, Method::POST, "/api/v1/flows/999999/enroll", json!({"contact_ids": []})).await;
     problem(&reply, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(reply.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn a_shared_limit_lets_exactly_its_burst_through_requests_racing_for_it() {
+    let app = App::new().await;
+    let limiter = server::auth::limit::Limiter::new("race", 5, 1);
+    let pool = app.store.pool();
+    let verdicts = futures_util::future::join_all((0..20).map(|_| limiter.check(pool, "someone"))).await;
+    let allowed = verdicts.into_iter().map(|v| v.unwrap()).filter(Result::is_ok).count();
+    assert_eq!(allowed, 5, "each token taken once, however the requests interleave");
+    assert!(limiter.check(pool, "someone else").await.unwrap().is_ok(), "keys are independent");
 }
 
 #[tokio::test]

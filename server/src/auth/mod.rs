@@ -53,9 +53,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            sign_in_per_email: Limiter::new(5, 5),
-            sign_in_per_address: Limiter::new(30, 30),
-            enroll: Limiter::new(120, 600),
+            sign_in_per_email: Limiter::new("sign_in_email", 5, 5),
+            sign_in_per_address: Limiter::new("sign_in_address", 30, 30),
+            enroll: Limiter::new("enroll", 120, 600),
         }
     }
 }

@@ -56,7 +56,10 @@ async fn sign_in(State(auth): State<Auth>, request: Request) -> Result<Response>
     let Form(form): Form<SignIn> = Form::from_request(request, &()).await?;
     let email = form.email.trim().to_lowercase();
     let next = local_target(form.next.as_deref());
-    let allowed = auth.limits.sign_in_per_address.check(&address).and_then(|()| auth.limits.sign_in_per_email.check(&email));
+    let allowed = match auth.limits.sign_in_per_address.check(&auth.pool, &address).await? {
+        Ok(()) => auth.limits.sign_in_per_email.check(&auth.pool, &email).await?,
+        refused => refused,
+    };
     if let Err(wait) = allowed {
         audit::record(&auth.pool, &email, "user.sign_in_throttled", &email, &address).await?;
         return Ok(throttled_page(wait));

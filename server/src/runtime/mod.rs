@@ -887,17 +887,22 @@ pub fn worker_name(role: &str) -> String {
     format!("{role}-{host}-{}-{}", std::process::id(), hex::encode(nonce))
 }
 
-/// How often a worker looks for background jobs whose process stopped.
+/// How often a worker looks for background jobs whose process stopped
+/// (and forgets rate-limit buckets that are full again).
 const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
         loop {
-            // Jobs of processes that stopped: at start, then every so often.
+            // Jobs of processes that stopped, and rate-limit buckets full
+            // again: at start, then every so often.
             if recovered_at.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
                 if let Err(err) = jobs::recover(&runtime).await {
                     tracing::error!(error = %err, "looking for stopped jobs failed");
+                }
+                if let Err(err) = crate::auth::limit::forget_full(runtime.pool()).await {
+                    tracing::error!(error = %err, "forgetting full rate-limit buckets failed");
                 }
                 recovered_at = Some(std::time::Instant::now());
             }
