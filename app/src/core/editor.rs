@@ -440,6 +440,29 @@ impl Area {
         Area { left: down(top_left.x), top: down(top_left.y), right: up(bottom_right.x), bottom: up(bottom_right.y) }
     }
 
+    /// The area drawn as the view changes: the one before while it still
+    /// covers [`Area::around`] the view and is not much bigger (zooming in,
+    /// a short pan), else a new one with a quarter of the view to spare on
+    /// each side, so that zooming out or panning far redraws every few
+    /// steps instead of at each one.
+    pub fn follow(before: Option<Area>, view: Viewport, width: f64, height: f64) -> Area {
+        let needed = Area::around(view, width, height);
+        if let Some(before) = before {
+            let covers = before.left <= needed.left && before.top <= needed.top && before.right >= needed.right && before.bottom >= needed.bottom;
+            if covers && before.size() <= 4.0 * needed.size() {
+                return before;
+            }
+        }
+        let (spare_x, spare_y) = ((needed.right - needed.left) / 4.0, (needed.bottom - needed.top) / 4.0);
+        let down = |v: f64| (v / Area::MARGIN).floor() * Area::MARGIN;
+        let up = |v: f64| (v / Area::MARGIN).ceil() * Area::MARGIN;
+        Area { left: down(needed.left - spare_x), top: down(needed.top - spare_y), right: up(needed.right + spare_x), bottom: up(needed.bottom + spare_y) }
+    }
+
+    fn size(&self) -> f64 {
+        (self.right - self.left) * (self.bottom - self.top)
+    }
+
     fn meets(&self, left: f64, top: f64, right: f64, bottom: f64) -> bool {
         left <= self.right && right >= self.left && top <= self.bottom && bottom >= self.top
     }
@@ -1058,6 +1081,27 @@ mod tests {
         // A wire running backwards bulges left of its target by its reach.
         assert!(area.shows_wire(p(2700.0, 100.0), p(2500.0, 200.0)));
         assert!(!area.shows_wire(p(2800.0, 100.0), p(2600.0, 200.0)));
+    }
+
+    #[test]
+    fn the_drawn_area_follows_the_view_only_when_it_must() {
+        let view = Viewport { x: -100.0, y: 50.0, zoom: 0.5 };
+        let first = Area::follow(None, view, 960.0, 600.0);
+        // around() needs 0..2400 x -320..1280: a quarter of that to spare, on the grid
+        assert_eq!(first, Area { left: -640.0, top: -800.0, right: 3040.0, bottom: 1760.0 });
+        let follow = |view| Area::follow(Some(first), view, 960.0, 600.0);
+        // zooming in a little, or panning within the spare room: no change
+        assert_eq!(follow(view.zoom_around(Point { x: 480.0, y: 300.0 }, 1.2)), first);
+        assert_eq!(follow(Viewport { x: -300.0, ..view }), first);
+        // panning past it or zooming out beyond it: a new area around the view
+        let far = Viewport { x: -1200.0, ..view };
+        assert_eq!(follow(far), Area::follow(None, far, 960.0, 600.0));
+        let out = view.zoom_around(Point { x: 480.0, y: 300.0 }, 0.5);
+        assert_eq!(follow(out), Area::follow(None, out, 960.0, 600.0));
+        // zooming far in: the area shrinks to the view again
+        let close = view.zoom_around(Point { x: 480.0, y: 300.0 }, 4.0);
+        assert_eq!(follow(close), Area::follow(None, close, 960.0, 600.0));
+        assert!(follow(close).size() < first.size() / 4.0);
     }
 
     #[test]

@@ -120,9 +120,9 @@ impl EditorState {
         });
         let viewport = RwSignal::new(Viewport::default());
         let canvas_size = RwSignal::new((960.0, 600.0));
-        let drawn_area = Memo::new(move |_| {
+        let drawn_area = Memo::new(move |before: Option<&Area>| {
             let (width, height) = canvas_size.get();
-            Area::around(viewport.get(), width, height)
+            Area::follow(before.copied(), viewport.get(), width, height)
         });
         EditorState {
             flow_id,
