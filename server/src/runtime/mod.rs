@@ -363,9 +363,11 @@ impl Runtime {
                 continue;
             }
             let mut insert = Sql::new("INSERT INTO participants (flow_id, version, contact_id, status, state, next_run_at, starts_at, enrolled_at, updated_at)");
+            // Only the state is bound; the rest are numbers and our own
+            // timestamp, written in (few binds: see db::id_list).
             insert.push_values(rows, |mut row, (contact_id, state, starts)| {
-                row.push_bind(flow_id).push_bind(version).push_bind(contact_id).push("'ready'").push_bind(state);
-                row.push_bind(starts).push_bind(starts).push_bind(at.clone()).push_bind(at.clone());
+                row.push(flow_id).push(version).push(contact_id).push("'ready'").push_bind(state);
+                row.push(starts).push(starts).push(format!("'{at}'")).push(format!("'{at}'"));
             });
             insert.push(" RETURNING id");
             let mut made: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -825,19 +827,13 @@ async fn load_groups(conn: &mut Conn) -> Result<HashMap<String, FlowDocument>> {
 /// Slow drip: the start of the first period (hour or day, UTC) from `now`
 /// with fewer than `limit` starts. `slots` counts starts per period index,
 /// filled from the database the first time a period is looked at.
-/// Contacts enrolled per statement (8 binds each, well under both engines' limits).
+/// Contacts enrolled per statement (one bind each).
 const ENROLL_CHUNK: usize = 1_000;
 
 /// The ids `select` finds among `ids`: `select` ends in `IN `, `tail` follows the list.
 async fn ids_in(conn: &mut Conn, select: &str, ids: &[i64], tail: &str) -> Result<std::collections::HashSet<i64>> {
-    let mut query = Sql::new(select);
-    query.push("(");
-    let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-    query.push(")").push(tail);
-    Ok(query.build_query_scalar::<i64>().fetch_all(&mut *conn).await?.into_iter().collect())
+    let sql = format!("{select}({}){tail}", crate::db::id_list(ids));
+    Ok(sqlx::query_scalar::<_, i64>(&sql).fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
 async fn drip_slot(
