@@ -640,8 +640,7 @@ impl Writer<'_> {
             for chunk in contacts.chunks(5_000) {
                 let mut query: Sql = Sql::new("INSERT INTO list_members (list_id, contact_id, added_at) ");
                 query.push_values(chunk, |mut b, id| {
-                    // numbers and our own timestamp, written in (see db::id_list)
-                    b.push(list).push(*id).push(format!("'{at}'"));
+                    b.push_bind(list).push_bind(*id).push_bind(at);
                 });
                 query.push(" ON CONFLICT DO NOTHING RETURNING contact_id");
                 joined.extend(query.build_query_scalar::<i64>().fetch_all(&mut *tx).await?);
