@@ -16,7 +16,7 @@ async function createFlow(page: Page, name: string) {
   await page.getByLabel("New flow name").fill(name);
   await page.getByRole("button", { name: "Create flow" }).click();
   await expect(page).toHaveURL(/\/flows\/\d+$/);
-  await expect(page.locator('svg.flow-canvas g.step[data-step="start"]')).toBeVisible();
+  await expect(page.locator('div.flow-canvas g.step[data-step="start"]')).toBeVisible();
 }
 
 async function centre(locator: Locator) {
@@ -34,12 +34,12 @@ async function drag(page: Page, from: { x: number; y: number }, to: { x: number;
   await page.mouse.up();
 }
 
-const step = (page: Page, id: string) => page.locator(`svg.flow-canvas g.step[data-step="${id}"]`);
+const step = (page: Page, id: string) => page.locator(`div.flow-canvas g.step[data-step="${id}"]`);
 
 /// Drags a kind from the palette so the card's centre lands on canvas
 /// point (x, y) (the view starts unpanned at 100%).
 async function place(page: Page, kind: string, x: number, y: number) {
-  const canvas = await page.locator("svg.flow-canvas").boundingBox();
+  const canvas = await page.locator("div.flow-canvas").boundingBox();
   const target = { x: canvas!.x + x, y: canvas!.y + y };
   await drag(page, await centre(page.locator(`.palette-item[data-kind="${kind}"]`)), target);
   return target;
@@ -68,7 +68,7 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
     expect(Math.abs(landed.x - dropped.x)).toBeLessThanOrEqual(10);
     expect(Math.abs(landed.y - dropped.y)).toBeLessThanOrEqual(10);
   }
-  await expect(page.locator("svg.flow-canvas g.step")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.step")).toHaveCount(6);
   // the dropped step is selected and open in the inspector
   await expect(page.locator(".inspector[data-step=exit_1]")).toBeVisible();
 
@@ -79,7 +79,7 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   await connect(page, "condition_1", "yes", "send_sms_1");
   await connect(page, "condition_1", "no", "exit_1");
   await connect(page, "send_sms_1", "next", "exit_1");
-  await expect(page.locator("svg.flow-canvas g.wire")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(6);
   await expect(page.locator('g.wire[data-from="condition_1"][data-port="yes"][data-to="send_sms_1"]')).toHaveCount(1);
 
   // Refused connections are not made, and the reason is shown.
@@ -90,7 +90,7 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   await expect(page.locator(".canvas-notice")).toContainText("Nothing can lead into the start step.");
   await connect(page, "send_email_1", "next", "send_email_1");
   await expect(page.locator(".canvas-notice")).toContainText("A step cannot lead to itself.");
-  await expect(page.locator("svg.flow-canvas g.wire")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(6);
   await shot(page, "10-editor-wired");
 
   // Settings: the email, with a preview for a sample contact.
@@ -147,10 +147,10 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   await step(page, "exit_1").click();
   await page.keyboard.press("Delete");
   await expect(step(page, "exit_1")).toHaveCount(0);
-  await expect(page.locator("svg.flow-canvas g.wire")).toHaveCount(4);
+  await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(4);
   await page.getByRole("button", { name: "Undo" }).click();
   await expect(step(page, "exit_1")).toBeVisible();
-  await expect(page.locator("svg.flow-canvas g.wire")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(6);
 
   // Move a step by dragging it.
   const before = await centre(step(page, "exit_1").locator("rect.card"));
@@ -168,8 +168,8 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   // Everything is still there after a reload.
   await page.reload();
   await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
-  await expect(page.locator("svg.flow-canvas g.step")).toHaveCount(6);
-  await expect(page.locator("svg.flow-canvas g.wire")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.step")).toHaveCount(6);
+  await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(6);
   await expect(step(page, "exit_1")).toHaveAttribute("transform", "translate(620 360)");
   await step(page, "send_sms_1").click();
   await expect(page.locator('.inspector textarea[name="text"]')).toHaveValue("Short again.");
@@ -247,7 +247,7 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await expect(step(page, "wait_1")).toHaveAttribute("transform", "translate(280 100)");
 
   // Shift-drag on the background adds the steps in the box to the selection.
-  const canvas = (await page.locator("svg.flow-canvas").boundingBox())!;
+  const canvas = (await page.locator("div.flow-canvas").boundingBox())!;
   await page.keyboard.down("Shift");
   await drag(page, { x: canvas.x + 260, y: canvas.y + 60 }, { x: canvas.x + 720, y: canvas.y + 180 });
   await page.keyboard.up("Shift");
@@ -261,12 +261,12 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await expect(page.locator('g.wire[data-from="wait_2"][data-to="send_sms_2"]')).toHaveCount(1);
   await expect(page.locator("g.step.selected")).toHaveCount(2);
   await page.keyboard.press("Control+d");
-  await expect(page.locator("svg.flow-canvas g.step")).toHaveCount(7);
+  await expect(page.locator("div.flow-canvas g.step")).toHaveCount(7);
   await expect(page.locator('g.wire[data-from="wait_3"][data-to="send_sms_3"]')).toHaveCount(1);
 
   // Auto-layout arranges left to right, and undo puts everything back.
   const positions = () =>
-    page.locator("svg.flow-canvas g.step").evaluateAll((els) => els.map((e) => `${e.getAttribute("data-step")}@${e.getAttribute("transform")}`));
+    page.locator("div.flow-canvas g.step").evaluateAll((els) => els.map((e) => `${e.getAttribute("data-step")}@${e.getAttribute("transform")}`));
   const before = await positions();
   await page.getByRole("button", { name: "Auto-layout" }).click();
   await expect(step(page, "start")).toHaveAttribute("transform", "translate(40 40)");
@@ -319,7 +319,7 @@ test("two fingers pinch the canvas to zoom around them", async ({ page, request 
   await open(page, `/flows/${id}`);
   const zoom = page.locator(".toolbar .zoom");
   const before = parseInt((await zoom.textContent())!, 10);
-  const box = (await page.locator("svg.flow-canvas").boundingBox())!;
+  const box = (await page.locator("div.flow-canvas").boundingBox())!;
   const cx = box.x + box.width / 2;
   const cy = box.y + box.height / 2;
   // Real touch input through the browser's input pipeline (CDP), so the

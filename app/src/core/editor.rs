@@ -396,6 +396,25 @@ impl WireAnchor {
     }
 }
 
+/// The steps whose card `area` shows.
+pub fn steps_drawn_in(doc: &FlowDocument, area: Area) -> HashSet<String> {
+    doc.steps.iter().enumerate().filter(|(i, step)| area.shows_step(position_of(step, *i))).map(|(_, step)| step.id.clone()).collect()
+}
+
+/// The wires `area` shows part of (a wire missing a step is never drawn).
+pub fn wires_drawn_in(doc: &FlowDocument, index: &HashMap<String, usize>, area: Area) -> HashSet<Edge> {
+    doc.edges
+        .iter()
+        .filter(|edge| {
+            WireAnchor::of(doc, index, edge).is_some_and(|anchor| {
+                let (start, end) = anchor.ends(None, None);
+                area.shows_wire(start, end)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 /// The badge each step wears: error if any of its findings is an error,
 /// else warning if it has any.
 pub fn step_levels(findings: &Findings) -> HashMap<String, Level> {
@@ -1081,6 +1100,25 @@ mod tests {
         // A wire running backwards bulges left of its target by its reach.
         assert!(area.shows_wire(p(2700.0, 100.0), p(2500.0, 200.0)));
         assert!(!area.shows_wire(p(2800.0, 100.0), p(2600.0, 200.0)));
+    }
+
+    #[test]
+    fn the_drawn_sets_hold_the_cards_and_wires_near_the_area() {
+        let mut doc = FlowDocument::new_draft("Drawn");
+        doc.steps.clear();
+        for (id, x) in [("near", 100.0), ("far", 5000.0), ("farther", 5400.0)] {
+            let mut step = new_step(&doc, StepKind::Wait, Position { x, y: 100.0 });
+            step.id = id.into();
+            doc.steps.push(step);
+        }
+        let edge = |from: &str, to: &str| Edge { from: from.into(), port: "next".into(), to: to.into() };
+        doc.edges = vec![edge("near", "far"), edge("far", "farther"), edge("near", "gone")];
+        let area = Area::around(Viewport::default(), 960.0, 600.0);
+        let index = step_index(&doc);
+        assert_eq!(steps_drawn_in(&doc, area), HashSet::from(["near".to_owned()]));
+        // The wire leaving the view is drawn; one wholly outside it is not,
+        // nor one whose target is missing.
+        assert_eq!(wires_drawn_in(&doc, &index, area), HashSet::from([edge("near", "far")]));
     }
 
     #[test]

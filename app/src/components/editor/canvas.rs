@@ -5,26 +5,30 @@
 use leptos::prelude::*;
 
 use super::state::{EditorState, Gesture};
-use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, WireAnchor};
+use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, WireAnchor, GRID};
 use crate::core::flow::{Edge, Position, Step};
 use crate::core::geometry::{bounds, edge_midpoint, edge_path, extent, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::ports;
 use crate::core::Level;
 
+/// The canvas surface: the element that takes the pointer and wheel, and
+/// whose box is the visible part of the canvas.
+pub type Surface = NodeRef<leptos::html::Div>;
+
 /// The canvas element's box on the page: `(left, top, width, height)`.
-pub fn canvas_rect(svg: &NodeRef<leptos::svg::Svg>) -> (f64, f64, f64, f64) {
+pub fn canvas_rect(surface: &Surface) -> (f64, f64, f64, f64) {
     #[cfg(feature = "hydrate")]
-    if let Some(svg) = svg.get_untracked() {
-        let rect = svg.get_bounding_client_rect();
+    if let Some(surface) = surface.get_untracked() {
+        let rect = surface.get_bounding_client_rect();
         return (rect.left(), rect.top(), rect.width(), rect.height());
     }
-    let _ = svg;
+    let _ = surface;
     (0.0, 0.0, 0.0, 0.0)
 }
 
 /// The canvas point under a point of the page.
-pub fn to_canvas(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) -> Point {
-    let (left, top, _, _) = canvas_rect(svg);
+pub fn to_canvas(state: EditorState, surface: &Surface, client: Point) -> Point {
+    let (left, top, _, _) = canvas_rect(surface);
     state.viewport.get_untracked().to_canvas(Point { x: client.x - left, y: client.y - top })
 }
 
@@ -34,9 +38,9 @@ pub fn client_point(ev: &leptos::ev::MouseEvent) -> Point {
 
 /// The pointer moved: the gesture follows it.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) {
+pub fn follow_gesture(state: EditorState, surface: &Surface, client: Point) {
     let Some(gesture) = state.gesture.get_untracked() else { return };
-    let at = to_canvas(state, svg, client);
+    let at = to_canvas(state, surface, client);
     let next = match gesture.clone() {
         Gesture::Place { kind, .. } => Gesture::Place { kind, client },
         Gesture::Move { ids, from, .. } => Gesture::Move { ids, from, dx: at.x - from.x, dy: at.y - from.y },
@@ -62,17 +66,17 @@ pub fn follow_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, clien
 
 /// The pointer was released: a finished gesture becomes a change.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub fn end_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: Point) {
+pub fn end_gesture(state: EditorState, surface: &Surface, client: Point) {
     let Some(gesture) = state.gesture.get_untracked() else { return };
     state.gesture.set(None);
     match gesture {
         Gesture::Place { kind, .. } => {
-            let (left, top, width, height) = canvas_rect(svg);
+            let (left, top, width, height) = canvas_rect(surface);
             let inside = client.x >= left && client.x <= left + width && client.y >= top && client.y <= top + height;
             if !inside {
                 return;
             }
-            let at = to_canvas(state, svg, client);
+            let at = to_canvas(state, surface, client);
             // The card lands centred on the pointer.
             let corner = Position { x: at.x - NODE_WIDTH / 2.0, y: at.y - NODE_HEIGHT / 2.0 };
             let step = state.doc.with_untracked(|doc| new_step(doc, kind, corner));
@@ -112,7 +116,7 @@ pub fn end_gesture(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, client: 
 
 /// A finger on the canvas moved: with two down, the view pinches.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub fn follow_touch(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, id: i32, client: Point) -> bool {
+pub fn follow_touch(state: EditorState, surface: &Surface, id: i32, client: Point) -> bool {
     let known = state.touches.try_update_value(|touches| match touches.iter_mut().find(|(t, _)| *t == id) {
         Some(touch) => {
             touch.1 = client;
@@ -124,7 +128,7 @@ pub fn follow_touch(state: EditorState, svg: &NodeRef<leptos::svg::Svg>, id: i32
         return false;
     }
     if let Some(Gesture::Pinch { start, a, b }) = state.gesture.get_untracked() {
-        let (left, top, _, _) = canvas_rect(svg);
+        let (left, top, _, _) = canvas_rect(surface);
         let fingers = state.touches.with_value(|t| t.iter().map(|(_, p)| Point { x: p.x - left, y: p.y - top }).collect::<Vec<_>>());
         if let [a1, b1] = fingers[..] {
             state.viewport.set(start.pinch(a, b, a1, b1));
@@ -150,7 +154,7 @@ pub fn lift_touch(state: EditorState, id: i32) -> bool {
 }
 
 #[component]
-pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: RwSignal<bool>) -> impl IntoView {
+pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) -> impl IntoView {
     let on_background_down = move |ev: leptos::ev::PointerEvent| {
         if ev.button() != 0 {
             return;
@@ -164,14 +168,14 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
             let fingers = state.touches.with_value(Clone::clone);
             if let [(_, a), (_, b)] = fingers[..] {
                 // The second finger: a pinch replaces the pan the first began.
-                let (left, top, _, _) = canvas_rect(&svg);
+                let (left, top, _, _) = canvas_rect(&surface);
                 let local = |p: Point| Point { x: p.x - left, y: p.y - top };
                 state.gesture.set(Some(Gesture::Pinch { start: state.viewport.get_untracked(), a: local(a), b: local(b) }));
                 return;
             }
         }
         if ev.shift_key() && !space_held.get_untracked() {
-            let at = to_canvas(state, &svg, client);
+            let at = to_canvas(state, &surface, client);
             state.gesture.set(Some(Gesture::Select { from: at, to: at }));
         } else {
             state.clear_selection();
@@ -180,7 +184,7 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
     };
     let on_wheel = move |ev: leptos::ev::WheelEvent| {
         ev.prevent_default();
-        let (left, top, _, _) = canvas_rect(&svg);
+        let (left, top, _, _) = canvas_rect(&surface);
         let pointer = Point { x: f64::from(ev.client_x()) - left, y: f64::from(ev.client_y()) - top };
         // Pinch gestures arrive as wheel events with ctrl held and small
         // deltas; both zoom around the pointer.
@@ -188,9 +192,18 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
         let factor = (-ev.delta_y() * speed).exp();
         state.viewport.update(|view| *view = view.zoom_around(pointer, factor));
     };
+    // The view moves as one CSS transform of the drawing, not an SVG
+    // transform inside it: the browser then pans and zooms what it has
+    // already laid out (an SVG transform makes it lay out every card's text
+    // again at each zoom step). The dotted background moves with it.
     let transform = move || {
         let view = state.viewport.get();
-        format!("translate({} {}) scale({})", num(view.x), num(view.y), view.zoom)
+        format!("transform: translate({}px, {}px) scale({})", num(view.x), num(view.y), view.zoom)
+    };
+    let background = move || {
+        let view = state.viewport.get();
+        let cell = GRID * view.zoom;
+        format!("background-position: {}px {}px; background-size: {}px {}px", num(view.x), num(view.y), num(cell), num(cell))
     };
     let step_ids = move || {
         state.doc.with(|doc| {
@@ -200,25 +213,26 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
     };
 
     view! {
-        <svg
-            node_ref=svg
-            class="flow-graph flow-canvas"
+        <div
+            node_ref=surface
+            class="flow-canvas"
             class:panning=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. })) || space_held.get()
+            style=background
             role="application"
             aria-label="Flow canvas"
             on:pointerdown=on_background_down
             on:wheel=on_wheel
         >
-            <defs>
-                <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                    <path d="M0 0 L10 5 L0 10 z"/>
-                </marker>
-            </defs>
-            <g class="viewport" transform=transform>
+            <svg class="flow-graph" style=transform>
+                <defs>
+                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M0 0 L10 5 L0 10 z"/>
+                    </marker>
+                </defs>
                 <Wires state/>
                 <g class="steps">
                     <For each=step_ids key=|id| id.clone() let:id>
-                        <StepNode state id space_held svg/>
+                        <StepNode state id space_held surface/>
                     </For>
                 </g>
                 {move || match state.gesture.get() {
@@ -232,8 +246,8 @@ pub fn Canvas(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: Rw
                     }.into_any()),
                     _ => None,
                 }}
-            </g>
-        </svg>
+            </svg>
+        </div>
     }
     .into_any()
 }
@@ -273,7 +287,7 @@ fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
     };
     let carried = {
         let edge = edge.clone();
-        Memo::new(move |_| state.moving.with(|ids| (ids.contains(&edge.from), ids.contains(&edge.to))))
+        Memo::new(move |_| (state.carried.contains(&edge.from), state.carried.contains(&edge.to)))
     };
     let ends = Memo::new(move |_| {
         let anchor = anchor.get()?;
@@ -285,14 +299,13 @@ fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
     let path = Memo::new(move |_| ends.get().map(|(start, end)| edge_path(start, end)).unwrap_or_default());
     // The group is always there; its lines only near the view (or dragged).
     let exists = Memo::new(move |_| anchor.with(Option::is_some));
-    let drawn = Memo::new(move |_| {
-        let (from, to) = carried.get();
-        match ends.get() {
-            None => false,
-            Some(_) if from || to => true,
-            Some((start, end)) => state.drawn_area.with(|area| area.shows_wire(start, end)),
-        }
-    });
+    let drawn = {
+        let edge = edge.clone();
+        Memo::new(move |_| {
+            let (from, to) = carried.get();
+            exists.get() && (from || to || state.shown_wires.contains(&edge))
+        })
+    };
     let selected = {
         let edge = edge.clone();
         move || state.selected_edge.with(|s| s.as_ref() == Some(&edge))
@@ -328,7 +341,7 @@ fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
 }
 
 #[component]
-fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: NodeRef<leptos::svg::Svg>) -> impl IntoView {
+fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, surface: Surface) -> impl IntoView {
     // Where this step sits in the document, its place on the canvas and its
     // content are memos: an edit elsewhere in the flow leaves this card as
     // it is, and only its own drag moves it.
@@ -353,13 +366,14 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
     });
     let carried = {
         let id = id.clone();
-        Memo::new(move |_| state.moving.with(|ids| ids.contains(&id)))
+        Memo::new(move |_| state.carried.contains(&id))
     };
     // The element is always there (Tab, screen readers); the card only near
     // the view, or while it is dragged.
-    let shown = Memo::new(move |_| {
-        carried.get() || position.get().is_some_and(|at| state.drawn_area.with(|area| area.shows_step(at)))
-    });
+    let shown = {
+        let id = id.clone();
+        Memo::new(move |_| carried.get() || state.shown_steps.contains(&id))
+    };
     let transform = move || {
         let at = position.get()?;
         // Only a dragged step listens to the drag.
@@ -368,7 +382,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
     };
     let selected = {
         let id = id.clone();
-        move || state.is_selected(&id)
+        move || state.selection.contains(&id)
     };
     let level = {
         let id = id.clone();
@@ -396,7 +410,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
                 state.select_only(&id);
             }
             state.clear_selected_edge();
-            let from = to_canvas(state, &svg, client_point(&ev));
+            let from = to_canvas(state, &surface, client_point(&ev));
             state.gesture.set(Some(Gesture::Move { ids: state.selected.get_untracked(), from, dx: 0.0, dy: 0.0 }));
         }
     };
@@ -425,7 +439,7 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, svg: Nod
                             return;
                         }
                         ev.stop_propagation();
-                        let pointer = to_canvas(state, &svg, client_point(&ev));
+                        let pointer = to_canvas(state, &surface, client_point(&ev));
                         state.gesture.set(Some(Gesture::Connect { from: from.clone(), port: port.clone(), pointer }));
                     }
                 };

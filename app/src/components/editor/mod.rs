@@ -62,7 +62,7 @@ pub fn Editor(
             }
         });
     }
-    let svg = NodeRef::<leptos::svg::Svg>::new();
+    let surface = canvas::Surface::new();
     let space_held = RwSignal::new(false);
     let published = RwSignal::new(None::<Result<String, String>>);
 
@@ -73,7 +73,7 @@ pub fn Editor(
     autosave(state);
     save_on_leave(state);
     #[cfg(feature = "hydrate")]
-    browser::listen(state, svg, space_held);
+    browser::listen(state, surface, space_held);
 
     let zoom = move |factor: f64| {
         let (w, h) = state.canvas_size.get_untracked();
@@ -156,7 +156,7 @@ pub fn Editor(
             <div class="editor-body">
                 <Palette state/>
                 <div class="canvas-wrap">
-                    <Canvas state svg space_held/>
+                    <Canvas state surface space_held/>
                     <Minimap state/>
                     {move || state.notice.get().map(|message| view! {
                         <p class="canvas-notice" role="alert">
@@ -467,9 +467,9 @@ mod browser {
     use super::canvas::{canvas_rect, client_point, end_gesture, follow_gesture, follow_touch, lift_touch};
     use super::*;
 
-    pub fn listen(state: EditorState, svg: NodeRef<leptos::svg::Svg>, space_held: RwSignal<bool>) {
+    pub fn listen(state: EditorState, surface: super::canvas::Surface, space_held: RwSignal<bool>) {
         let measure = move || {
-            let (_, _, w, h) = canvas_rect(&svg);
+            let (_, _, w, h) = canvas_rect(&surface);
             if w > 0.0 {
                 state.canvas_size.set((w, h));
             }
@@ -478,23 +478,23 @@ mod browser {
         Effect::new(move |_| {
             // Only the canvas appearing runs this again; what it reads and
             // sets below must not (selecting would re-run it, forever).
-            if svg.get().is_some() {
+            if surface.get().is_some() {
                 untrack(|| open_view(state, measure));
             }
         });
         let handles = [
             window_event_listener(ev::resize, move |_| measure()),
             window_event_listener(ev::pointermove, move |ev| {
-                if follow_touch(state, &svg, ev.pointer_id(), client_point(&ev)) {
+                if follow_touch(state, &surface, ev.pointer_id(), client_point(&ev)) {
                     return;
                 }
                 if state.gesture.with_untracked(Option::is_some) {
-                    follow_gesture(state, &svg, client_point(&ev));
+                    follow_gesture(state, &surface, client_point(&ev));
                 }
             }),
             window_event_listener(ev::pointerup, move |ev| {
                 if !lift_touch(state, ev.pointer_id()) {
-                    end_gesture(state, &svg, client_point(&ev))
+                    end_gesture(state, &surface, client_point(&ev))
                 }
             }),
             window_event_listener(ev::pointercancel, move |ev| {

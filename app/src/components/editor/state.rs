@@ -4,9 +4,10 @@
 
 use leptos::prelude::*;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
-use crate::core::editor::{step_index, step_levels, Area, Change, UndoStack, Viewport};
+use crate::core::editor::{step_index, step_levels, steps_drawn_in, wires_drawn_in, Area, Change, UndoStack, Viewport};
 use crate::core::flow::{Edge, FlowDocument, Step};
 use crate::core::geometry::Point;
 use crate::core::kinds::StepKind;
@@ -56,14 +57,20 @@ pub struct EditorState {
     /// units, before snapping), read from `gesture`. A pointer move changes
     /// `moved_by` alone, and only the dragged steps and their wires read it:
     /// the other thousand steps of a big flow are not touched.
-    pub moving: Memo<Vec<String>>,
-    pub moved_by: Memo<(f64, f64)>,
+    pub moving: ReadSignal<Vec<String>>,
+    pub moved_by: ReadSignal<(f64, f64)>,
     /// Each step's place in `doc.steps`, by id.
     pub index: Memo<HashMap<String, usize>>,
     /// Each step's badge, from `findings`.
     pub levels: Memo<HashMap<String, Level>>,
     /// The part of the canvas drawn in full (see [`Area`]).
-    pub drawn_area: Memo<Area>,
+    pub drawn_area: ReadSignal<Area>,
+    /// The steps and wires within `drawn_area`, the selected steps and the
+    /// dragged ones, each asked about one key at a time (see [`Membership`]).
+    pub shown_steps: Membership<String>,
+    pub shown_wires: Membership<Edge>,
+    pub selection: Membership<String>,
+    pub carried: Membership<String>,
     /// Fingers on the canvas background: pointer id and page point.
     pub touches: StoredValue<Vec<(i32, Point)>>,
     /// A refused change or other note, shown over the canvas.
@@ -106,13 +113,13 @@ impl EditorState {
             })
         });
         let gesture = RwSignal::new(None);
-        let moving = Memo::new(move |_| {
+        let moving = settled(move |_| {
             gesture.with(|gesture| match gesture {
                 Some(Gesture::Move { ids, .. }) => ids.clone(),
                 _ => Vec::new(),
             })
         });
-        let moved_by = Memo::new(move |_| {
+        let moved_by = settled(move |_| {
             gesture.with(|gesture| match gesture {
                 Some(Gesture::Move { dx, dy, .. }) => (*dx, *dy),
                 _ => (0.0, 0.0),
@@ -120,23 +127,29 @@ impl EditorState {
         });
         let viewport = RwSignal::new(Viewport::default());
         let canvas_size = RwSignal::new((960.0, 600.0));
-        let drawn_area = Memo::new(move |before: Option<&Area>| {
+        let drawn_area = settled(move |before: Option<&Area>| {
             let (width, height) = canvas_size.get();
             Area::follow(before.copied(), viewport.get(), width, height)
         });
+        let index = Memo::new(move |_| doc.with(step_index));
+        let selected = RwSignal::new(Vec::new());
         EditorState {
             flow_id,
             doc,
             history: RwSignal::new(UndoStack::new()),
             viewport,
-            selected: RwSignal::new(Vec::new()),
+            selected,
             selected_edge: RwSignal::new(None),
             gesture,
             moving,
             moved_by,
-            index: Memo::new(move |_| doc.with(step_index)),
+            index,
             levels: Memo::new(move |_| findings.with(step_levels)),
             drawn_area,
+            shown_steps: Membership::new(move || doc.with(|doc| steps_drawn_in(doc, drawn_area.get()))),
+            shown_wires: Membership::new(move || index.with(|index| doc.with(|doc| wires_drawn_in(doc, index, drawn_area.get())))),
+            selection: Membership::new(move || selected.with(|ids| ids.iter().cloned().collect())),
+            carried: Membership::new(move || moving.with(|ids| ids.iter().cloned().collect())),
             touches: StoredValue::new(Vec::new()),
             notice: RwSignal::new(None),
             findings,
@@ -267,4 +280,87 @@ impl EditorState {
             self.selected_edge.set(None);
         }
     }
+}
+
+/// A signal that follows `compute` (handed the value it has now) and is
+/// written only when the result differs. A memo would do the same for its
+/// value, but every change in what it reads still wakes all its readers to
+/// check it; a thousand cards read the drawn area and the dragged steps, and
+/// a pan step or a pointer move must reach only the few whose answer changed.
+fn settled<T>(compute: impl Fn(Option<&T>) -> T + Send + Sync + 'static) -> ReadSignal<T>
+where
+    T: PartialEq + Send + Sync + 'static,
+{
+    let signal = RwSignal::new(untrack(|| compute(None)));
+    keep(ImmediateEffect::new_isomorphic(move || {
+        let next = signal.with_untracked(|now| compute(Some(now)));
+        if signal.with_untracked(|now| *now != next) {
+            signal.set(next);
+        }
+    }));
+    signal.read_only()
+}
+
+/// Membership of a changing set, asked key by key: each key asked about
+/// gets a flag of its own, and a change of the set flips only the flags of
+/// the keys that went in or out. A thousand cards asking "am I selected?"
+/// or "am I drawn?" of one signal would all wake (and re-subscribe, which
+/// costs the signal a shift of its whole subscriber list each) on every
+/// change; here only the cards whose answer changed do.
+pub struct Membership<K: 'static> {
+    flags: StoredValue<HashMap<K, ArcRwSignal<bool>>>,
+    members: StoredValue<HashSet<K>>,
+}
+
+impl<K> Clone for Membership<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Membership<K> {}
+
+impl<K> Membership<K>
+where
+    K: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    /// Follows `source`, the set's members.
+    pub fn new(source: impl Fn() -> HashSet<K> + Send + Sync + 'static) -> Self {
+        let flags: StoredValue<HashMap<K, ArcRwSignal<bool>>> = StoredValue::new(HashMap::new());
+        let members = StoredValue::new(untrack(&source));
+        keep(ImmediateEffect::new_isomorphic(move || {
+            let now = source();
+            let before = members.try_update_value(|members| std::mem::replace(members, now.clone()));
+            let Some(before) = before else { return };
+            flags.with_value(|flags| {
+                for key in before.symmetric_difference(&now) {
+                    if let Some(flag) = flags.get(key) {
+                        flag.set(now.contains(key));
+                    }
+                }
+            });
+        }));
+        Membership { flags, members }
+    }
+
+    /// Whether `key` is in the set; a reactive read of that key alone.
+    pub fn contains(&self, key: &K) -> bool {
+        let flag = self.flags.try_update_value(|flags| match flags.get(key) {
+            Some(flag) => flag.clone(),
+            None => {
+                let inside = self.members.with_value(|members| members.contains(key));
+                let flag = ArcRwSignal::new(inside);
+                flags.insert(key.clone(), flag.clone());
+                flag
+            }
+        });
+        flag.is_some_and(|flag| flag.get())
+    }
+}
+
+/// Keeps an effect running as long as the component that made it. It runs
+/// on the server too, so the page rendered there (a step selected from the
+/// address, say) is the page the browser hydrates.
+fn keep(effect: ImmediateEffect) {
+    on_cleanup(move || effect.dispose());
 }
