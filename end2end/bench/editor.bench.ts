@@ -235,40 +235,31 @@ test("editor frame times: Waymark and React Flow on the same 1,000-step flow", a
     return { context, page, canvas, view: { x, y, zoom } };
   }
 
-  async function openReactFlow(canvas: Box, view: View) {
+  /// A page of the React Flow project (reactflow-bench), sized and placed
+  /// like Waymark's canvas: its React Flow page (`/`), or the floor
+  /// (`/floor.html`: one card and a background under the same input, no
+  /// framework, the best this browser delivers here whatever draws the
+  /// canvas). `nodes` is how many nodes the page must show before measuring.
+  async function openYardstick(file: string, canvas: Box, view: View, extra: Record<string, string>, nodes?: number) {
     // Not the config's Origin header (it is Waymark's): Chromium refuses a
     // forced Origin on the page's own module requests.
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, extraHTTPHeaders: {} });
     const page = await context.newPage();
     await page.bringToFront();
     await page.addInitScript(RECORDER);
-    const query = new URLSearchParams({ w: String(canvas.width), h: String(canvas.height), ...Object.fromEntries(Object.entries(view).map(([k, v]) => [k, String(v)])) });
-    page.on("pageerror", (error) => console.log(`React Flow page: ${error.message}`));
-    await page.goto(`${process.env.WAYMARK_BENCH_RF_URL}/?${query}`);
+    const query = new URLSearchParams({ w: String(canvas.width), h: String(canvas.height), ...extra, ...Object.fromEntries(Object.entries(view).map(([k, v]) => [k, String(v)])) });
+    page.on("pageerror", (error) => console.log(`${file}: ${error.message}`));
+    await page.goto(`${process.env.WAYMARK_BENCH_RF_URL}/${file}?${query}`);
     await expect(page.locator("body[data-ready=true]")).toBeAttached({ timeout: 60_000 });
-    await expect(page.locator(".react-flow__node")).toHaveCount(graph.steps.length);
+    if (nodes !== undefined) await expect(page.locator(".react-flow__node")).toHaveCount(nodes);
     await sleep(1000);
     await nextFrame(page);
     const box = (await page.locator(".bench-canvas").boundingBox())!;
     return { context, page, canvas: box };
   }
-
-  /// The floor page (reactflow-bench/public/floor.html): one card and a
-  /// background under the same input, no framework. What it measures is the
-  /// best this browser delivers here, whatever draws the canvas.
-  async function openFloor(canvas: Box, view: View, card: { x: number; y: number }) {
-    const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, extraHTTPHeaders: {} });
-    const page = await context.newPage();
-    await page.bringToFront();
-    await page.addInitScript(RECORDER);
-    const query = new URLSearchParams({ w: String(canvas.width), h: String(canvas.height), cx: String(card.x), cy: String(card.y), ...Object.fromEntries(Object.entries(view).map(([k, v]) => [k, String(v)])) });
-    await page.goto(`${process.env.WAYMARK_BENCH_RF_URL}/floor.html?${query}`);
-    await expect(page.locator("body[data-ready=true]")).toBeAttached({ timeout: 60_000 });
-    await sleep(1000);
-    await nextFrame(page);
-    const box = (await page.locator(".bench-canvas").boundingBox())!;
-    return { context, page, canvas: box };
-  }
+  const openReactFlow = (canvas: Box, view: View) => openYardstick("", canvas, view, {}, graph.steps.length);
+  const openFloor = (canvas: Box, view: View, card: { x: number; y: number }) =>
+    openYardstick("floor.html", canvas, view, { cx: String(card.x), cy: String(card.y) });
 
   // The view and points every round uses, from a first look at both pages.
   const first = await openWaymark();

@@ -434,8 +434,9 @@ pub fn step_levels(findings: &Findings) -> HashMap<String, Level> {
 /// [`Area::MARGIN`] on every side and rounded outwards to that grid, so that
 /// a pan changes it only when it crosses a grid line. The canvas keeps every
 /// step's element (for Tab and screen readers) but draws the inside of
-/// those outside the area, so a pan or zoom over a big flow lays out and
-/// paints what is on screen, not the whole flow.
+/// those outside the area, so a big flow's page holds the cards near the
+/// view, not the whole flow. (Pan and zoom move one CSS transform and lay
+/// nothing out; the area moves only every so often.)
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Area {
     pub left: f64,

@@ -53,11 +53,11 @@ pub struct EditorState {
     pub selected: RwSignal<Vec<String>>,
     pub selected_edge: RwSignal<Option<Edge>>,
     pub gesture: RwSignal<Option<Gesture>>,
-    /// The steps a drag carries, and how far it has carried them (canvas
-    /// units, before snapping), read from `gesture`. A pointer move changes
-    /// `moved_by` alone, and only the dragged steps and their wires read it:
-    /// the other thousand steps of a big flow are not touched.
-    pub moving: ReadSignal<Vec<String>>,
+    /// How far a drag has carried its steps (canvas units, before
+    /// snapping), read from `gesture`; the steps it carries are `carried`.
+    /// A pointer move changes `moved_by` alone, and only the dragged steps
+    /// and their wires read it: the other thousand steps of a big flow are
+    /// not touched.
     pub moved_by: ReadSignal<(f64, f64)>,
     /// Each step's place in `doc.steps`, by id.
     pub index: Memo<HashMap<String, usize>>,
@@ -113,12 +113,6 @@ impl EditorState {
             })
         });
         let gesture = RwSignal::new(None);
-        let moving = settled(move |_| {
-            gesture.with(|gesture| match gesture {
-                Some(Gesture::Move { ids, .. }) => ids.clone(),
-                _ => Vec::new(),
-            })
-        });
         let moved_by = settled(move |_| {
             gesture.with(|gesture| match gesture {
                 Some(Gesture::Move { dx, dy, .. }) => (*dx, *dy),
@@ -141,7 +135,6 @@ impl EditorState {
             selected,
             selected_edge: RwSignal::new(None),
             gesture,
-            moving,
             moved_by,
             index,
             levels: Memo::new(move |_| findings.with(step_levels)),
@@ -149,7 +142,12 @@ impl EditorState {
             shown_steps: Membership::new(move || doc.with(|doc| steps_drawn_in(doc, drawn_area.get()))),
             shown_wires: Membership::new(move || index.with(|index| doc.with(|doc| wires_drawn_in(doc, index, drawn_area.get())))),
             selection: Membership::new(move || selected.with(|ids| ids.iter().cloned().collect())),
-            carried: Membership::new(move || moving.with(|ids| ids.iter().cloned().collect())),
+            carried: Membership::new(move || {
+                gesture.with(|gesture| match gesture {
+                    Some(Gesture::Move { ids, .. }) => ids.iter().cloned().collect(),
+                    _ => HashSet::new(),
+                })
+            }),
             touches: StoredValue::new(Vec::new()),
             notice: RwSignal::new(None),
             findings,
@@ -327,7 +325,9 @@ where
     /// Follows `source`, the set's members.
     pub fn new(source: impl Fn() -> HashSet<K> + Send + Sync + 'static) -> Self {
         let flags: StoredValue<HashMap<K, ArcRwSignal<bool>>> = StoredValue::new(HashMap::new());
-        let members = StoredValue::new(untrack(&source));
+        // Empty until the effect's first run, at once, fills it: no flag
+        // exists yet for that run to flip.
+        let members = StoredValue::new(HashSet::new());
         keep(ImmediateEffect::new_isomorphic(move || {
             let now = source();
             let before = members.try_update_value(|members| std::mem::replace(members, now.clone()));
