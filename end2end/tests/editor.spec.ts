@@ -233,9 +233,15 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   const id = page.url().split("/").pop();
   // Connecting without a pointer: the inspector's "next step" choice.
   await step(page, "start").click();
-  await page.locator('.inspector select[name="next-next"]').selectOption("wait_1");
+  // The choice lists every step once it is reached (focus or pointer);
+  // until then it holds only where the output leads now (here: nowhere).
+  const next = page.locator('.inspector select[name="next-next"]');
+  await expect(next.locator("option")).toHaveCount(1);
+  await next.focus();
+  await next.selectOption("wait_1");
   await step(page, "wait_1").click();
-  await page.locator('.inspector select[name="next-next"]').selectOption("send_sms_1");
+  await next.focus();
+  await next.selectOption("send_sms_1");
   await expect(page.locator('g.wire[data-from="wait_1"][data-port="next"][data-to="send_sms_1"]')).toHaveCount(1);
 
   // Tab moves the selection from step to step; arrows move it on the grid.

@@ -898,6 +898,19 @@ fn UpdateContactForm(f: Fields) -> impl IntoView {
 fn NextSteps(f: Fields) -> impl IntoView {
     let state = f.state;
     let outputs = move || f.step.with(|s| s.as_ref().map(|s| ports(s).into_iter().map(str::to_owned).collect::<Vec<_>>()).unwrap_or_default());
+    // The steps an output may lead to, shared by every output's choice and
+    // rebuilt only when a name or the set of steps changes (not when a step
+    // moves): a big flow's list is a thousand options.
+    let choices = Memo::new(move |_| {
+        let id = f.id.get_value();
+        state.doc.with(|d| {
+            d.steps
+                .iter()
+                .filter(|s| s.id != id && s.kind != StepKind::Start)
+                .map(|s| (s.id.clone(), format!("{} ({})", s.display_name(), s.id)))
+                .collect::<Vec<_>>()
+        })
+    });
     (move || {
         let outputs = outputs();
         if outputs.is_empty() {
@@ -909,20 +922,30 @@ fn NextSteps(f: Fields) -> impl IntoView {
             .map(|port| {
                 let current = {
                     let (id, port) = (id.clone(), port.clone());
-                    move || state.doc.with(|d| d.edges.iter().find(|e| e.from == id && e.port == port).map(|e| e.to.clone()).unwrap_or_default())
+                    Memo::new(move |_| state.doc.with(|d| d.edges.iter().find(|e| e.from == id && e.port == port).map(|e| e.to.clone()).unwrap_or_default()))
                 };
-                let others = {
-                    let id = id.clone();
-                    move || {
-                        let choices = state.doc.with(|d| {
-                            d.steps
-                                .iter()
-                                .filter(|s| s.id != id && s.kind != StepKind::Start)
-                                .map(|s| (s.id.clone(), format!("{} ({})", s.display_name(), s.id)))
-                                .collect()
-                        });
-                        options(choices, Signal::derive(current.clone()))
+                // Until the choice is reached (pointer over it, or focus), it
+                // holds only the current step: the browser measures every
+                // option's text, and a big flow's list is a thousand.
+                let reached = RwSignal::new(false);
+                let reach = move || {
+                    if !reached.get_untracked() {
+                        reached.set(true);
                     }
+                };
+                // Plain options, the current one marked: the list is drawn
+                // again when the choice or the choices change, not watched
+                // option by option.
+                let others = move || {
+                    let current = current.get();
+                    let all = reached.get();
+                    choices.with(|choices| {
+                        choices
+                            .iter()
+                            .filter(|(value, _)| all || *value == current)
+                            .map(|(value, text)| view! { <option value=value.clone() selected=*value == current>{text.clone()}</option> })
+                            .collect_view()
+                    })
                 };
                 let choose = {
                     let (id, port) = (id.clone(), port.clone());
@@ -939,8 +962,8 @@ fn NextSteps(f: Fields) -> impl IntoView {
                 let label = if port == "next" { "Then go to".to_owned() } else { format!("“{port}” goes to") };
                 view! {
                     <label class="field">{label}
-                        <select name=format!("next-{port}") on:change=choose>
-                            <option value="">"— nowhere (participants end here) —"</option>
+                        <select name=format!("next-{port}") on:change=choose on:focus=move |_| reach() on:pointerenter=move |_| reach()>
+                            <option value="" prop:selected=move || current.with(String::is_empty)>"— nowhere (participants end here) —"</option>
                             {others}
                         </select>
                     </label>
