@@ -299,6 +299,12 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await page.mouse.wheel(0, -400);
   await expect(zoom).not.toHaveText(was!);
 
+  // A click on the minimap centres the view on that point of the flow.
+  const drawing = page.locator(".flow-canvas svg.flow-graph");
+  const viewed = await drawing.getAttribute("style");
+  await page.locator(".minimap").click({ position: { x: 190, y: 110 } });
+  await expect(drawing).not.toHaveAttribute("style", viewed!);
+
   await page.keyboard.press("Escape");
   await expect(page.locator("g.step.selected")).toHaveCount(0);
 

@@ -504,6 +504,43 @@ impl Area {
     }
 }
 
+/// How the minimap shows a box of the canvas: fitted whole into the map,
+/// centred, at one scale (map pixels per canvas unit).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapFit {
+    /// The canvas box shown: `(x, y, width, height)`.
+    pub shown: (f64, f64, f64, f64),
+    pub scale: f64,
+    /// Where the box's top left corner lands on the map.
+    pub offset: Point,
+}
+
+impl MapFit {
+    pub fn new(shown: (f64, f64, f64, f64), width: f64, height: f64) -> MapFit {
+        let (_, _, w, h) = shown;
+        let scale = (width / w.max(1.0)).min(height / h.max(1.0));
+        MapFit { shown, scale, offset: Point { x: (width - w * scale) / 2.0, y: (height - h * scale) / 2.0 } }
+    }
+
+    pub fn to_map(&self, at: Point) -> Point {
+        Point { x: self.offset.x + (at.x - self.shown.0) * self.scale, y: self.offset.y + (at.y - self.shown.1) * self.scale }
+    }
+
+    pub fn to_canvas(&self, on_map: Point) -> Point {
+        Point { x: self.shown.0 + (on_map.x - self.offset.x) / self.scale, y: self.shown.1 + (on_map.y - self.offset.y) / self.scale }
+    }
+
+    /// The CSS transform (`translate` in pixels, then `scale`, from the top
+    /// left) that moves a map drawn with `self` to where `now` draws it: the
+    /// map's cards are drawn once per edit, and a view that grows the box
+    /// shown only moves that drawing.
+    pub fn onto(&self, now: &MapFit) -> (Point, f64) {
+        let k = now.scale / self.scale;
+        let origin = now.to_map(self.to_canvas(Point { x: 0.0, y: 0.0 }));
+        (origin, k)
+    }
+}
+
 /// The step drawn under a canvas point (the one drawn last, on top), with
 /// a little slack around each card so a wire dropped on its edge counts.
 pub fn step_at(doc: &FlowDocument, point: Point) -> Option<&str> {
@@ -683,6 +720,10 @@ pub const MIN_ZOOM: f64 = 0.25;
 pub const MAX_ZOOM: f64 = 2.5;
 /// Below this, step names are too small to read.
 pub const READABLE_ZOOM: f64 = 0.6;
+/// Below this, the cards' words are specks (a 13 px name under 6 px): the
+/// canvas draws the cards without them, so a big flow zoomed out is a map
+/// of shapes and colours, and is quick to draw.
+pub const WORDLESS_ZOOM: f64 = 0.45;
 
 impl Viewport {
     /// The canvas point under a point of the view.
@@ -1079,6 +1120,27 @@ mod tests {
         assert_eq!(levels, [("c1".to_owned(), Level::Warning), ("e1".to_owned(), Level::Error)]);
         let late_error = Findings { errors: vec![], warnings: vec![finding(Code::NoWayOut, Some("w1")), finding(Code::Recursion, Some("w1"))] };
         assert_eq!(step_levels(&late_error).get("w1"), Some(&Level::Error));
+    }
+
+    #[test]
+    fn the_map_fits_its_box_and_moves_a_drawing_onto_another_fit() {
+        // 400 x 100 into 200 x 120: half scale, centred vertically.
+        let fit = MapFit::new((-100.0, 0.0, 400.0, 100.0), 200.0, 120.0);
+        assert_eq!(fit.scale, 0.5);
+        assert_eq!(fit.to_map(Point { x: -100.0, y: 0.0 }), Point { x: 0.0, y: 35.0 });
+        assert_eq!(fit.to_canvas(Point { x: 100.0, y: 60.0 }), Point { x: 100.0, y: 50.0 });
+        // The view grew the box: the drawing made for `fit`, moved by
+        // `onto`, puts every canvas point where the new fit does.
+        let now = MapFit::new((-300.0, -50.0, 800.0, 300.0), 200.0, 120.0);
+        let (origin, k) = fit.onto(&now);
+        for p in [Point { x: -100.0, y: 0.0 }, Point { x: 300.0, y: 100.0 }, Point { x: 17.0, y: -3.0 }] {
+            let drawn = fit.to_map(p);
+            let moved = Point { x: origin.x + drawn.x * k, y: origin.y + drawn.y * k };
+            let want = now.to_map(p);
+            assert!((moved.x - want.x).abs() < 1e-9 && (moved.y - want.y).abs() < 1e-9, "{p:?}: {moved:?} != {want:?}");
+        }
+        // Unchanged box: no move at all.
+        assert_eq!(fit.onto(&fit), (Point { x: 0.0, y: 0.0 }, 1.0));
     }
 
     #[test]

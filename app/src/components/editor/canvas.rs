@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::state::{EditorState, Gesture};
-use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, WireAnchor, GRID};
+use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, MapFit, WireAnchor, GRID};
 use crate::core::flow::{Edge, Position, Step};
 use crate::core::geometry::{bounds, edge_midpoint, edge_path, extent, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::ports;
@@ -182,8 +182,24 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             state.gesture.set(Some(Gesture::Pan { from_client: client, start: state.viewport.get_untracked() }));
         }
     };
+    // Each wheel notch bumps the count; the zoom has ended when a notch's
+    // timer finds the count unchanged.
+    let notches = StoredValue::new(0_u64);
     let on_wheel = move |ev: leptos::ev::WheelEvent| {
         ev.prevent_default();
+        let notch = notches.with_value(|n| n + 1);
+        notches.set_value(notch);
+        if !state.zooming.get_untracked() {
+            state.zooming.set(true);
+        }
+        set_timeout(
+            move || {
+                if notches.try_get_value() == Some(notch) {
+                    state.zooming.set(false);
+                }
+            },
+            std::time::Duration::from_millis(ZOOM_SETTLES_MS),
+        );
         let (left, top, _, _) = canvas_rect(&surface);
         let pointer = Point { x: f64::from(ev.client_x()) - left, y: f64::from(ev.client_y()) - top };
         // Pinch gestures arrive as wheel events with ctrl held and small
@@ -200,10 +216,12 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
         let view = state.viewport.get();
         format!("transform: translate({}px, {}px) scale({})", num(view.x), num(view.y), view.zoom)
     };
-    let background = move || {
-        let view = state.viewport.get();
-        let cell = GRID * view.zoom;
-        format!("background-position: {}px {}px; background-size: {}px {}px", num(view.x), num(view.y), num(cell), num(cell))
+    let wordless = Memo::new(move |_| state.viewport.with(|view| view.zoom < editor::WORDLESS_ZOOM));
+    // The dotted background is part of the drawing (it moves with it): it
+    // covers the drawn area, and changes only when that does.
+    let dots = move || {
+        let area = state.drawn_area.get();
+        (num(area.left), num(area.top), num(area.right - area.left), num(area.bottom - area.top))
     };
     let step_ids = move || {
         state.doc.with(|doc| {
@@ -217,18 +235,23 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             node_ref=surface
             class="flow-canvas"
             class:panning=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. })) || space_held.get()
-            style=background
+            class:moving=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. } | Gesture::Pinch { .. }))
+            class:gesturing=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. } | Gesture::Pinch { .. } | Gesture::Move { .. })) || state.zooming.get()
             role="application"
             aria-label="Flow canvas"
             on:pointerdown=on_background_down
             on:wheel=on_wheel
         >
-            <svg class="flow-graph" style=transform>
+            <svg class="flow-graph" class:wordless=move || wordless.get() style=transform>
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M0 0 L10 5 L0 10 z"/>
                     </marker>
+                    <pattern id="dots" width=num(GRID) height=num(GRID) patternUnits="userSpaceOnUse">
+                        <circle cx=num(GRID / 2.0) cy=num(GRID / 2.0) r="1.2"/>
+                    </pattern>
                 </defs>
+                <rect class="dots" x=move || dots().0 y=move || dots().1 width=move || dots().2 height=move || dots().3/>
                 <Wires state/>
                 <g class="steps">
                     <For each=step_ids key=|id| id.clone() let:id>
@@ -251,6 +274,9 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
     }
     .into_any()
 }
+
+/// How long after the last wheel notch a zoom counts as ended.
+const ZOOM_SETTLES_MS: u64 = 200;
 
 /// Where `port` of step `id` sits on the canvas.
 fn port_point(doc: &crate::core::FlowDocument, id: &str, port: &str) -> Option<Point> {
@@ -505,41 +531,47 @@ pub fn Minimap(state: EditorState) -> impl IntoView {
     const WIDTH: f64 = 200.0;
     const HEIGHT: f64 = 120.0;
     // The steps change with edits only; the view moves on every pan. The
-    // cards are drawn once per edit, and a pan only moves the frame.
+    // cards are drawn once per edit, fitted to the flow; when the view
+    // reaches past the flow, the map shows both, and the drawing of the
+    // cards is only moved and scaled to fit (one CSS transform, drawn by
+    // the compositor). The outline of the view is a box of its own.
     let steps = Memo::new(move |_| state.doc.with(|doc| doc.steps.iter().enumerate().map(|(i, step)| position_of(step, i)).collect::<Vec<_>>()));
+    let drawn = Memo::new(move |_| steps.with(|steps| MapFit::new(bounds(steps.iter().copied(), 20.0), WIDTH, HEIGHT)));
     let span = Memo::new(move |_| steps.with(|steps| extent(steps.iter().copied())));
-    let frame = Memo::new(move |_| {
+    let fit = Memo::new(move |_| {
         let (w, h) = state.canvas_size.get();
         let view = state.viewport.get();
         let top_left = view.to_canvas(Point { x: 0.0, y: 0.0 });
         let bottom_right = view.to_canvas(Point { x: w, y: h });
         let corners = [Position { x: top_left.x, y: top_left.y }, Position { x: bottom_right.x - NODE_WIDTH, y: bottom_right.y - NODE_HEIGHT }];
         let span = span.get().into_iter().flat_map(|(a, b)| [a, b]);
-        (bounds(span.chain(corners), 20.0), top_left, bottom_right)
+        let fit = MapFit::new(bounds(span.chain(corners), 20.0), WIDTH, HEIGHT);
+        (fit, fit.to_map(top_left), fit.to_map(bottom_right))
     });
     let on_click = move |ev: leptos::ev::MouseEvent| {
-        let ((x, y, bw, bh), _, _) = frame.get_untracked();
-        // The map keeps its aspect ratio (xMidYMid meet): undo that scaling.
-        let scale = (WIDTH / bw).min(HEIGHT / bh);
-        let (ox, oy) = ((WIDTH - bw * scale) / 2.0, (HEIGHT - bh * scale) / 2.0);
-        let at = Point { x: x + (f64::from(ev.offset_x()) - ox) / scale, y: y + (f64::from(ev.offset_y()) - oy) / scale };
+        let (fit, _, _) = fit.get_untracked();
+        let at = fit.to_canvas(Point { x: f64::from(ev.offset_x()), y: f64::from(ev.offset_y()) });
         let (w, h) = state.canvas_size.get_untracked();
         state.viewport.update(|view| *view = view.centre_on(at, w, h));
     };
+    let placed = move || {
+        let (origin, k) = drawn.get().onto(&fit.get().0);
+        format!("transform: translate({}px, {}px) scale({k})", num(origin.x), num(origin.y))
+    };
+    let outline = move || {
+        let (_, a, b) = fit.get();
+        format!("left: {}px; top: {}px; width: {}px; height: {}px", num(a.x), num(a.y), num(b.x - a.x), num(b.y - a.y))
+    };
     view! {
-        <svg class="minimap" width=WIDTH height=HEIGHT aria-label="Minimap: click to move the view there" on:click=on_click
-            viewBox=move || { let ((x, y, w, h), _, _) = frame.get(); format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
-            {move || steps.with(|steps| steps.iter().map(|at| view! {
-                <rect class="mini-step" x=num(at.x) y=num(at.y) width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="8"/>
-            }).collect_view())}
-            {move || {
-                let (_, top_left, bottom_right) = frame.get();
-                view! {
-                    <rect class="mini-view" x=num(top_left.x) y=num(top_left.y)
-                        width=num(bottom_right.x - top_left.x) height=num(bottom_right.y - top_left.y)/>
-                }
-            }}
-        </svg>
+        <div class="minimap" role="img" aria-label="Minimap: click to move the view there" on:click=on_click>
+            <svg width=WIDTH height=HEIGHT style=placed
+                viewBox=move || { let (x, y, w, h) = drawn.get().shown; format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
+                {move || steps.with(|steps| steps.iter().map(|at| view! {
+                    <rect class="mini-step" x=num(at.x) y=num(at.y) width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="8"/>
+                }).collect_view())}
+            </svg>
+            <div class="mini-view" style=outline></div>
+        </div>
     }
     .into_any()
 }

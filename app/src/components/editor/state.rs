@@ -53,6 +53,9 @@ pub struct EditorState {
     pub selected: RwSignal<Vec<String>>,
     pub selected_edge: RwSignal<Option<Edge>>,
     pub gesture: RwSignal<Option<Gesture>>,
+    /// A wheel or pinch zoom is under way: set by each notch, cleared a
+    /// moment after the last (the canvas draws again at the scale it ends at).
+    pub zooming: RwSignal<bool>,
     /// How far a drag has carried its steps (canvas units, before
     /// snapping), read from `gesture`; the steps it carries are `carried`.
     /// A pointer move changes `moved_by` alone, and only the dragged steps
@@ -135,6 +138,7 @@ impl EditorState {
             selected,
             selected_edge: RwSignal::new(None),
             gesture,
+            zooming: RwSignal::new(false),
             moved_by,
             index,
             levels: Memo::new(move |_| findings.with(step_levels)),
