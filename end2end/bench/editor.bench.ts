@@ -230,7 +230,7 @@ test("editor frame times: Waymark and React Flow on the same 1,000-step flow", a
     await sleep(1000);
     await nextFrame(page);
     const canvas = (await page.locator("div.flow-canvas").boundingBox())!;
-    const transform = (await page.locator(".flow-canvas svg.flow-graph").getAttribute("style"))!;
+    const transform = (await page.locator(".flow-canvas .flow-view").getAttribute("style"))!;
     const [x, y, zoom] = transform.match(/-?[\d.]+/g)!.map(Number);
     return { context, page, canvas, view: { x, y, zoom } };
   }
@@ -317,7 +317,17 @@ test("editor frame times: Waymark and React Flow on the same 1,000-step flow", a
           await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
           await cdp.send("Profiler.start");
         }
+        // WAYMARK_BENCH_TRACE=1: a Chromium trace of each of Waymark's
+        // gestures (bench-results/trace-*.json, for Perfetto or
+        // chrome://tracing): paint, raster and the compositor, per thread.
+        const trace = process.env.WAYMARK_BENCH_TRACE === "1" && app === "waymark" && round === 0;
+        if (trace) {
+          const file = path.join(__dirname, "..", "bench-results", `trace-${scenario.replace(" ", "-")}.json`);
+          const categories = ["devtools.timeline", "disabled-by-default-devtools.timeline", "disabled-by-default-devtools.timeline.frame", "blink", "cc", "viz", "toplevel"];
+          await browser.startTracing(opened.page, { path: file, categories });
+        }
         samples[app][scenario].push(await measure(opened.page, cdp, every, [...inputs]));
+        if (trace) await browser.stopTracing();
         if (profile) console.log(`${app} ${scenario}: top self time\n${topFunctions((await cdp.send("Profiler.stop")).profile)}`);
       }
       // What was measured, to look at: the view after the gestures.

@@ -1,4 +1,5 @@
 import { test, expect, Page, Locator } from "@playwright/test";
+import * as fs from "fs";
 import * as path from "path";
 
 /// Waits until the page is hydrated: clicks before that do nothing.
@@ -300,7 +301,7 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await expect(zoom).not.toHaveText(was!);
 
   // A click on the minimap centres the view on that point of the flow.
-  const drawing = page.locator(".flow-canvas svg.flow-graph");
+  const drawing = page.locator(".flow-canvas .flow-view");
   const viewed = await drawing.getAttribute("style");
   await page.locator(".minimap").click({ position: { x: 190, y: 110 } });
   await expect(drawing).not.toHaveAttribute("style", viewed!);
@@ -348,4 +349,34 @@ test("two fingers pinch the canvas to zoom around them", async ({ page, request 
   await cdp.send("Input.dispatchTouchEvent", { type: "touchEnd", touchPoints: [] });
   const expected = Math.min(before * 2, 250);
   await expect.poll(async () => Math.abs(parseInt((await zoom.textContent())!, 10) - expected)).toBeLessThanOrEqual(1);
+});
+
+test("zoomed far out on a 1,000-step flow, every card in view gets drawn, a batch per frame", async ({ page, request }) => {
+  const graph = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "bench", "graph-1000.json"), "utf8"));
+  const created = await request.post("/api/v1/flows", { data: { document: graph } });
+  expect(created.status()).toBe(201);
+  const id = (await created.json()).id;
+  await open(page, `/flows/${id}`);
+  const canvas = (await page.locator("div.flow-canvas").boundingBox())!;
+  await page.mouse.move(canvas.x + canvas.width / 2, canvas.y + canvas.height / 2);
+  for (let i = 0; i < 6; i++) await page.mouse.wheel(0, 400);
+  await expect(page.locator(".toolbar .zoom")).toHaveText("25%");
+
+  // The steps whose card the view now shows, from the view's transform.
+  const style = (await page.locator(".flow-canvas .flow-view").getAttribute("style"))!;
+  const [x, y, zoom] = style.match(/-?[\d.]+/g)!.map(Number);
+  type Step = { id: string; position: { x: number; y: number } };
+  const inView = (graph.steps as Step[])
+    .filter((s) => {
+      const left = s.position.x * zoom + x;
+      const top = s.position.y * zoom + y;
+      return left < canvas.width && left + 168 * zoom > 0 && top < canvas.height && top + 56 * zoom > 0;
+    })
+    .map((s) => s.id);
+  // Many more than one frame's batch: the drawing catches up over frames.
+  expect(inView.length).toBeGreaterThan(100);
+  const drawn = () => page.locator("div.flow-canvas g.step:has(rect.card)").evaluateAll((els) => els.map((e) => e.getAttribute("data-step")));
+  await expect.poll(drawn, { timeout: 15_000 }).toEqual(expect.arrayContaining(inView));
+  await shot(page, "editor-1000-zoomed-out");
+  expect((await request.delete(`/api/v1/flows/${id}`)).ok()).toBeTruthy();
 });

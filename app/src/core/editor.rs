@@ -396,23 +396,45 @@ impl WireAnchor {
     }
 }
 
-/// The steps whose card `area` shows.
-pub fn steps_drawn_in(doc: &FlowDocument, area: Area) -> HashSet<String> {
-    doc.steps.iter().enumerate().filter(|(i, step)| area.shows_step(position_of(step, *i))).map(|(_, step)| step.id.clone()).collect()
+/// The steps whose card `area` shows, nearest its middle first: the order
+/// they are drawn in when there are too many for one frame (see [`catch_up`]).
+pub fn steps_drawn_in(doc: &FlowDocument, area: Area) -> Vec<String> {
+    let shown = doc.steps.iter().enumerate().map(|(i, step)| (position_of(step, i), step)).filter(|(at, _)| area.shows_step(*at));
+    area.middle_first(shown.map(|(at, step)| (Point { x: at.x + NODE_WIDTH / 2.0, y: at.y + NODE_HEIGHT / 2.0 }, step.id.clone())))
 }
 
-/// The wires `area` shows part of (a wire missing a step is never drawn).
-pub fn wires_drawn_in(doc: &FlowDocument, index: &HashMap<String, usize>, area: Area) -> HashSet<Edge> {
-    doc.edges
-        .iter()
-        .filter(|edge| {
-            WireAnchor::of(doc, index, edge).is_some_and(|anchor| {
-                let (start, end) = anchor.ends(None, None);
-                area.shows_wire(start, end)
-            })
-        })
-        .cloned()
-        .collect()
+/// The wires `area` shows part of (a wire missing a step is never drawn),
+/// nearest its middle first.
+pub fn wires_drawn_in(doc: &FlowDocument, index: &HashMap<String, usize>, area: Area) -> Vec<Edge> {
+    let shown = doc.edges.iter().filter_map(|edge| {
+        let (start, end) = WireAnchor::of(doc, index, edge)?.ends(None, None);
+        area.shows_wire(start, end).then(|| (Point { x: (start.x + end.x) / 2.0, y: (start.y + end.y) / 2.0 }, edge.clone()))
+    });
+    area.middle_first(shown)
+}
+
+/// One frame's step from what is drawn towards what should be (`wanted`,
+/// first to last in the order to draw them): what left goes at once, and at
+/// most `budget` newcomers join, the first ones wanted. Drawing a hundred
+/// cards at once, when a pan or a zoom reaches past the drawn area, took
+/// several frames' time; a few per frame fit in the time a frame leaves.
+/// Also says whether the result is all of `wanted`.
+pub fn catch_up<K: Clone + Eq + std::hash::Hash>(drawn: &HashSet<K>, wanted: &[K], budget: usize) -> (HashSet<K>, bool) {
+    let mut next = HashSet::with_capacity(wanted.len().min(drawn.len() + budget));
+    let (mut joined, mut all) = (0, true);
+    for key in wanted {
+        if drawn.contains(key) {
+            next.insert(key.clone());
+        } else if next.contains(key) {
+            // listed twice, and already let in
+        } else if joined < budget {
+            next.insert(key.clone());
+            joined += 1;
+        } else {
+            all = false;
+        }
+    }
+    (next, all)
 }
 
 /// The badge each step wears: error if any of its findings is an error,
@@ -464,12 +486,15 @@ impl Area {
     /// covers [`Area::around`] the view and is not much bigger (zooming in,
     /// a short pan), else a new one with a quarter of the view to spare on
     /// each side, so that zooming out or panning far redraws every few
-    /// steps instead of at each one.
-    pub fn follow(before: Option<Area>, view: Viewport, width: f64, height: f64) -> Area {
+    /// steps instead of at each one. While the view is `moving` (a pan or
+    /// zoom under way) a bigger area stays: zooming in and out again would
+    /// otherwise drop cards only to draw them again; it shrinks once the
+    /// view rests.
+    pub fn follow(before: Option<Area>, view: Viewport, width: f64, height: f64, moving: bool) -> Area {
         let needed = Area::around(view, width, height);
         if let Some(before) = before {
             let covers = before.left <= needed.left && before.top <= needed.top && before.right >= needed.right && before.bottom >= needed.bottom;
-            if covers && before.size() <= 4.0 * needed.size() {
+            if covers && (moving || before.size() <= 4.0 * needed.size()) {
                 return before;
             }
         }
@@ -481,6 +506,15 @@ impl Area {
 
     fn size(&self) -> f64 {
         (self.right - self.left) * (self.bottom - self.top)
+    }
+
+    /// The keys of `items`, sorted by how far their point lies from the
+    /// area's middle, nearest first.
+    fn middle_first<K>(&self, items: impl Iterator<Item = (Point, K)>) -> Vec<K> {
+        let (mx, my) = ((self.left + self.right) / 2.0, (self.top + self.bottom) / 2.0);
+        let mut items: Vec<(f64, K)> = items.map(|(p, key)| ((p.x - mx).powi(2) + (p.y - my).powi(2), key)).collect();
+        items.sort_by(|a, b| a.0.total_cmp(&b.0));
+        items.into_iter().map(|(_, key)| key).collect()
     }
 
     fn meets(&self, left: f64, top: f64, right: f64, bottom: f64) -> bool {
@@ -1178,31 +1212,74 @@ mod tests {
         doc.edges = vec![edge("near", "far"), edge("far", "farther"), edge("near", "gone")];
         let area = Area::around(Viewport::default(), 960.0, 600.0);
         let index = step_index(&doc);
-        assert_eq!(steps_drawn_in(&doc, area), HashSet::from(["near".to_owned()]));
+        assert_eq!(steps_drawn_in(&doc, area), vec!["near".to_owned()]);
         // The wire leaving the view is drawn; one wholly outside it is not,
         // nor one whose target is missing.
-        assert_eq!(wires_drawn_in(&doc, &index, area), HashSet::from([edge("near", "far")]));
+        assert_eq!(wires_drawn_in(&doc, &index, area), vec![edge("near", "far")]);
+    }
+
+    #[test]
+    fn the_drawn_sets_list_what_is_nearest_the_middle_first() {
+        let mut doc = FlowDocument::new_draft("Middle");
+        doc.steps.clear();
+        // The area around the default view is -160..1120 x -160..800: its
+        // middle is (480, 320).
+        for (id, x, y) in [("corner", 0.0, 0.0), ("middle", 400.0, 300.0), ("edge", 1000.0, 300.0)] {
+            let mut step = new_step(&doc, StepKind::Wait, Position { x, y });
+            step.id = id.into();
+            doc.steps.push(step);
+        }
+        let edge = |from: &str, to: &str| Edge { from: from.into(), port: "next".into(), to: to.into() };
+        doc.edges = vec![edge("corner", "edge"), edge("middle", "edge")];
+        let area = Area::around(Viewport::default(), 960.0, 600.0);
+        assert_eq!(steps_drawn_in(&doc, area), ["middle", "corner", "edge"]);
+        // A wire counts by the point halfway between its ends: corner to
+        // edge crosses the middle; middle to edge lies right of it.
+        assert_eq!(wires_drawn_in(&doc, &step_index(&doc), area), [edge("corner", "edge"), edge("middle", "edge")]);
+    }
+
+    #[test]
+    fn catching_up_drops_what_left_at_once_and_lets_in_a_budget_in_order() {
+        let drawn: HashSet<&str> = HashSet::from(["a", "b", "gone"]);
+        let wanted = ["c", "a", "d", "e", "b", "f"];
+        let (next, all) = catch_up(&drawn, &wanted, 2);
+        assert_eq!(next, HashSet::from(["a", "b", "c", "d"]));
+        assert!(!all);
+        let (next, all) = catch_up(&next, &wanted, 2);
+        assert_eq!(next, HashSet::from(["a", "b", "c", "d", "e", "f"]));
+        assert!(all);
+        // Nothing new: done, whatever the budget.
+        assert_eq!(catch_up(&next, &wanted, 0), (next.clone(), true));
+        // A key listed twice joins once and costs the budget once.
+        let (next, all) = catch_up(&HashSet::new(), &["x", "x", "y"], 2);
+        assert_eq!((next, all), (HashSet::from(["x", "y"]), true));
+        // Leaving costs nothing: an empty wish empties the drawing at once.
+        assert_eq!(catch_up(&drawn, &[], 0), (HashSet::new(), true));
     }
 
     #[test]
     fn the_drawn_area_follows_the_view_only_when_it_must() {
         let view = Viewport { x: -100.0, y: 50.0, zoom: 0.5 };
-        let first = Area::follow(None, view, 960.0, 600.0);
+        let first = Area::follow(None, view, 960.0, 600.0, false);
         // around() needs 0..2400 x -320..1280: a quarter of that to spare, on the grid
         assert_eq!(first, Area { left: -640.0, top: -800.0, right: 3040.0, bottom: 1760.0 });
-        let follow = |view| Area::follow(Some(first), view, 960.0, 600.0);
+        let follow = |view| Area::follow(Some(first), view, 960.0, 600.0, false);
         // zooming in a little, or panning within the spare room: no change
         assert_eq!(follow(view.zoom_around(Point { x: 480.0, y: 300.0 }, 1.2)), first);
         assert_eq!(follow(Viewport { x: -300.0, ..view }), first);
         // panning past it or zooming out beyond it: a new area around the view
         let far = Viewport { x: -1200.0, ..view };
-        assert_eq!(follow(far), Area::follow(None, far, 960.0, 600.0));
+        assert_eq!(follow(far), Area::follow(None, far, 960.0, 600.0, false));
         let out = view.zoom_around(Point { x: 480.0, y: 300.0 }, 0.5);
-        assert_eq!(follow(out), Area::follow(None, out, 960.0, 600.0));
+        assert_eq!(follow(out), Area::follow(None, out, 960.0, 600.0, false));
         // zooming far in: the area shrinks to the view again
         let close = view.zoom_around(Point { x: 480.0, y: 300.0 }, 4.0);
-        assert_eq!(follow(close), Area::follow(None, close, 960.0, 600.0));
+        assert_eq!(follow(close), Area::follow(None, close, 960.0, 600.0, false));
         assert!(follow(close).size() < first.size() / 4.0);
+        // ... but not while the zoom is under way: the area it covers stays
+        assert_eq!(Area::follow(Some(first), close, 960.0, 600.0, true), first);
+        // and a moving view still gets a new area when it leaves the old one
+        assert_eq!(Area::follow(Some(first), far, 960.0, 600.0, true), Area::follow(None, far, 960.0, 600.0, false));
     }
 
     #[test]

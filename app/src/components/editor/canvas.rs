@@ -208,10 +208,12 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
         let factor = (-ev.delta_y() * speed).exp();
         state.viewport.update(|view| *view = view.zoom_around(pointer, factor));
     };
-    // The view moves as one CSS transform of the drawing, not an SVG
-    // transform inside it: the browser then pans and zooms what it has
-    // already laid out (an SVG transform makes it lay out every card's text
-    // again at each zoom step). The dotted background moves with it.
+    // The view moves as one CSS transform of an HTML box around the
+    // drawing: the browser then pans and zooms what it has already laid
+    // out. (An SVG transform inside the drawing, or a CSS one on the <svg>
+    // itself, makes it lay out every card's text again at each zoom step,
+    // for the new size of its letters on screen.) The dotted background
+    // moves with it.
     let transform = move || {
         let view = state.viewport.get();
         format!("transform: translate({}px, {}px) scale({})", num(view.x), num(view.y), view.zoom)
@@ -236,13 +238,15 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             class="flow-canvas"
             class:panning=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. })) || space_held.get()
             class:moving=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. } | Gesture::Pinch { .. }))
+            class:carrying=move || matches!(state.gesture.get(), Some(Gesture::Move { .. }))
             class:gesturing=move || matches!(state.gesture.get(), Some(Gesture::Pan { .. } | Gesture::Pinch { .. } | Gesture::Move { .. })) || state.zooming.get()
             role="application"
             aria-label="Flow canvas"
             on:pointerdown=on_background_down
             on:wheel=on_wheel
         >
-            <svg class="flow-graph" class:wordless=move || wordless.get() style=transform>
+            <div class="flow-view" style=transform>
+            <svg class="flow-graph" class:wordless=move || wordless.get()>
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M0 0 L10 5 L0 10 z"/>
@@ -270,6 +274,7 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
                     _ => None,
                 }}
             </svg>
+            </div>
         </div>
     }
     .into_any()

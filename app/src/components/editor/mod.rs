@@ -110,7 +110,10 @@ pub fn Editor(
     let can_delete = move || state.selected.with(|s| !s.is_empty()) || state.selected_edge.with(Option::is_some);
 
     view! {
-        <div class="editor" class:dragging=move || state.gesture.with(Option::is_some)>
+        // Only a step dragged from the palette marks the whole editor: the
+        // pointer roams over all of it. The classes of gestures on the canvas
+        // sit on the canvas, where they restyle nothing but its pane.
+        <div class="editor" class:dragging=move || state.gesture.with(|g| matches!(g, Some(Gesture::Place { .. })))>
             <div class="toolbar" role="toolbar" aria-label="Editor">
                 <button type="button" title="Undo (Ctrl/Cmd+Z)" aria-label="Undo" disabled=move || !state.history.with(|h| h.can_undo())
                     on:click=move |_| state.undo()>"↶ Undo"</button>
