@@ -27,7 +27,12 @@ test("the demo flow is seeded and its warning is shown", async ({ page }) => {
   await finding.locator("button").click();
   await expect(page.locator('g.step.selected[data-step="no_email_sms"]')).toBeVisible();
   await expect(page.locator(".step-details h2")).toContainText("Ask for an email");
+  // The finding's row is marked as its step's, and only while it is selected.
+  await expect(page.locator("li.finding.selected")).toHaveCount(1);
+  await expect(finding).toHaveClass(/selected/);
   await shot(page, "02-demo-flow");
+  await page.keyboard.press("Escape");
+  await expect(page.locator("li.finding.selected")).toHaveCount(0);
 });
 
 test("a marketer creates, renames and deletes a flow", async ({ page }) => {

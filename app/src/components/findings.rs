@@ -15,14 +15,17 @@ pub fn FindingsPanel(
     #[prop(optional)]
     acks: Vec<Ack>,
 ) -> impl IntoView {
-    let row = move |finding: Finding, level: &'static str| {
+    // A row asks whether its own step is the one selected, and wakes only
+    // when that answer changes: a big flow lists hundreds of findings.
+    let selection = Selector::new(move || selected.get());
+    let row = move |(level, finding, _): (&'static str, Finding, usize)| {
         let ack = (level == "warning")
             .then(|| acks.iter().find(|a| Some(&a.step) == finding.step.as_ref() && a.code == finding.code.as_str()).cloned())
             .flatten();
         let step = finding.step.clone();
         let is_selected = {
-            let step = step.clone();
-            move || step.is_some() && selected.get() == step
+            let (step, selection) = (step.clone(), selection.clone());
+            move || step.is_some() && selection.selected(&step)
         };
         view! {
             <li class=format!("finding {level}") class:selected=is_selected data-code=finding.code.as_str() data-step=finding.step.clone()>
@@ -40,6 +43,23 @@ pub fn FindingsPanel(
             </li>
         }
     };
+    // Each row keyed by its finding (and, for a finding listed twice, which
+    // copy it is, so keys stay unique).
+    let rows = move || {
+        findings.with(|f| {
+            let mut seen = std::collections::HashMap::new();
+            let errors = f.errors.iter().map(|finding| ("error", finding));
+            let warnings = f.warnings.iter().map(|finding| ("warning", finding));
+            errors
+                .chain(warnings)
+                .map(|(level, finding)| {
+                    let copy = seen.entry((level, finding)).or_insert(0_usize);
+                    *copy += 1;
+                    (level, finding.clone(), *copy)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
     view! {
         <aside class="findings" aria-label="Findings">
             <h2>
@@ -56,13 +76,10 @@ pub fn FindingsPanel(
                     ().into_any()
                 }
             })}
+            // Keyed rows: an edit that leaves a finding as it was leaves its
+            // row as it was.
             <ul>
-                {move || {
-                    let f = findings.get();
-                    let errors = f.errors.into_iter().map(|finding| row(finding, "error")).collect_view();
-                    let warnings = f.warnings.into_iter().map(|finding| row(finding, "warning")).collect_view();
-                    view! { {errors}{warnings} }
-                }}
+                <For each=rows key=|row| row.clone() children=row/>
             </ul>
         </aside>
     }

@@ -118,7 +118,7 @@ impl std::fmt::Display for Code {
 }
 
 /// One problem, pointing at the step (and port or setting) it concerns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Finding {
     pub code: Code,
     #[serde(default, skip_serializing_if = "Option::is_none")]
