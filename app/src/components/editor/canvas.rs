@@ -40,11 +40,16 @@ pub fn client_point(ev: &leptos::ev::MouseEvent) -> Point {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 pub fn follow_gesture(state: EditorState, surface: &Surface, client: Point) {
     let Some(gesture) = state.gesture.get_untracked() else { return };
-    let at = to_canvas(state, surface, client);
+    // Asked only by the gestures that need it: the canvas's box on the page
+    // makes the browser lay out first whatever changed since the last frame.
+    let at = || to_canvas(state, surface, client);
     let next = match gesture.clone() {
         Gesture::Place { kind, .. } => Gesture::Place { kind, client },
-        Gesture::Move { ids, from, .. } => Gesture::Move { ids, from, dx: at.x - from.x, dy: at.y - from.y },
-        Gesture::Connect { from, port, .. } => Gesture::Connect { from, port, pointer: at },
+        Gesture::Move { ids, from, .. } => {
+            let at = at();
+            Gesture::Move { ids, from, dx: at.x - from.x, dy: at.y - from.y }
+        }
+        Gesture::Connect { from, port, .. } => Gesture::Connect { from, port, pointer: at() },
         Gesture::Pan { from_client, start } => {
             state.viewport.set(editor::Viewport {
                 x: start.x + client.x - from_client.x,
@@ -53,7 +58,7 @@ pub fn follow_gesture(state: EditorState, surface: &Surface, client: Point) {
             });
             Gesture::Pan { from_client, start }
         }
-        Gesture::Select { from, .. } => Gesture::Select { from, to: at },
+        Gesture::Select { from, .. } => Gesture::Select { from, to: at() },
         // Followed by `follow_touch`, finger by finger.
         pinch @ Gesture::Pinch { .. } => pinch,
     };
@@ -185,11 +190,17 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
     // Each wheel notch bumps the count; the zoom has ended when a notch's
     // timer finds the count unchanged.
     let notches = StoredValue::new(0_u64);
+    // The canvas's box, read at a zoom's first notch and kept while it
+    // lasts: reading it makes the browser lay out what the last notch
+    // changed, a second layout in the same frame. (The wheel over the
+    // canvas never scrolls the page, so the box stays where it was.)
+    let zoom_box = StoredValue::new((0.0, 0.0, 0.0, 0.0));
     let on_wheel = move |ev: leptos::ev::WheelEvent| {
         ev.prevent_default();
         let notch = notches.with_value(|n| n + 1);
         notches.set_value(notch);
         if !state.zooming.get_untracked() {
+            zoom_box.set_value(canvas_rect(&surface));
             state.zooming.set(true);
         }
         set_timeout(
@@ -200,7 +211,7 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             },
             std::time::Duration::from_millis(ZOOM_SETTLES_MS),
         );
-        let (left, top, _, _) = canvas_rect(&surface);
+        let (left, top, _, _) = zoom_box.get_value();
         let pointer = Point { x: f64::from(ev.client_x()) - left, y: f64::from(ev.client_y()) - top };
         // Pinch gestures arrive as wheel events with ctrl held and small
         // deltas; both zoom around the pointer.
