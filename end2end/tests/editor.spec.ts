@@ -337,6 +337,10 @@ test("two fingers pinch the canvas to zoom around them", async ({ page, request 
   const cy = box.y + box.height / 2;
   // Real touch input through the browser's input pipeline (CDP), so the
   // page sees pointer events of type "touch", two at a time.
+  const view = async () => (await page.locator(".flow-canvas .flow-view").getAttribute("style"))!.match(/-?[\d.]+/g)!.map(Number);
+  // The canvas point under the fingers' midpoint (the canvas's centre).
+  const under = ([x, y, zoom]: number[]) => ({ x: (cx - box.x - x) / zoom, y: (cy - box.y - y) / zoom });
+  const was = under(await view());
   const cdp = await page.context().newCDPSession(page);
   const fingers = (spread: number) => [
     { x: cx - spread, y: cy, id: 1 },
@@ -349,6 +353,10 @@ test("two fingers pinch the canvas to zoom around them", async ({ page, request 
   await cdp.send("Input.dispatchTouchEvent", { type: "touchEnd", touchPoints: [] });
   const expected = Math.min(before * 2, 250);
   await expect.poll(async () => Math.abs(parseInt((await zoom.textContent())!, 10) - expected)).toBeLessThanOrEqual(1);
+  // ... around the fingers: what was under them still is.
+  const now = under(await view());
+  expect(Math.abs(now.x - was.x)).toBeLessThan(2);
+  expect(Math.abs(now.y - was.y)).toBeLessThan(2);
 });
 
 test("zoomed far out on a 1,000-step flow, every card in view gets drawn, a batch per frame", async ({ page, request }) => {

@@ -121,7 +121,7 @@ pub fn end_gesture(state: EditorState, surface: &Surface, client: Point) {
 
 /// A finger on the canvas moved: with two down, the view pinches.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub fn follow_touch(state: EditorState, surface: &Surface, id: i32, client: Point) -> bool {
+pub fn follow_touch(state: EditorState, id: i32, client: Point) -> bool {
     let known = state.touches.try_update_value(|touches| match touches.iter_mut().find(|(t, _)| *t == id) {
         Some(touch) => {
             touch.1 = client;
@@ -132,9 +132,8 @@ pub fn follow_touch(state: EditorState, surface: &Surface, id: i32, client: Poin
     if known != Some(true) {
         return false;
     }
-    if let Some(Gesture::Pinch { start, a, b }) = state.gesture.get_untracked() {
-        let (left, top, _, _) = canvas_rect(surface);
-        let fingers = state.touches.with_value(|t| t.iter().map(|(_, p)| Point { x: p.x - left, y: p.y - top }).collect::<Vec<_>>());
+    if let Some(Gesture::Pinch { start, a, b, origin }) = state.gesture.get_untracked() {
+        let fingers = state.touches.with_value(|t| t.iter().map(|(_, p)| Point { x: p.x - origin.x, y: p.y - origin.y }).collect::<Vec<_>>());
         if let [a1, b1] = fingers[..] {
             state.viewport.set(start.pinch(a, b, a1, b1));
         }
@@ -175,7 +174,8 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
                 // The second finger: a pinch replaces the pan the first began.
                 let (left, top, _, _) = canvas_rect(&surface);
                 let local = |p: Point| Point { x: p.x - left, y: p.y - top };
-                state.gesture.set(Some(Gesture::Pinch { start: state.viewport.get_untracked(), a: local(a), b: local(b) }));
+                let origin = Point { x: left, y: top };
+                state.gesture.set(Some(Gesture::Pinch { start: state.viewport.get_untracked(), a: local(a), b: local(b), origin }));
                 return;
             }
         }

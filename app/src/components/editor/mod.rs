@@ -488,7 +488,7 @@ mod browser {
         let handles = [
             window_event_listener(ev::resize, move |_| measure()),
             window_event_listener(ev::pointermove, move |ev| {
-                if follow_touch(state, &surface, ev.pointer_id(), client_point(&ev)) {
+                if follow_touch(state, ev.pointer_id(), client_point(&ev)) {
                     return;
                 }
                 if state.gesture.with_untracked(Option::is_some) {

@@ -29,8 +29,9 @@ pub enum Gesture {
     /// A selection box between two canvas points.
     Select { from: Point, to: Point },
     /// Two fingers on the background: the view as they touched down, and
-    /// where they were (points on the canvas element).
-    Pinch { start: Viewport, a: Point, b: Point },
+    /// where they were (points on the canvas element, whose top left corner
+    /// on the page is `origin`, read once as the pinch began).
+    Pinch { start: Viewport, a: Point, b: Point, origin: Point },
 }
 
 /// Where saving stands, as the toolbar shows it.
