@@ -377,14 +377,19 @@ impl WireAnchor {
     /// `None` when either step is missing (such a wire is not drawn).
     pub fn of(doc: &FlowDocument, index: &HashMap<String, usize>, edge: &Edge) -> Option<WireAnchor> {
         let (&i, &j) = (index.get(&edge.from)?, index.get(&edge.to)?);
-        let (source, target) = (doc.steps.get(i)?, doc.steps.get(j)?);
-        let outputs = ports(source);
-        Some(WireAnchor {
-            from: position_of(source, i),
-            slot: outputs.iter().position(|port| *port == edge.port).unwrap_or(0),
+        Some(WireAnchor::between((i, doc.steps.get(i)?), &edge.port, (j, doc.steps.get(j)?)))
+    }
+
+    /// The anchor of a wire from `port` of `source` to `target`, each with
+    /// its place in the document.
+    pub fn between(source: (usize, &Step), port: &str, target: (usize, &Step)) -> WireAnchor {
+        let outputs = ports(source.1);
+        WireAnchor {
+            from: position_of(source.1, source.0),
+            slot: outputs.iter().position(|p| *p == port).unwrap_or(0),
             slots: outputs.len().max(1),
-            to: position_of(target, j),
-        })
+            to: position_of(target.1, target.0),
+        }
     }
 
     /// The wire's two ends, each step drawn where a drag by `from_by` /

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::state::{EditorState, Gesture};
 use crate::core::editor::{self, dragged, move_by, new_step, position_of, step_at, steps_in_box, Change, MapFit, WireAnchor, GRID};
-use crate::core::flow::{Edge, Position, Step};
+use crate::core::flow::{Edge, Position};
 use crate::core::geometry::{bounds, edge_midpoint, edge_path, extent, num, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::ports;
 use crate::core::Level;
@@ -324,8 +324,10 @@ fn Wires(state: EditorState) -> impl IntoView {
 #[component]
 fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
     let anchor = {
-        let edge = edge.clone();
-        Memo::new(move |_| state.index.with(|index| state.doc.with(|doc| WireAnchor::of(doc, index, &edge))))
+        let (source, target, port) = (state.steps.cell(&edge.from), state.steps.cell(&edge.to), edge.port.clone());
+        Memo::new(move |_| {
+            source.with(|source| target.with(|target| Some(WireAnchor::between(source.as_ref().map(|(i, s)| (*i, s))?, &port, target.as_ref().map(|(j, t)| (*j, t))?))))
+        })
     };
     let carried = {
         let edge = edge.clone();
@@ -384,28 +386,15 @@ fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
 
 #[component]
 fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, surface: Surface) -> impl IntoView {
-    // Where this step sits in the document, its place on the canvas and its
-    // content are memos: an edit elsewhere in the flow leaves this card as
-    // it is, and only its own drag moves it.
-    let index = {
-        let id = id.clone();
-        Memo::new(move |_| state.index.with(|index| index.get(&id).copied()))
+    // The card reads its own step (see `Keyed`), and its place on the canvas
+    // and content are memos of that: an edit elsewhere in the flow leaves
+    // this card as it is, and only its own drag moves it.
+    let entry = state.steps.cell(&id);
+    let position = {
+        let entry = entry.clone();
+        Memo::new(move |_| entry.with(|entry| entry.as_ref().map(|(i, step)| position_of(step, *i))))
     };
-    let position = Memo::new(move |_| {
-        let i = index.get()?;
-        state.doc.with(|doc| doc.steps.get(i).map(|step| position_of(step, i)))
-    });
-    let step = Memo::new_owning(move |old: Option<Option<Step>>| {
-        let i = index.get();
-        state.doc.with(|doc| {
-            let now = i.and_then(|i| doc.steps.get(i));
-            match old {
-                // Unchanged: keep the old copy rather than clone the step again.
-                Some(old) if old.as_ref() == now => (old, false),
-                _ => (now.cloned(), true),
-            }
-        })
-    });
+    let step = Memo::new(move |_| entry.with(|entry| entry.as_ref().map(|(_, step)| step.clone())));
     let carried = {
         let id = id.clone();
         Memo::new(move |_| state.carried.contains(&id))
