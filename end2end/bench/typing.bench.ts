@@ -12,7 +12,8 @@ const graph = JSON.parse(fs.readFileSync(path.join(__dirname, "graph-1000.json")
 const KEYS = "Welcome back, friend";
 
 test("keystroke cost in the inspector on the 1,000-step flow", async ({ browser, request }) => {
-  const created = await request.post("/api/v1/flows", { data: { document: graph } });
+  // Its own copy: flow names are unique, and the frame-time bench keeps its.
+  const created = await request.post("/api/v1/flows", { data: { document: { ...graph, name: `${graph.name} typing` } } });
   expect(created.status()).toBe(201);
   const id = (await created.json()).id;
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, storageState: process.env.WAYMARK_E2E_STATE });
