@@ -416,8 +416,8 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, surface:
         move || state.selection.contains(&id)
     };
     let level = {
-        let id = id.clone();
-        move || state.levels.with(|levels| levels.get(&id).copied())
+        let badge = state.badges.cell(&id);
+        move || badge.get()
     };
     let on_down = {
         let id = id.clone();

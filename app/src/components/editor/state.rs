@@ -71,6 +71,9 @@ pub struct EditorState {
     pub steps: Keyed<String, (usize, Step)>,
     /// Each step's badge, from `findings`.
     pub levels: Memo<HashMap<String, Level>>,
+    /// The same, read step by step (see [`Keyed`]): a change of findings
+    /// wakes only the cards whose badge changed.
+    pub badges: Keyed<String, Level>,
     /// The part of the canvas drawn in full (see [`Area`]).
     pub drawn_area: ReadSignal<Area>,
     /// The steps and wires within `drawn_area`, the selected steps and the
@@ -136,6 +139,9 @@ impl EditorState {
             Area::follow(before.copied(), viewport.get(), width, height, view_moving.get())
         });
         let index = Memo::new(move |_| doc.with(step_index));
+        let levels = Memo::new(move |_| findings.with(step_levels));
+        let badges = Keyed::new();
+        keep(ImmediateEffect::new_isomorphic(move || levels.with(|levels| badges.sync(levels.iter(), |new, held| *new == held, |new| *new))));
         let steps = Keyed::new();
         keep(ImmediateEffect::new_isomorphic(move || {
             doc.with(|doc| {
@@ -156,7 +162,8 @@ impl EditorState {
             moved_by,
             index,
             steps,
-            levels: Memo::new(move |_| findings.with(step_levels)),
+            levels,
+            badges,
             drawn_area,
             shown_steps: Membership::paced(move || doc.with(|doc| steps_drawn_in(doc, drawn_area.get())), STEPS_PER_FRAME),
             shown_wires: Membership::paced(move || index.with(|index| doc.with(|doc| wires_drawn_in(doc, index, drawn_area.get()))), WIRES_PER_FRAME),
