@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::core::flow::{Edge, FlowDocument, FlowSettings, Guard, Position, Step};
-use crate::core::geometry::{input_point, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
+use crate::core::geometry::{edge_midpoint, input_point, output_point, Point, NODE_HEIGHT, NODE_WIDTH};
 use crate::core::kinds::{ports, StepKind};
 use crate::core::validate::{self, ConnectRefusal};
 use crate::core::{Findings, Level};
@@ -413,7 +413,7 @@ pub fn steps_drawn_in(doc: &FlowDocument, area: Area) -> Vec<String> {
 pub fn wires_drawn_in(doc: &FlowDocument, index: &HashMap<String, usize>, area: Area) -> Vec<Edge> {
     let shown = doc.edges.iter().filter_map(|edge| {
         let (start, end) = WireAnchor::of(doc, index, edge)?.ends(None, None);
-        area.shows_wire(start, end).then(|| (Point { x: (start.x + end.x) / 2.0, y: (start.y + end.y) / 2.0 }, edge.clone()))
+        area.shows_wire(start, end).then(|| (edge_midpoint(start, end), edge.clone()))
     });
     area.middle_first(shown)
 }

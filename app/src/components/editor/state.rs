@@ -63,16 +63,13 @@ pub struct EditorState {
     /// and their wires read it: the other thousand steps of a big flow are
     /// not touched.
     pub moved_by: ReadSignal<(f64, f64)>,
-    /// Each step's place in `doc.steps`, by id.
-    pub index: Memo<HashMap<String, usize>>,
     /// Each step with its place in `doc.steps` (the first of a repeated
     /// id), read step by step: a card or wire reads its own steps here, not
     /// the document, and an edit wakes only those of the steps it changed.
     pub steps: Keyed<String, (usize, Step)>,
-    /// Each step's badge, from `findings`.
-    pub levels: Memo<HashMap<String, Level>>,
-    /// The same, read step by step (see [`Keyed`]): a change of findings
-    /// wakes only the cards whose badge changed.
+    /// Each step's badge, from `findings`, read step by step (see
+    /// [`Keyed`]): a change of findings wakes only the cards whose badge
+    /// changed.
     pub badges: Keyed<String, Level>,
     /// The part of the canvas drawn in full (see [`Area`]).
     pub drawn_area: ReadSignal<Area>,
@@ -160,9 +157,7 @@ impl EditorState {
             gesture,
             zooming,
             moved_by,
-            index,
             steps,
-            levels,
             badges,
             drawn_area,
             shown_steps: Membership::paced(move || doc.with(|doc| steps_drawn_in(doc, drawn_area.get())), STEPS_PER_FRAME),
