@@ -16,7 +16,7 @@ pub mod runtime_api;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::path;
+use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 /// The page's Content-Security-Policy: scripts only from this site or
 /// carrying this response's nonce (the hydration script), wasm allowed to
@@ -58,10 +58,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Set once the browser has hydrated the page: tests wait for it before
-    // clicking, since clicks on a page not yet hydrated do nothing.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move || hydrated.set(true));
+    // Set once the browser has hydrated the page (its route's chunk loaded
+    // and hydrated too): tests wait for it before clicking, since clicks on
+    // a page not yet hydrated do nothing.
+    let hydrated = Hydrated(RwSignal::new(false));
+    provide_context(hydrated);
     // Who is signed in: the navigation shows only what their role may use.
     let viewer: ViewerResource = Resource::new(|| (), |_| admin_api::whoami());
     provide_context(viewer);
@@ -70,7 +71,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/waymark.css"/>
         <Title formatter=page_title/>
         <Router>
-            <div class="app" data-hydrated=move || hydrated.get().then_some("true")>
+            <div class="app" data-hydrated=move || hydrated.0.get().then_some("true")>
                 <header class="topbar">
                     <A href="/" attr:class="brand">
                         <span class="brand-mark">"◆"</span>
@@ -85,30 +86,86 @@ pub fn App() -> impl IntoView {
                 </header>
                 <main>
                     <Routes fallback=|| view! { <pages::NotFound/> }>
-                        <Route path=path!("/login") view=pages::login::LoginPage/>
-                        <Route path=path!("/setup") view=pages::login::SetupPage/>
-                        <Route path=path!("/admin/users") view=pages::admin::UsersPage/>
-                        <Route path=path!("/admin/tokens") view=pages::admin::TokensPage/>
-                        <Route path=path!("/admin/integrations") view=pages::admin::IntegrationsPage/>
-                        <Route path=path!("/audit") view=pages::admin::AuditPage/>
-                        <Route path=path!("/") view=pages::flows::FlowsPage/>
-                        <Route path=path!("/flows/:id") view=pages::flow::FlowPage/>
-                        <Route path=path!("/flows/:id/participants") view=pages::participants::ParticipantsPage/>
-                        <Route path=path!("/review") view=pages::review::ReviewPage/>
-                        <Route path=path!("/inbox") view=pages::inbox::InboxPage/>
-                        <Route path=path!("/participants/:id") view=pages::participant::ParticipantPage/>
-                        <Route path=path!("/participants") view=pages::bulk::ParticipantSearchPage/>
-                        <Route path=path!("/bulk-runs/:id") view=pages::bulk::BulkRunPage/>
-                        <Route path=path!("/contacts") view=pages::contacts::ContactsPage/>
-                        <Route path=path!("/contacts/new") view=pages::contacts::ContactEditPage/>
-                        <Route path=path!("/contacts/import") view=pages::contacts::ContactImportPage/>
-                        <Route path=path!("/contacts/:id") view=pages::contacts::ContactPage/>
-                        <Route path=path!("/contacts/:id/edit") view=pages::contacts::ContactEditPage/>
+                        <Route path=path!("/login") view={Lazy::<LoginRoute>::new()}/>
+                        <Route path=path!("/setup") view={Lazy::<SetupRoute>::new()}/>
+                        <Route path=path!("/admin/users") view={Lazy::<UsersRoute>::new()}/>
+                        <Route path=path!("/admin/tokens") view={Lazy::<TokensRoute>::new()}/>
+                        <Route path=path!("/admin/integrations") view={Lazy::<IntegrationsRoute>::new()}/>
+                        <Route path=path!("/audit") view={Lazy::<AuditRoute>::new()}/>
+                        <Route path=path!("/") view={Lazy::<FlowsRoute>::new()}/>
+                        <Route path=path!("/flows/:id") view={Lazy::<FlowRoute>::new()}/>
+                        <Route path=path!("/flows/:id/participants") view={Lazy::<ParticipantsRoute>::new()}/>
+                        <Route path=path!("/review") view={Lazy::<ReviewRoute>::new()}/>
+                        <Route path=path!("/inbox") view={Lazy::<InboxRoute>::new()}/>
+                        <Route path=path!("/participants/:id") view={Lazy::<ParticipantRoute>::new()}/>
+                        <Route path=path!("/participants") view={Lazy::<ParticipantSearchRoute>::new()}/>
+                        <Route path=path!("/bulk-runs/:id") view={Lazy::<BulkRunRoute>::new()}/>
+                        <Route path=path!("/contacts") view={Lazy::<ContactsRoute>::new()}/>
+                        <Route path=path!("/contacts/new") view={Lazy::<ContactEditRoute>::new()}/>
+                        <Route path=path!("/contacts/import") view={Lazy::<ContactImportRoute>::new()}/>
+                        <Route path=path!("/contacts/:id") view={Lazy::<ContactRoute>::new()}/>
+                        <Route path=path!("/contacts/:id/edit") view={Lazy::<ContactEditRoute>::new()}/>
                     </Routes>
                 </main>
             </div>
         </Router>
     }
+}
+
+/// Set once the page is hydrated; see [`App`].
+#[derive(Clone, Copy)]
+pub struct Hydrated(RwSignal<bool>);
+
+/// Marks the page hydrated once the view this is called in has been: each
+/// route calls it, and only after its chunk is loaded and hydrated does the
+/// effect run.
+pub fn mark_hydrated() {
+    if let Some(Hydrated(hydrated)) = use_context::<Hydrated>() {
+        Effect::new(move || hydrated.set(true));
+    }
+}
+
+/// Each page is its own route type, so its code (and what only it uses)
+/// goes into its own wasm chunk, loaded when the page is first shown; the
+/// first module every page loads holds only the shell and the router.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:path,)*) => {$(
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(this: Self) -> AnyView {
+                let $route = this;
+                mark_hydrated();
+                $page().into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    LoginRoute => pages::login::LoginPage,
+    SetupRoute => pages::login::SetupPage,
+    UsersRoute => pages::admin::UsersPage,
+    TokensRoute => pages::admin::TokensPage,
+    IntegrationsRoute => pages::admin::IntegrationsPage,
+    AuditRoute => pages::admin::AuditPage,
+    FlowsRoute => pages::flows::FlowsPage,
+    FlowRoute => pages::flow::FlowPage,
+    ParticipantsRoute => pages::participants::ParticipantsPage,
+    ReviewRoute => pages::review::ReviewPage,
+    InboxRoute => pages::inbox::InboxPage,
+    ParticipantRoute => pages::participant::ParticipantPage,
+    ParticipantSearchRoute => pages::bulk::ParticipantSearchPage,
+    BulkRunRoute => pages::bulk::BulkRunPage,
+    ContactsRoute => pages::contacts::ContactsPage,
+    ContactEditRoute => pages::contacts::ContactEditPage,
+    ContactImportRoute => pages::contacts::ContactImportPage,
+    ContactRoute => pages::contacts::ContactPage,
 }
 
 /// The document title. On the server it is escaped here: leptos_meta 0.8

@@ -16,6 +16,7 @@ use leptos_router::components::A;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
+    crate::mark_hydrated();
     view! {
         <section class="page">
             <h1>"Page not found"</h1>

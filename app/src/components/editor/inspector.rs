@@ -65,7 +65,12 @@ impl Fields {
 pub fn Inspector(state: EditorState) -> impl IntoView {
     let selected = Memo::new(move |_| state.single_selected());
     move || match selected.get() {
-        Some(id) => view! { <StepInspector state id/> }.into_any(),
+        Some(id) => view! {
+            <Suspense fallback=|| view! { <section class="step-details inspector loading"><p>"Loading the step's form…"</p></section> }>
+                {Suspend::new(step_inspector(state, id))}
+            </Suspense>
+        }
+        .into_any(),
         None => {
             let count = state.selected.with(Vec::len);
             let text = if count > 1 {
@@ -81,6 +86,14 @@ pub fn Inspector(state: EditorState) -> impl IntoView {
         }
     }
     .into_any()
+}
+
+/// The selected step's form, with every kind's editors behind it, is a wasm
+/// chunk of its own: the editor's first load leaves it out, and the first
+/// selection fetches it (later ones find it loaded).
+#[lazy]
+fn step_inspector(state: EditorState, id: String) -> AnyView {
+    view! { <StepInspector state id/> }.into_any()
 }
 
 /// Changes the flow's settings through the undoable change log.
