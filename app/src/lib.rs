@@ -16,7 +16,7 @@ pub mod runtime_api;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::{lazy_route, path, Lazy, LazyRoute};
+use leptos_router::{path, Lazy, LazyRoute};
 
 /// The page's Content-Security-Policy: scripts only from this site or
 /// carrying this response's nonce (the hydration script), wasm allowed to
@@ -125,47 +125,80 @@ pub fn mark_hydrated() {
     }
 }
 
-/// Each page is its own route type, so its code (and what only it uses)
-/// goes into its own wasm chunk, loaded when the page is first shown; the
-/// first module every page loads holds only the shell and the router.
+/// Pages load their code lazily, in a few groups: each group is one split
+/// point, so its pages' code (and what only they use) becomes wasm chunks
+/// fetched when one of them is first shown, and the first module every page
+/// loads holds only the shell and the router. Groups, not one split point
+/// per page: the splitter makes a chunk for each set of split points that
+/// share code, and a page per split point made hundreds of chunks, which
+/// cost more to fetch and instantiate than they saved (`load.bench.ts`).
+/// Each group names the preload function `#[lazy]` makes for it.
 macro_rules! lazy_pages {
-    ($($route:ident => $page:path,)*) => {$(
-        struct $route;
+    ($($group:ident ($preload:ident): $pages:ident { $($route:ident => $page:path,)* })*) => {$(
+        #[derive(Clone, Copy)]
+        enum $pages {
+            $($route,)*
+        }
 
-        #[lazy_route]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                $route
-            }
-
-            fn view(this: Self) -> AnyView {
-                let $route = this;
-                mark_hydrated();
-                $page().into_any()
+        #[lazy]
+        fn $group(page: $pages) -> AnyView {
+            mark_hydrated();
+            match page {
+                $($pages::$route => $page().into_any(),)*
             }
         }
+
+        $(
+            struct $route;
+
+            impl LazyRoute for $route {
+                fn data() -> Self {
+                    $route
+                }
+
+                async fn view(_: Self) -> AnyView {
+                    $group($pages::$route).await
+                }
+
+                /// Fetches the group's chunks. The router waits for this
+                /// before it hydrates the page, which it then renders at
+                /// once, as the server did.
+                async fn preload() {
+                    #[cfg(feature = "hydrate")]
+                    $preload().await;
+                }
+            }
+        )*
     )*};
 }
 
 lazy_pages! {
-    LoginRoute => pages::login::LoginPage,
-    SetupRoute => pages::login::SetupPage,
-    UsersRoute => pages::admin::UsersPage,
-    TokensRoute => pages::admin::TokensPage,
-    IntegrationsRoute => pages::admin::IntegrationsPage,
-    AuditRoute => pages::admin::AuditPage,
-    FlowsRoute => pages::flows::FlowsPage,
-    FlowRoute => pages::flow::FlowPage,
-    ParticipantsRoute => pages::participants::ParticipantsPage,
-    ReviewRoute => pages::review::ReviewPage,
-    InboxRoute => pages::inbox::InboxPage,
-    ParticipantRoute => pages::participant::ParticipantPage,
-    ParticipantSearchRoute => pages::bulk::ParticipantSearchPage,
-    BulkRunRoute => pages::bulk::BulkRunPage,
-    ContactsRoute => pages::contacts::ContactsPage,
-    ContactEditRoute => pages::contacts::ContactEditPage,
-    ContactImportRoute => pages::contacts::ContactImportPage,
-    ContactRoute => pages::contacts::ContactPage,
+    editor_pages (__preload_editor_pages): EditorPages {
+        FlowRoute => pages::flow::FlowPage,
+    }
+    work_pages (__preload_work_pages): WorkPages {
+        FlowsRoute => pages::flows::FlowsPage,
+        ReviewRoute => pages::review::ReviewPage,
+        InboxRoute => pages::inbox::InboxPage,
+        ParticipantsRoute => pages::participants::ParticipantsPage,
+        ParticipantRoute => pages::participant::ParticipantPage,
+        ParticipantSearchRoute => pages::bulk::ParticipantSearchPage,
+        BulkRunRoute => pages::bulk::BulkRunPage,
+    }
+    contact_pages (__preload_contact_pages): ContactPages {
+        ContactsRoute => pages::contacts::ContactsPage,
+        ContactEditRoute => pages::contacts::ContactEditPage,
+        ContactImportRoute => pages::contacts::ContactImportPage,
+        ContactRoute => pages::contacts::ContactPage,
+    }
+    account_pages (__preload_account_pages): AccountPages {
+        LoginRoute => pages::login::LoginPage,
+        SetupRoute => pages::login::SetupPage,
+        UsersRoute => pages::admin::UsersPage,
+        TokensRoute => pages::admin::TokensPage,
+        IntegrationsRoute => pages::admin::IntegrationsPage,
+        AuditRoute => pages::admin::AuditPage,
+    }
 }
 
 /// The document title. On the server it is escaped here: leptos_meta 0.8

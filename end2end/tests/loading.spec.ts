@@ -24,8 +24,8 @@ function wasmFetched(page: Page): Set<string> {
 
 test("a page loads only its own code; the editor's and the step form's come when they are needed", async ({ page, request }) => {
   const manifest: Manifest = await (await request.get("/pkg/__wasm_split_manifest.json")).json();
-  const list = chunks(manifest, "flows_route");
-  const editor = chunks(manifest, "flow_route");
+  const list = chunks(manifest, "work_pages");
+  const editor = chunks(manifest, "editor_pages");
   const form = chunks(manifest, "step_inspector");
   const editorOnly = editor.filter((file) => !list.includes(file));
   // (a chunk may be shared with the list page, which has loaded it already)
@@ -56,9 +56,19 @@ test("a page loads only its own code; the editor's and the step form's come when
 test("a page opened directly is served with preloads for its chunks", async ({ page, request }) => {
   const manifest: Manifest = await (await request.get("/pkg/__wasm_split_manifest.json")).json();
   const html = await (await request.get("/contacts")).text();
-  for (const file of chunks(manifest, "contacts_route")) expect(html).toContain(`href="/pkg/${file}.wasm"`);
+  for (const file of chunks(manifest, "contact_pages")) expect(html).toContain(`href="/pkg/${file}.wasm"`);
   const fetched = wasmFetched(page);
   await page.goto("/contacts");
   await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
-  expect(chunks(manifest, "contacts_route").filter((file) => !fetched.has(file))).toEqual([]);
+  expect(chunks(manifest, "contact_pages").filter((file) => !fetched.has(file))).toEqual([]);
+});
+
+test("the site's files go out gzipped to a browser that asks; pages stream as they are", async ({ request }) => {
+  const wasm = await request.get("/pkg/waymark.wasm", { headers: { "Accept-Encoding": "gzip" } });
+  expect(wasm.status()).toBe(200);
+  expect(wasm.headers()["content-encoding"]).toBe("gzip");
+  expect([...(await wasm.body()).subarray(0, 4)]).toEqual([0x00, 0x61, 0x73, 0x6d]); // "\0asm", once inflated
+  const page = await request.get("/", { headers: { "Accept-Encoding": "gzip" } });
+  expect(page.status()).toBe(200);
+  expect(page.headers()["content-encoding"]).toBeUndefined();
 });

@@ -27,6 +27,7 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Auth, Limits};
@@ -95,6 +96,7 @@ pub fn router(mut state: AppState) -> Router {
             provide_context(contacts.clone());
         }
     };
+    let pkg_dir = std::path::Path::new(&*state.leptos_options.site_root).join(&*state.leptos_options.site_pkg_dir);
     let shell = {
         let options = state.leptos_options.clone();
         move || app::shell(options.clone())
@@ -103,6 +105,9 @@ pub fn router(mut state: AppState) -> Router {
         .nest("/api/v1", api.fallback(|| async { error::Error::RouteNotFound }))
         .merge(auth::routes::router())
         .leptos_routes_with_context(&state, routes, pages.clone(), shell)
+        // The browser code, gzipped at build time (.ci/package-site), goes
+        // out compressed to browsers that take it.
+        .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
