@@ -135,7 +135,9 @@ pub fn mark_hydrated() {
 /// Each group names the preload function `#[lazy]` makes for it.
 macro_rules! lazy_pages {
     ($($group:ident ($preload:ident): $pages:ident { $($route:ident => $page:path,)* })*) => {$(
+        // One variant per route type, named after it.
         #[derive(Clone, Copy)]
+        #[allow(clippy::enum_variant_names)]
         enum $pages {
             $($route,)*
         }
