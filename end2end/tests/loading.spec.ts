@@ -67,6 +67,8 @@ test("the site's files go out gzipped to a browser that asks; pages stream as th
   const wasm = await request.get("/pkg/waymark.wasm", { headers: { "Accept-Encoding": "gzip" } });
   expect(wasm.status()).toBe(200);
   expect(wasm.headers()["content-encoding"]).toBe("gzip");
+  // Chunk names are not hashed: the browser must ask again, not guess.
+  expect(wasm.headers()["cache-control"]).toBe("no-cache");
   expect([...(await wasm.body()).subarray(0, 4)]).toEqual([0x00, 0x61, 0x73, 0x6d]); // "\0asm", once inflated
   const page = await request.get("/", { headers: { "Accept-Encoding": "gzip" } });
   expect(page.status()).toBe(200);

@@ -106,8 +106,15 @@ pub fn router(mut state: AppState) -> Router {
         .merge(auth::routes::router())
         .leptos_routes_with_context(&state, routes, pages.clone(), shell)
         // The browser code, gzipped at build time (.ci/package-site), goes
-        // out compressed to browsers that take it.
-        .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
+        // out compressed to browsers that take it. Its file names are not
+        // hashed, so a browser asks again each time (a 304 when unchanged)
+        // and never mixes a cached chunk with a newer first module.
+        .nest_service(
+            "/pkg",
+            tower::ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+                .service(ServeDir::new(pkg_dir).precompressed_gzip()),
+        )
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
