@@ -8,9 +8,8 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 TOOLS ?= $(HOME)/.cache/waymark/tools
 export PATH := $(TOOLS)/bin:$(TOOLS)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
-# The browser wasm is split into chunks at its #[lazy] points
-# (.ci/package-site), which needs the linker's relocations kept.
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS ?= -Clink-args=--emit-relocs
+# Compiler flags (erase_components, the wasm's relocations) are in
+# .cargo/config.toml, so a bare cargo command builds what make builds.
 export LEPTOS_OUTPUT_NAME := waymark
 
 SITE_DEBUG := $(CARGO_TARGET_DIR)/site-debug
