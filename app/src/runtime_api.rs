@@ -31,7 +31,8 @@ pub struct ParticipantDetail {
     pub flow_name: String,
     pub version: i64,
     pub contact: String,
-    pub contact_zone: Option<String>,
+    /// The timeline's times in the contact's zone.
+    pub clock: crate::core::calendar::LocalClock,
     pub status: String,
     pub step: Option<String>,
     pub reason: Option<String>,
@@ -58,7 +59,7 @@ pub struct TestRunRequest {
 /// What the test run did, with times shown in the contact's zone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestRunResult {
-    pub zone: String,
+    pub clock: crate::core::calendar::LocalClock,
     pub simulation: crate::core::simulate::Simulation,
 }
 
@@ -181,9 +182,11 @@ pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnErro
         return Err(ServerFnError::new("A test run covers at most a year."));
     }
     let manual_after = run.manual_after.as_deref().filter(|m| !m.trim().is_empty()).map(parse_span).transpose().map_err(ServerFnError::new)?;
-    let zone = contact.timezone.clone().filter(|z| jiff::tz::TimeZone::get(z).is_ok()).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
+    let zone = contact.timezone.clone().filter(|z| crate::core::calendar::known_zone(z)).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
     let simulation = simulate_with(&flow, &groups, &contact, &Options { start, window, manual_after, seed: 42 });
-    Ok(TestRunResult { zone, simulation })
+    let instants = simulation.actions.iter().flat_map(|a| [Some(a.due_at), a.done_at]).flatten().chain(simulation.effects.iter().map(|e| e.at));
+    let clock = crate::core::calendar::LocalClock::new(Some(&zone), instants);
+    Ok(TestRunResult { clock, simulation })
 }
 
 #[server(prefix = "/fn")]

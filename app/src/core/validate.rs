@@ -227,7 +227,7 @@ fn check_flow_settings(settings: &crate::core::flow::FlowSettings, findings: &mu
         findings.push(Finding { code: Code::InvalidSetting, step: None, port: None, setting: Some(setting), message });
     };
     if let Some(zone) = &settings.timezone {
-        if jiff::tz::TimeZone::get(zone).is_err() {
+        if !crate::core::calendar::known_zone(zone) {
             problem("settings.timezone".into(), format!("The flow's time zone “{zone}” is not a known zone like America/New_York."));
         }
     }

@@ -34,18 +34,12 @@ pub fn ParticipantPage() -> impl IntoView {
     }
 }
 
-/// A time in the contact's zone when it is known, else UTC.
-fn local(at: jiff::Timestamp, zone: Option<&str>) -> String {
-    match zone.and_then(|z| jiff::tz::TimeZone::get(z).ok()) {
-        Some(tz) => at.to_zoned(tz).strftime("%a %Y-%m-%d %H:%M %Z").to_string(),
-        None => at.strftime("%a %Y-%m-%d %H:%M UTC").to_string(),
-    }
-}
+/// How the timeline shows a time (in the contact's zone, else UTC).
+const SHOWN: &str = "%a %Y-%m-%d %H:%M %Z";
 
 #[component]
 fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) -> impl IntoView {
-    let zone = detail.contact_zone.clone();
-    let row_zone = zone.clone();
+    let clock = &detail.clock;
     let rows = detail
         .timeline
         .iter()
@@ -55,8 +49,8 @@ fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) ->
                 <tr class=outcome data-step=action.step.clone()>
                     <td><code>{action.step.clone()}</code></td>
                     <td>{action.kind.replace('_', " ")} {action.manual.then_some(" (manual)")}</td>
-                    <td>{local(action.due_at, row_zone.as_deref())}</td>
-                    <td>{action.done_at.map(|d| local(d, row_zone.as_deref())).unwrap_or_else(|| "—".into())}</td>
+                    <td>{clock.show(action.due_at, SHOWN)}</td>
+                    <td>{action.done_at.map(|d| clock.show(d, SHOWN)).unwrap_or_else(|| "—".into())}</td>
                     <td><span class=format!("pill {outcome}")>{outcome}</span></td>
                     <td>
                         {action.reason.clone()}
@@ -76,7 +70,7 @@ fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) ->
                     <span class="status">{detail.status.clone()}</span>
                     {detail.step.clone().map(|s| format!(" · at {s}"))}
                     {format!(" · version {}", detail.version)}
-                    {detail.next_run_at.as_deref().and_then(|n| n.parse().ok()).map(|n| format!(" · next run {}", local(n, zone.as_deref())))}
+                    {detail.next_run_at.as_deref().and_then(|n| n.parse().ok()).map(|n| format!(" · next run {}", clock.show(n, SHOWN)))}
                     {detail.reason.clone().map(|r| format!(" · {r}"))}
                 </p>
             </div>

@@ -3,6 +3,7 @@
 use leptos::prelude::ServerFnError;
 use sqlx::Row;
 
+use app::core::calendar::LocalClock;
 use app::core::engine::{Event, ManualOutcome};
 use app::runtime_api::{ParticipantDetail, RuntimeBackend, Task};
 
@@ -168,17 +169,19 @@ impl RuntimeBackend for Runtime {
             .get(0);
         let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
         let contact = contacts::load(&mut conn, view.contact_id).await.map_err(Error::into_server_fn_error)?;
+        let next_run_at = view.next_run_at.map(|t| t.to_string());
+        let instants = timeline.iter().flat_map(|a| [Some(a.due_at), a.done_at]).flatten().chain(view.next_run_at);
         Ok(ParticipantDetail {
             id,
             flow_id: view.flow_id,
             flow_name,
             version: view.version,
             contact: contact_label(contact.email.clone(), contact.mobile.clone(), view.contact_id),
-            contact_zone: contact.timezone.clone(),
+            clock: LocalClock::new(contact.timezone.as_deref(), instants),
             status: view.status,
             step: view.step,
             reason: view.reason,
-            next_run_at: view.next_run_at.map(|t| t.to_string()),
+            next_run_at,
             timeline,
         })
     }
