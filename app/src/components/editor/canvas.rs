@@ -159,9 +159,22 @@ pub fn lift_touch(state: EditorState, id: i32) -> bool {
 
 #[component]
 pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) -> impl IntoView {
+    // Each wheel notch bumps the count; the zoom has ended when a notch's
+    // timer finds the count unchanged.
+    let notches = StoredValue::new(0_u64);
     let on_background_down = move |ev: leptos::ev::PointerEvent| {
         if ev.button() != 0 {
             return;
+        }
+        if state.zooming.get_untracked() {
+            // The zoom is over: a press in the moments after the last notch
+            // lands on the layer that kept the cards from being hit-tested
+            // while they moved, and goes on to what is under the pointer.
+            notches.update_value(|n| *n += 1);
+            state.zooming.set(false);
+            if press_under_overlay(&surface, &ev) {
+                return;
+            }
         }
         let client = client_point(&ev);
         if ev.pointer_type() == "touch" {
@@ -187,9 +200,6 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             state.gesture.set(Some(Gesture::Pan { from_client: client, start: state.viewport.get_untracked() }));
         }
     };
-    // Each wheel notch bumps the count; the zoom has ended when a notch's
-    // timer finds the count unchanged.
-    let notches = StoredValue::new(0_u64);
     // The canvas's box, read at a zoom's first notch and kept while it
     // lasts: reading it makes the browser lay out what the last notch
     // changed, a second layout in the same frame. (The wheel over the
@@ -293,6 +303,51 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
 
 /// How long after the last wheel notch a zoom counts as ended.
 const ZOOM_SETTLES_MS: u64 = 200;
+
+/// Hands a press that landed on the canvas's gesture layer to the element
+/// under it (a card, a port), as the same press; false when that is the
+/// canvas itself, which then takes the press as its own.
+fn press_under_overlay(surface: &Surface, ev: &leptos::ev::PointerEvent) -> bool {
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (surface, ev);
+        false
+    }
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(canvas) = surface.get_untracked() else { return false };
+        if ev.target().as_ref() != Some(canvas.unchecked_ref::<web_sys::EventTarget>()) {
+            return false; // not the layer: the press already has its element
+        }
+        // The layer goes now, not when the view next updates.
+        let _ = canvas.class_list().remove_1("gesturing");
+        let under = document().element_from_point(ev.client_x() as f32, ev.client_y() as f32);
+        let Some(under) = under.filter(|el| el != canvas.unchecked_ref::<web_sys::Element>() && canvas.contains(Some(el))) else {
+            return false;
+        };
+        let init = web_sys::PointerEventInit::new();
+        init.set_bubbles(true);
+        init.set_cancelable(true);
+        init.set_composed(true);
+        init.set_client_x(ev.client_x());
+        init.set_client_y(ev.client_y());
+        init.set_screen_x(ev.screen_x());
+        init.set_screen_y(ev.screen_y());
+        init.set_button(ev.button());
+        init.set_buttons(ev.buttons());
+        init.set_shift_key(ev.shift_key());
+        init.set_ctrl_key(ev.ctrl_key());
+        init.set_meta_key(ev.meta_key());
+        init.set_alt_key(ev.alt_key());
+        init.set_pointer_id(ev.pointer_id());
+        init.set_pointer_type(&ev.pointer_type());
+        init.set_is_primary(ev.is_primary());
+        let Ok(press) = web_sys::PointerEvent::new_with_event_init_dict("pointerdown", &init) else { return false };
+        ev.stop_propagation();
+        under.dispatch_event(&press).is_ok()
+    }
+}
 
 /// Where `port` of step `id` sits on the canvas.
 fn port_point(doc: &crate::core::FlowDocument, id: &str, port: &str) -> Option<Point> {
