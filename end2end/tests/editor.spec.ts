@@ -306,6 +306,24 @@ test("keyboard and selection tools: next-step choice, Tab and arrows, box select
   await page.locator(".minimap").click({ position: { x: 190, y: 110 } });
   await expect(drawing).not.toHaveAttribute("style", viewed!);
 
+  // From the keyboard, the focused minimap's arrows move the view a quarter
+  // of the canvas, and never the selected steps.
+  const translate = async () => {
+    const m = /translate\(([-\d.]+)px, ([-\d.]+)px\)/.exec((await drawing.getAttribute("style"))!);
+    return { x: Number(m![1]), y: Number(m![2]) };
+  };
+  await page.keyboard.press("Control+a");
+  const firstSelected = page.locator("g.step.selected").first();
+  const placed = await firstSelected.getAttribute("transform");
+  const viewBefore = await translate();
+  await page.locator(".minimap").focus();
+  await page.keyboard.press("ArrowRight");
+  await expect.poll(async () => (await translate()).x).toBeCloseTo(viewBefore.x - canvas.width / 4, 0);
+  expect((await translate()).y).toBe(viewBefore.y);
+  await page.keyboard.press("Shift+ArrowUp");
+  await expect.poll(async () => (await translate()).y).toBeCloseTo(viewBefore.y + canvas.height, 0);
+  expect(await firstSelected.getAttribute("transform")).toBe(placed);
+
   await page.keyboard.press("Escape");
   await expect(page.locator("g.step.selected")).toHaveCount(0);
 

@@ -614,6 +614,26 @@ pub fn Minimap(state: EditorState) -> impl IntoView {
         let (w, h) = state.canvas_size.get_untracked();
         state.viewport.update(|view| *view = view.centre_on(at, w, h));
     };
+    // Keyboard users move the view from the map: the arrows take it a
+    // quarter of the canvas that way (Shift: a whole canvas). The keys stay
+    // here, so they never move the selected steps.
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let (w, h) = state.canvas_size.get_untracked();
+        let share = if ev.shift_key() { 1.0 } else { 0.25 };
+        let (dx, dy) = match ev.key().as_str() {
+            "ArrowLeft" => (w * share, 0.0),
+            "ArrowRight" => (-w * share, 0.0),
+            "ArrowUp" => (0.0, h * share),
+            "ArrowDown" => (0.0, -h * share),
+            _ => return,
+        };
+        ev.prevent_default();
+        ev.stop_propagation();
+        state.viewport.update(|view| {
+            view.x += dx;
+            view.y += dy;
+        });
+    };
     let placed = move || {
         let (origin, k) = drawn.get().onto(&fit.get().0);
         format!("transform: translate({}px, {}px) scale({k})", num(origin.x), num(origin.y))
@@ -623,7 +643,7 @@ pub fn Minimap(state: EditorState) -> impl IntoView {
         format!("left: {}px; top: {}px; width: {}px; height: {}px", num(a.x), num(a.y), num(b.x - a.x), num(b.y - a.y))
     };
     view! {
-        <div class="minimap" role="img" aria-label="Minimap: click to move the view there" on:click=on_click>
+        <div class="minimap" role="group" tabindex="0" aria-label="Minimap: click, or use the arrow keys, to move the view" on:click=on_click on:keydown=on_key>
             <svg width=WIDTH height=HEIGHT style=placed
                 viewBox=move || { let (x, y, w, h) = drawn.get().shown; format!("{} {} {} {}", num(x), num(y), num(w), num(h)) }>
                 {move || steps.with(|steps| steps.iter().map(|at| view! {

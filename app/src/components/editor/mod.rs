@@ -242,6 +242,7 @@ fn HelpOverlay(state: EditorState) -> impl IntoView {
         ("Ctrl/Cmd+Z, Shift+Ctrl/Cmd+Z", "undo, redo"),
         ("Ctrl/Cmd+C, V, D, A", "copy, paste, duplicate, select all"),
         ("Drag the background, Space+drag", "pan"),
+        ("Click the minimap, or its arrow keys", "move the view there, or a quarter of the canvas (Shift: a whole one)"),
         ("Wheel or pinch, + and −", "zoom around the pointer, zoom in and out"),
         ("0", "fit the flow in view"),
         ("?", "show or hide this help"),
