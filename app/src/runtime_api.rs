@@ -184,7 +184,7 @@ pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnErro
     let manual_after = run.manual_after.as_deref().filter(|m| !m.trim().is_empty()).map(parse_span).transpose().map_err(ServerFnError::new)?;
     let zone = contact.timezone.clone().filter(|z| crate::core::calendar::known_zone(z)).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
     let simulation = simulate_with(&flow, &groups, &contact, &Options { start, window, manual_after, seed: 42 });
-    let instants = simulation.actions.iter().flat_map(|a| [Some(a.due_at), a.done_at]).flatten().chain(simulation.effects.iter().map(|e| e.at));
+    let instants = simulation.actions.iter().flat_map(ActionRecord::times).chain(simulation.effects.iter().map(|e| e.at));
     let clock = crate::core::calendar::LocalClock::new(Some(&zone), instants);
     Ok(TestRunResult { clock, simulation })
 }

@@ -196,11 +196,11 @@ impl LocalClock {
     /// being the zone's abbreviation; an instant the server did not read is
     /// shown in UTC.
     pub fn show(&self, at: Timestamp, pattern: &str) -> String {
-        let reading = self.readings.binary_search_by_key(&at, |(t, ..)| *t).ok().map(|i| &self.readings[i]);
-        let (offset, abbreviation) = match reading.and_then(|(_, seconds, abbr)| Some((Offset::from_seconds(*seconds).ok()?, abbr.as_str()))) {
-            Some(found) => found,
-            None => (Offset::UTC, "UTC"),
-        };
+        let read = self.readings.binary_search_by_key(&at, |(t, ..)| *t).ok().and_then(|i| {
+            let (_, seconds, abbreviation) = &self.readings[i];
+            Some((Offset::from_seconds(*seconds).ok()?, abbreviation.as_str()))
+        });
+        let (offset, abbreviation) = read.unwrap_or((Offset::UTC, "UTC"));
         let pattern = pattern.replace("%Z", &abbreviation.replace('%', "%%"));
         at.to_zoned(TimeZone::fixed(offset)).strftime(&pattern).to_string()
     }

@@ -342,6 +342,11 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
+    /// The times the record shows: when it was due, and when it was done.
+    pub fn times(&self) -> impl Iterator<Item = Timestamp> {
+        [Some(self.due_at), self.done_at].into_iter().flatten()
+    }
+
     /// Folds a later record of the same visit into this one: the newer
     /// outcome and times win; what the newer one does not say is kept.
     pub fn update(&mut self, newer: ActionRecord) {

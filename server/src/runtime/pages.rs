@@ -4,7 +4,7 @@ use leptos::prelude::ServerFnError;
 use sqlx::Row;
 
 use app::core::calendar::LocalClock;
-use app::core::engine::{Event, ManualOutcome};
+use app::core::engine::{ActionRecord, Event, ManualOutcome};
 use app::runtime_api::{ParticipantDetail, RuntimeBackend, Task};
 
 use super::{contacts, Runtime};
@@ -170,7 +170,7 @@ impl RuntimeBackend for Runtime {
         let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
         let contact = contacts::load(&mut conn, view.contact_id).await.map_err(Error::into_server_fn_error)?;
         let next_run_at = view.next_run_at.map(|t| t.to_string());
-        let instants = timeline.iter().flat_map(|a| [Some(a.due_at), a.done_at]).flatten().chain(view.next_run_at);
+        let instants = timeline.iter().flat_map(ActionRecord::times).chain(view.next_run_at);
         Ok(ParticipantDetail {
             id,
             flow_id: view.flow_id,
