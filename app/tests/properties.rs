@@ -152,3 +152,135 @@ proptest! {
         prop_assert_eq!(loaded.to_canonical_json(), saved);
     }
 }
+
+// Engagement: whatever contact events (and other events) arrive, in any
+// order and twice, a participant that has finished stays finished.
+
+mod engagement {
+    use app::core::contact::Contact;
+    use app::core::engagement::Received;
+    use app::core::engine::{advance, EffectResult, Event, ManualOutcome, Participant};
+    use app::core::flow::FlowDocument;
+    use jiff::{SignedDuration, Timestamp};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn flow(goal: Option<Value>, exit_on_reply: bool) -> FlowDocument {
+        let mut settings = json!({"exit_on_reply": exit_on_reply});
+        if let Some(goal) = goal {
+            settings["goal"] = goal;
+        }
+        FlowDocument::from_value(&json!({
+            "format": "waymark.flow/v1",
+            "settings": settings,
+            "steps": [
+                {"id": "s", "kind": "start"},
+                {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+                {"id": "w", "kind": "wait_until", "settings": {
+                    "until": [{"event": "email_opened", "step": "e1"}, {"event": "custom", "name": "purchase"}],
+                    "timeout": {"amount": 1, "unit": "days"}}},
+                {"id": "e2", "kind": "send_email", "settings": {"subject": "Again", "body": "x"},
+                 "guard": {"criteria": [{"op": "not_replied", "value": "any"}], "when_unmet": "hold"}},
+                {"id": "c", "kind": "condition", "settings": {"criteria": [{"op": "clicked", "value": "any"}]}},
+                {"id": "k", "kind": "task", "settings": {"subject": "Call"}},
+                {"id": "r", "kind": "restart", "settings": {"max_restarts": 2}}
+            ],
+            "edges": [
+                {"from": "s", "port": "next", "to": "e1"}, {"from": "e1", "port": "next", "to": "w"},
+                {"from": "w", "port": "met", "to": "e2"}, {"from": "w", "port": "timed_out", "to": "c"},
+                {"from": "c", "port": "yes", "to": "k"}, {"from": "c", "port": "no", "to": "r"},
+                {"from": "e2", "port": "next", "to": "k"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn goal() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(json!({"event": {"event": "custom", "name": "purchase"}}))),
+            Just(Some(json!({"criteria": [{"op": "clicked", "value": "e1"}]}))),
+            Just(Some(json!({"criteria": [{"op": "did_event", "value": "demo"}]}))),
+        ]
+    }
+
+    fn contact_event() -> impl Strategy<Value = Value> {
+        let step = prop::sample::select(vec!["e1", "e2", "zz"]);
+        prop_oneof![
+            (step.clone(), any::<bool>()).prop_map(|(s, m)| json!({"event": "email_opened", "step": s, "machine": m})),
+            (step.clone(), any::<bool>()).prop_map(|(s, m)| json!({"event": "link_clicked", "step": s, "url": "https://x.test/p", "machine": m})),
+            (step.clone(), any::<bool>()).prop_map(|(s, a)| json!({"event": "replied", "step": s, "auto": a})),
+            (step.clone(), prop::sample::select(vec!["hard", "soft"])).prop_map(|(s, t)| json!({"event": "bounced", "step": s, "type": t})),
+            step.prop_map(|s| json!({"event": "complained", "step": s})),
+            prop::sample::select(vec!["email", "sms", "all"]).prop_map(|c| json!({"event": "unsubscribed", "channel": c})),
+            prop::sample::select(vec!["purchase", "demo", "other"]).prop_map(|n| json!({"event": "custom", "name": n})),
+        ]
+    }
+
+    /// An event and how far the clock moves before it (minutes).
+    fn event() -> impl Strategy<Value = (u32, Value)> {
+        let any_event = prop_oneof![
+            Just(json!("wake")),
+            Just(json!("done")),
+            Just(json!("failed")),
+            Just(json!("manual")),
+            Just(json!("enroll")),
+            Just(json!("callback")),
+            (contact_event(), prop::option::of(0u8..4)).prop_map(|(mut e, id)| {
+                if let Some(id) = id {
+                    e["id"] = json!(format!("id-{id}"));
+                }
+                e
+            }),
+        ];
+        (0u32..2_000, any_event)
+    }
+
+    fn to_event(value: &Value, now: Timestamp) -> Event {
+        match value.as_str() {
+            Some("wake") => Event::Wake,
+            Some("done") => Event::Effect { result: EffectResult::Done { updates: Default::default() } },
+            Some("failed") => Event::Effect { result: EffectResult::Failed { reason: "x".into() } },
+            Some("manual") => Event::Manual { outcome: ManualOutcome::Completed, disposition: None },
+            Some("enroll") => Event::Enroll,
+            Some("callback") => Event::Callback { at: now, owner: None },
+            _ => {
+                let mut value = value.clone();
+                value["at"] = json!(now.to_string());
+                Event::Engagement { received: serde_json::from_value::<Received>(value).unwrap() }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_event_sequence_makes_a_participant_leave_a_finished_status(
+            goal in goal(),
+            exit_on_reply in any::<bool>(),
+            events in prop::collection::vec(event(), 1..40),
+        ) {
+            let flow = flow(goal, exit_on_reply);
+            let contact: Contact = serde_json::from_value(json!({"email": "ada@example.com", "mobile": "+15550100"})).unwrap();
+            let mut now: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+            let first = advance(&flow, &Participant::new(3), &contact, Event::Enroll, now);
+            let (mut participant, mut contact) = (first.participant, first.contact);
+            let mut finished: Option<Participant> = None;
+            for (minutes, value) in &events {
+                now += SignedDuration::from_mins(i64::from(*minutes));
+                let out = advance(&flow, &participant, &contact, to_event(value, now), now);
+                if let Some(done) = &finished {
+                    prop_assert_eq!(&out.participant, done, "a finished participant changed on {}", value);
+                    prop_assert!(out.commands.is_empty() && out.actions.is_empty());
+                }
+                if out.participant.status.is_finished() && finished.is_none() {
+                    finished = Some(out.participant.clone());
+                }
+                prop_assert!(out.participant.history.events.len() <= app::core::engagement::MAX_EVENTS);
+                participant = out.participant;
+                contact = out.contact;
+            }
+        }
+    }
+}

@@ -212,7 +212,7 @@ test("a save made stale by another tab is refused and nothing is lost", async ({
 
 test("the palette is searchable and the help lists the shortcuts", async ({ page }) => {
   await createFlow(page, "Palette");
-  await expect(page.locator(".palette-item")).toHaveCount(27);
+  await expect(page.locator(".palette-item")).toHaveCount(28);
   await page.getByLabel("Search steps").fill("list");
   await expect(page.locator(".palette-item:visible")).toHaveCount(2);
   // "?" typed in the search box is just text; elsewhere it opens the help

@@ -31,13 +31,19 @@ pub struct Contact {
     pub fields: Map<String, Value>,
     #[serde(default)]
     pub lists: BTreeSet<String>,
-    /// Channels the contact opted out of: `email`, `sms`, `call`.
+    /// Channels the contact opted out of: `email`, `sms`, `call`, `all`;
+    /// also `undeliverable:ADDRESS` for a hard-bounced email address.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub opted_out: BTreeSet<String>,
     /// Blocked contacts are never contacted on any channel.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocked: bool,
 }
+
+/// An `opted_out` entry marking an email address that hard-bounced:
+/// `undeliverable:ADDRESS` (lower case). Kept with consent so every store
+/// of a contact keeps it; keyed by address, so a corrected email is tried.
+pub const UNDELIVERABLE_PREFIX: &str = "undeliverable:";
 
 /// Outreach channels, for consent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +119,16 @@ impl Contact {
         }
         None
     }
+
+    /// Did this email address hard-bounce? Sends to it are skipped.
+    pub fn is_undeliverable(&self, address: &str) -> bool {
+        self.opted_out.contains(&format!("{UNDELIVERABLE_PREFIX}{}", address.trim().to_lowercase()))
+    }
+
+    /// Marks an email address undeliverable (a hard bounce).
+    pub fn mark_undeliverable(&mut self, address: &str) {
+        self.opted_out.insert(format!("{UNDELIVERABLE_PREFIX}{}", address.trim().to_lowercase()));
+    }
 }
 
 fn value_text(value: &Value) -> String {
@@ -187,7 +203,10 @@ pub fn meets(contact: &Contact, criterion: &Criterion) -> bool {
             candidates(expected).iter().any(|list| contact.lists.iter().any(|l| l.eq_ignore_ascii_case(&value_text(list))))
         }
         Operator::NotMemberOf => !meets(contact, &Criterion { op: Operator::MemberOf, ..criterion.clone() }),
-        Operator::Unknown(_) => false,
+        // Engagement operators need the participant's record
+        // (`engagement::criteria_met_at`); on the contact alone, unmet.
+        // Unknown operators never match.
+        _ => false,
     }
 }
 
@@ -195,10 +214,16 @@ pub fn meets(contact: &Contact, criterion: &Criterion) -> bool {
 /// logic that does not parse is unmet: validation blocks publishing it.
 pub fn criteria_met(contact: &Contact, criteria: &[Criterion], logic: Option<&Logic>) -> bool {
     let results: Vec<bool> = criteria.iter().map(|c| meets(contact, c)).collect();
+    combine(&results, logic)
+}
+
+/// Criteria results combined by `logic` (all by default); custom logic that
+/// does not parse is unmet.
+pub fn combine(results: &[bool], logic: Option<&Logic>) -> bool {
     match logic {
         None | Some(Logic::All) => results.iter().all(|r| *r),
         Some(Logic::Any) => results.iter().any(|r| *r),
-        Some(Logic::Custom(text)) => LogicExpr::parse(text, results.len()).is_ok_and(|expr| expr.eval(&results)),
+        Some(Logic::Custom(text)) => LogicExpr::parse(text, results.len()).is_ok_and(|expr| expr.eval(results)),
     }
 }
 
@@ -217,9 +242,13 @@ mod tests {
         .unwrap()
     }
 
+    fn crit_defaults() -> Criterion {
+        Criterion { field: String::new(), op: Operator::Equals, value: None, url_contains: None, within: None, include_machine: false }
+    }
+
     fn check(field: &str, op: &str, value: Value) -> bool {
         let value = if value.is_null() { None } else { Some(value) };
-        meets(&contact(), &Criterion { field: field.into(), op: Operator::from(op.to_owned()), value })
+        meets(&contact(), &Criterion { field: field.into(), op: Operator::from(op.to_owned()), value, ..crit_defaults() })
     }
 
     #[test]
@@ -261,7 +290,7 @@ mod tests {
     #[test]
     fn logic_combines_results() {
         let c = contact();
-        let crit = |field: &str, value: Value| Criterion { field: field.into(), op: Operator::Equals, value: Some(value) };
+        let crit = |field: &str, value: Value| Criterion { field: field.into(), op: Operator::Equals, value: Some(value), ..crit_defaults() };
         let list = [crit("country", json!("GB")), crit("score", json!(1)), crit("score", json!(42))];
         assert!(!criteria_met(&c, &list, None));
         assert!(criteria_met(&c, &list, Some(&Logic::Any)));

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::core::calendar::{next_time_of_day, zone_for, Calendar, Due};
-use crate::core::contact::{criteria_met, Channel, Contact};
+use crate::core::contact::{Channel, Contact};
+use crate::core::engagement::{criteria_met_at, ContactEvent, History, Received};
 use crate::core::flow::{CalendarZone, Duration, FlowDocument, Step, WhenUnmet};
 use crate::core::kinds::{FieldChange, StepKind, StepSettings};
 use crate::core::merge::{render, Escape};
@@ -52,6 +53,8 @@ pub enum Status {
     /// Stopped without losing its status (kept in `prior_status`).
     Suppressed,
     Completed,
+    /// Met the flow's goal (a finished status, like `completed`).
+    Converted,
     Exited,
     Failed,
     /// A copy made by a bulk move, not yet started.
@@ -68,6 +71,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Suppressed => "suppressed",
             Status::Completed => "completed",
+            Status::Converted => "converted",
             Status::Exited => "exited",
             Status::Failed => "failed",
             Status::Transition => "transition",
@@ -77,6 +81,11 @@ impl Status {
     /// The engine moves only participants in these states.
     pub fn is_active(self) -> bool {
         matches!(self, Status::Ready | Status::Waiting | Status::Held)
+    }
+
+    /// The participation is over: nothing moves it again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Completed | Status::Converted | Status::Exited | Status::Failed | Status::Cancelled)
     }
 }
 
@@ -89,6 +98,9 @@ pub enum Phase {
     Due,
     /// A wait step is counting down; when it ends the participant moves on.
     Waiting,
+    /// A `wait_until` step, entered at `since`: an event or criteria end it
+    /// by `met`, its timeout (`next_run_at`) by `timed_out`.
+    Until { since: Timestamp },
     /// A guard is unmet; re-checked until met or the timeout.
     Held { since: Timestamp },
     /// A person must complete, skip or defer the step.
@@ -122,6 +134,10 @@ pub struct Participant {
     pub seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Messages sent and events received, for waits, engagement criteria
+    /// and goals (bounded).
+    #[serde(default, skip_serializing_if = "History::is_empty")]
+    pub history: History,
 }
 
 impl Participant {
@@ -140,6 +156,7 @@ impl Participant {
             draws: BTreeMap::new(),
             seed,
             reason: None,
+            history: History::default(),
         }
     }
 }
@@ -176,6 +193,27 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_secs: Option<u64>,
     },
+    /// Something the contact did (FLOW_FORMAT "Engagement"). Recorded on
+    /// the participant; it moves a `wait_until`, a held guard or the goal
+    /// that it meets, and changes nothing else. Delivered twice (same id),
+    /// the second time changes nothing.
+    Engagement { received: Received },
+}
+
+/// What a contact event did to the participant (the simulator's
+/// `events[].effect`, the timeline's note).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventEffect {
+    /// Ended a `wait_until` by `met` (or released a held guard).
+    Met,
+    /// Met the flow's goal: the participant converted.
+    Goal,
+    /// Not recorded: a duplicate, a finished participant, or about a
+    /// message this participant was never sent.
+    Ignored,
+    /// Recorded; it moved nothing.
+    Recorded,
 }
 
 /// What an automatic call's status means for its step.
@@ -369,6 +407,8 @@ pub struct Advance {
     pub contact: Contact,
     pub commands: Vec<Command>,
     pub actions: Vec<ActionRecord>,
+    /// For [`Event::Engagement`]: what the event did.
+    pub event_effect: Option<EventEffect>,
 }
 
 /// When the shell should wake this participant, if time alone can move it.
@@ -378,7 +418,7 @@ pub fn next_wake(participant: &Participant) -> Option<Timestamp> {
     }
     match participant.phase {
         // An effect waits with a deadline only when its outcome comes later (calls).
-        Phase::Due | Phase::Waiting | Phase::Held { .. } | Phase::Effect { .. } => participant.next_run_at,
+        Phase::Due | Phase::Waiting | Phase::Until { .. } | Phase::Held { .. } | Phase::Effect { .. } => participant.next_run_at,
         Phase::Manual { .. } => None,
     }
 }
@@ -431,9 +471,10 @@ pub fn advance_with(
         actions: Vec::new(),
         now,
         steps_taken: 0,
+        event_effect: None,
     };
     run.handle(event);
-    Advance { participant: run.p, contact: run.contact, commands: run.commands, actions: run.actions }
+    Advance { participant: run.p, contact: run.contact, commands: run.commands, actions: run.actions, event_effect: run.event_effect }
 }
 
 /// What executing a step decided.
@@ -455,6 +496,7 @@ struct Run<'a> {
     actions: Vec<ActionRecord>,
     now: Timestamp,
     steps_taken: usize,
+    event_effect: Option<EventEffect>,
 }
 
 impl Run<'_> {
@@ -472,6 +514,10 @@ impl Run<'_> {
                 self.run();
             }
             Event::Wake => {
+                if let (true, Phase::Until { since }) = (self.p.status.is_active(), &self.p.phase) {
+                    // Before the timeout a wake re-checks the criteria (the contact may have changed).
+                    return self.until_wake(*since);
+                }
                 if !self.p.status.is_active() || self.p.next_run_at.is_some_and(|at| at > self.now) {
                     return;
                 }
@@ -491,7 +537,7 @@ impl Run<'_> {
                         self.finish_current(Outcome::Failed, Some(reason.clone()));
                         self.fail(&reason);
                     }
-                    Phase::Manual { .. } | Phase::Effect { .. } => {}
+                    Phase::Manual { .. } | Phase::Effect { .. } | Phase::Until { .. } => {}
                 }
             }
             Event::Manual { outcome, disposition } => {
@@ -532,6 +578,7 @@ impl Run<'_> {
                 }
             }
             Event::Callback { at, owner } => self.call_back(at, owner),
+            Event::Engagement { received } => self.engagement(received),
             Event::Effect { result } => {
                 let Phase::Effect { .. } = self.p.phase else { return };
                 if !self.p.status.is_active() {
@@ -588,6 +635,12 @@ impl Run<'_> {
                     self.run();
                 }
             }
+            Phase::Until { .. } => {
+                self.finish_current(Outcome::Completed, Some(format!("ended by the callback booked for {at}")));
+                if self.leave("timed_out") {
+                    self.run();
+                }
+            }
             Phase::Due | Phase::Held { .. } => self.run(),
             Phase::Effect { .. } => return,
         }
@@ -599,6 +652,151 @@ impl Run<'_> {
         }
     }
 
+    /// A contact event: recorded (unless a duplicate, for a finished
+    /// participant, or about a message it was never sent), consent changed
+    /// as the event says, then `exit_on_reply`, the goal, a `wait_until`
+    /// or a held guard may move the participant. Nothing else changes.
+    fn engagement(&mut self, received: Received) {
+        let known_step = received.event.step().is_none_or(|step| self.p.history.was_sent(step));
+        if self.p.step.is_none() || self.p.status.is_finished() || !known_step || self.p.history.is_duplicate(&received) {
+            self.event_effect = Some(EventEffect::Ignored);
+            return;
+        }
+        self.p.history.record(&received);
+        self.consent(&received.event);
+        self.event_effect = Some(EventEffect::Recorded);
+        if !self.p.status.is_active() {
+            return;
+        }
+        if self.flow.settings.exit_on_reply == Some(true) && received.event.is_human_reply() {
+            self.finish_current(Outcome::Skipped, Some("replied".into()));
+            return self.end(Status::Exited, Some("replied".into()));
+        }
+        if self.goal_met(Some(&received)) {
+            self.event_effect = Some(EventEffect::Goal);
+            return self.convert();
+        }
+        match self.p.phase {
+            Phase::Until { since } => {
+                if let Some(why) = self.until_met(since) {
+                    self.event_effect = Some(EventEffect::Met);
+                    self.finish_current(Outcome::Completed, Some(why));
+                    if self.leave("met") {
+                        self.run();
+                    }
+                }
+            }
+            Phase::Held { .. } => {
+                let guard = self.current_step().and_then(|s| s.guard.clone());
+                let met = guard.is_some_and(|g| criteria_met_at(&self.contact, &self.p.history, self.now, &g.criteria, g.logic.as_ref()));
+                if met {
+                    self.event_effect = Some(EventEffect::Met);
+                    self.p.next_run_at = Some(self.now);
+                    self.run();
+                }
+            }
+            Phase::Due | Phase::Waiting | Phase::Manual { .. } | Phase::Effect { .. } => {}
+        }
+    }
+
+    /// Unsubscribes and complaints turn consent off; a hard bounce marks
+    /// the contact's email address undeliverable.
+    fn consent(&mut self, event: &ContactEvent) {
+        match event {
+            ContactEvent::Unsubscribed { channel } => {
+                self.contact.opted_out.insert(channel.clone());
+            }
+            ContactEvent::Complained { .. } => {
+                self.contact.opted_out.insert("email".into());
+            }
+            ContactEvent::Bounced { bounce: crate::core::engagement::BounceType::Hard, .. } => {
+                if let Some(email) = self.contact.email.clone().filter(|e| !e.trim().is_empty()) {
+                    self.contact.mark_undeliverable(&email);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Is the flow's goal met, by its criteria or by `event`?
+    fn goal_met(&self, event: Option<&Received>) -> bool {
+        let Some(goal) = &self.flow.settings.goal else { return false };
+        let by_event = match (&goal.event, event) {
+            (Some(matcher), Some(received)) => matcher.matches_event(received, Timestamp::MIN, &self.p.history),
+            _ => false,
+        };
+        let by_criteria = !goal.criteria.is_empty()
+            && criteria_met_at(&self.contact, &self.p.history, self.now, &goal.criteria, goal.logic.as_ref());
+        by_event || by_criteria
+    }
+
+    /// The goal is met: the current step is skipped (reason `goal`) and
+    /// the participant leaves as converted.
+    fn convert(&mut self) {
+        self.finish_current(Outcome::Skipped, Some("goal".into()));
+        self.end(Status::Converted, Some("goal".into()));
+    }
+
+    /// Enters a `wait_until`: met at once by an event already recorded (a
+    /// message matcher naming a step counts events since that send) or by
+    /// criteria that hold; otherwise waits for an event or the timeout.
+    fn wait_until(&mut self, s: &crate::core::kinds::WaitUntilSettings) -> Next {
+        let since = self.now;
+        if let Some(why) = self.until_met_by(s, since) {
+            return self.completed(Some(why), "met");
+        }
+        let deadline = s.timeout.as_ref().and_then(duration).map(|d| self.now + d);
+        self.p.phase = Phase::Until { since };
+        self.p.status = Status::Waiting;
+        self.p.next_run_at = deadline;
+        self.p.due_at = deadline.or(self.p.due_at);
+        let mut record = self.record(Outcome::Pending, None);
+        let what: Vec<String> = s.until.iter().map(describe_matcher).collect();
+        record.why = Some(match deadline {
+            Some(at) => format!("until {}, or timed out at {at}", what.join(" or ")),
+            None => format!("until {}", what.join(" or ")),
+        });
+        self.actions.push(record);
+        Next::Stay
+    }
+
+    /// Why the current `wait_until` (entered at `since`) is met, if it is.
+    fn until_met(&self, since: Timestamp) -> Option<String> {
+        let step = self.current_step()?;
+        let settings = crate::core::kinds::read_settings::<crate::core::kinds::WaitUntilSettings>(step).ok()?;
+        self.until_met_by(&settings, since)
+    }
+
+    fn until_met_by(&self, s: &crate::core::kinds::WaitUntilSettings, since: Timestamp) -> Option<String> {
+        s.until.iter().find_map(|matcher| {
+            if matcher.is_criteria() {
+                return matcher.criteria_hold(&self.contact, &self.p.history, self.now).then(|| "met: criteria hold".to_owned());
+            }
+            let event = matcher.met_by_history(&self.p.history, since)?;
+            Some(match event.event.step() {
+                Some(step) => format!("met: {} ({step}) at {}", event.event.kind(), event.at),
+                None => format!("met: {} at {}", event.event.kind(), event.at),
+            })
+        })
+    }
+
+    /// A wake for a `wait_until`: met now (criteria re-checked), else timed
+    /// out once its timeout has come, else nothing.
+    fn until_wake(&mut self, since: Timestamp) {
+        let port = if let Some(why) = self.until_met(since) {
+            self.finish_current(Outcome::Completed, Some(why));
+            "met"
+        } else if self.p.next_run_at.is_some_and(|at| at <= self.now) {
+            self.finish_current(Outcome::Completed, Some("timed out".into()));
+            "timed_out"
+        } else {
+            return;
+        };
+        if self.leave(port) {
+            self.run();
+        }
+    }
+
     /// Ends a call or manual step: completed (its record updates and the
     /// disposition's action group run) or skipped, then on by `next`.
     fn conclude(&mut self, completed: bool, disposition: Option<&str>, detail: Option<String>) {
@@ -607,6 +805,9 @@ impl Run<'_> {
             reason = Some(reason.map_or(detail.clone(), |r| format!("{r}; {detail}")));
         }
         if completed {
+            if let Some(step) = self.current_step().filter(|s| s.kind == StepKind::SendEmail).map(|s| s.id.clone()) {
+                self.p.history.record_send(&step, self.now);
+            }
             self.apply_record_updates();
             // A disposition may run an action group.
             let group = disposition.and_then(|d| {
@@ -708,6 +909,9 @@ impl Run<'_> {
                 let id = self.p.step.clone().unwrap_or_default();
                 return self.fail(&format!("step “{id}” no longer exists in this version"));
             };
+            if self.goal_met(None) {
+                return self.convert();
+            }
             let next = match self.check_guard(&step) {
                 Some(next) => next,
                 None => self.execute(&step),
@@ -726,7 +930,7 @@ impl Run<'_> {
     /// `Some` when the guard decides (skip or hold); `None` to run the step.
     fn check_guard(&mut self, step: &Step) -> Option<Next> {
         let guard = step.guard.as_ref().filter(|_| step.kind != StepKind::Start)?;
-        if criteria_met(&self.contact, &guard.criteria, guard.logic.as_ref()) {
+        if criteria_met_at(&self.contact, &self.p.history, self.now, &guard.criteria, guard.logic.as_ref()) {
             return None;
         }
         let skip_port = if crate::core::kinds::ports(step).contains(&"next") { "next" } else { "no" };
@@ -779,8 +983,9 @@ impl Run<'_> {
         match settings {
             StepSettings::Start(_) => self.completed(None, "next"),
             StepSettings::Wait(s) => self.wait(step, &s),
+            StepSettings::WaitUntil(s) => self.wait_until(&s),
             StepSettings::Condition(s) => {
-                let met = criteria_met(&self.contact, &s.criteria, s.logic.as_ref());
+                let met = criteria_met_at(&self.contact, &self.p.history, self.now, &s.criteria, s.logic.as_ref());
                 self.completed(Some(if met { "criteria met" } else { "criteria not met" }.into()), if met { "yes" } else { "no" })
             }
             StepSettings::Split(s) => {
@@ -942,7 +1147,7 @@ impl Run<'_> {
                 self.completed(None, "next")
             }
             StepSettings::DataAppend(s) => self.awaited(Effect::DataAppend {
-                url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                url: render(s.url.as_deref().unwrap_or_default(), &self.contact, Escape::Url),
                 mapping: s.mapping,
             }),
             StepSettings::Webhook(_) => {
@@ -951,11 +1156,11 @@ impl Run<'_> {
             }
             StepSettings::S3Upload(s) => self.awaited(Effect::S3Upload {
                 bucket: s.bucket.unwrap_or_default(),
-                key: render(s.key.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                key: render(s.key.as_deref().unwrap_or_default(), &self.contact, Escape::PathSegment),
                 format: s.format.unwrap_or_else(|| "json".into()),
             }),
             StepSettings::FtpUpload(s) => self.awaited(Effect::FtpUpload {
-                path: render(s.path.as_deref().unwrap_or_default(), &self.contact, Escape::None),
+                path: render(s.path.as_deref().unwrap_or_default(), &self.contact, Escape::PathSegment),
                 format: s.format.unwrap_or_else(|| "json".into()),
             }),
             StepSettings::CrmPush(s) => self.awaited(Effect::CrmPush {
@@ -985,7 +1190,7 @@ impl Run<'_> {
             StepSettings::RunScript(r) => Effect::RunScript { script: r.script.unwrap_or_default() },
             StepSettings::Webhook(h) => Effect::Webhook {
                 method: h.method.unwrap_or_else(|| "POST".into()),
-                url: fill(h.url),
+                url: render(h.url.as_deref().unwrap_or_default(), &self.contact, Escape::Url),
                 format: h.format.unwrap_or_else(|| "json".into()),
                 headers: match render_value(Value::Object(h.headers), &self.contact) {
                     Value::Object(headers) => headers,
@@ -1017,7 +1222,12 @@ impl Run<'_> {
                 return Err(format!("action group “{name}” loops"));
             }
             let Some(step) = group.step(&id) else { break };
-            let port: Option<String> = if step.guard.as_ref().is_some_and(|g| !criteria_met(&self.contact, &g.criteria, g.logic.as_ref())) {
+            let history = &self.p.history;
+            let port: Option<String> = if step
+                .guard
+                .as_ref()
+                .is_some_and(|g| !criteria_met_at(&self.contact, history, self.now, &g.criteria, g.logic.as_ref()))
+            {
                 passed_over.push(format!("{} (criteria unmet)", step.id));
                 Some("next".into())
             } else {
@@ -1050,7 +1260,7 @@ impl Run<'_> {
                         Some("next".into())
                     }
                     Ok(StepSettings::Condition(c)) => {
-                        let met = criteria_met(&self.contact, &c.criteria, c.logic.as_ref());
+                        let met = criteria_met_at(&self.contact, &self.p.history, self.now, &c.criteria, c.logic.as_ref());
                         ran.push(step.id.clone());
                         Some(if met { "yes" } else { "no" }.into())
                     }
@@ -1148,6 +1358,11 @@ impl Run<'_> {
 
     /// Hands an effect to the shell and waits for its outcome.
     fn awaited(&mut self, effect: Effect) -> Next {
+        if matches!(effect, Effect::Email { .. } | Effect::Sms { .. }) {
+            if let Some(step) = self.p.step.clone() {
+                self.p.history.record_send(&step, self.now);
+            }
+        }
         self.p.phase = Phase::Effect { attempt: 1 };
         self.command(true, effect);
         self.p.status = Status::Waiting;
@@ -1225,6 +1440,9 @@ impl Run<'_> {
         if let Some(refusal) = self.contact.refusal(Channel::Email) {
             return self.skipped(refusal);
         }
+        if self.contact.is_undeliverable(&to) {
+            return self.skipped("undeliverable");
+        }
         let subject = render(s.subject.as_deref().unwrap_or_default(), &self.contact, Escape::None);
         if s.activation.as_deref() == Some("manual") {
             let owner = self.owner(None);
@@ -1249,9 +1467,15 @@ impl Run<'_> {
             }
         }
         let html = render(s.body.as_deref().unwrap_or_default(), &self.contact, Escape::Html);
+        // The list is split as the marketer wrote it, then each entry is
+        // filled: a merge value with commas stays one (invalid) address,
+        // which the mailer refuses, instead of adding recipients.
         let addresses = |list: Option<String>| -> Vec<String> {
-            let filled = render(list.as_deref().unwrap_or_default(), &self.contact, Escape::None);
-            filled.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+            let list = list.unwrap_or_default();
+            list.split([',', ';'])
+                .map(|entry| render(entry.trim(), &self.contact, Escape::None).trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
         };
         let (cc, bcc) = (addresses(s.cc), addresses(s.bcc));
         self.awaited(Effect::Email { to, subject, html, cc, bcc, attachments: s.attachments })
@@ -1317,6 +1541,16 @@ impl Run<'_> {
 /// A duration as elapsed time; `None` when unusable.
 pub fn duration(length: &Duration) -> Option<SignedDuration> {
     length.as_seconds().and_then(|s| i64::try_from(s).ok()).map(SignedDuration::from_secs)
+}
+
+/// A `wait_until` matcher in words, for the timeline.
+fn describe_matcher(matcher: &crate::core::engagement::Matcher) -> String {
+    match (&matcher.event, &matcher.step, &matcher.name) {
+        (Some(kind), _, Some(name)) if kind == "custom" => format!("event “{name}”"),
+        (Some(kind), Some(step), _) => format!("{kind} ({step})"),
+        (Some(kind), None, _) => kind.clone(),
+        (None, _, _) => "its criteria hold".into(),
+    }
 }
 
 fn describe(length: &Duration) -> String {

@@ -47,6 +47,24 @@ pub struct FlowSettings {
     pub slow_drip: Option<SlowDrip>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reentry: Option<Reentry>,
+    /// Met at any step or event: the participant leaves as `converted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+    /// A human reply to any of the flow's messages ends the participant
+    /// (`exited`, reason `replied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_on_reply: Option<bool>,
+}
+
+/// `{"criteria": [...], "logic": ...}` or `{"event": MATCHER}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Goal {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub criteria: Vec<Criterion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logic: Option<Logic>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::core::engagement::Matcher>,
 }
 
 impl FlowSettings {
@@ -243,14 +261,24 @@ impl From<Logic> for String {
     }
 }
 
-/// `{"field": "country", "op": "equals", "value": "US"}`.
+/// `{"field": "country", "op": "equals", "value": "US"}`; engagement
+/// operators name no field (`{"op": "opened", "value": "e1"}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Criterion {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub field: String,
     pub op: Operator,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// `clicked` / `not_clicked`: only links whose URL contains this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_contains: Option<String>,
+    /// `did_event` / `did_not_event`: only events this long before now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+    /// Opens and clicks by machines count too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_machine: bool,
 }
 
 macro_rules! string_enum {
@@ -318,6 +346,16 @@ string_enum! {
         NotIn = "not_in",
         MemberOf = "member_of",
         NotMemberOf = "not_member_of",
+        Opened = "opened",
+        NotOpened = "not_opened",
+        Clicked = "clicked",
+        NotClicked = "not_clicked",
+        Replied = "replied",
+        NotReplied = "not_replied",
+        Bounced = "bounced",
+        Unsubscribed = "unsubscribed",
+        DidEvent = "did_event",
+        DidNotEvent = "did_not_event",
     }
 }
 
@@ -325,6 +363,29 @@ impl Operator {
     /// `is_empty` and `is_not_empty` compare with nothing.
     pub fn takes_value(&self) -> bool {
         !matches!(self, Operator::IsEmpty | Operator::IsNotEmpty)
+    }
+
+    /// Answered from what the participant was sent and received, not from
+    /// a contact field (FLOW_FORMAT "Engagement": written without `field`).
+    pub fn is_engagement(&self) -> bool {
+        matches!(
+            self,
+            Operator::Opened
+                | Operator::NotOpened
+                | Operator::Clicked
+                | Operator::NotClicked
+                | Operator::Replied
+                | Operator::NotReplied
+                | Operator::Bounced
+                | Operator::Unsubscribed
+                | Operator::DidEvent
+                | Operator::DidNotEvent
+        )
+    }
+
+    /// Engagement operators whose value is a message step of the flow (or `any`).
+    pub fn names_message_step(&self) -> bool {
+        self.is_engagement() && !matches!(self, Operator::Unsubscribed | Operator::DidEvent | Operator::DidNotEvent)
     }
 }
 
@@ -403,6 +464,10 @@ impl FlowDocument {
                 message: "a flow document must be a JSON object".into(),
             });
         }
+        crate::core::limits::check_document(value).map_err(|err| DocumentError {
+            message: format!("the text is longer than {} characters ({})", err.limit, err.length),
+            path: err.field,
+        })?;
         serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
             DocumentError { path, message: err.into_inner().to_string() }

@@ -16,6 +16,7 @@ string_enum! {
     StepKind {
         Start = "start",
         Wait = "wait",
+        WaitUntil = "wait_until",
         Condition = "condition",
         Split = "split",
         Exit = "exit",
@@ -78,6 +79,7 @@ impl StepKind {
         match self {
             StepKind::Start => "Start",
             StepKind::Wait => "Wait",
+            StepKind::WaitUntil => "Wait until",
             StepKind::Condition => "Condition",
             StepKind::Split => "Random split",
             StepKind::Exit => "Exit",
@@ -113,6 +115,7 @@ impl StepKind {
         match self {
             StepKind::Start => "▶",
             StepKind::Wait => "◷",
+            StepKind::WaitUntil => "◔",
             StepKind::Condition => "◇",
             StepKind::Split => "⋔",
             StepKind::Exit => "■",
@@ -143,6 +146,7 @@ impl StepKind {
         match self {
             StepKind::Start
             | StepKind::Wait
+            | StepKind::WaitUntil
             | StepKind::Condition
             | StepKind::Split
             | StepKind::Exit
@@ -178,6 +182,7 @@ pub fn ports(step: &Step) -> Vec<&str> {
     match &step.kind {
         StepKind::Exit | StepKind::Restart | StepKind::Unknown(_) => Vec::new(),
         StepKind::Condition => vec!["yes", "no"],
+        StepKind::WaitUntil => vec!["met", "timed_out"],
         StepKind::Webhook => vec!["next", "failed"],
         StepKind::GoToFlow => match step.setting_str("mode") {
             Some("copy") => vec!["next"],
@@ -207,6 +212,13 @@ pub fn pauses(step: &Step) -> bool {
             _ => false,
         },
         StepKind::Call | StepKind::Task | StepKind::ScheduleCallback => true,
+        // Time passes unless an event ends the wait; a cycle through `met`
+        // needs an event each round.
+        StepKind::WaitUntil => read_settings::<WaitUntilSettings>(step)
+            .ok()
+            .and_then(|s| s.timeout)
+            .and_then(|t| t.as_seconds())
+            .is_some_and(|secs| secs > 0),
         StepKind::SendEmail => step.setting_str("activation") == Some("manual"),
         _ => false,
     }
@@ -237,9 +249,19 @@ fn blank(text: &Option<String>) -> bool {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartSettings {
-    /// manual (default), list, api.
+    /// manual (default), list, api, event.
     pub entry: Option<String>,
     pub list: Option<String>,
+    /// For `entry: event`: the custom event's name that enrolls.
+    pub event: Option<String>,
+}
+
+/// `{"until": [MATCHER, ...], "timeout": {duration}}`: ports `met`, `timed_out`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitUntilSettings {
+    #[serde(default)]
+    pub until: Vec<crate::core::engagement::Matcher>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -488,7 +510,7 @@ fn check_timestamp(setting: &str, at: &str, problems: &mut Vec<SettingProblem>) 
 pub fn criteria_problems(prefix: &str, criteria: &[Criterion], problems: &mut Vec<SettingProblem>) {
     for (i, criterion) in criteria.iter().enumerate() {
         let at = format!("{prefix}[{}]", i + 1);
-        if criterion.field.trim().is_empty() {
+        if criterion.field.trim().is_empty() && !criterion.op.is_engagement() {
             problems.push(missing(&format!("{at}.field"), format!("criterion {} names no field", i + 1)));
         }
         if let crate::core::flow::Operator::Unknown(op) = &criterion.op {
@@ -514,6 +536,7 @@ pub fn value_is_empty(value: &Value) -> bool {
 pub enum StepSettings {
     Start(StartSettings),
     Wait(WaitSettings),
+    WaitUntil(WaitUntilSettings),
     Condition(ConditionSettings),
     Split(SplitSettings),
     Exit(ExitSettings),
@@ -549,6 +572,7 @@ impl StepSettings {
         Ok(match &step.kind {
             StepKind::Start => StepSettings::Start(read_settings(step)?),
             StepKind::Wait => StepSettings::Wait(read_settings(step)?),
+            StepKind::WaitUntil => StepSettings::WaitUntil(read_settings(step)?),
             StepKind::Condition => StepSettings::Condition(read_settings(step)?),
             StepKind::Split => StepSettings::Split(read_settings(step)?),
             StepKind::Exit => StepSettings::Exit(read_settings(step)?),
@@ -604,9 +628,12 @@ fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
     match settings {
         StepSettings::Unknown | StepSettings::Block => {}
         StepSettings::Start(s) => {
-            p.extend(one_of("entry", &s.entry, &["manual", "list", "api"]));
+            p.extend(one_of("entry", &s.entry, &["manual", "list", "api", "event"]));
             if s.entry.as_deref() == Some("list") {
                 require(p, "list", &s.list, "list entry needs the list whose new members enter");
+            }
+            if s.entry.as_deref() == Some("event") {
+                require(p, "event", &s.event, "event entry needs the name of the custom event that enrolls");
             }
         }
         StepSettings::Wait(s) => match s.mode.as_deref() {
@@ -637,6 +664,29 @@ fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
                 format!("\"{other}\" is not a wait mode (duration, until, time_of_day, business_hours)"),
             )),
         },
+        StepSettings::WaitUntil(s) => {
+            if s.until.is_empty() {
+                p.push(missing("until", "add what to wait for (an event, or criteria)"));
+            }
+            match &s.timeout {
+                Some(timeout) => check_duration("timeout", timeout, p),
+                None => p.push(missing("timeout", "say how long to wait before leaving by timed out")),
+            }
+            for (i, matcher) in s.until.iter().enumerate() {
+                let at = format!("until[{}]", i + 1);
+                match matcher.event.as_deref() {
+                    Some(kind) if !crate::core::engagement::EVENT_KINDS.contains(&kind) => p.push(invalid(
+                        &format!("{at}.event"),
+                        format!("\"{kind}\" is not an event ({})", crate::core::engagement::EVENT_KINDS.join(", ")),
+                    )),
+                    Some(_) => criteria_problems(&format!("{at}.where"), &matcher.where_, p),
+                    None if matcher.criteria.is_empty() => {
+                        p.push(missing(&at, format!("matcher {} names no event and no criteria", i + 1)))
+                    }
+                    None => criteria_problems(&format!("{at}.criteria"), &matcher.criteria, p),
+                }
+            }
+        }
         StepSettings::Condition(s) => {
             if s.criteria.is_empty() {
                 p.push(missing("criteria", "add at least one criterion to decide yes or no"));
@@ -802,7 +852,7 @@ mod tests {
             assert!(kind.is_known());
             assert_ne!(kind.label(), "Unknown step");
         }
-        assert_eq!(StepKind::ALL.len(), 27);
+        assert_eq!(StepKind::ALL.len(), 28);
     }
 
     #[test]

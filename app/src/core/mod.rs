@@ -9,11 +9,13 @@
 pub mod calendar;
 pub mod contact;
 pub mod editor;
+pub mod engagement;
 pub mod engine;
 pub mod export;
 pub mod flow;
 pub mod geometry;
 pub mod kinds;
+pub mod limits;
 pub mod logic;
 pub mod merge;
 pub mod simulate;

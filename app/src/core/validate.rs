@@ -14,7 +14,8 @@ use petgraph::Direction;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::core::flow::{FlowDocument, Guard, Logic, Step, FORMAT_V1};
+use crate::core::engagement::{self, Matcher};
+use crate::core::flow::{Criterion, FlowDocument, Guard, Logic, Operator, Step, FORMAT_V1};
 use crate::core::kinds::{self, criteria_problems, ports, SettingProblem, StepKind, StepSettings};
 use crate::core::logic::LogicExpr;
 use crate::core::sms;
@@ -337,6 +338,7 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
     };
     check_format(doc.format.as_deref(), &mut findings);
     check_flow_settings(&doc.settings, &mut findings);
+    check_goal(doc, &mut findings);
 
     // Steps: kinds, ids, starts.
     let mut index: HashMap<&str, NodeIndex> = HashMap::with_capacity(doc.steps.len());
@@ -449,11 +451,138 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
     for step in &doc.steps {
         check_step(step, &mut findings);
         check_links(doc, step, context, &mut findings);
+        check_engagement(doc, step, &mut findings);
     }
 
     check_instant_loops(&graph, &mut findings);
     check_reachability(&graph, start, &step_ports, &wired, &mut findings);
     findings
+}
+
+/// Engagement operators name a message step of this flow (or `any`), a
+/// channel, an event name; `within` is a usable duration. Returns
+/// `(code, setting, why)` for each problem.
+fn engagement_problems(doc: &FlowDocument, prefix: &str, criteria: &[Criterion]) -> Vec<(Code, String, String)> {
+    let mut problems = Vec::new();
+    for (i, criterion) in criteria.iter().enumerate() {
+        if !criterion.op.is_engagement() {
+            continue;
+        }
+        let setting = format!("{prefix}[{}]", i + 1);
+        let value = criterion.value.as_ref().and_then(Value::as_str).map(str::trim).unwrap_or_default();
+        if criterion.value.as_ref().is_some_and(|v| !v.is_string()) {
+            problems.push((Code::InvalidSetting, format!("{setting}.value"), format!("criterion {} needs its value as text", i + 1)));
+            continue;
+        }
+        if value.is_empty() {
+            continue; // reported as missing_setting with the other criteria
+        }
+        if criterion.op.names_message_step() {
+            if value != "any" && !engagement::is_message_step(doc, value) {
+                problems.push((
+                    Code::UnknownTarget,
+                    format!("{setting}.value"),
+                    format!("criterion {} names “{value}”, which is not a send email or send SMS step of this flow", i + 1),
+                ));
+            }
+        } else if criterion.op == Operator::Unsubscribed && !["email", "sms", "all", "any"].contains(&value) {
+            problems.push((
+                Code::InvalidSetting,
+                format!("{setting}.value"),
+                format!("criterion {}: “{value}” is not a channel (email, sms, all or any)", i + 1),
+            ));
+        }
+        if let Some(within) = &criterion.within {
+            if within.as_seconds().is_none() {
+                problems.push((Code::InvalidSetting, format!("{setting}.within"), format!("criterion {}: “within” is not a usable duration", i + 1)));
+            }
+        }
+    }
+    problems
+}
+
+/// A matcher's `step` must be a message step of this flow; its criteria as above.
+fn matcher_problems(doc: &FlowDocument, prefix: &str, matcher: &Matcher) -> Vec<(Code, String, String)> {
+    let mut problems = Vec::new();
+    if let Some(target) = matcher.step.as_deref().filter(|s| !s.trim().is_empty()) {
+        if !engagement::is_message_step(doc, target) {
+            problems.push((
+                Code::UnknownTarget,
+                format!("{prefix}.step"),
+                format!("the matcher names “{target}”, which is not a send email or send SMS step of this flow"),
+            ));
+        }
+    }
+    problems.extend(engagement_problems(doc, &format!("{prefix}.criteria"), &matcher.criteria));
+    problems
+}
+
+/// The engagement criteria of conditions and guards, and `wait_until`'s matchers.
+fn check_engagement(doc: &FlowDocument, step: &Step, findings: &mut Findings) {
+    let mut problems = Vec::new();
+    if let Some(guard) = &step.guard {
+        problems.extend(engagement_problems(doc, "guard.criteria", &guard.criteria));
+    }
+    match StepSettings::read(step) {
+        Ok(StepSettings::Condition(s)) => problems.extend(engagement_problems(doc, "criteria", &s.criteria)),
+        Ok(StepSettings::WaitUntil(s)) => {
+            for (i, matcher) in s.until.iter().enumerate() {
+                problems.extend(matcher_problems(doc, &format!("until[{}]", i + 1), matcher));
+            }
+        }
+        _ => {}
+    }
+    for (code, setting, why) in problems {
+        findings.push(Finding {
+            code,
+            step: Some(step.id.clone()),
+            port: None,
+            message: format!("{}: {why} ({setting}).", named(step)),
+            setting: Some(setting),
+        });
+    }
+}
+
+/// The flow's goal: criteria or an event matcher, each usable.
+fn check_goal(doc: &FlowDocument, findings: &mut Findings) {
+    let Some(goal) = &doc.settings.goal else { return };
+    let mut problems = Vec::new();
+    let mut settings_problems = Vec::new();
+    match &goal.event {
+        None if goal.criteria.is_empty() => {
+            problems.push((Code::MissingSetting, "settings.goal".to_owned(), "the goal has no criteria and no event".to_owned()))
+        }
+        None => {}
+        Some(matcher) => {
+            match matcher.event.as_deref() {
+                Some(kind) if engagement::EVENT_KINDS.contains(&kind) => {}
+                Some(kind) => problems.push((
+                    Code::InvalidSetting,
+                    "settings.goal.event.event".to_owned(),
+                    format!("“{kind}” is not an event ({})", engagement::EVENT_KINDS.join(", ")),
+                )),
+                None => problems.push((Code::MissingSetting, "settings.goal.event.event".to_owned(), "the goal's event names no kind".to_owned())),
+            }
+            problems.extend(matcher_problems(doc, "settings.goal.event", matcher));
+            criteria_problems("settings.goal.event.where", &matcher.where_, &mut settings_problems);
+        }
+    }
+    criteria_problems("settings.goal.criteria", &goal.criteria, &mut settings_problems);
+    if let Some(Logic::Custom(text)) = &goal.logic {
+        if let Err(err) = LogicExpr::parse(text, goal.criteria.len()) {
+            problems.push((Code::BadLogic, "settings.goal.logic".to_owned(), format!("the goal's logic “{text}” cannot be used: {err}")));
+        }
+    }
+    problems.extend(engagement_problems(doc, "settings.goal.criteria", &goal.criteria));
+    for problem in settings_problems {
+        problems.push(match problem {
+            SettingProblem::Missing { setting, why } => (Code::MissingSetting, setting, why),
+            SettingProblem::Invalid { setting, why } => (Code::InvalidSetting, setting, why),
+        });
+    }
+    for (code, setting, why) in problems {
+        findings.push(Finding { code, step: None, port: None, message: format!("The flow's goal: {why} ({setting})."), setting: Some(setting) });
+    }
 }
 
 fn max_restarts(step: &Step) -> Option<u64> {

@@ -93,7 +93,7 @@ pub fn ParticipantSearchPage() -> impl IntoView {
     let refreshed = RwSignal::new(0u32);
     let found = Resource::new(move || (search.get(), page(), refreshed.get()), |(search, page, _)| search_participants(search.criteria().to_string(), page));
     let flows = Resource::new(|| (), |_| list_flows());
-    let statuses = ["", "ready", "waiting", "held", "paused", "cancelled", "suppressed", "completed", "exited", "failed", "transition"];
+    let statuses = ["", "ready", "waiting", "held", "paused", "cancelled", "suppressed", "completed", "converted", "exited", "failed", "transition"];
     view! {
         <Title text="Participants"/>
         <section class="page">

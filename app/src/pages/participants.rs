@@ -38,7 +38,7 @@ fn Counts(data: ParticipantCounts, migrate: ServerAction<MigrateParticipants>) -
     // Active participants on older versions, per step: what a migration moves.
     let mut on_old: BTreeMap<String, i64> = BTreeMap::new();
     for (version, step, status, count) in &data.counts {
-        if *version < newest && !matches!(status.as_str(), "completed" | "exited" | "cancelled") {
+        if *version < newest && !matches!(status.as_str(), "completed" | "converted" | "exited" | "cancelled") {
             *on_old.entry(step.clone()).or_default() += count;
         }
     }

@@ -598,7 +598,7 @@ fn CriteriaEditor(
     };
     let add = move |_| {
         let mut rows = criteria.get_untracked();
-        rows.push(Criterion { field: String::new(), op: Operator::Equals, value: None });
+        rows.push(Criterion { field: String::new(), op: Operator::Equals, value: None, url_contains: None, within: None, include_machine: false });
         set.run((rows, logic.get_untracked().or(Some(Logic::All)), None));
     };
     let logic_kind = move || match logic.get() {

@@ -349,7 +349,7 @@ fn effect_outcomes_take_the_failed_port_or_fail_the_participant() {
     let now = at("2026-11-23T09:00:00Z");
     let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
     let Effect::Webhook { url, .. } = &out.commands[0].effect else { panic!("a webhook") };
-    assert_eq!(url, "https://x.test/ada@example.com");
+    assert_eq!(url, "https://x.test/ada%40example.com", "a merge value in a URL is percent-encoded");
     assert_eq!((out.commands[0].visit, out.commands[0].attempt), (2, 1));
     let failed = advance(&f, &out.participant, &out.contact, Event::Effect { result: EffectResult::Failed { reason: "HTTP 503".into() } }, now);
     assert_eq!(failed.participant.step.as_deref(), Some("bad"));
@@ -666,4 +666,454 @@ fn notifications_name_a_user_or_an_address() {
     let mut orphan = ada();
     orphan.owner = None;
     assert_eq!(to(json!("record_owner"), &orphan), "record_owner", "left for the shell to refuse with the reason");
+}
+
+#[test]
+fn a_merge_value_with_commas_cannot_add_email_recipients() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e", "kind": "send_email", "settings": {"subject": "Hi", "body": "x", "cc": "{{ manager }}, team@x.test", "bcc": "{{ audit }}"}}]),
+        &["s->e"],
+    );
+    let mut contact = ada();
+    contact.fields.insert("manager".into(), json!("boss@x.test, attacker@evil.test; spy@evil.test"));
+    let out = advance(&f, &Participant::new(1), &contact, Event::Enroll, at("2026-11-23T09:00:00Z"));
+    let Effect::Email { cc, bcc, .. } = &out.commands[0].effect else { panic!("an email") };
+    assert_eq!(cc, &["boss@x.test, attacker@evil.test; spy@evil.test", "team@x.test"], "one entry per address the marketer wrote");
+    assert!(bcc.is_empty(), "an empty merge value is no recipient");
+}
+
+// ---------------------------------------------------------------------------
+// Engagement (FLOW_FORMAT "Engagement (v1 additions)"): one test per row.
+
+use crate::core::engagement::{criteria_met_at, enrolls, ContactEvent, History, Received};
+use crate::core::simulate::simulate_events;
+
+/// Contact events as a simulation's `--events` file holds them.
+fn events(value: Value) -> Vec<Received> {
+    serde_json::from_value(value).unwrap()
+}
+
+fn received(value: Value) -> Received {
+    serde_json::from_value(value).unwrap()
+}
+
+fn sim_events(flow: &FlowDocument, contact: &Contact, list: Value) -> Simulation {
+    let options = Options { start: at("2026-11-23T09:00:00Z"), window: parse_span("30d").unwrap(), manual_after: None, seed: 7 };
+    simulate_events(flow, &NoGroups, contact, &options, &events(list))
+}
+
+fn effects_of(sim: &Simulation) -> Vec<String> {
+    sim.events.iter().map(|e| format!("{}:{}", e.event, serde_json::to_value(e.effect).unwrap().as_str().unwrap())).collect()
+}
+
+/// start → e1 (email) → w (wait_until `until`, 2 days) → met: m / timed_out: t.
+fn waiting_on(until: Value) -> FlowDocument {
+    flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "w", "kind": "wait_until", "settings": {"until": until, "timeout": {"amount": 2, "unit": "days"}}},
+               {"id": "m", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "met"}]}},
+               {"id": "t", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "timed_out"}]}}]),
+        &["s->e1", "e1->w", "w:met->m", "w:timed_out->t"],
+    )
+}
+
+fn path(sim: &Simulation) -> String {
+    sim.contact.field_text("path")
+}
+
+#[test]
+fn contact_events_read_as_flow_format_writes_them() {
+    let list = events(json!([
+        {"at": "2026-11-23T10:00:00Z", "event": "email_opened", "step": "e1", "machine": true},
+        {"at": "2026-11-23T10:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test/p", "machine": false},
+        {"at": "2026-11-23T10:00:00Z", "event": "replied", "step": "e1", "auto": true},
+        {"at": "2026-11-23T10:00:00Z", "event": "bounced", "step": "e1", "type": "hard"},
+        {"at": "2026-11-23T10:00:00Z", "event": "complained", "step": "e1"},
+        {"at": "2026-11-23T10:00:00Z", "event": "unsubscribed", "channel": "sms"},
+        {"id": "ord-1", "at": "2026-11-23T10:00:00Z", "event": "custom", "name": "purchase", "properties": {"amount": 40}}
+    ]));
+    let kinds: Vec<&str> = list.iter().map(|r| r.event.kind()).collect();
+    assert_eq!(kinds, ["email_opened", "link_clicked", "replied", "bounced", "complained", "unsubscribed", "custom"]);
+    assert!(!list[0].event.counts(false) && list[0].event.counts(true), "a machine open counts only when included");
+    assert!(!list[2].event.counts(true), "an auto-reply never counts");
+    assert_eq!(list[6].id.as_deref(), Some("ord-1"));
+    for r in &list {
+        let back: Received = serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
+        assert_eq!(&back, r, "round trip");
+    }
+    let event = Event::Engagement { received: list[6].clone() };
+    let text = serde_json::to_value(&event).unwrap();
+    assert_eq!(text["event"], "engagement");
+    assert_eq!(text["received"]["event"], "custom");
+    assert_eq!(serde_json::from_value::<Event>(text).unwrap(), event);
+}
+
+#[test]
+fn wait_until_leaves_by_met_on_an_event_or_by_timed_out_at_its_timeout() {
+    let f = waiting_on(json!([{"event": "email_opened", "step": "e1"}]));
+    let met = sim_events(&f, &ada(), json!([{"at": "2026-11-23T12:00:00Z", "event": "email_opened", "step": "e1"}]));
+    assert_eq!(path(&met), "met");
+    assert_eq!(met.status, "completed");
+    let wait = met.actions.iter().find(|a| a.step == "w").unwrap();
+    assert_eq!(wait.done_at, Some(at("2026-11-23T12:00:00Z")));
+    assert!(wait.reason.as_deref().unwrap().starts_with("met: email_opened (e1)"), "{wait:?}");
+    assert_eq!(effects_of(&met), ["email_opened:met"]);
+
+    let timed_out = sim_events(&f, &ada(), json!([]));
+    assert_eq!(path(&timed_out), "timed_out");
+    let wait = timed_out.actions.iter().find(|a| a.step == "w").unwrap();
+    assert_eq!(wait.done_at, Some(at("2026-11-25T09:00:00Z")), "two days after it arrived");
+    assert_eq!(wait.reason.as_deref(), Some("timed out"));
+    assert!(timed_out.events.is_empty());
+
+    let w = f.step("w").unwrap();
+    assert_eq!(crate::core::kinds::ports(w), ["met", "timed_out"]);
+}
+
+#[test]
+fn machine_opens_and_clicks_count_only_when_the_matcher_includes_them() {
+    let open = json!([{"at": "2026-11-23T12:00:00Z", "event": "email_opened", "step": "e1", "machine": true}]);
+    let plain = sim_events(&waiting_on(json!([{"event": "email_opened", "step": "e1"}])), &ada(), open.clone());
+    assert_eq!((path(&plain).as_str(), effects_of(&plain)), ("timed_out", vec!["email_opened:recorded".to_owned()]));
+    let included = sim_events(&waiting_on(json!([{"event": "email_opened", "step": "e1", "include_machine": true}])), &ada(), open);
+    assert_eq!(path(&included), "met");
+
+    let scan = json!([{"at": "2026-11-23T12:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test", "machine": true}]);
+    assert_eq!(path(&sim_events(&waiting_on(json!([{"event": "link_clicked"}])), &ada(), scan)), "timed_out");
+}
+
+#[test]
+fn an_auto_reply_never_counts_as_a_reply() {
+    let f = waiting_on(json!([{"event": "replied", "step": "e1", "include_machine": true}]));
+    let auto = sim_events(&f, &ada(), json!([{"at": "2026-11-23T12:00:00Z", "event": "replied", "step": "e1", "auto": true}]));
+    assert_eq!(path(&auto), "timed_out");
+    let human = sim_events(&f, &ada(), json!([{"at": "2026-11-23T12:00:00Z", "event": "replied", "step": "e1"}]));
+    assert_eq!(path(&human), "met");
+}
+
+#[test]
+fn a_matcher_naming_a_step_counts_events_since_its_send_others_only_from_arrival() {
+    // e1 is sent at 09:00, the wait begins at 10:00: an open at 09:30 counts
+    // for a matcher naming e1, not for one that names no step.
+    let build = |until: Value| {
+        flow(
+            json!({}),
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+                   {"id": "w0", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "hours"}},
+                   {"id": "w", "kind": "wait_until", "settings": {"until": until, "timeout": {"amount": 1, "unit": "days"}}},
+                   {"id": "m", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "met"}]}}]),
+            &["s->e1", "e1->w0", "w0->w", "w:met->m"],
+        )
+    };
+    let early = json!([{"at": "2026-11-23T09:30:00Z", "event": "email_opened", "step": "e1"}]);
+    let named = sim_events(&build(json!([{"event": "email_opened", "step": "e1"}])), &ada(), early.clone());
+    assert_eq!(path(&named), "met");
+    let wait = named.actions.iter().find(|a| a.step == "w").unwrap();
+    assert_eq!(wait.done_at, Some(at("2026-11-23T10:00:00Z")), "met as it arrived");
+    let unnamed = sim_events(&build(json!([{"event": "email_opened"}])), &ada(), early);
+    assert_eq!(path(&unnamed), "", "an open before the wait does not count without a step");
+    assert_eq!(unnamed.status, "completed", "timed out with nothing connected");
+
+    // An event about a step the contact was never sent is ignored.
+    let stray = sim_events(&build(json!([{"event": "email_opened", "step": "e1"}])), &ada(),
+        json!([{"at": "2026-11-23T08:00:00Z", "event": "email_opened", "step": "e1"},
+               {"at": "2026-11-23T09:10:00Z", "event": "email_opened", "step": "e9"}]));
+    assert_eq!(effects_of(&stray), ["email_opened:ignored", "email_opened:ignored"]);
+    assert_eq!(path(&stray), "");
+}
+
+#[test]
+fn custom_events_count_only_from_arrival_and_must_match_name_and_properties() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "w0", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "hours"}},
+               {"id": "w", "kind": "wait_until", "settings": {
+                   "until": [{"event": "custom", "name": "purchase", "where": [{"field": "amount", "op": "greater_than", "value": 10}]}],
+                   "timeout": {"amount": 1, "unit": "days"}}},
+               {"id": "m", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "met"}]}}]),
+        &["s->w0", "w0->w", "w:met->m"],
+    );
+    let sim = sim_events(&f, &ada(), json!([
+        {"at": "2026-11-23T09:30:00Z", "event": "custom", "name": "purchase", "properties": {"amount": 50}},
+        {"at": "2026-11-23T11:00:00Z", "event": "custom", "name": "purchase", "properties": {"amount": 5}},
+        {"at": "2026-11-23T11:30:00Z", "event": "custom", "name": "refund", "properties": {"amount": 50}},
+        {"at": "2026-11-23T12:00:00Z", "event": "custom", "name": "purchase", "properties": {"amount": 50}}
+    ]));
+    assert_eq!(effects_of(&sim), ["custom:recorded", "custom:recorded", "custom:recorded", "custom:met"]);
+    assert_eq!(sim.actions.iter().find(|a| a.step == "w").unwrap().done_at, Some(at("2026-11-23T12:00:00Z")));
+}
+
+#[test]
+fn a_link_matcher_can_ask_for_part_of_the_url() {
+    let f = waiting_on(json!([{"event": "link_clicked", "step": "e1", "url_contains": "pricing"}]));
+    let sim = sim_events(&f, &ada(), json!([
+        {"at": "2026-11-23T10:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test/blog"},
+        {"at": "2026-11-23T11:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test/Pricing?a=1"}
+    ]));
+    assert_eq!(effects_of(&sim), ["link_clicked:recorded", "link_clicked:met"]);
+}
+
+#[test]
+fn a_criteria_matcher_is_met_at_arrival_or_when_a_wake_finds_the_contact_changed() {
+    let f = waiting_on(json!([{"criteria": [{"field": "stage", "op": "equals", "value": "customer"}]}]));
+    let mut customer = ada();
+    customer.set_field("stage", json!("customer"));
+    assert_eq!(path(&sim_events(&f, &customer, json!([]))), "met");
+
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+    let out = advance(&f, &out.participant, &out.contact, Event::Effect { result: EffectResult::Done { updates: Map::new() } }, now);
+    assert!(matches!(out.participant.phase, Phase::Until { .. }));
+    let later = now + SignedDuration::from_hours(3);
+    let unchanged = advance(&f, &out.participant, &out.contact, Event::Wake, later);
+    assert_eq!(unchanged.participant, out.participant, "a wake before the timeout with nothing met changes nothing");
+    let moved = advance(&f, &out.participant, &customer, Event::Wake, later);
+    assert_eq!(moved.contact.field_text("path"), "met");
+}
+
+#[test]
+fn unsubscribes_and_complaints_turn_consent_off_for_later_sends() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "e2", "kind": "send_email", "settings": {"subject": "Again", "body": "x"}},
+               {"id": "t", "kind": "send_sms", "settings": {"text": "hi"}}]),
+        &["s->e1", "e1->w", "w->e2", "e2->t"],
+    );
+    let unsub = sim_events(&f, &ada(), json!([{"at": "2026-11-23T10:00:00Z", "event": "unsubscribed", "channel": "email"}]));
+    assert!(trail(&unsub).contains(&"e2:Skipped:opted_out_email".to_owned()), "{:?}", trail(&unsub));
+    assert_eq!(unsub.effects.iter().map(|e| e.effect.kind()).collect::<Vec<_>>(), ["email", "sms"], "SMS consent untouched");
+    assert_eq!(effects_of(&unsub), ["unsubscribed:recorded"]);
+
+    let complaint = sim_events(&f, &ada(), json!([{"at": "2026-11-23T10:00:00Z", "event": "complained", "step": "e1"}]));
+    assert!(trail(&complaint).contains(&"e2:Skipped:opted_out_email".to_owned()));
+    assert!(complaint.contact.opted_out.contains("email"));
+
+    let all = sim_events(&f, &ada(), json!([{"at": "2026-11-23T10:00:00Z", "event": "unsubscribed", "channel": "all"}]));
+    assert!(trail(&all).contains(&"t:Skipped:opted_out_sms".to_owned()));
+}
+
+#[test]
+fn a_hard_bounce_makes_later_sends_to_the_address_skip_as_undeliverable() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "e2", "kind": "send_email", "settings": {"subject": "Again", "body": "x"}}]),
+        &["s->e1", "e1->w", "w->e2"],
+    );
+    let hard = sim_events(&f, &ada(), json!([{"at": "2026-11-23T09:05:00Z", "event": "bounced", "step": "e1", "type": "hard"}]));
+    assert!(trail(&hard).contains(&"e2:Skipped:undeliverable".to_owned()), "{:?}", trail(&hard));
+    assert!(hard.contact.is_undeliverable("ADA@example.com"));
+    let soft = sim_events(&f, &ada(), json!([{"at": "2026-11-23T09:05:00Z", "event": "bounced", "step": "e1", "type": "soft"}]));
+    assert_eq!(soft.effects.len(), 2, "a soft bounce changes nothing");
+    let mut moved = hard.contact.clone();
+    moved.email = Some("ada@new.test".into());
+    let fresh = sim_events(&f, &moved, json!([]));
+    assert_eq!(fresh.effects.len(), 2, "a corrected address is tried again");
+}
+
+#[test]
+fn engagement_operators_answer_from_the_participants_record() {
+    let t0 = at("2026-11-23T09:00:00Z");
+    let mut history = History::default();
+    history.record_send("e1", t0);
+    history.record_send("e2", t0);
+    let mut record = |value: Value| history.record(&received(value));
+    record(json!({"at": "2026-11-23T09:10:00Z", "event": "email_opened", "step": "e1"}));
+    record(json!({"at": "2026-11-23T09:11:00Z", "event": "email_opened", "step": "e2", "machine": true}));
+    record(json!({"at": "2026-11-23T09:12:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test/pricing"}));
+    record(json!({"at": "2026-11-23T09:13:00Z", "event": "replied", "step": "e2", "auto": true}));
+    record(json!({"at": "2026-11-23T09:14:00Z", "event": "bounced", "step": "e2", "type": "soft"}));
+    record(json!({"at": "2026-11-23T09:15:00Z", "event": "custom", "name": "purchase"}));
+    let mut contact = ada();
+    contact.opted_out.insert("sms".into());
+    let now = at("2026-11-24T09:00:00Z");
+    let check = |c: Value| {
+        let criterion: crate::core::flow::Criterion = serde_json::from_value(c).unwrap();
+        criteria_met_at(&contact, &history, now, &[criterion], None)
+    };
+    assert!(check(json!({"op": "opened", "value": "e1"})));
+    assert!(check(json!({"op": "not_opened", "value": "e2"})), "a machine open is no open");
+    assert!(check(json!({"op": "opened", "value": "e2", "include_machine": true})));
+    assert!(check(json!({"op": "opened", "value": "any"})));
+    assert!(check(json!({"op": "clicked", "value": "e1", "url_contains": "PRICING"})));
+    assert!(check(json!({"op": "not_clicked", "value": "e1", "url_contains": "blog"})));
+    assert!(check(json!({"op": "not_clicked", "value": "e2"})));
+    assert!(check(json!({"op": "not_replied", "value": "any"})), "an auto-reply is no reply");
+    assert!(!check(json!({"op": "replied", "value": "e2"})));
+    assert!(check(json!({"op": "bounced", "value": "e2"})));
+    assert!(!check(json!({"op": "bounced", "value": "e1"})));
+    assert!(check(json!({"op": "unsubscribed", "value": "sms"})));
+    assert!(!check(json!({"op": "unsubscribed", "value": "email"})));
+    assert!(check(json!({"op": "did_event", "value": "purchase"})));
+    assert!(check(json!({"op": "did_not_event", "value": "purchase", "within": {"amount": 1, "unit": "hours"}})), "a day ago is not within the hour");
+    assert!(check(json!({"op": "did_event", "value": "purchase", "within": {"amount": 2, "unit": "days"}})));
+    assert!(check(json!({"op": "did_not_event", "value": "signup"})));
+    assert!(!crate::core::contact::criteria_met(&contact, &[serde_json::from_value(json!({"op": "opened", "value": "e1"})).unwrap()], None),
+        "without the participant's record an engagement operator is unmet");
+}
+
+#[test]
+fn conditions_and_held_guards_use_engagement_operators() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "c", "kind": "condition", "settings": {"criteria": [{"op": "opened", "value": "e1"}]}},
+               {"id": "y", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "yes"}]}},
+               {"id": "n", "kind": "update_contact", "settings": {"changes": [{"field": "path", "op": "set", "value": "no"}]}}]),
+        &["s->e1", "e1->w", "w->c", "c:yes->y", "c:no->n"],
+    );
+    let opened = json!([{"at": "2026-11-23T15:00:00Z", "event": "email_opened", "step": "e1"}]);
+    assert_eq!(path(&sim_events(&f, &ada(), opened)), "yes");
+    assert_eq!(path(&sim_events(&f, &ada(), json!([]))), "no");
+
+    let guarded = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "k", "kind": "task", "settings": {"subject": "Follow up"},
+                "guard": {"criteria": [{"op": "clicked", "value": "any"}], "when_unmet": "hold"}}]),
+        &["s->e1", "e1->k"],
+    );
+    let sim = sim_events(&guarded, &ada(), json!([{"at": "2026-11-23T09:20:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test"}]));
+    assert_eq!(effects_of(&sim), ["link_clicked:met"]);
+    let task = sim.actions.iter().find(|a| a.step == "k").unwrap();
+    assert_eq!((task.outcome, task.due_at), (Outcome::Pending, at("2026-11-23T09:20:00Z")), "released by the click, not the next re-check");
+}
+
+#[test]
+fn a_goal_converts_at_the_step_where_it_is_met_and_skips_that_step() {
+    let f = flow(
+        json!({"goal": {"criteria": [{"field": "stage", "op": "equals", "value": "customer"}]}}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "u", "kind": "update_contact", "settings": {"changes": [{"field": "stage", "op": "set", "value": "customer"}]}},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}}]),
+        &["s->u", "u->e1"],
+    );
+    let sim = sim_events(&f, &ada(), json!([]));
+    assert_eq!(sim.status, "converted");
+    assert_eq!(trail(&sim).last().unwrap(), "e1:Skipped:goal");
+    assert!(sim.effects.is_empty());
+
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, at("2026-11-23T09:00:00Z"));
+    assert_eq!(out.participant.status, Status::Converted);
+    assert_eq!(out.participant.status.as_str(), "converted");
+    assert!(out.participant.status.is_finished() && !out.participant.status.is_active());
+    assert_eq!(next_wake(&out.participant), None);
+}
+
+#[test]
+fn a_goal_event_converts_a_waiting_participant_at_once() {
+    let f = flow(
+        json!({"goal": {"event": {"event": "custom", "name": "purchase"}}}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}}]),
+        &["s->w", "w->e1"],
+    );
+    let sim = sim_events(&f, &ada(), json!([
+        {"at": "2026-11-24T09:00:00Z", "event": "custom", "name": "browse"},
+        {"at": "2026-11-24T10:00:00Z", "event": "custom", "name": "purchase"},
+        {"at": "2026-11-24T11:00:00Z", "event": "custom", "name": "purchase"}
+    ]));
+    assert_eq!(sim.status, "converted");
+    assert_eq!(effects_of(&sim), ["custom:recorded", "custom:goal", "custom:ignored"]);
+    let wait = sim.actions.iter().find(|a| a.step == "w").unwrap();
+    assert_eq!((wait.outcome, wait.reason.as_deref(), wait.done_at), (Outcome::Skipped, Some("goal"), Some(at("2026-11-24T10:00:00Z"))));
+    assert!(sim.effects.is_empty());
+    assert_eq!(serde_json::to_value(&sim).unwrap()["events"][1], json!({"at": "2026-11-24T10:00:00Z", "event": "custom", "effect": "goal"}));
+}
+
+#[test]
+fn exit_on_reply_ends_the_participant_on_a_human_reply() {
+    let f = flow(
+        json!({"exit_on_reply": true}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}},
+               {"id": "e2", "kind": "send_email", "settings": {"subject": "Bump", "body": "x"}}]),
+        &["s->e1", "e1->w", "w->e2"],
+    );
+    let sim = sim_events(&f, &ada(), json!([
+        {"at": "2026-11-23T10:00:00Z", "event": "replied", "step": "e1", "auto": true},
+        {"at": "2026-11-24T10:00:00Z", "event": "replied", "step": "e1"}
+    ]));
+    assert_eq!(sim.status, "exited");
+    assert_eq!(effects_of(&sim), ["replied:recorded", "replied:recorded"]);
+    assert_eq!(sim.effects.len(), 1, "the bump is never sent");
+    assert_eq!(trail(&sim).last().unwrap(), "w:Skipped:replied");
+
+    let mut settings_off = f.clone();
+    settings_off.settings.exit_on_reply = None;
+    let sim = sim_events(&settings_off, &ada(), json!([{"at": "2026-11-24T10:00:00Z", "event": "replied", "step": "e1"}]));
+    assert_eq!((sim.status.as_str(), sim.effects.len()), ("completed", 2), "without the setting a reply changes nothing");
+}
+
+#[test]
+fn events_not_waited_on_are_recorded_and_a_second_delivery_changes_nothing() {
+    let f = waiting_on(json!([{"event": "email_opened", "step": "e1"}]));
+    let now = at("2026-11-23T09:00:00Z");
+    let out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert!(matches!(out.participant.phase, Phase::Effect { .. }), "waiting on the email's outcome, not on an event");
+    let purchase = Event::Engagement { received: received(json!({"id": "p1", "at": "2026-11-23T09:01:00Z", "event": "custom", "name": "purchase"})) };
+    let first = advance(&f, &out.participant, &out.contact, purchase.clone(), now);
+    assert_eq!(first.event_effect, Some(EventEffect::Recorded));
+    assert_eq!(first.participant.history.events.len(), 1);
+    assert_eq!(Participant { history: out.participant.history.clone(), ..first.participant.clone() }, out.participant, "only the record changed");
+    assert!(first.actions.is_empty() && first.commands.is_empty());
+    let again = advance(&f, &first.participant, &first.contact, purchase, now);
+    assert_eq!(again.event_effect, Some(EventEffect::Ignored));
+    assert_eq!((again.participant, again.contact), (first.participant.clone(), first.contact.clone()));
+
+    // The same open twice (no id): met once, then ignored.
+    let sent = advance(&f, &first.participant, &first.contact, Event::Effect { result: EffectResult::Done { updates: Map::new() } }, now);
+    let open = Event::Engagement { received: received(json!({"at": "2026-11-23T10:00:00Z", "event": "email_opened", "step": "e1"})) };
+    let met = advance(&f, &sent.participant, &sent.contact, open.clone(), at("2026-11-23T10:00:00Z"));
+    assert_eq!(met.event_effect, Some(EventEffect::Met));
+    assert_eq!(met.participant.status, Status::Completed);
+    let twice = advance(&f, &met.participant, &met.contact, open, at("2026-11-23T10:05:00Z"));
+    assert_eq!(twice.event_effect, Some(EventEffect::Ignored));
+    assert_eq!(twice.participant, met.participant, "a finished participant takes no events");
+}
+
+#[test]
+fn a_custom_event_enrolls_into_flows_that_start_on_it() {
+    let f = flow(json!({}), json!([{"id": "s", "kind": "start", "settings": {"entry": "event", "event": "signup"}}]), &[]);
+    let event = |value: Value| received(value).event;
+    assert!(enrolls(&f, &event(json!({"at": "2026-11-23T09:00:00Z", "event": "custom", "name": "signup"}))));
+    assert!(!enrolls(&f, &event(json!({"at": "2026-11-23T09:00:00Z", "event": "custom", "name": "purchase"}))));
+    assert!(!enrolls(&f, &ContactEvent::Unsubscribed { channel: "all".into() }));
+    let manual = flow(json!({}), json!([{"id": "s", "kind": "start", "settings": {"entry": "manual", "event": "signup"}}]), &[]);
+    assert!(!enrolls(&manual, &event(json!({"at": "2026-11-23T09:00:00Z", "event": "custom", "name": "signup"}))));
+}
+
+#[test]
+fn the_simulator_delivers_events_in_time_order_on_the_virtual_clock() {
+    let f = waiting_on(json!([{"event": "link_clicked", "step": "e1"}]));
+    // Given out of order: the open comes first on the clock.
+    let sim = sim_events(&f, &ada(), json!([
+        {"at": "2026-11-23T13:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test"},
+        {"at": "2026-11-23T11:00:00Z", "event": "email_opened", "step": "e1"},
+        {"at": "2026-12-30T00:00:00Z", "event": "email_opened", "step": "e1"}
+    ]));
+    assert_eq!(effects_of(&sim), ["email_opened:recorded", "link_clicked:met"], "an event after the window is not delivered");
+    assert_eq!(sim.events[0].at, at("2026-11-23T11:00:00Z"));
+    assert_eq!(sim.events[1].step.as_deref(), Some("e1"));
+    let m = sim.actions.iter().find(|a| a.step == "m").unwrap();
+    assert_eq!(m.done_at, Some(at("2026-11-23T13:00:00Z")));
+    // Without events the result has no `events` key (documents from before read the same).
+    let plain = serde_json::to_value(sim_events(&f, &ada(), json!([]))).unwrap();
+    assert!(plain.get("events").is_none());
 }

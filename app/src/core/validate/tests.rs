@@ -397,3 +397,108 @@ fn flow_settings_are_checked_too() {
     fine["settings"] = json!({"timezone": "Europe/Paris", "business_hours": {"days": {"mon": ["08:30", "18:00"]}, "holidays": ["2026-12-25"]}});
     assert_eq!(check(&fine), Findings::default());
 }
+
+// Engagement (FLOW_FORMAT "Engagement (v1 additions)").
+
+/// start → e1 (email) → w (wait_until with `settings`) → met: x.
+fn waiting(settings: Value) -> Value {
+    doc(
+        json!([
+            {"id": "start", "kind": "start"},
+            {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "Hello"}},
+            {"id": "w", "kind": "wait_until", "settings": settings},
+            {"id": "x", "kind": "exit"},
+            {"id": "t", "kind": "exit"}
+        ]),
+        json!([
+            {"from": "start", "port": "next", "to": "e1"},
+            {"from": "e1", "port": "next", "to": "w"},
+            {"from": "w", "port": "met", "to": "x"},
+            {"from": "w", "port": "timed_out", "to": "t"}
+        ]),
+    )
+}
+
+fn settings_of(findings: &Findings, code: Code) -> Vec<String> {
+    findings.iter().filter(|f| f.code == code).filter_map(|f| f.setting.clone()).collect()
+}
+
+#[test]
+fn wait_until_needs_something_to_wait_for_and_a_timeout() {
+    let ok = check(&waiting(json!({"until": [{"event": "email_opened", "step": "e1"}], "timeout": {"amount": 2, "unit": "days"}})));
+    assert_eq!(ok, Findings::default(), "{ok:#?}");
+    let empty = check(&waiting(json!({"until": []})));
+    assert_eq!(settings_of(&empty, Code::MissingSetting), ["until", "timeout"]);
+    assert!(has(&empty, Code::MissingSetting, "w"));
+    let bad = check(&waiting(json!({"until": [{"event": "opened"}, {}], "timeout": {"amount": 1, "unit": "fortnights"}})));
+    assert_eq!(settings_of(&bad, Code::InvalidSetting), ["timeout", "until[1].event"]);
+    assert_eq!(settings_of(&bad, Code::MissingSetting), ["until[2]"]);
+    let criteria = check(&waiting(json!({"until": [{"criteria": [{"field": "stage", "op": "equals"}]}], "timeout": {"amount": 1, "unit": "days"}})));
+    assert_eq!(settings_of(&criteria, Code::MissingSetting), ["until[1].criteria[1].value"]);
+}
+
+#[test]
+fn wait_until_has_met_and_timed_out_ports() {
+    let mut value = waiting(json!({"until": [{"event": "replied"}], "timeout": {"amount": 2, "unit": "days"}}));
+    value["edges"].as_array_mut().unwrap().push(json!({"from": "w", "port": "next", "to": "x"}));
+    let findings = check(&value);
+    assert_eq!(findings.codes(), [Code::UnknownPort]);
+}
+
+#[test]
+fn a_matcher_must_name_a_message_step_of_this_flow() {
+    for target in ["w", "nope", "start"] {
+        let findings = check(&waiting(json!({"until": [{"event": "email_opened", "step": target}], "timeout": {"amount": 2, "unit": "days"}})));
+        assert_eq!(findings.codes(), [Code::UnknownTarget], "{target}");
+        assert_eq!(settings_of(&findings, Code::UnknownTarget), ["until[1].step"]);
+        assert!(findings.errors[0].message.contains(target));
+    }
+}
+
+#[test]
+fn engagement_operators_name_no_field_and_their_values_are_checked() {
+    let condition = |criteria: Value| {
+        let mut value = waiting(json!({"until": [{"event": "replied"}], "timeout": {"amount": 2, "unit": "days"}}));
+        value["steps"][3] = json!({"id": "x", "kind": "condition", "settings": {"criteria": criteria}});
+        check(&value)
+    };
+    let good = condition(json!([
+        {"op": "opened", "value": "e1"}, {"op": "not_clicked", "value": "any", "url_contains": "pricing"},
+        {"op": "unsubscribed", "value": "email"}, {"op": "did_event", "value": "purchase", "within": {"amount": 7, "unit": "days"}}
+    ]));
+    assert!(good.errors.is_empty(), "{good:#?}");
+    let bad = condition(json!([
+        {"op": "replied", "value": "x9"}, {"op": "unsubscribed", "value": "fax"}, {"op": "bounced"},
+        {"op": "did_not_event", "value": "purchase", "within": {"amount": 1, "unit": "eons"}}, {"op": "opened", "value": 3}
+    ]));
+    assert_eq!(settings_of(&bad, Code::UnknownTarget), ["criteria[1].value"]);
+    assert_eq!(settings_of(&bad, Code::InvalidSetting), ["criteria[2].value", "criteria[4].within", "criteria[5].value"]);
+    assert_eq!(settings_of(&bad, Code::MissingSetting), ["criteria[3].value"]);
+
+    let mut guarded = clean();
+    guarded["steps"][2]["guard"] = json!({"criteria": [{"op": "opened", "value": "w1"}]});
+    assert_eq!(settings_of(&check(&guarded), Code::UnknownTarget), ["guard.criteria[1].value"], "w1 sends no message");
+}
+
+#[test]
+fn the_goal_and_event_entry_are_checked() {
+    let with_settings = |settings: Value| {
+        let mut value = clean();
+        value["settings"] = settings;
+        check(&value)
+    };
+    assert_eq!(with_settings(json!({"goal": {"criteria": [{"op": "clicked", "value": "e1"}]}, "exit_on_reply": true})), Findings::default());
+    assert_eq!(with_settings(json!({"goal": {"event": {"event": "custom", "name": "purchase"}}})), Findings::default());
+    assert_eq!(settings_of(&with_settings(json!({"goal": {}})), Code::MissingSetting), ["settings.goal"]);
+    let bad = with_settings(json!({"goal": {"criteria": [{"op": "opened", "value": "x"}], "logic": "1 AND 2"}}));
+    assert_eq!(bad.codes(), [Code::BadLogic, Code::UnknownTarget]);
+    let bad_event = with_settings(json!({"goal": {"event": {"event": "email_opened", "step": "w1"}}}));
+    assert_eq!(settings_of(&bad_event, Code::UnknownTarget), ["settings.goal.event.step"]);
+    assert!(bad_event.errors.iter().all(|f| f.step.is_none()));
+
+    let mut entry = clean();
+    entry["steps"][0]["settings"] = json!({"entry": "event"});
+    assert_eq!(settings_of(&check(&entry), Code::MissingSetting), ["event"]);
+    entry["steps"][0]["settings"] = json!({"entry": "event", "event": "signup"});
+    assert_eq!(check(&entry), Findings::default());
+}
