@@ -104,63 +104,66 @@ pub struct UserForm {
 }
 
 /// Who is signed in, if anyone.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn whoami() -> Result<Option<Viewer>, ServerFnError> {
     Ok(crate::auth::viewer())
 }
 
 /// Whether no admin exists yet (the set-up page is open).
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn setup_needed() -> Result<bool, ServerFnError> {
     backend::admin()?.setup_needed().await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_users() -> Result<Vec<UserInfo>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.users().await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn save_user(user: UserForm) -> Result<UserInfo, ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.save_user(&viewer.actor(), user).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_tokens() -> Result<Vec<TokenInfo>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.tokens().await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn create_token(name: String, scope: String) -> Result<CreatedToken, ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.create_token(&viewer.actor(), name, scope).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn revoke_token(id: i64) -> Result<(), ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.revoke_token(&viewer.actor(), id).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_audit(prefix: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.audit(prefix.filter(|p| !p.is_empty())).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn acknowledge_finding(flow: i64, step: String, code: String, note: String) -> Result<(), ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.acknowledge(&viewer.actor(), flow, step, code, note).await
 }
 
 /// Whether publishing waits for an admin to acknowledge every warning; with
 /// `required`, changes it.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn set_review_required(required: Option<bool>) -> Result<bool, ServerFnError> {
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     let admin = backend::admin()?;
     if let Some(required) = required {
-        let viewer = crate::auth::require_viewer()?;
         admin.set_review_required(&viewer.actor(), required).await?;
     }
     admin.review_required().await
@@ -168,16 +171,17 @@ pub async fn set_review_required(required: Option<bool>) -> Result<bool, ServerF
 
 /// The integration settings (SMTP, SMS, S3, FTP, CRM, outbound HTTP) as
 /// JSON; secrets appear only as `password_set`-style flags.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn integration_settings() -> Result<String, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Admin)?;
     backend::admin()?.integrations().await
 }
 
 /// Saves one channel's settings from JSON text. An empty `secret` keeps the
 /// stored one; `clear_secret` removes it.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn save_integration(channel: String, settings: String, secret: String, clear_secret: Option<String>) -> Result<(), ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     let settings: serde_json::Value =
         serde_json::from_str(&settings).map_err(|err| ServerFnError::new(format!("The {channel} settings are not JSON: {err}")))?;
     let secret = if clear_secret.is_some() { Some(String::new()) } else { Some(secret).filter(|s| !s.is_empty()) };
@@ -185,9 +189,9 @@ pub async fn save_integration(channel: String, settings: String, secret: String,
 }
 
 /// Saves the SMTP server from the settings page's form.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn save_smtp(host: String, port: u16, tls: String, username: String, from: String, password: String) -> Result<(), ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
     let settings = serde_json::json!({
         "host": host.trim(), "port": port, "tls": tls,
         "username": Some(username.trim()).filter(|u| !u.is_empty()), "from": from.trim(),

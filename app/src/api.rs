@@ -128,65 +128,74 @@ mod backend {
     }
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_flows() -> Result<Vec<FlowSummary>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::backend()?.list_flows().await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn create_flow(name: String) -> Result<FlowSummary, ServerFnError> {
-    let actor = crate::auth::require_viewer()?.actor();
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
+    let actor = viewer.actor();
     backend::backend()?.create_flow(&actor, name, None).await
 }
 
 /// Imports a flow document given as JSON text; its name is the flow's.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn import_flow(json: String) -> Result<FlowSummary, ServerFnError> {
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
     let document = FlowDocument::from_json(&json)
         .map_err(|err| ServerFnError::new(format!("That file is not a Waymark flow: {err}")))?;
     let name = document.name.clone();
-    let actor = crate::auth::require_viewer()?.actor();
+    let actor = viewer.actor();
     backend::backend()?.create_flow(&actor, name, Some(document)).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn get_flow(id: i64) -> Result<FlowDetail, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::backend()?.flow(id).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn rename_flow(id: i64, name: String) -> Result<FlowSummary, ServerFnError> {
-    let actor = crate::auth::require_viewer()?.actor();
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
+    let actor = viewer.actor();
     backend::backend()?.rename_flow(&actor, id, name).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn delete_flow(id: i64) -> Result<(), ServerFnError> {
-    let actor = crate::auth::require_viewer()?.actor();
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
+    let actor = viewer.actor();
     backend::backend()?.delete_flow(&actor, id).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn validation_review() -> Result<Vec<ReviewRow>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Admin)?;
     backend::backend()?.review().await
 }
 
 /// Saves the draft the editor holds. `document_json` is the whole
 /// `waymark.flow/v1` document; `revision` is the one it was loaded or last
 /// saved at.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn save_draft(id: i64, revision: i64, document_json: String) -> Result<SavedDraft, DraftError> {
+    let viewer = crate::auth::require(crate::auth::Access::Marketer).map_err(|err| DraftError::Failed(error_text(&err)))?;
     let document = FlowDocument::from_json(&document_json)
         .map_err(|err| DraftError::Failed(format!("The flow could not be read: {err}")))?;
-    let actor = crate::auth::require_viewer().map_err(|err| DraftError::Failed(error_text(&err)))?.actor();
+    let actor = viewer.actor();
     let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
     backend.save_draft(&actor, id, revision, document).await
 }
 
 /// Publishes the saved draft, if it is still at `revision` and has no errors.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn publish_flow(id: i64, revision: i64) -> Result<i64, DraftError> {
-    let actor = crate::auth::require_viewer().map_err(|err| DraftError::Failed(error_text(&err)))?.actor();
+    let viewer = crate::auth::require(crate::auth::Access::Marketer).map_err(|err| DraftError::Failed(error_text(&err)))?;
+    let actor = viewer.actor();
     let backend = backend::backend().map_err(|err| DraftError::Failed(error_text(&err)))?;
     backend.publish(&actor, id, revision).await
 }

@@ -192,10 +192,102 @@ pub fn viewer() -> Option<Viewer> {
     leptos::prelude::use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<Viewer>().cloned())
 }
 
-/// The viewer, for server functions the policy already let through.
+/// The first line of every server function that is not public: the viewer,
+/// if their role gives them `access`. The guard in front of `/fn/` checks
+/// the same table, but a page's server functions also run directly while
+/// the page renders on the server, where no path-keyed check is passed:
+/// the decision has to live here, with the code.
 #[cfg(feature = "ssr")]
-pub fn require_viewer() -> Result<Viewer, leptos::prelude::ServerFnError> {
-    viewer().ok_or_else(|| leptos::prelude::ServerFnError::new("Sign in first."))
+pub fn require(access: Access) -> Result<Viewer, leptos::prelude::ServerFnError> {
+    use leptos::prelude::ServerFnError;
+    match viewer() {
+        Some(viewer) if viewer.may(access) => Ok(viewer),
+        Some(viewer) => Err(ServerFnError::new(format!("{FORBIDDEN}: your role ({}) may not do this.", viewer.role.as_str()))),
+        None if access == Access::Public => Err(ServerFnError::new("a public function has no viewer to require")),
+        None => Err(ServerFnError::new(format!("{UNAUTHENTICATED}: sign in first."))),
+    }
+}
+
+/// How [`require`]'s refusals begin, so tests and pages can tell them apart.
+pub const FORBIDDEN: &str = "Not allowed";
+pub const UNAUTHENTICATED: &str = "Not signed in";
+
+/// The session's anti-forgery token, which the server's guard puts beside
+/// the viewer and the page's `<head>` carries for the script (see
+/// [`client`]). A form that markup might inject cannot send it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsrfToken(pub String);
+
+/// The name of the `<meta>` the token is printed in, and of the header it
+/// goes back in.
+pub const CSRF_META: &str = "waymark-csrf";
+pub const CSRF_HEADER: &str = "x-waymark-csrf";
+
+/// The token of the request being rendered, for the page's `<head>`.
+#[cfg(feature = "ssr")]
+pub fn csrf_token() -> Option<String> {
+    leptos::prelude::use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<CsrfToken>().map(|t| t.0.clone()))
+}
+
+/// The client every server function is called through from the browser:
+/// the framework's fetch client, with the session's anti-forgery token
+/// added to each request. On the server (where the functions run, not
+/// their client) it is the framework's own.
+pub mod client {
+    #[cfg(not(feature = "hydrate"))]
+    pub type Client = leptos::server_fn::client::browser::BrowserClient;
+
+    #[cfg(feature = "hydrate")]
+    pub use browser::{token, Client};
+
+    #[cfg(feature = "hydrate")]
+    mod browser {
+        use leptos::server_fn::client::browser::BrowserClient;
+        use leptos::server_fn::client::Client as ClientTrait;
+        use leptos::server_fn::error::FromServerFnError;
+        use leptos::server_fn::request::browser::BrowserRequest;
+        use leptos::server_fn::response::browser::BrowserResponse;
+
+        pub struct Client;
+
+        /// The token the page was served with (empty when signed out).
+        pub fn token() -> String {
+            web_sys::window()
+                .and_then(|window| window.document())
+                .and_then(|document| document.query_selector(&format!("meta[name=\"{}\"]", super::super::CSRF_META)).ok().flatten())
+                .and_then(|meta| meta.get_attribute("content"))
+                .unwrap_or_default()
+        }
+
+        impl<E: FromServerFnError, IS: FromServerFnError, OS: FromServerFnError> ClientTrait<E, IS, OS> for Client {
+            type Request = BrowserRequest;
+            type Response = BrowserResponse;
+
+            fn send(request: BrowserRequest) -> impl std::future::Future<Output = Result<BrowserResponse, E>> + Send {
+                request.headers().set(super::super::CSRF_HEADER, &token());
+                <BrowserClient as ClientTrait<E, IS, OS>>::send(request)
+            }
+
+            #[allow(clippy::type_complexity)]
+            fn open_websocket(
+                path: &str,
+            ) -> impl std::future::Future<
+                Output = Result<
+                    (
+                        impl futures::Stream<Item = Result<leptos::server_fn::Bytes, leptos::server_fn::Bytes>> + Send + 'static,
+                        impl futures::Sink<leptos::server_fn::Bytes> + Send + 'static,
+                    ),
+                    E,
+                >,
+            > + Send {
+                <BrowserClient as ClientTrait<E, IS, OS>>::open_websocket(path)
+            }
+
+            fn spawn(future: impl std::future::Future<Output = ()> + Send + 'static) {
+                <BrowserClient as ClientTrait<E, IS, OS>>::spawn(future)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

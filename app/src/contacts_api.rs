@@ -248,19 +248,21 @@ mod backend {
 }
 
 /// Contacts whose email, name or mobile starts with `q`, in `list`; the page after `after` ("" for the first).
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn search_contacts(q: String, list: String, after: String) -> Result<ContactPage, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.search(q, list, Some(after).filter(|a| !a.is_empty())).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn get_contact_detail(id: i64) -> Result<ContactDetail, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.detail(id).await
 }
 
 /// Saves the contact form. `fields` is one `name = value` a line; `lists`
 /// is comma-separated. Returns the contact's id.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn save_contact(
     id: Option<i64>,
     email: String,
@@ -270,6 +272,7 @@ pub async fn save_contact(
     fields: String,
     lists: String,
 ) -> Result<i64, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     let contact = contact_from_form(&email, &mobile, &timezone, &owner, &fields, &lists).map_err(ServerFnError::new)?;
     backend::contacts()?.save(id, contact).await
 }
@@ -299,8 +302,9 @@ pub fn contact_from_form(email: &str, mobile: &str, timezone: &str, owner: &str,
     Ok(contact)
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn change_contact_list(id: i64, list: String, add: bool) -> Result<(), ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     if list.trim().is_empty() {
         return Err(ServerFnError::new("Name the list."));
     }
@@ -308,40 +312,47 @@ pub async fn change_contact_list(id: i64, list: String, add: bool) -> Result<(),
 }
 
 /// Participants matching `criteria` (the REST API's criteria JSON), a page of 50.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn search_participants(criteria: String, page: i64) -> Result<ParticipantPage, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.participants(criteria, page).await
 }
 
 /// `request` is the REST API's bulk request JSON: {"action", "criteria", "params"}.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn preview_bulk_action(request: String) -> Result<ActionPreview, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.preview(request).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn start_bulk_action(request: String) -> Result<i64, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.start(request).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn get_bulk_run(id: i64) -> Result<RunInfo, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.run(id).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn undo_bulk_run(id: i64) -> Result<String, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.undo(id).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn get_contact_import(id: i64) -> Result<ImportInfo, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.import(id).await
 }
 
 /// The last 20 imports, newest first: when, who, which file, the counts.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_contact_imports() -> Result<Vec<ImportInfo>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::contacts()?.imports().await
 }
 

@@ -38,11 +38,18 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
         }
     }
+    // The session's anti-forgery token, for the pages' script to send back
+    // (see `auth::client`); none when signed out.
+    #[cfg(feature = "ssr")]
+    let csrf = auth::csrf_token();
+    #[cfg(not(feature = "ssr"))]
+    let csrf: Option<String> = None;
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
+                {csrf.map(|token| view! { <meta name=auth::CSRF_META content=token/> })}
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <HydrationScripts options/>

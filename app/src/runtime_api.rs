@@ -137,38 +137,40 @@ mod backend {
     }
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_tasks(owner: Option<String>) -> Result<Vec<Task>, ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::SignedIn)?;
     // An agent's inbox is their own, whatever they ask for.
     let owner = if viewer.role == crate::auth::Role::Agent { Some(viewer.email) } else { owner.filter(|o| !o.is_empty()) };
     backend::runtime()?.tasks(owner).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn list_task_owners() -> Result<Vec<String>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::runtime()?.task_owners().await
 }
 
 /// Completes, skips or defers (to `until`, RFC 3339) a participant's manual step.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn act_on_task(participant: i64, outcome: String, until: Option<String>, disposition: Option<String>) -> Result<(), ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::SignedIn)?;
     backend::runtime()?.check_owner(&viewer, participant).await?;
     backend::runtime()?.act(participant, outcome, until.filter(|u| !u.is_empty()), disposition.filter(|d| !d.trim().is_empty())).await
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn get_participant(id: i64) -> Result<ParticipantDetail, ServerFnError> {
-    let viewer = crate::auth::require_viewer()?;
+    let viewer = crate::auth::require(crate::auth::Access::SignedIn)?;
     backend::runtime()?.check_owner(&viewer, id).await?;
     backend::runtime()?.participant(id).await
 }
 
 /// Runs a sample (or stored) contact through a draft with the production
 /// engine on a virtual clock; effects are captured, never sent.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     use crate::core::simulate::{parse_span, simulate_with, Options};
     let flow = crate::core::FlowDocument::from_json(&run.document).map_err(|err| ServerFnError::new(format!("The draft cannot be read: {err}")))?;
     let (stored, groups) = backend::runtime()?.test_run_inputs(run.contact_id).await?;
@@ -189,19 +191,21 @@ pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnErro
     Ok(TestRunResult { clock, simulation })
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn flow_participants(flow: i64) -> Result<ParticipantCounts, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::runtime()?.flow_participants(flow).await
 }
 
 /// `map` is JSON: {"old step": "new step", ...}; steps left out keep their
 /// id when the newest version has it.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn migrate_participants(flow: i64, map: String) -> Result<String, ServerFnError> {
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
     let map: std::collections::HashMap<String, String> =
         serde_json::from_str(&map).map_err(|err| ServerFnError::new(format!("The step mapping cannot be read: {err}")))?;
     let map = map.into_iter().filter(|(_, to)| !to.is_empty()).collect();
-    let actor = crate::auth::require_viewer()?.actor();
+    let actor = viewer.actor();
     let (moved, left) = backend::runtime()?.migrate(&actor, flow, map).await?;
     Ok(match left {
         0 => format!("Moved {moved} participant(s) to the newest version."),
@@ -209,14 +213,16 @@ pub async fn migrate_participants(flow: i64, map: String) -> Result<String, Serv
     })
 }
 
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn step_counts(flow: i64) -> Result<Vec<StepCount>, ServerFnError> {
+    crate::auth::require(crate::auth::Access::Marketer)?;
     backend::runtime()?.step_counts(flow).await
 }
 
 /// Runs a failed participant's step again.
-#[server(prefix = "/fn")]
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
 pub async fn retry_participant(participant: i64) -> Result<(), ServerFnError> {
-    let actor = crate::auth::require_viewer()?.actor();
+    let viewer = crate::auth::require(crate::auth::Access::Marketer)?;
+    let actor = viewer.actor();
     backend::runtime()?.retry(&actor, participant).await
 }

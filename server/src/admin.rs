@@ -24,7 +24,7 @@ pub async fn review_required(pool: &Pool) -> Result<bool> {
 
 pub async fn set_review_required(pool: &Pool, actor: &str, required: bool) -> Result<()> {
     let value = if required { "on" } else { "off" };
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     sqlx::query("INSERT INTO installation (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(REVIEW_REQUIRED)
         .bind(value)
@@ -51,7 +51,8 @@ pub async fn acknowledge(pool: &Pool, actor: &str, flow: i64, step: &str, code: 
     if note.trim().is_empty() {
         return Err(Error::Invalid { code: "note_required", message: "Say why the warning is acceptable: marketers read the note on the step.".into() });
     }
-    let mut tx = pool.begin().await?;
+    app::core::limits::check("note", note, app::core::limits::NOTE)?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM flows WHERE id = $1").bind(flow).fetch_optional(&mut *tx).await?;
     if exists.is_none() {
         return Err(Error::FlowNotFound(flow));

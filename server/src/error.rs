@@ -78,6 +78,18 @@ pub enum Error {
     /// 404 `not_found`: no such route.
     #[error("There is nothing at this address.")]
     RouteNotFound,
+    /// 405 `method_not_allowed`: the route exists, not for this method.
+    #[error("This address does not take {0} requests.")]
+    MethodNotAllowed(String),
+    /// 403 `csrf_token_missing`: a form-encoded request riding on the
+    /// session cookie without the session's anti-forgery token (an HTML
+    /// form, possibly one injected into a page, cannot send it).
+    #[error("This form was not sent by Waymark's own page script, so it was refused (forgery protection). Reload the page and try again.")]
+    CsrfTokenMissing,
+    /// 422 `too_long`: a text over its documented limit (`app::core::limits`);
+    /// the problem's `field` names it.
+    #[error("{0}")]
+    TooLong(app::core::limits::TooLong),
     /// 409 `flow_name_taken`.
     #[error("A flow named “{0}” already exists; choose another name.")]
     NameTaken(String),
@@ -149,6 +161,7 @@ impl Error {
             | Error::RunNotFound(_)
             | Error::MessageNotFound(_)
             | Error::CallNotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::LinkInvalid | Error::BadSignature => StatusCode::FORBIDDEN,
             Error::LinkExpired(_) => StatusCode::GONE,
             Error::NameTaken(_)
@@ -167,10 +180,10 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::BadBody { status, .. } => *status,
-            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Invalid { .. } | Error::TooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } | Error::ReviewPending(_) => StatusCode::CONFLICT,
             Error::Unauthenticated | Error::InvalidToken => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite | Error::CsrfTokenMissing => StatusCode::FORBIDDEN,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -182,6 +195,9 @@ impl Error {
             Error::FlowNotFound(_) => "flow_not_found",
             Error::VersionNotFound { .. } => "version_not_found",
             Error::RouteNotFound => "not_found",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::TooLong(_) => "too_long",
+            Error::CsrfTokenMissing => "csrf_token_missing",
             Error::InvalidIntegration { .. } => "invalid_integration",
             Error::BadSignature => "bad_signature",
             Error::MessageNotFound(_) => "message_not_found",
@@ -261,6 +277,10 @@ impl IntoResponse for Error {
             Error::StaleRevision { current, .. } => body["current_revision"] = json!(current),
             Error::InvalidDocument(err) => body["path"] = Value::String(err.path.clone()),
             Error::InvalidIntegration { field, .. } => body["field"] = Value::String(field.clone()),
+            Error::TooLong(err) => {
+                body["field"] = Value::String(err.field.clone());
+                body["limit"] = json!(err.limit);
+            }
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
@@ -272,6 +292,12 @@ impl IntoResponse for Error {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"waymark\""));
         }
         response
+    }
+}
+
+impl From<app::core::limits::TooLong> for Error {
+    fn from(err: app::core::limits::TooLong) -> Self {
+        Error::TooLong(err)
     }
 }
 

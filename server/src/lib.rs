@@ -16,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod runtime;
 pub mod runtime_api;
+pub mod secrets;
 pub mod seed;
 pub mod store;
 
@@ -96,7 +97,8 @@ pub fn router(mut state: AppState) -> Router {
             provide_context(contacts.clone());
         }
     };
-    let pkg_dir = std::path::Path::new(&*state.leptos_options.site_root).join(&*state.leptos_options.site_pkg_dir);
+    let site_root = std::path::Path::new(&*state.leptos_options.site_root).to_owned();
+    let pkg_dir = site_root.join(&*state.leptos_options.site_pkg_dir);
     let shell = {
         let options = state.leptos_options.clone();
         move || app::shell(options.clone())
@@ -104,7 +106,7 @@ pub fn router(mut state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api.fallback(|| async { error::Error::RouteNotFound }))
         .merge(auth::routes::router())
-        .leptos_routes_with_context(&state, routes, pages.clone(), shell)
+        .leptos_routes_with_context(&state, routes, pages, shell)
         // The browser code, gzipped at build time (.ci/package-site), goes
         // out compressed to browsers that take it. Its file names are not
         // hashed, so a browser asks again each time (a 304 when unchanged)
@@ -115,7 +117,11 @@ pub fn router(mut state: AppState) -> Router {
                 .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
                 .service(ServeDir::new(pkg_dir).precompressed_gzip()),
         )
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(pages, app::shell))
+        .route_service("/favicon.svg", tower_http::services::ServeFile::new(site_root.join("favicon.svg")))
+        // The guard refuses every path it has no rule for, so nothing
+        // reaches here but a declared route the router lacks: never render
+        // the app for it (the page router would match looser spellings).
+        .fallback(|| async { error::Error::RouteNotFound })
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -104,6 +104,7 @@ fn clean_name(name: &str) -> Result<String> {
     if name.is_empty() {
         return Err(Error::EmptyName);
     }
+    app::core::limits::check("name", name, app::core::limits::NAME)?;
     Ok(name.to_owned())
 }
 
@@ -220,7 +221,7 @@ impl Store {
 
     pub async fn rename(&self, id: i64, name: &str) -> Result<FlowSummary> {
         let name = clean_name(name)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         let draft: Option<String> =
             sqlx::query_scalar("SELECT draft FROM flows WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         let mut doc = read_document(&draft.ok_or(Error::FlowNotFound(id))?)?;
@@ -322,7 +323,7 @@ impl Store {
                 return Err(Error::ReviewPending(pending));
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         // Re-check the revision inside the transaction: a save between the
         // read above and here must not be published unseen.
         let still: Option<i64> = sqlx::query_scalar("SELECT revision FROM flows WHERE id = $1")

@@ -363,7 +363,7 @@ async fn data_append_maps_reply_fields_onto_the_contact() {
         .await;
     let p = w.enroll(flow, json!({"email": "ada@example.test", "fields": {"gone": "kept"}})).await;
     w.dispatch(&w.dispatcher(3)).await;
-    assert_eq!(server.arrivals()[0].query, "email=ada@example.test");
+    assert_eq!(server.arrivals()[0].query, "email=ada%40example.test");
     assert_eq!(w.reason(p).await.0, "completed");
     let contact_id: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
     let mut conn = w.runtime.pool().acquire().await.unwrap();
@@ -471,7 +471,8 @@ async fn integration_settings_keep_their_secrets_on_the_server() {
     let (_, view) = put(json!({"smtp": changed.clone()})).await;
     assert_eq!((view["smtp"]["port"].as_i64(), view["smtp"]["password_set"].as_bool()), (Some(2525), Some(true)));
     let secret: Option<String> = sqlx::query_scalar("SELECT secret FROM integration_settings WHERE channel = 'smtp'").fetch_one(w.runtime.pool()).await.unwrap();
-    assert_eq!(secret.as_deref(), Some("hunter2"));
+    // Kept, and encrypted at rest (server::secrets): never the plain text.
+    assert!(secret.as_deref().is_some_and(|s| s.starts_with("v1:") && !s.contains("hunter2")), "{secret:?}");
     changed["password"] = json!("");
     let (_, view) = put(json!({"smtp": changed})).await;
     assert_eq!(view["smtp"]["password_set"], false);
@@ -893,4 +894,64 @@ async fn notifications_go_to_a_user_by_id_or_as_the_record_owner() {
     assert!(provider.arrivals().is_empty(), "no SMS went out");
     assert_eq!(w.reason(p).await.0, "completed", "the participant does not wait for notifications");
     assert_eq!(smtp.count(), 3);
+}
+
+#[tokio::test]
+async fn a_merge_value_in_a_webhook_url_stays_one_query_value_and_body_strings_stay_strings() {
+    let w = world().await;
+    let server = HttpServer::start("127.0.0.1").await;
+    w.configure(json!({"http": {"allowlist": ["127.0.0.1"]}})).await;
+    let flow = w
+        .flow(
+            "Escaped hook",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "h", "kind": "webhook", "settings": {"url": server.url("/hook?name={{ first_name }}"),
+                     "body": {"note": "{{ last_name }}"}}}]),
+            &[("s", "next", "h")],
+        )
+        .await;
+    let last_name = r#""},"admin":true,"x":""#;
+    let p = w.enroll(flow, json!({"email": "bob@example.test", "fields": {"first_name": "bob&admin=true#", "last_name": last_name}})).await;
+    w.dispatch(&w.dispatcher(3)).await;
+
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 1);
+    let hook = &arrivals[0];
+    assert_eq!(hook.path, "/hook", "the rest of the URL was not cut off");
+    assert_eq!(hook.query, "name=bob%26admin%3Dtrue%23");
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(hook.query.as_bytes()).into_owned().collect();
+    assert_eq!(params, [("name".to_owned(), "bob&admin=true#".to_owned())], "exactly one parameter, holding the whole value");
+    let body: Value = serde_json::from_str(&hook.body).unwrap();
+    assert_eq!(body, json!({"note": last_name}), "the value stays one JSON string: no admin key");
+    assert_eq!(w.reason(p).await.0, "completed");
+}
+
+#[tokio::test]
+async fn a_merge_value_with_a_line_break_in_a_webhook_header_fails_the_step_once_without_a_call() {
+    let w = world().await;
+    let server = HttpServer::start("127.0.0.1").await;
+    w.configure(json!({"http": {"allowlist": ["127.0.0.1"]}})).await;
+    let flow = w
+        .flow(
+            "Header hook",
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "h", "kind": "webhook", "settings": {"url": server.url("/hook"), "headers": {"X-Name": "{{ first_name }}"}}},
+                   {"id": "bad", "kind": "block"}]),
+            &[("s", "next", "h"), ("h", "failed", "bad")],
+        )
+        .await;
+    let p = w.enroll(flow, json!({"email": "bob@example.test", "fields": {"first_name": "bob\r\nX-Admin: true"}})).await;
+    let dispatcher = w.dispatcher(5);
+    w.dispatch(&dispatcher).await;
+    w.clock.advance(SignedDuration::from_hours(2));
+    w.dispatch(&dispatcher).await;
+
+    assert!(server.arrivals().is_empty(), "no request went out, so no second header either");
+    let (status, tries, error): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT status, tries, last_error FROM outbox WHERE participant_id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
+    assert_eq!((status.as_str(), tries), ("failed", 1), "not retried: {error:?}");
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!(timeline[1].outcome, Outcome::Failed);
+    assert_eq!(timeline[1].reason.as_deref(), Some("the X-Name header's value has a line break or another character a header cannot carry"));
+    assert_eq!(timeline[2].step, "bad", "the failed port was taken");
 }

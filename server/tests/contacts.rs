@@ -654,6 +654,8 @@ impl Api {
             .header(header::HOST, "waymark.test")
             .header(header::ORIGIN, "http://waymark.test")
             .header(header::COOKIE, format!("waymark_session={}", self.cookie))
+            // as the pages' script does (a multipart upload is form-encoded)
+            .header(server::auth::CSRF_HEADER, server::auth::csrf_token(&self.cookie))
             .body(Body::from(body))
             .unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();

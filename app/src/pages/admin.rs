@@ -257,7 +257,7 @@ pub fn IntegrationsPage() -> impl IntoView {
                                             <code>"\"voice\": {\"status_callback\": \"https://…/api/v1/channels/calls/status\"}"</code>
                                             " (optional \"url\" for TwiML when a step has no script, \"ring_secs\")."</p>
                                     })}
-                                    <label>"Settings (JSON)" <textarea name="settings" rows="7">{fields}</textarea></label>
+                                    <label>"Settings (JSON)" <textarea name="settings" rows="7">{super::textarea_text(fields)}</textarea></label>
                                     {(channel != "http").then(|| view! {
                                         <label>{if secret_set { "Secret (stored; empty keeps it)" } else { "Secret" }}
                                             <input type="password" name="secret" autocomplete="new-password"/>

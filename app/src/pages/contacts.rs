@@ -308,7 +308,7 @@ fn ContactForm(detail: Option<ContactDetail>) -> impl IntoView {
             <label>"Mobile" <input type="text" name="mobile" value=text(&c.mobile)/></label>
             <label>"Time zone" <input type="text" name="timezone" value=text(&c.timezone) placeholder="Europe/Paris"/></label>
             <label>"Owner" <input type="text" name="owner" value=text(&c.owner)/></label>
-            <label>"Custom fields (one “name = value” a line)" <textarea name="fields" rows="6">{fields}</textarea></label>
+            <label>"Custom fields (one “name = value” a line)" <textarea name="fields" rows="6">{super::textarea_text(fields)}</textarea></label>
             <label>"Lists (comma-separated)" <input type="text" name="lists" value=lists/></label>
             <button type="submit" class="primary">"Save contact"</button>
         </ActionForm>
@@ -486,6 +486,11 @@ fn upload(file: NodeRef<leptos::html::Input>, options: String, error: RwSignal<O
                 let init = web_sys::RequestInit::new();
                 init.set_method("POST");
                 init.set_body(&form.into());
+                // A multipart body is one a form could send: the session's
+                // anti-forgery token shows it came from this page's script.
+                let headers = web_sys::Headers::new()?;
+                headers.set(crate::auth::CSRF_HEADER, &crate::auth::client::token())?;
+                init.set_headers(&headers);
                 let window = web_sys::window().ok_or_else(|| wasm_bindgen::JsValue::from_str("no window"))?;
                 let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str_and_init("/api/v1/contacts/imports", &init)).await?.dyn_into()?;
                 let body = wasm_bindgen_futures::JsFuture::from(response.json()?).await?;

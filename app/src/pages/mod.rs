@@ -25,6 +25,21 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
+/// A `<textarea>`'s initial text. The framework writes a textarea's
+/// children into the server's HTML unescaped (as it does a script's), so a
+/// stored value `</textarea><form …>` would leave the element and add
+/// markup. On the server the text is escaped here: a textarea's content is
+/// RCDATA, which the browser decodes back to exactly this text. In the
+/// browser it becomes a text node as it is. Every textarea with children
+/// goes through this; `security.rs` parses the rendered pages to prove it.
+pub fn textarea_text(text: String) -> String {
+    if cfg!(feature = "ssr") {
+        crate::core::merge::escape_html(&text)
+    } else {
+        text
+    }
+}
+
 /// A failed server call, in words.
 #[component]
 pub fn ErrorNote(message: String) -> impl IntoView {

@@ -50,6 +50,8 @@ pub fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < 10 {
         return Err(Error::Invalid { code: "weak_password", message: "A password needs at least 10 characters.".into() });
     }
+    // Hashing is the slow part by design: a megabyte of password is not taken.
+    app::core::limits::check("password", password, 1_024)?;
     Ok(())
 }
 
@@ -71,6 +73,8 @@ fn checked_new_user<'a>(email: &'a str, name: &'a str, password: &str) -> Result
     if !email.contains('@') {
         return Err(Error::Invalid { code: "invalid_email", message: format!("“{email}” is not an email address.") });
     }
+    app::core::limits::check("email", email, app::core::limits::EMAIL)?;
+    app::core::limits::check("name", name.trim(), app::core::limits::NAME)?;
     check_password(password)?;
     let name = if name.trim().is_empty() { email } else { name.trim() };
     Ok((email, name, hash_password(password)?))
@@ -119,6 +123,7 @@ pub async fn add_first_admin(pool: &Pool, email: &str, name: &str, password: &st
 /// Changes a user's name, role, disabled flag and (when given) password.
 /// Disabling or demoting signs them out everywhere.
 pub async fn update_user(pool: &Pool, id: i64, name: &str, role: Role, disabled: bool, password: Option<&str>) -> Result<User> {
+    app::core::limits::check("name", name.trim(), app::core::limits::NAME)?;
     let hash = match password.filter(|p| !p.is_empty()) {
         Some(password) => {
             check_password(password)?;
@@ -225,6 +230,7 @@ pub async fn create_token(pool: &Pool, name: &str, scope: &str, created_by: &str
     if name.trim().is_empty() {
         return Err(Error::Invalid { code: "invalid_name", message: "A token needs a name.".into() });
     }
+    app::core::limits::check("name", name.trim(), app::core::limits::NAME)?;
     if !matches!(scope, "read" | "write") {
         return Err(Error::Invalid { code: "invalid_scope", message: "A token's scope is read or write.".into() });
     }

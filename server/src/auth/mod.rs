@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
+
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -86,14 +87,75 @@ impl Policy {
         Policy { routes: router }
     }
 
-    /// What `method path` needs. Routes nobody declared (a mistyped address)
-    /// need a signed-in user and end in a 404.
-    pub fn access(&self, method: &Method, path: &str) -> Access {
+    /// What `method path` needs: `Err(Unknown)` for a path nobody declared
+    /// (refused, never allowed by default), `Err(Method)` for a declared
+    /// path that does not take this method. The path must already be the
+    /// canonical one ([`canonical_path`]), as the router sees it.
+    pub fn access(&self, method: &Method, path: &str) -> Result<Access, NoRoute> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
-        match self.routes.at(path) {
-            Ok(found) => found.value.iter().find(|(m, _)| m == method).map_or(Access::SignedIn, |(_, access)| *access),
-            Err(_) => Access::SignedIn,
+        let found = self.routes.at(path).map_err(|_| NoRoute::Unknown)?;
+        found.value.iter().find(|(m, _)| m == method).map(|(_, access)| *access).ok_or(NoRoute::Method)
+    }
+
+    /// Whether some method may reach `path`.
+    pub fn knows(&self, path: &str) -> bool {
+        self.routes.at(path).is_ok()
+    }
+}
+
+/// Why a request matches no rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No route has this path.
+    Unknown,
+    /// The path exists, but not for this method.
+    Method,
+}
+
+/// How a request's path compares with the one route it may name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathForm {
+    /// Already canonical: the policy and the router decide on it as it is.
+    Canonical,
+    /// A spelling of another path (a trailing slash, `//`): browsers are
+    /// sent there, other requests refused.
+    Alias(String),
+    /// Never a route: an encoded slash, backslash or dot, a NUL, or any
+    /// percent-encoding in a page's path (pages have numeric parameters
+    /// only), which the page router might decode differently from the
+    /// policy.
+    Refused,
+}
+
+/// The one form of a path that the policy and the router both decide on.
+/// Case is kept: `/ADMIN/users` is simply unknown, so refused.
+pub fn canonical_path(path: &str) -> PathForm {
+    if !path.starts_with('/') || path.contains('\\') {
+        return PathForm::Refused;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e", "%00"].iter().any(|bad| lower.contains(bad)) {
+        return PathForm::Refused;
+    }
+    let page = !(path.starts_with("/api/") || path.starts_with("/pkg/"));
+    if page && path.contains('%') {
+        return PathForm::Refused;
+    }
+    let mut canonical = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." {
+            return PathForm::Refused;
         }
+        canonical.push('/');
+        canonical.push_str(segment);
+    }
+    if canonical.is_empty() {
+        canonical.push('/');
+    }
+    if canonical == path {
+        PathForm::Canonical
+    } else {
+        PathForm::Alias(canonical)
     }
 }
 
@@ -170,13 +232,52 @@ fn wants_problem(path: &str) -> bool {
     path.starts_with("/api/") || path.starts_with("/fn/") || path.starts_with("/auth/")
 }
 
+/// The header the pages' script sends the session's anti-forgery token in.
+pub const CSRF_HEADER: &str = "x-waymark-csrf";
+
+/// The anti-forgery token of a session: derived from the session's secret
+/// (which is `HttpOnly`, so no script or markup can read it), printed into
+/// the pages as `<meta name="waymark-csrf">` for their script to send back.
+pub fn csrf_token(session: &str) -> String {
+    accounts::digest(&format!("waymark-csrf\0{session}"))
+}
+
+/// Whether an HTML form could have sent this body: a form always names
+/// one of these three types (and only ever GETs or POSTs).
+fn form_encoded(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return false };
+    let essence = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(essence.as_str(), "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
+}
+
+/// What an unknown route answers: nothing about what is there.
+fn not_found(path: &str) -> Response {
+    if wants_problem(path) {
+        return Error::RouteNotFound.into_response();
+    }
+    html_page(axum::http::StatusCode::NOT_FOUND, "Page not found", "<p>There is nothing at this address. <a href=\"/\">Go to the start page</a>.</p>")
+}
+
 /// The middleware in front of every route.
 pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let access = auth.policy.access(&method, &path);
+    // The policy decides on the path the router will match, spelled one way.
+    match canonical_path(&path) {
+        PathForm::Canonical => {}
+        PathForm::Alias(canonical) if is_safe(&method) && method != Method::OPTIONS && auth.policy.knows(&canonical) => {
+            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            return Redirect::permanent(&format!("{canonical}{query}")).into_response();
+        }
+        PathForm::Alias(_) | PathForm::Refused => return not_found(&path),
+    }
+    let access = match auth.policy.access(&method, &path) {
+        Ok(access) => access,
+        Err(NoRoute::Unknown) => return not_found(&path),
+        Err(NoRoute::Method) => return Error::MethodNotAllowed(method.to_string()).into_response(),
+    };
     let headers = request.headers();
-
+    let mut csrf = None;
     let viewer = if let Some(token) = bearer(headers) {
         if !path.starts_with("/api/") {
             return Error::Forbidden("API token").into_response();
@@ -198,6 +299,20 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
         let ambient = session.is_some() || path.starts_with("/auth/");
         if ambient && !is_safe(&method) && !same_origin(headers) {
             return Error::CrossSite.into_response();
+        }
+        // A same-origin form (one injected into a page by stored markup,
+        // say) must not ride the session either: what a form can send
+        // needs the session's token, which only the pages' script sends.
+        // Sign-in and sign-out stay plain forms.
+        if let Some(session) = session {
+            let token = csrf_token(session);
+            if method == Method::POST && !path.starts_with("/auth/") && form_encoded(headers) {
+                let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                if !constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                    return Error::CsrfTokenMissing.into_response();
+                }
+            }
+            csrf = Some(token);
         }
         match session {
             Some(value) => match accounts::session_viewer(&auth.pool, value).await {
@@ -224,10 +339,27 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
         }
         _ => {}
     }
+    // Server functions read their whole body before anything can answer: one
+    // over the limit is refused here, as the REST API does, rather than
+    // failing inside the framework with a 500. (They would buffer it anyway.)
+    if path.starts_with("/fn/") {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, crate::error::MAX_BODY_BYTES).await {
+            Ok(bytes) => request = Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(_) => return Error::PayloadTooLarge.into_response(),
+        }
+    }
     if let Some(viewer) = viewer {
         request.extensions_mut().insert(viewer);
+        if let Some(token) = csrf {
+            request.extensions_mut().insert(app::auth::CsrfToken(token));
+        }
     }
     next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 fn forbidden_page(message: &str) -> Response {
@@ -297,11 +429,41 @@ mod tests {
             (Method::GET, "/login".to_owned(), Access::Public),
             (Method::GET, "/flows/{id}".to_owned(), Access::Marketer),
         ]);
-        assert_eq!(policy.access(&Method::GET, "/api/v1/flows"), Access::Marketer);
-        assert_eq!(policy.access(&Method::HEAD, "/api/v1/flows"), Access::Marketer);
-        assert_eq!(policy.access(&Method::POST, "/api/v1/flows"), Access::Admin);
-        assert_eq!(policy.access(&Method::GET, "/flows/7"), Access::Marketer);
-        assert_eq!(policy.access(&Method::GET, "/nowhere"), Access::SignedIn);
+        assert_eq!(policy.access(&Method::GET, "/api/v1/flows"), Ok(Access::Marketer));
+        assert_eq!(policy.access(&Method::HEAD, "/api/v1/flows"), Ok(Access::Marketer));
+        assert_eq!(policy.access(&Method::POST, "/api/v1/flows"), Ok(Access::Admin));
+        assert_eq!(policy.access(&Method::GET, "/flows/7"), Ok(Access::Marketer));
+        assert_eq!(policy.access(&Method::DELETE, "/flows/7"), Err(NoRoute::Method));
+        assert_eq!(policy.access(&Method::GET, "/nowhere"), Err(NoRoute::Unknown), "unknown is refused, not signed-in");
+        assert_eq!(policy.access(&Method::GET, "/FLOWS/7"), Err(NoRoute::Unknown));
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_comes_to_one_or_is_refused() {
+        use PathForm::*;
+        assert_eq!(canonical_path("/admin/users"), Canonical);
+        assert_eq!(canonical_path("/"), Canonical);
+        assert_eq!(canonical_path("/admin/users/"), Alias("/admin/users".into()));
+        assert_eq!(canonical_path("//admin//users"), Alias("/admin/users".into()));
+        assert_eq!(canonical_path("/contacts/2/edit/"), Alias("/contacts/2/edit".into()));
+        assert_eq!(canonical_path("//"), Alias("/".into()));
+        for refused in [
+            "/admin/%75sers",
+            "/admin%2Fusers",
+            "/admin%2fusers",
+            "/contacts/2%2Fedit",
+            "/participants/1/../../admin/users",
+            "/participants/%2e%2e",
+            "/admin/./users",
+            "/admin\\users",
+            "/inbox%00",
+            "admin/users",
+        ] {
+            assert_eq!(canonical_path(refused), Refused, "{refused}");
+        }
+        // The API takes encoded names in its paths; the policy sees them raw, as axum does.
+        assert_eq!(canonical_path("/api/v1/lists/My%20list"), Canonical);
+        assert_eq!(canonical_path("/api/v1/lists/a%2Fb"), Refused);
     }
 
     #[test]

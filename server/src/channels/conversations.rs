@@ -23,6 +23,17 @@ pub struct Draft<'a> {
 pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Option<String>, Failure> {
     let now = Timestamp::now().to_string();
     let unreadable = |err: sqlx::Error| Failure::transient(format!("the conversation record cannot be written: {err}"));
+    // An erased contact is not written to (its entry was cancelled; this
+    // try began before), nor is its address recorded again.
+    let deleted: Option<Option<String>> =
+        sqlx::query_scalar("SELECT c.deleted_at FROM participants p JOIN contacts c ON c.id = p.contact_id WHERE p.id = $1")
+            .bind(job.participant)
+            .fetch_optional(pool)
+            .await
+            .map_err(unreadable)?;
+    if matches!(deleted, Some(Some(_))) {
+        return Err(Failure::permanent(crate::runtime::contacts::NOT_SENT));
+    }
     sqlx::query(
         "INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at)
          VALUES ($1, $2, (SELECT contact_id FROM participants WHERE id = $3), $4, $5, $6, 'queued', $7, $8)

@@ -1,7 +1,11 @@
 //! Outbound HTTP to addresses a marketer typed (webhooks, data append,
-//! attachments), behind an SSRF guard: loopback, private, link-local,
-//! CGNAT, unique-local, unspecified, multicast and broadcast addresses are
-//! refused unless an admin allowlisted them.
+//! attachments), behind an SSRF guard: every range in the IANA IPv4 and IPv6
+//! special-purpose address registries that the registry does not mark
+//! globally reachable (loopback, private, link-local, CGNAT, unique-local,
+//! unspecified, documentation, benchmarking, Teredo, ...), and multicast,
+//! reserved, broadcast and site-local addresses, are refused unless an admin
+//! allowlisted them. An IPv6 address carrying an IPv4 one (IPv4-mapped,
+//! IPv4-translated, NAT64, 6to4) is judged as that IPv4 address.
 //!
 //! The guard checks the address actually connected to: IP literals before
 //! the request, names inside the client's DNS resolver (so no second lookup
@@ -9,8 +13,8 @@
 //! hand rather than by the client. Proxies from the environment are ignored,
 //! since a proxy would do its own resolving.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -77,9 +81,12 @@ impl Guard {
         if self.nets.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
-        match internal(ip) {
-            Some(what) => Err(format!("{ip} is {what}, which outbound calls may not reach")),
+        match judge(ip) {
             None => Ok(()),
+            Some(Refusal { what, carrier: None }) => Err(format!("{ip} is {what}, which outbound calls may not reach")),
+            Some(Refusal { what, carrier: Some((range, v4)) }) => {
+                Err(format!("{ip} is {range} carrying {v4}, {what}, which outbound calls may not reach"))
+            }
         }
     }
 
@@ -101,55 +108,161 @@ impl Guard {
     }
 }
 
-/// What kind of internal address `ip` is, or `None` for a public one.
+/// What the guard does with the addresses of one special-purpose range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Never reached from here.
+    Refuse,
+    /// The registry marks the range globally reachable.
+    Allow,
+    /// Judged as the IPv4 address in the last 32 bits.
+    CarriesV4Low,
+    /// Judged as the IPv4 address in bits 16..48 (6to4).
+    CarriesV4At16,
+}
+
+use Rule::{Allow, CarriesV4At16, CarriesV4Low, Refuse};
+
+/// The special-purpose ranges: prefix, the registry's name for it as the
+/// refusal says it, and the rule. The most specific prefix that holds an
+/// address decides; an address in none of them is public.
+///
+/// Follows the IANA IPv4 Special-Purpose Address Registry and the IANA IPv6
+/// Special-Purpose Address Registry (iana-ipv4-special-registry,
+/// iana-ipv6-special-registry; RFC 6890), checked 2026-12-07 against stored
+/// copies of both (the IPv6 one last updated 2025-10-09, with 100:0:0:1::/64
+/// from RFC 9780 its newest entry), plus the multicast ranges (RFC 5771,
+/// RFC 4291 §2.7), IPv6 site-local (RFC 3879), IPv4-compatible (RFC 4291
+/// §2.5.5.1) and IPv4-translated (RFC 2765 §2.1) addresses, which those
+/// registries do not list. A range is allowed only where the registry says
+/// "Globally Reachable: True"; "False", "N/A" and blank are refused.
+const SPECIAL: &[(&str, &str, Rule)] = &[
+    // IPv4 Special-Purpose Address Registry
+    ("0.0.0.0/8", "a \"this network\" address", Refuse),
+    ("0.0.0.0/32", "the \"this host on this network\" address", Refuse),
+    ("10.0.0.0/8", "a private-use address", Refuse),
+    ("100.64.0.0/10", "a shared address space (CGNAT) address", Refuse),
+    ("127.0.0.0/8", "a loopback address", Refuse),
+    ("169.254.0.0/16", "a link-local address", Refuse),
+    ("172.16.0.0/12", "a private-use address", Refuse),
+    ("192.0.0.0/24", "an IETF protocol assignments address", Refuse),
+    ("192.0.0.0/29", "an IPv4 service continuity prefix address", Refuse),
+    ("192.0.0.8/32", "the IPv4 dummy address", Refuse),
+    // Globally reachable in the registry, but anycast to the nearest PCP or
+    // TURN server, which is the operator's own: refused with the rest of
+    // 192.0.0.0/24.
+    ("192.0.0.9/32", "the Port Control Protocol anycast address", Refuse),
+    ("192.0.0.10/32", "the Traversal Using Relays around NAT anycast address", Refuse),
+    ("192.0.0.170/32", "a NAT64/DNS64 discovery address", Refuse),
+    ("192.0.0.171/32", "a NAT64/DNS64 discovery address", Refuse),
+    ("192.0.2.0/24", "a documentation (TEST-NET-1) address", Refuse),
+    ("192.31.196.0/24", "an AS112-v4 address", Allow),
+    ("192.52.193.0/24", "an AMT address", Allow),
+    ("192.88.99.0/24", "a deprecated 6to4 relay anycast address", Refuse),
+    ("192.88.99.2/32", "the 6a44-relay anycast address", Refuse),
+    ("192.168.0.0/16", "a private-use address", Refuse),
+    ("192.175.48.0/24", "a Direct Delegation AS112 Service address", Allow),
+    ("198.18.0.0/15", "a benchmarking address", Refuse),
+    ("198.51.100.0/24", "a documentation (TEST-NET-2) address", Refuse),
+    ("203.0.113.0/24", "a documentation (TEST-NET-3) address", Refuse),
+    ("240.0.0.0/4", "a reserved address", Refuse),
+    ("255.255.255.255/32", "the limited broadcast address", Refuse),
+    // IPv4 Multicast Address Space Registry
+    ("224.0.0.0/4", "a multicast address", Refuse),
+    // IPv6 Special-Purpose Address Registry
+    ("::1/128", "the loopback address", Refuse),
+    ("::/128", "the unspecified address", Refuse),
+    ("::ffff:0:0/96", "an IPv4-mapped address", CarriesV4Low),
+    ("64:ff9b::/96", "an IPv4-IPv6 translation (NAT64) address", CarriesV4Low),
+    ("64:ff9b:1::/48", "a local-use IPv4-IPv6 translation (NAT64) address", Refuse),
+    ("100::/64", "a discard-only address", Refuse),
+    ("100:0:0:1::/64", "a dummy IPv6 prefix address", Refuse),
+    ("2001::/23", "an IETF protocol assignments address", Refuse),
+    // The Teredo client's IPv4 address is obfuscated, and the relay is
+    // whoever answers: refused outright.
+    ("2001::/32", "a Teredo address", Refuse),
+    ("2001:1::1/128", "the Port Control Protocol anycast address", Allow),
+    ("2001:1::2/128", "the Traversal Using Relays around NAT anycast address", Allow),
+    ("2001:1::3/128", "the DNS-SD Service Registration Protocol anycast address", Allow),
+    ("2001:2::/48", "a benchmarking address", Refuse),
+    ("2001:3::/32", "an AMT address", Allow),
+    ("2001:4:112::/48", "an AS112-v6 address", Allow),
+    ("2001:10::/28", "a deprecated ORCHID address", Refuse),
+    ("2001:20::/28", "an ORCHIDv2 address", Allow),
+    ("2001:30::/28", "a Drone Remote ID Protocol Entity Tag (DET) address", Allow),
+    ("2001:db8::/32", "a documentation address", Refuse),
+    ("2002::/16", "a 6to4 address", CarriesV4At16),
+    ("2620:4f:8000::/48", "a Direct Delegation AS112 Service address", Allow),
+    ("3fff::/20", "a documentation address", Refuse),
+    ("5f00::/16", "a Segment Routing (SRv6) SID", Refuse),
+    ("fc00::/7", "a unique-local address", Refuse),
+    ("fe80::/10", "a link-local address", Refuse),
+    // Not in the IPv6 registry
+    ("::/96", "a deprecated IPv4-compatible address", Refuse),
+    ("::ffff:0:0:0/96", "an IPv4-translated address", CarriesV4Low),
+    ("fec0::/10", "a site-local address", Refuse),
+    ("ff00::/8", "a multicast address", Refuse),
+];
+
+/// One entry of [`SPECIAL`], parsed.
+#[derive(Debug)]
+struct Range {
+    net: IpNet,
+    what: &'static str,
+    rule: Rule,
+}
+
+/// [`SPECIAL`] parsed, most specific first, so the first match decides.
+static RANGES: LazyLock<Vec<Range>> = LazyLock::new(|| {
+    let mut ranges: Vec<Range> = SPECIAL
+        .iter()
+        .map(|&(prefix, what, rule)| Range {
+            net: prefix.parse().unwrap_or_else(|err| panic!("special-purpose prefix {prefix}: {err}")),
+            what,
+            rule,
+        })
+        .collect();
+    ranges.sort_by_key(|range| std::cmp::Reverse(range.net.prefix_len()));
+    ranges
+});
+
+/// The most specific special-purpose range holding `ip`.
+fn range(ip: IpAddr) -> Option<&'static Range> {
+    RANGES.iter().find(|range| range.net.contains(&ip))
+}
+
+/// Why an address may not be reached.
+struct Refusal {
+    /// What kind of address is refused.
+    what: &'static str,
+    /// The IPv6 range and the IPv4 address carried in it, when the IPv4
+    /// address is what was refused.
+    carrier: Option<(&'static str, Ipv4Addr)>,
+}
+
+fn judge(ip: IpAddr) -> Option<Refusal> {
+    let range = range(ip)?;
+    let carried = match (range.rule, ip) {
+        (Allow, _) => return None,
+        (CarriesV4Low, IpAddr::V6(v6)) => Ipv4Addr::from(v6.to_bits() as u32),
+        (CarriesV4At16, IpAddr::V6(v6)) => Ipv4Addr::from((v6.to_bits() >> 80) as u32),
+        // Refuse, or (a mistake in the table) an IPv4 range said to carry one.
+        _ => return Some(Refusal { what: range.what, carrier: None }),
+    };
+    let inner = range_v4(carried)?;
+    Some(Refusal { what: inner, carrier: Some((range.what, carried)) })
+}
+
+/// What kind of refused address an IPv4 address is, or `None` if allowed.
+fn range_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    range(IpAddr::V4(ip)).filter(|range| range.rule != Allow).map(|range| range.what)
+}
+
+/// What kind of internal address `ip` is, or `None` for a public one. For an
+/// IPv6 address carrying an IPv4 one (mapped, translated, NAT64, 6to4) it is
+/// what the IPv4 address is.
 pub fn internal(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => internal_v4(v4),
-        IpAddr::V6(v6) => internal_v6(v6),
-    }
-}
-
-fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match (a, b) {
-        _ if ip.is_unspecified() || a == 0 => "an unspecified (0.0.0.0/8) address",
-        _ if ip.is_loopback() => "a loopback address",
-        (10, _) | (172, 16..=31) | (192, 168) => "a private address",
-        (169, 254) => "a link-local address",
-        (100, 64..=127) => "a shared (CGNAT) address",
-        (192, 0) if c == 0 => "an IETF protocol address",
-        (198, 18..=19) => "a benchmarking address",
-        _ if ip.is_broadcast() => "the broadcast address",
-        (224..=239, _) => "a multicast address",
-        (240..=255, _) => "a reserved address",
-        _ => return None,
-    })
-}
-
-fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    // An IPv4 address carried inside IPv6 is judged as that IPv4 address.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return internal_v4(v4);
-    }
-    let s = ip.segments();
-    if s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
-        return internal_v4(Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32)); // IPv4-compatible ::a.b.c.d
-    }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return internal_v4(Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32)); // NAT64
-    }
-    if s[0] == 0x2002 {
-        return internal_v4(Ipv4Addr::from(((s[1] as u32) << 16) | s[2] as u32)); // 6to4
-    }
-    Some(match s[0] {
-        _ if ip.is_unspecified() => "the unspecified address",
-        _ if ip.is_loopback() => "a loopback address",
-        x if x & 0xffc0 == 0xfe80 => "a link-local address",
-        x if x & 0xffc0 == 0xfec0 => "a site-local address",
-        x if x & 0xfe00 == 0xfc00 => "a unique-local address",
-        x if x & 0xff00 == 0xff00 => "a multicast address",
-        _ => return None,
-    })
+    judge(ip).map(|refusal| refusal.what)
 }
 
 /// Why a name was refused, found again in reqwest's error chain.
@@ -380,6 +493,189 @@ mod tests {
         for url in ["http://93.184.215.14/", "https://[2606:4700::1111]/", "http://172.32.0.1/", "https://example.com/x"] {
             assert!(!refused(&guard, url), "{url} should pass");
         }
+    }
+
+    /// How a range in the registries should be decided, written out apart
+    /// from [`SPECIAL`] so that losing or changing an entry there fails.
+    enum Expect {
+        /// Refused, with an address inside the range that no more specific
+        /// range holds.
+        Refused(&'static str),
+        /// Allowed, likewise.
+        Allowed(&'static str),
+        /// Judged by a carried IPv4 address: one carrying a private IPv4
+        /// address (10.0.0.1) and one carrying a public one (8.8.8.8).
+        Carries { private: &'static str, public: &'static str },
+    }
+
+    use Expect::{Allowed, Carries, Refused};
+
+    const EXPECTED: &[(&str, Expect)] = &[
+        ("0.0.0.0/8", Refused("0.1.2.3")),
+        ("0.0.0.0/32", Refused("0.0.0.0")),
+        ("10.0.0.0/8", Refused("10.20.30.40")),
+        ("100.64.0.0/10", Refused("100.127.255.254")),
+        ("127.0.0.0/8", Refused("127.1.2.3")),
+        ("169.254.0.0/16", Refused("169.254.169.254")),
+        ("172.16.0.0/12", Refused("172.31.0.1")),
+        ("192.0.0.0/24", Refused("192.0.0.200")),
+        ("192.0.0.0/29", Refused("192.0.0.1")),
+        ("192.0.0.8/32", Refused("192.0.0.8")),
+        ("192.0.0.9/32", Refused("192.0.0.9")),
+        ("192.0.0.10/32", Refused("192.0.0.10")),
+        ("192.0.0.170/32", Refused("192.0.0.170")),
+        ("192.0.0.171/32", Refused("192.0.0.171")),
+        ("192.0.2.0/24", Refused("192.0.2.1")),
+        ("192.31.196.0/24", Allowed("192.31.196.1")),
+        ("192.52.193.0/24", Allowed("192.52.193.1")),
+        ("192.88.99.0/24", Refused("192.88.99.1")),
+        ("192.88.99.2/32", Refused("192.88.99.2")),
+        ("192.168.0.0/16", Refused("192.168.1.1")),
+        ("192.175.48.0/24", Allowed("192.175.48.6")),
+        ("198.18.0.0/15", Refused("198.19.255.1")),
+        ("198.51.100.0/24", Refused("198.51.100.7")),
+        ("203.0.113.0/24", Refused("203.0.113.9")),
+        ("240.0.0.0/4", Refused("250.1.2.3")),
+        ("255.255.255.255/32", Refused("255.255.255.255")),
+        ("224.0.0.0/4", Refused("239.255.255.250")),
+        ("::1/128", Refused("::1")),
+        ("::/128", Refused("::")),
+        ("::ffff:0:0/96", Carries { private: "::ffff:10.0.0.1", public: "::ffff:8.8.8.8" }),
+        ("64:ff9b::/96", Carries { private: "64:ff9b::a00:1", public: "64:ff9b::808:808" }),
+        ("64:ff9b:1::/48", Refused("64:ff9b:1::808:808")),
+        ("100::/64", Refused("100::1")),
+        ("100:0:0:1::/64", Refused("100:0:0:1::1")),
+        ("2001::/23", Refused("2001:100::1")),
+        ("2001::/32", Refused("2001:0:4136:e378:8000:63bf:3fff:fdd2")),
+        ("2001:1::1/128", Allowed("2001:1::1")),
+        ("2001:1::2/128", Allowed("2001:1::2")),
+        ("2001:1::3/128", Allowed("2001:1::3")),
+        ("2001:2::/48", Refused("2001:2::1")),
+        ("2001:3::/32", Allowed("2001:3::1")),
+        ("2001:4:112::/48", Allowed("2001:4:112::1")),
+        ("2001:10::/28", Refused("2001:10::1")),
+        ("2001:20::/28", Allowed("2001:20::1")),
+        ("2001:30::/28", Allowed("2001:30::1")),
+        ("2001:db8::/32", Refused("2001:db8::1")),
+        ("2002::/16", Carries { private: "2002:a00:1::1", public: "2002:808:808::1" }),
+        ("2620:4f:8000::/48", Allowed("2620:4f:8000::1")),
+        ("3fff::/20", Refused("3fff:fff::1")),
+        ("5f00::/16", Refused("5f00::1")),
+        ("fc00::/7", Refused("fdff::1")),
+        ("fe80::/10", Refused("febf::1")),
+        ("::/96", Refused("::8.8.8.8")),
+        ("::ffff:0:0:0/96", Carries { private: "::ffff:0:a00:1", public: "::ffff:0:808:808" }),
+        ("fec0::/10", Refused("fec0::1")),
+        ("ff00::/8", Refused("ff02::1")),
+    ];
+
+    fn entry(prefix: &str) -> Option<&'static (&'static str, &'static str, Rule)> {
+        SPECIAL.iter().find(|(p, _, _)| *p == prefix)
+    }
+
+    #[test]
+    fn every_special_range_is_decided_as_the_registries_say() {
+        let mut wrong = Vec::new();
+        for (prefix, expect) in EXPECTED {
+            let Some(&(_, what, rule)) = entry(prefix) else {
+                wrong.push(format!("{prefix}: not in the table"));
+                continue;
+            };
+            let net: IpNet = prefix.parse().unwrap();
+            let check = |addr: &str, refused: bool, wrong: &mut Vec<String>| {
+                let ip: IpAddr = addr.parse().unwrap();
+                if !net.contains(&ip) {
+                    wrong.push(format!("{prefix}: the test address {addr} is outside it"));
+                }
+                if let Some(most_specific) = range(ip).filter(|r| r.net != net) {
+                    wrong.push(format!("{prefix}: {addr} is decided by {} instead", most_specific.net));
+                }
+                let got = Guard::default().check_ip(ip);
+                if got.is_err() != refused {
+                    wrong.push(format!("{prefix}: {addr} should be {}, got {got:?}", if refused { "refused" } else { "allowed" }));
+                }
+                got
+            };
+            match *expect {
+                Refused(addr) => {
+                    if rule != Refuse {
+                        wrong.push(format!("{prefix}: the table says {rule:?}, not Refuse"));
+                    }
+                    if let Err(why) = check(addr, true, &mut wrong) {
+                        if !why.contains(what) {
+                            wrong.push(format!("{prefix}: the refusal “{why}” does not name {what}"));
+                        }
+                    }
+                }
+                Allowed(addr) => {
+                    if rule != Allow {
+                        wrong.push(format!("{prefix}: the table says {rule:?}, not Allow"));
+                    }
+                    check(addr, false, &mut wrong).ok();
+                }
+                Carries { private, public } => {
+                    if !matches!(rule, CarriesV4Low | CarriesV4At16) {
+                        wrong.push(format!("{prefix}: the table says {rule:?}, not an IPv4 carrier"));
+                    }
+                    if let Err(why) = check(private, true, &mut wrong) {
+                        if !why.contains(what) || !why.contains("10.0.0.1") || !why.contains("a private-use address") {
+                            wrong.push(format!("{prefix}: the refusal “{why}” does not say what carried what"));
+                        }
+                    }
+                    check(public, false, &mut wrong).ok();
+                }
+            }
+        }
+        for (prefix, _, _) in SPECIAL {
+            if !EXPECTED.iter().any(|(p, _)| p == prefix) {
+                wrong.push(format!("{prefix}: in the table but not tested"));
+            }
+        }
+        assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_special_range_table_is_well_formed() {
+        let mut seen = Vec::new();
+        for &(prefix, what, rule) in SPECIAL {
+            let net: IpNet = prefix.parse().unwrap_or_else(|err| panic!("{prefix}: {err}"));
+            assert_eq!(net, net.trunc(), "{prefix} has host bits set");
+            assert!(!seen.contains(&net), "{prefix} is listed twice");
+            assert!(!what.is_empty(), "{prefix} has no name");
+            match rule {
+                CarriesV4Low => assert!(matches!(net, IpNet::V6(_)) && net.prefix_len() == 96, "{prefix} cannot carry IPv4 in its last 32 bits"),
+                CarriesV4At16 => assert!(matches!(net, IpNet::V6(_)) && net.prefix_len() == 16, "{prefix} cannot carry IPv4 in bits 16..48"),
+                Refuse | Allow => {}
+            }
+            seen.push(net);
+        }
+        assert_eq!(RANGES.len(), SPECIAL.len());
+    }
+
+    #[test]
+    fn the_audit_cases_are_decided_right() {
+        let guard = Guard::default();
+        for url in [
+            "http://[::ffff:0:7f00:1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://[2001:0:4136:e378::1]/",
+            "http://[100::1]/",
+            "http://[3fff::1]/",
+            "http://192.0.2.1/",
+        ] {
+            assert!(refused(&guard, url), "{url} should be refused");
+        }
+        for url in ["http://[64:ff9b::808:808]/", "http://[2002:808:808::1]/", "http://192.31.196.1/"] {
+            assert!(!refused(&guard, url), "{url} should pass");
+        }
+        let why = guard.check_url(&Url::parse("http://[::ffff:0:7f00:1]/").unwrap()).unwrap_err();
+        assert_eq!(why, "::ffff:0:7f00:1 is an IPv4-translated address carrying 127.0.0.1, a loopback address, which outbound calls may not reach");
+        assert_eq!(internal("::ffff:0:7f00:1".parse().unwrap()), Some("a loopback address"));
+        assert_eq!(
+            guard.check_ip("127.0.0.2".parse().unwrap()),
+            Err("127.0.0.2 is a loopback address, which outbound calls may not reach".into())
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Integration settings: what an admin configures for each channel, stored
 //! one row per channel. The secret (SMTP password, SMS token) lives in its
 //! own column as a [`Secret`], which cannot be serialized: the browser only
-//! ever learns whether one is set.
+//! ever learns whether one is set. It is stored encrypted with a key kept
+//! outside the database (see [`crate::secrets`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -11,6 +13,7 @@ use sqlx::Row;
 
 use crate::error::{Error, Result};
 use crate::db::Pool;
+use crate::secrets::{self, Keyring, SecretError};
 
 /// A password or token. Not `Serialize`, and `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -205,10 +208,17 @@ impl Integrations {
     pub async fn load(pool: &Pool) -> Result<Integrations> {
         let rows = sqlx::query("SELECT channel, settings, secret FROM integration_settings").fetch_all(pool).await?;
         let mut all = Integrations::default();
+        let mut keyring = None;
         for row in rows {
             let channel: String = row.get("channel");
             let settings: String = row.get("settings");
-            let secret = row.get::<Option<String>, _>("secret").map(Secret);
+            let secret = match row.get::<Option<String>, _>("secret") {
+                None => None,
+                Some(stored) => {
+                    let keyring = cached(&mut keyring, pool)?;
+                    Some(Secret(keyring.decrypt(&channel, &stored).map_err(unreadable)?))
+                }
+            };
             let bad = |err: serde_json::Error| anyhow::anyhow!("stored {channel} settings are unreadable: {err}");
             match channel.as_str() {
                 "smtp" => all.smtp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
@@ -281,6 +291,9 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
         writes.push((channel, Some((settings, secret))));
     }
     let now = jiff::Timestamp::now().to_string();
+    // Loaded only when a secret is written or kept: saving settings without
+    // one needs no key.
+    let mut keyring = None;
     let mut tx = pool.begin().await?;
     for (channel, write) in writes {
         match write {
@@ -291,7 +304,7 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
                 let (keep, value) = match secret {
                     SecretChange::Keep => (true, None),
                     SecretChange::Clear => (false, None),
-                    SecretChange::Set(s) => (false, Some(s)),
+                    SecretChange::Set(s) => (false, Some(cached(&mut keyring, pool)?.encrypt(&channel, &s))),
                 };
                 sqlx::query(
                     "INSERT INTO integration_settings (channel, settings, secret, updated_at) VALUES ($1, $2, $3, $4)
@@ -305,6 +318,25 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
                 .bind(keep)
                 .execute(&mut *tx)
                 .await?;
+                // A kept secret still in plain text, or under an older key,
+                // is encrypted with the current one. The upsert holds the
+                // row, so no other save slips in between.
+                if keep {
+                    let stored: Option<String> = sqlx::query_scalar("SELECT secret FROM integration_settings WHERE channel = $1")
+                        .bind(&channel)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let Some(stored) = stored else { continue };
+                    let keyring = cached(&mut keyring, pool)?;
+                    if !keyring.is_current(&stored) {
+                        let plain = keyring.decrypt(&channel, &stored).map_err(unreadable)?;
+                        sqlx::query("UPDATE integration_settings SET secret = $1 WHERE channel = $2")
+                            .bind(keyring.encrypt(&channel, &plain))
+                            .bind(&channel)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
             }
         }
     }
@@ -316,6 +348,23 @@ enum SecretChange {
     Keep,
     Clear,
     Set(String),
+}
+
+/// The keys for the pool's database, loaded into `slot` the first time a
+/// secret needs them. A key that cannot be loaded is an internal error
+/// (logged with its cause, which names the key file).
+fn cached<'a>(slot: &'a mut Option<Arc<Keyring>>, pool: &Pool) -> Result<&'a Keyring> {
+    if slot.is_none() {
+        let keyring = secrets::keyring(pool)
+            .map_err(|err| Error::Internal(anyhow::anyhow!("the key for integration secrets cannot be loaded: {err:#}")))?;
+        *slot = Some(keyring);
+    }
+    Ok(slot.as_deref().expect("the keyring was just loaded"))
+}
+
+/// A stored secret no key decrypts: the admin reads which channel and key.
+fn unreadable(err: SecretError) -> Error {
+    Error::Conflict { code: "secret_unreadable", message: err.to_string() }
 }
 
 fn invalid(field: &str, message: &str) -> Error {

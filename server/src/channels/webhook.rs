@@ -39,6 +39,13 @@ pub async fn call(pool: &Pool, client: &Client, job: &Job, hook: Webhook<'_>) ->
         };
         headers.push((name.clone(), value));
     }
+    if let Some(reason) = unusable_header(&headers) {
+        // Refused before sending: a value with a line break (a merge value
+        // can bring one) must not become a second header, and trying again
+        // would not help.
+        record(pool, job, "webhook", method.as_str(), hook.url, &Err(CallError::Invalid(reason.clone()))).await;
+        return Err(Failure::permanent(reason));
+    }
     let body = if method == Method::GET || method == Method::HEAD || hook.body.is_null() {
         None
     } else if hook.format == "form" {
@@ -87,6 +94,21 @@ pub async fn append(pool: &Pool, client: &Client, job: &Job, url: &str, mapping:
         }
     }
     Ok(updates)
+}
+
+/// Why a header cannot be sent as written: a name that is not a header
+/// name, or a value with a line break or another character headers cannot
+/// carry. The value itself is not repeated (it may be a secret).
+fn unusable_header(headers: &[(String, String)]) -> Option<String> {
+    headers.iter().find_map(|(name, value)| {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            Some(format!("“{name}” is not a usable header name"))
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            Some(format!("the {name} header's value has a line break or another character a header cannot carry"))
+        } else {
+            None
+        }
+    })
 }
 
 fn text(value: &Value) -> String {
@@ -167,6 +189,16 @@ async fn record(pool: &Pool, job: &Job, kind: &str, method: &str, url: &str, rep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_with_line_breaks_are_refused_by_name() {
+        let header = |value: &str| vec![("Idempotency-Key".to_owned(), "k".to_owned()), ("X-Name".to_owned(), value.to_owned())];
+        assert_eq!(unusable_header(&header("bob")), None);
+        let reason = "the X-Name header's value has a line break or another character a header cannot carry";
+        assert_eq!(unusable_header(&header("bob\r\nX-Admin: true")).as_deref(), Some(reason));
+        assert_eq!(unusable_header(&header("bob\nX-Admin: true")).as_deref(), Some(reason));
+        assert_eq!(unusable_header(&[("Bad Name".into(), "v".into())]).as_deref(), Some("“Bad Name” is not a usable header name"));
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
