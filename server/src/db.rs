@@ -5,8 +5,47 @@
 //! functions and `group_concat` exist on PostgreSQL too (its first
 //! migration defines them); the two fragments that still differ, `json_set`
 //! and row locks, come from [`Backend`].
+//!
+//! # Writing on SQLite
+//!
+//! Connections use WAL (readers never wait for the writer, nor it for
+//! them), `synchronous = NORMAL` (with WAL a crash loses no committed data;
+//! a power cut may lose the last commits, never the file) and a
+//! `busy_timeout` of 10 s (how long a statement waits for the write lock).
+//! SQLite has one writer at a time. A plain `BEGIN` is deferred: the
+//! transaction starts as a reader on a snapshot and asks for the write lock
+//! at its first write. If another connection committed after that snapshot
+//! was taken (a job heartbeat, the scheduler, an API call), the upgrade can
+//! never succeed and fails at once with `SQLITE_BUSY_SNAPSHOT` (517), or with
+//! `SQLITE_BUSY` (5) while the other still holds the lock; `busy_timeout`
+//! does not help, since waiting cannot make the snapshot current. So every
+//! transaction that will write opens with [`begin_write`], which on SQLite
+//! is `BEGIN IMMEDIATE`: it takes the write lock first (waiting for it up
+//! to `busy_timeout`), and its reads then see the newest data. Read-only
+//! work needs no transaction, or a plain `begin()` (WAL readers never wait).
+//! On PostgreSQL `begin_write` is a plain `BEGIN`; row locks do the rest.
+//!
+//! Waiting for the lock is fair. SQLite's own waiting is polling (at most
+//! 100 ms apart), which favors whoever asks again first: an import writing
+//! batch after batch would keep single-statement writers (heartbeats, the
+//! scheduler's claims) out past their `busy_timeout`. So on SQLite a write
+//! transaction first waits for this process's turn to write, first come
+//! first served, and after 2 s of (mostly) back-to-back write
+//! transactions the next one leaves the lock free for 120 ms (`BREATHER`)
+//! so that writers outside the turns (single statements, other processes)
+//! get in: they wait about 2 s plus one transaction at most, and the
+//! longest writers lose at most 6% of their speed.
+//!
+//! Write transactions are kept short, since every other writer waits for
+//! them: the longest are an import batch (5,000 rows), a bulk run's chunk
+//! (20,000 participants) and a scheduler batch (500 participants). What can
+//! still fail busy (a wait for the lock that outlasts `busy_timeout`, a
+//! PostgreSQL deadlock) is tried again, a few times with a jittered
+//! backoff, by [`retry_busy`] where the whole unit of work can run again
+//! safely.
 
 use std::fmt::{Display, Write};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Once;
@@ -95,6 +134,219 @@ impl Backend {
     }
 }
 
+/// Begins a transaction that will write: `BEGIN IMMEDIATE` on SQLite (it
+/// holds the write lock from the start, so it cannot fail busy part-way),
+/// after waiting for this process's turn to write; a plain `BEGIN` on
+/// PostgreSQL. See the module's notes.
+pub async fn begin_write(pool: &Pool) -> Result<WriteTx, sqlx::Error> {
+    let options = pool.connect_options();
+    if options.database_url.scheme() != "sqlite" {
+        return Ok(WriteTx { tx: pool.begin().await?, _turn: None });
+    }
+    let turn = Gate::of(options.database_url.as_str()).turn().await?;
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    Ok(WriteTx { tx, _turn: Some(turn) })
+}
+
+/// A transaction from [`begin_write`]: use it as a connection (`&mut tx`,
+/// `&mut *tx`), then [`commit`](WriteTx::commit) it; dropped, it rolls
+/// back. On SQLite it holds this process's turn to write until it ends.
+pub struct WriteTx {
+    // Declared first, dropped first: the transaction ends before the turn.
+    tx: Tx<'static>,
+    _turn: Option<Turn>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.tx
+    }
+}
+
+/// How long a write transaction waits for its turn at most (only a
+/// transaction opened inside another, a bug, should ever wait this long).
+const TURN_WAIT: Duration = Duration::from_secs(30);
+
+/// After write transactions held the lock back to back for this long...
+const RUN_LIMIT: Duration = Duration::from_millis(2_000);
+
+/// ...the next waits this long with the lock free, so that writers outside
+/// the turns (single statements, other processes), whose `busy_timeout`
+/// polls at most 100 ms apart, get in.
+const BREATHER: Duration = Duration::from_millis(120);
+
+/// One SQLite database's turns to write in this process: first come, first
+/// served (SQLite's own waiting, by polling, favors whoever is quickest, so
+/// a job writing batch after batch could keep everyone else out).
+struct Gate {
+    turns: std::sync::Arc<tokio::sync::Semaphore>,
+    run: std::sync::Mutex<Run>,
+}
+
+/// The current run of write transactions with less than [`BREATHER`]
+/// between them.
+#[derive(Default)]
+struct Run {
+    started: Option<std::time::Instant>,
+    /// How long the run's transactions held the lock.
+    held: Duration,
+    /// When the latest turn began, and when it ended.
+    began: Option<std::time::Instant>,
+    ended: Option<std::time::Instant>,
+}
+
+/// A transaction's turn to write; the next begins once it is dropped.
+struct Turn {
+    gate: std::sync::Arc<Gate>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Gate {
+    fn of(url: &str) -> std::sync::Arc<Gate> {
+        static GATES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Gate>>>> =
+            std::sync::OnceLock::new();
+        let mut gates = GATES.get_or_init(Default::default).lock().expect("gates lock");
+        gates
+            .entry(url.to_owned())
+            .or_insert_with(|| {
+                std::sync::Arc::new(Gate { turns: std::sync::Arc::new(tokio::sync::Semaphore::new(1)), run: Default::default() })
+            })
+            .clone()
+    }
+
+    async fn turn(self: std::sync::Arc<Self>) -> Result<Turn, sqlx::Error> {
+        let permit = tokio::time::timeout(TURN_WAIT, self.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("waited {} s for this process's turn to write to the database", TURN_WAIT.as_secs()),
+                ))
+            })?
+            .expect("the turns are never closed");
+        let breather = {
+            let run = self.run.lock().expect("run lock");
+            let now = std::time::Instant::now();
+            match (run.started, run.ended) {
+                // Mostly holding the lock for a while: let the others in.
+                (Some(started), Some(ended))
+                    if now - ended < BREATHER && now - started >= RUN_LIMIT && run.held * 5 >= (now - started) * 4 =>
+                {
+                    Some(BREATHER - (now - ended))
+                }
+                _ => None,
+            }
+        };
+        if let Some(breather) = breather {
+            tokio::time::sleep(breather).await;
+        }
+        let mut run = self.run.lock().expect("run lock");
+        let now = std::time::Instant::now();
+        if run.ended.is_none_or(|ended| now - ended >= BREATHER) {
+            *run = Run { started: Some(now), ..Run::default() };
+        }
+        run.began = Some(now);
+        drop(run);
+        Ok(Turn { gate: self, _permit: permit })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut run = self.gate.run.lock().expect("run lock");
+        let now = std::time::Instant::now();
+        if let Some(began) = run.began.take() {
+            run.held += now - began;
+        }
+        run.ended = Some(now);
+    }
+}
+
+/// Whether `err` says only that another connection was in the way, so that
+/// the same work can succeed a moment later: SQLite's `SQLITE_BUSY` (5) and
+/// `SQLITE_LOCKED` (6) with their extended codes (`SQLITE_BUSY_SNAPSHOT`,
+/// 517, among them); PostgreSQL's serialization failure and deadlock.
+pub fn is_busy(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else { return false };
+    let code = db.code();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The primary code is the extended code's low byte.
+        let code = code.and_then(|code| code.parse::<i32>().ok()).unwrap_or_default();
+        return matches!(code & 0xff, 5 | 6);
+    }
+    matches!(code.as_deref(), Some("40001" | "40P01"))
+}
+
+/// Errors that [`retry_busy`] recognizes as the database being busy.
+pub trait Busy: Display {
+    fn is_busy(&self) -> bool;
+}
+
+impl Busy for sqlx::Error {
+    fn is_busy(&self) -> bool {
+        is_busy(self)
+    }
+}
+
+impl Busy for crate::error::Error {
+    fn is_busy(&self) -> bool {
+        matches!(self, crate::error::Error::Database(err) if is_busy(err))
+    }
+}
+
+/// How many times [`retry_busy`] runs a unit of work at most.
+pub const BUSY_ATTEMPTS: u32 = 5;
+
+/// Runs the unit of work that `work` makes (one that begins, writes and
+/// commits its own transaction), and makes and runs it again (at most
+/// [`BUSY_ATTEMPTS`] times in all, after 25, 50, 100, 200 ms plus as much
+/// again at random) while it fails only because the database was busy.
+/// Only for work that can safely run again after a failed attempt: its
+/// transaction was rolled back, and it did nothing outside it.
+///
+/// `work` is a closure returning a future that owns or shares what it uses
+/// (`move || async move { .. }` over references), not one borrowing from
+/// the closure: an `AsyncFnMut` would do, but its future cannot be shown
+/// to be `Send` where it is spawned.
+pub async fn retry_busy<T, E, F>(what: &str, mut work: impl FnMut() -> F) -> Result<T, E>
+where
+    E: Busy,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match work().await {
+            Err(err) if attempt < BUSY_ATTEMPTS && err.is_busy() => {
+                let base = 25u64 << (attempt - 1);
+                let jitter = std::collections::hash_map::RandomState::new().hash_one(attempt) % (base + 1);
+                let wait = Duration::from_millis(base + jitter);
+                tracing::warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "the database was busy; trying again");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn install_drivers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(sqlx::any::install_default_drivers);
@@ -104,7 +356,11 @@ fn install_drivers() {
 /// missing) and applies the migrations.
 pub async fn connect(url: &str) -> anyhow::Result<Pool> {
     install_drivers();
-    let pool = match Backend::of_url(url)? {
+    let backend = Backend::of_url(url)?;
+    // Before the pool exists: see `Sql`.
+    let engine = if backend == Backend::Sqlite { 1 } else { 2 };
+    ENGINES.fetch_or(engine, std::sync::atomic::Ordering::AcqRel);
+    let pool = match backend {
         Backend::Sqlite => {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
             if let Some(parent) = Path::new(options.get_filename()).parent() {
@@ -125,8 +381,13 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
                         for pragma in [
                             "journal_mode = WAL",
                             "synchronous = NORMAL",
-                            "busy_timeout = 5000",
+                            "busy_timeout = 10000",
                             "foreign_keys = ON",
+                            // What a delete or an update frees is overwritten
+                            // with zeros, so an erased contact's data (and
+                            // older versions of rows that copied it) do not
+                            // stay in the file's free space.
+                            "secure_delete = ON",
                         ] {
                             sqlx::Executor::execute(
                                 &mut *conn,
@@ -175,12 +436,22 @@ pub fn id_list(ids: &[i64]) -> String {
     list
 }
 
-/// A query assembled from pieces with numbered `$n` binds, which both
-/// engines read (sqlx's own builder writes `?` under `Any`, which PostgreSQL
-/// does not).
+/// The engines this process opened pools on (bits: 1 SQLite, 2 PostgreSQL).
+static ENGINES: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// A query assembled from pieces, its binds in the order they are pushed:
+/// numbered `$n`, which both engines read (sqlx's own builder writes `?`
+/// under `Any`, which PostgreSQL does not), or plain `?` in a process that
+/// opened SQLite databases only. SQLite finds a numbered bind's number by
+/// its name, walking the statement's list of names, so a statement with
+/// thousands of them (an import's 1,000-row insert has 8,000) spent most of
+/// its time there; plain `?` are numbered in order with no look-up. A
+/// query built with `?` can only be run on SQLite, then: the PostgreSQL
+/// flag is set before a PostgreSQL pool exists.
 pub struct Sql<'a> {
     text: String,
     args: AnyArguments<'a>,
+    anonymous: bool,
 }
 
 impl<'a> Sql<'a> {
@@ -188,6 +459,7 @@ impl<'a> Sql<'a> {
         Sql {
             text: init.to_string(),
             args: AnyArguments::default(),
+            anonymous: ENGINES.load(std::sync::atomic::Ordering::Acquire) == 1,
         }
     }
 
@@ -203,7 +475,11 @@ impl<'a> Sql<'a> {
         self.args
             .add(value)
             .expect("binding a plain value cannot fail");
-        let _ = write!(self.text, "${}", self.args.len());
+        if self.anonymous {
+            self.text.push('?');
+        } else {
+            let _ = write!(self.text, "${}", self.args.len());
+        }
         self
     }
 
@@ -291,6 +567,24 @@ impl<'a> Separated<'_, 'a> {
 mod tests {
     use super::*;
 
+    /// The text with `$n` binds, whichever this process writes.
+    fn numbered(sql: &Sql) -> String {
+        if !sql.anonymous {
+            return sql.sql().to_owned();
+        }
+        let mut n = 0;
+        sql.sql()
+            .chars()
+            .map(|c| match c {
+                '?' => {
+                    n += 1;
+                    format!("${n}")
+                }
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
     #[test]
     fn binds_are_numbered_in_order() {
         let mut sql = Sql::new("SELECT id FROM t WHERE a = ");
@@ -298,7 +592,7 @@ mod tests {
         let mut list = sql.separated(", ");
         list.push_bind("x").push_bind("y");
         sql.push(")");
-        assert_eq!(sql.sql(), "SELECT id FROM t WHERE a = $1 AND b IN ($2, $3)");
+        assert_eq!(numbered(&sql), "SELECT id FROM t WHERE a = $1 AND b IN ($2, $3)");
     }
 
     #[test]
@@ -307,7 +601,7 @@ mod tests {
         sql.push_values([(1_i64, "p"), (2, "q")], |mut row, (a, b)| {
             row.push_bind(a).push_bind(b);
         });
-        assert_eq!(sql.sql(), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(numbered(&sql), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn id(raw: &str, missing: fn(i64) -> Error) -> Result<i64> {
 
 /// Creates a contact; lists it joins may enroll it into flows.
 async fn create_contact(State(state): State<AppState>, Json(contact): Json<Contact>) -> Result<Response> {
-    let mut tx = state.runtime.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
     let id = contacts::insert(&mut tx, &contact).await?;
     let lists: Vec<String> = contact.lists.iter().cloned().collect();
     let enrolled = state.runtime.enroll_by_lists(&mut tx, id, &lists).await?;
@@ -111,7 +111,8 @@ struct ListChange {
 /// Adds a contact to a list (entry on list membership enrolls it).
 async fn add_to_list(State(state): State<AppState>, Path(raw): Path<String>, Json(body): Json<ListChange>) -> Result<impl IntoResponse> {
     let id = id(&raw, Error::ContactNotFound)?;
-    let mut tx = state.runtime.pool().begin().await?;
+    app::core::limits::check("list", body.list.trim(), app::core::limits::NAME)?;
+    let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
     let before = contacts::load(&mut tx, id).await?;
     let mut after = before.clone();
     after.lists.insert(body.list.trim().to_owned());
@@ -207,7 +208,7 @@ async fn enroll_csv(
         }
         contacts_in_file.push(contact);
     }
-    let mut tx = state.runtime.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
     let mut ids = Vec::with_capacity(contacts_in_file.len());
     let mut created = 0;
     for contact in &contacts_in_file {
@@ -447,7 +448,7 @@ async fn list_contacts(State(state): State<AppState>, Query(query): Query<Page>)
 /// Replaces a contact's data (email, mobile, zone, owner, fields, lists, consent).
 async fn update_contact(State(state): State<AppState>, Path(raw): Path<String>, Json(contact): Json<Contact>) -> Result<impl IntoResponse> {
     let id = id(&raw, Error::ContactNotFound)?;
-    let mut tx = state.runtime.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
     let before = contacts::load(&mut tx, id).await?;
     contacts::update(&mut tx, id, &contact).await?;
     let joined: Vec<String> = contact.lists.difference(&before.lists).cloned().collect();
@@ -459,7 +460,7 @@ async fn update_contact(State(state): State<AppState>, Path(raw): Path<String>, 
 /// Erases one contact's personal data; its history stays.
 async fn delete_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
     let id = id(&raw, Error::ContactNotFound)?;
-    let mut tx = state.runtime.pool().begin().await?;
+    let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
     contacts::load(&mut tx, id).await?;
     let erased = contacts::erase(&mut tx, &format!("SELECT {id}"), &state.runtime.now().to_string()).await?;
     tx.commit().await?;

@@ -131,7 +131,7 @@ pub async fn update_user(pool: &Pool, id: i64, name: &str, role: Role, disabled:
         }
         None => None,
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let before = sqlx::query("SELECT role, disabled FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
     let Some(before) = before else {
         return Err(Error::Invalid { code: "user_not_found", message: format!("There is no user with id {id}.") });

@@ -294,7 +294,7 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
     // Loaded only when a secret is written or kept: saving settings without
     // one needs no key.
     let mut keyring = None;
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     for (channel, write) in writes {
         match write {
             None => {

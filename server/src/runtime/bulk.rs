@@ -49,7 +49,7 @@ use crate::db::{Backend, Conn, Pool, Sql};
 const CHUNK: i64 = 20_000;
 
 /// Participants whose flow is over: nothing runs them again.
-const FINISHED: &str = "status IN ('completed', 'exited', 'cancelled', 'failed')";
+const FINISHED: &str = "status IN ('completed', 'converted', 'exited', 'cancelled', 'failed')";
 
 /// A participant's own next run, once a booked callback no longer holds
 /// it: the scheduler looks at it now (a flow not started yet: at its
@@ -244,8 +244,12 @@ impl Criteria {
         if let Some(bad) = self.statuses.iter().find(|s| !known.contains(&s.as_str())) {
             return Err(unprocessable("invalid_criteria", format!("“{bad}” is not a status ({}).", known.join(", "))));
         }
-        if let Some(bad) = self.contact.iter().find(|f| f.field.trim().is_empty() || f.field.contains(['"', '\'', '$', '.', '[', ']'])) {
-            return Err(unprocessable("invalid_criteria", format!("“{}” is not a contact field name.", bad.field)));
+        if let Some(bad) = self.contact.iter().find(|f| !super::import::valid_field_name(&f.field)) {
+            let shown: String = bad.field.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).take(80).collect();
+            return Err(unprocessable("invalid_criteria", format!("“{shown}” is not a contact field name (at most {} bytes, no quotes, dots, brackets, $ or control characters).", app::core::limits::FIELD_NAME)));
+        }
+        if let Some(bad) = self.contact.iter().find(|f| f.value.len() > app::core::limits::FIELD_VALUE) {
+            return Err(unprocessable("invalid_criteria", format!("The value for “{}” is longer than {} bytes.", bad.field, app::core::limits::FIELD_VALUE)));
         }
         if let (Some(min), Some(max)) = (self.pass_count_min, self.pass_count_max) {
             if min > max {
@@ -310,8 +314,11 @@ impl Criteria {
                     query.push(format!(" AND lower(c.{}) = lower(", field.field)).push_bind(field.value.clone()).push(")");
                 }
                 name => {
+                    // The field's JSON path is a bound value, not SQL text.
                     query
-                        .push(format!(" AND lower(CAST(json_extract(c.fields, '$.\"{name}\"') AS TEXT)) = lower("))
+                        .push(" AND lower(CAST(json_extract(c.fields, ")
+                        .push_bind(format!("$.\"{name}\""))
+                        .push(") AS TEXT)) = lower(")
                         .push_bind(field.value.clone())
                         .push(")");
                 }
@@ -452,13 +459,13 @@ impl BulkRequest {
                 let (flow, _, _) = target.expect("a checked move has a target");
                 // Moving exits the original: only participants still in their flow can move.
                 if self.params.mode == MoveMode::Move {
-                    query.push(" AND status NOT IN ('completed', 'exited', 'cancelled')");
+                    query.push(" AND status NOT IN ('completed', 'converted', 'exited', 'cancelled')");
                 }
                 if self.params.duplicates == Duplicates::Ignore {
                     query
                         .push(" AND contact_id NOT IN (SELECT contact_id FROM participants WHERE flow_id = ")
                         .push_bind(flow)
-                        .push(" AND status NOT IN ('completed', 'exited', 'cancelled', 'failed'))");
+                        .push(" AND status NOT IN ('completed', 'converted', 'exited', 'cancelled', 'failed'))");
                 }
                 query.push(" AND flow_id <> ").push_bind(flow);
             }
@@ -530,7 +537,7 @@ pub async fn describe(pool: &Pool, request: &BulkRequest, now: Timestamp) -> Res
 /// written) for bad input or when nothing would change. [`run`] does the rest.
 pub async fn start(runtime: &Runtime, request: &BulkRequest, by: &str) -> Result<i64> {
     let now = runtime.now();
-    let mut tx = runtime.pool().begin().await?;
+    let mut tx = crate::db::begin_write(runtime.pool()).await?;
     let checked = request.check(&mut tx, now).await?;
     let mut params = request.params.clone();
     params.disposition = request.disposition().map(str::to_owned);
@@ -705,8 +712,10 @@ async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
         }
         _ => None,
     };
-    loop {
-        let mut tx = pool.begin().await?;
+    // A chunk is one transaction, all or nothing: safe to run again.
+    let params = &params;
+    while let Some(last) = crate::db::retry_busy("a bulk run's chunk", move || async move {
+        let mut tx = crate::db::begin_write(pool).await?;
         let last: Option<i64> = sqlx::query_scalar(
             "SELECT max(participant_id) FROM (SELECT participant_id FROM bulk_run_items WHERE run_id = $1 AND participant_id > $2
              ORDER BY participant_id LIMIT $3) AS chunk",
@@ -716,9 +725,9 @@ async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
         .bind(CHUNK)
         .fetch_one(&mut *tx)
         .await?;
-        let Some(last) = last else { break };
+        let Some(last) = last else { return Ok(None) };
         let chunk = Chunk { run: id, after: cursor, last };
-        let (seen, changed) = apply_chunk(&mut tx, action, &params, target_version, chunk, started).await?;
+        let (seen, changed) = apply_chunk(&mut tx, action, params, target_version, chunk, started).await?;
         let mine = sqlx::query("UPDATE bulk_runs SET cursor = $1, done = done + $2, count = count + $3 WHERE id = $4 AND owner = $5")
             .bind(last)
             .bind(seen)
@@ -732,6 +741,10 @@ async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
             return Err(Error::JobTakenOver(id));
         }
         tx.commit().await?;
+        Ok(Some(last))
+    })
+    .await?
+    {
         cursor = last;
     }
     match action {
@@ -863,11 +876,11 @@ async fn move_chunk(tx: &mut Conn, params: &Params, version: Option<i64>, chunk:
     let dupes = match params.duplicates {
         Duplicates::Ignore => format!(
             " AND contact_id NOT IN (SELECT contact_id FROM participants WHERE flow_id = {flow}
-               AND status NOT IN ('completed', 'exited', 'cancelled', 'failed') AND coalesce(created_by_run, 0) <> {run})"
+               AND status NOT IN ('completed', 'converted', 'exited', 'cancelled', 'failed') AND coalesce(created_by_run, 0) <> {run})"
         ),
         Duplicates::Move => String::new(),
     };
-    let active = if params.mode == MoveMode::Move { " AND status NOT IN ('completed', 'exited', 'cancelled')" } else { "" };
+    let active = if params.mode == MoveMode::Move { " AND status NOT IN ('completed', 'converted', 'exited', 'cancelled')" } else { "" };
     let db = Backend::of_conn(tx);
     let seeded = db.json_set("$4", &[("seed", "min(id) * 40503 + $5")]);
     let exited = db.json_set("state", &[("status", "'exited'"), ("reason", "$2")]);
@@ -913,7 +926,7 @@ pub async fn apply(runtime: &Runtime, criteria: &Criteria, action: &Action, disp
 /// Undoes a finished reversible run for the participants it changed that
 /// are still as it left them; returns how many went back.
 pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let row = sqlx::query("SELECT action, status, params FROM bulk_runs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)

@@ -179,7 +179,7 @@ impl ContactsBackend for Runtime {
     }
 
     async fn save(&self, id: Option<i64>, contact: Contact) -> Result<i64, ServerFnError> {
-        let mut tx = self.pool().begin().await.map_err(fail)?;
+        let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
         let (id, joined) = match id {
             None => {
                 let id = contacts::insert(&mut tx, &contact).await.map_err(fail)?;
@@ -197,7 +197,7 @@ impl ContactsBackend for Runtime {
     }
 
     async fn change_list(&self, id: i64, list: String, add: bool) -> Result<(), ServerFnError> {
-        let mut tx = self.pool().begin().await.map_err(fail)?;
+        let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
         let before = contacts::load(&mut tx, id).await.map_err(fail)?;
         let mut after = before.clone();
         if add {

@@ -47,6 +47,7 @@ fn from_row(row: &DbRow) -> StoredContact {
 /// Creates a contact (and any lists it names). An email already used by
 /// another contact is refused.
 pub async fn insert(conn: &mut Conn, contact: &Contact) -> Result<i64> {
+    app::core::limits::check_contact(contact)?;
     let at = now_text();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO contacts (email, mobile, timezone, owner, fields, opted_out, blocked, created_at, updated_at, search_name)
@@ -198,7 +199,7 @@ pub async fn fill_search_names(pool: &Pool) -> Result<u64> {
                 .fetch_all(pool)
                 .await?;
         let Some(last) = rows.last().map(|(id, _)| *id) else { break };
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         for (id, fields) in rows {
             let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&fields).unwrap_or_default();
             if let Some(name) = search_name(&fields) {
@@ -482,6 +483,7 @@ pub async fn query_plan(conn: &mut Conn, search: &ContactSearch) -> Result<Vec<S
 
 /// Replaces a contact's data (lists diffed); a deleted contact cannot be edited.
 pub async fn update(conn: &mut Conn, id: i64, after: &Contact) -> Result<()> {
+    app::core::limits::check_contact(after)?;
     let deleted: Option<Option<String>> = sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE id = $1").bind(id).fetch_optional(&mut *conn).await?;
     match deleted {
         None => return Err(Error::ContactNotFound(id)),
@@ -501,40 +503,759 @@ pub async fn update(conn: &mut Conn, id: i64, after: &Contact) -> Result<()> {
     })
 }
 
+/// What an erased contact's address, number and name become in the records
+/// that keep them (messages, calls, the timeline): the same for every record
+/// of one contact, so its history still reads as one person's.
+pub fn erased_placeholder(id: i64) -> String {
+    format!("erased-contact-{id}")
+}
+
+/// Why an erased contact's queued messages and calls were not sent.
+pub const NOT_SENT: &str = "The contact was deleted; not sent.";
+
 /// Erases the personal data of the contacts `ids_sql` selects (a subquery
-/// of contact ids without parameters): email, mobile, zone,
-/// owner, fields, consent and list memberships go; the row stays so its
-/// calls, messages and timeline keep pointing at it. Their active
-/// participants are cancelled and their queued messages are not sent.
-/// Returns how many contacts were erased.
+/// of contact ids without parameters), in the caller's transaction (one per
+/// batch). Email, mobile, zone, owner, fields, consent and list memberships
+/// go; the row stays so its calls, messages and timeline keep pointing at
+/// it. Their active participants are cancelled and their queued messages
+/// and calls cancelled, not sent.
+///
+/// Every copy of the data goes too, and what the history needs stays
+/// (times, outcomes, dispositions, counts):
+///
+/// - conversations (emails, texts, calls, notifications): the address
+///   becomes [`erased_placeholder`], the subject goes, the provider's error
+///   is scrubbed; status, provider id, times and durations stay;
+/// - the outbox: recipients become the placeholder, bodies, subjects,
+///   scripts and headers are blanked, URLs and errors scrubbed;
+/// - the timeline (task subjects such as "Call Ada"), the participants'
+///   reasons, webhook calls (URL and reply): the data is replaced by the
+///   placeholder wherever it appears;
+/// - records shared by everyone (refused import rows, import jobs, bulk
+///   runs' criteria, the audit log's details): what identifies the contact
+///   on its own (its address, number, full name) is replaced;
+/// - rate-limit buckets keyed by its address are dropped.
+///
+/// "Scrubbed" means each value the contact held (address, number with and
+/// without `+`, names and their words, custom field values), also
+/// URL-encoded, is replaced wherever it appears, whatever its case.
+///
+/// On SQLite every connection overwrites what it frees with zeros
+/// (`secure_delete`, set in `db::connect`), so neither the erased values
+/// nor older versions of rows that copied them stay in the file's free
+/// space. Contacts erased before (whose data is already gone) get the
+/// structural part again. Returns how many contacts
+/// were erased now.
 pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
+    // The ids first: `ids_sql` may select by the very data erased below.
+    let rows = sqlx::query(&format!("SELECT id, email, mobile, fields FROM contacts WHERE id IN ({ids_sql}) ORDER BY id")).fetch_all(&mut *conn).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let people = erasure::People::new(
+        rows.iter().map(|row| erasure::Person::new(row.get("id"), row.get("email"), row.get("mobile"), row.get("fields"))).collect(),
+    );
+    let ids = crate::db::id_list(&people.ids());
     let erased = sqlx::query(&format!(
         "UPDATE contacts SET email = NULL, mobile = NULL, timezone = NULL, owner = NULL, fields = '{{}}', opted_out = '[]',
-             blocked = 0, search_name = NULL, deleted_at = $1, updated_at = $1 WHERE deleted_at IS NULL AND id IN ({ids_sql})"
+             blocked = 0, search_name = NULL, deleted_at = $1, updated_at = $1 WHERE deleted_at IS NULL AND id IN ({ids})"
     ))
     .bind(now)
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    sqlx::query(&format!("DELETE FROM list_members WHERE contact_id IN ({ids_sql})")).execute(&mut *conn).await?;
+    sqlx::query(&format!("DELETE FROM list_members WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
     let state = Backend::of_conn(conn).json_set("state", &[("status", "'cancelled'"), ("reason", "'The contact was deleted.'")]);
     sqlx::query(&format!(
         "UPDATE participants SET status = 'cancelled', prior_status = NULL, next_run_at = NULL, reserved_for = NULL,
              callback_at = NULL, callback_owner = NULL, revision = revision + 1, updated_at = $1,
              state = {state}
-         WHERE status NOT IN ('completed', 'exited', 'cancelled') AND contact_id IN ({ids_sql})"
+         WHERE status NOT IN ('completed', 'converted', 'exited', 'cancelled') AND contact_id IN ({ids})"
     ))
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(&format!(
-        "UPDATE outbox SET status = 'failed', last_error = 'The contact was deleted; not sent.', done_at = $1
-         WHERE status = 'queued' AND participant_id IN (SELECT id FROM participants WHERE contact_id IN ({ids_sql}))"
-    ))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let participants: Vec<(i64, i64)> =
+        sqlx::query_as(&format!("SELECT id, contact_id FROM participants WHERE contact_id IN ({ids}) ORDER BY id")).fetch_all(&mut *conn).await?;
+    let of: HashMap<i64, i64> = participants.iter().copied().collect();
+    for slice in participants.chunks(1_000) {
+        let pids = crate::db::id_list(&slice.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        sqlx::query(&format!(
+            "UPDATE outbox SET status = 'cancelled', last_error = $1, lease_until = NULL, done_at = $2
+             WHERE status = 'queued' AND participant_id IN ({pids})"
+        ))
+        .bind(NOT_SENT)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        erasure::participants(conn, &people, &pids).await?;
+        erasure::timeline(conn, &people, &of, &pids).await?;
+        erasure::outbox(conn, &people, &of, &pids).await?;
+        erasure::http_calls(conn, &people, &of, &pids).await?;
+        erasure::conversations(conn, &people, &of, &format!("participant_id IN ({pids}) AND contact_id IS NULL")).await?;
+    }
+    erasure::conversations(conn, &people, &of, &format!("contact_id IN ({ids})")).await?;
+    erasure::shared(conn, &people).await?;
+    erasure::rate_buckets(conn, &people).await?;
     Ok(erased)
+}
+
+/// Of `participants`, those whose contact was erased.
+pub(crate) async fn erased_participants(conn: &mut Conn, participants: &[i64]) -> Result<std::collections::HashSet<i64>> {
+    if participants.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT p.id FROM participants p JOIN contacts c ON c.id = p.contact_id WHERE c.deleted_at IS NOT NULL AND p.id IN ({})",
+        crate::db::id_list(participants)
+    );
+    Ok(sqlx::query_scalar::<_, i64>(&sql).fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
+/// The records an effect in flight wrote after its contact was erased
+/// (its message record, a webhook's call): the address becomes the
+/// placeholder, the subject and error go, a called URL keeps only its
+/// origin and the reply goes. `keys`: the effects' idempotency keys.
+pub(crate) async fn erase_in_flight(conn: &mut Conn, keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let matching = |select: &str| {
+        let mut query: Sql<'static> = Sql::new(select);
+        let mut list = query.separated(", ");
+        for key in keys {
+            list.push_bind(key.clone());
+        }
+        query.push(")");
+        query
+    };
+    let rows: Vec<(i64, i64, String)> = matching(
+        "SELECT v.id, p.contact_id, v.channel FROM conversations v JOIN participants p ON p.id = v.participant_id
+         JOIN contacts c ON c.id = p.contact_id WHERE c.deleted_at IS NOT NULL AND v.idempotency_key IN (",
+    )
+    .build_query_as()
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, contact, channel) in rows {
+        if erasure::to_the_contact(&channel) {
+            sqlx::query("UPDATE conversations SET address = $1 WHERE id = $2").bind(erased_placeholder(contact)).bind(id).execute(&mut *conn).await?;
+        }
+        sqlx::query("UPDATE conversations SET subject = NULL, error = NULL WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    }
+    let calls: Vec<(i64, String)> = matching(
+        "SELECT h.id, h.url FROM http_calls h JOIN participants p ON p.id = h.participant_id
+         JOIN contacts c ON c.id = p.contact_id WHERE c.deleted_at IS NOT NULL AND h.idempotency_key IN (",
+    )
+    .build_query_as()
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, url) in calls {
+        let origin = url::Url::parse(&url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        sqlx::query("UPDATE http_calls SET url = $1, excerpt = NULL WHERE id = $2").bind(origin).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// How [`erase`] finds and replaces a contact's data in the records that copied it.
+mod erasure {
+    use std::collections::{BTreeSet, HashMap};
+
+    use serde_json::{Map, Value};
+    use sqlx::Row;
+
+    use super::{erased_placeholder, search_name};
+    use crate::db::{Conn, Sql};
+    use crate::error::Result;
+
+    /// Messages whose address is the contact's own (not a user's, as notifications are).
+    pub fn to_the_contact(channel: &str) -> bool {
+        matches!(channel, "email" | "sms" | "call")
+    }
+
+    /// A value looked for, case-folded. Short ones match whole words only
+    /// (`Al` in "Call Al", not in "Alice").
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct Needle(Vec<char>);
+
+    fn fold(c: char) -> char {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+
+    impl Needle {
+        fn whole_word(&self) -> bool {
+            self.0.len() < 6
+        }
+
+        /// The longest run of letters and digits inside it (not at its
+        /// edges, where the text around may run on), else the longest: any
+        /// text holding the needle holds this as a word of its own.
+        fn key(&self) -> Option<String> {
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            let mut start = None;
+            for (i, c) in self.0.iter().enumerate() {
+                match (c.is_alphanumeric(), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        runs.push((s, i));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(s) = start {
+                runs.push((s, self.0.len()));
+            }
+            let len = |r: &&(usize, usize)| r.1 - r.0;
+            let inner = runs.iter().filter(|r| r.0 > 0 && r.1 < self.0.len() && len(r) >= 3).max_by_key(len);
+            inner.or_else(|| runs.iter().max_by_key(len)).map(|(s, e)| self.0[*s..*e].iter().collect())
+        }
+
+        /// `text` with every match replaced by `with`; None when none matched.
+        fn replace(&self, text: &str, with: &str) -> Option<String> {
+            let chars: Vec<(usize, char)> = text.char_indices().collect();
+            let n = self.0.len();
+            if n == 0 || chars.len() < n {
+                return None;
+            }
+            let word = |c: char| c.is_alphanumeric();
+            let (first, last) = (self.0[0], self.0[n - 1]);
+            let mut out = String::new();
+            let (mut copied, mut i, mut found) = (0, 0, false);
+            while i + n <= chars.len() {
+                let hit = fold(chars[i].1) == first
+                    && (1..n).all(|k| fold(chars[i + k].1) == self.0[k])
+                    && (!self.whole_word()
+                        || ((i == 0 || !word(first) || !word(chars[i - 1].1)) && (i + n == chars.len() || !word(last) || !word(chars[i + n].1))));
+                if hit {
+                    out.push_str(&text[copied..chars[i].0]);
+                    out.push_str(with);
+                    copied = chars.get(i + n).map_or(text.len(), |c| c.0);
+                    i += n;
+                    found = true;
+                } else {
+                    i += 1;
+                }
+            }
+            found.then(|| {
+                out.push_str(&text[copied..]);
+                out
+            })
+        }
+    }
+
+    /// Letters and digits, case-folded, as the words of a text.
+    fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.chars().map(fold).collect())
+    }
+
+    /// The needles for `values` and their URL-encoded spellings, longest first.
+    fn needles(values: Vec<String>) -> Vec<Needle> {
+        let mut set = BTreeSet::new();
+        for value in values {
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            let letters = value.chars().filter(|c| c.is_alphabetic()).count();
+            let digits = value.chars().filter(char::is_ascii_digit).count();
+            if letters < 2 && digits < 7 {
+                continue; // too little to be anyone's ("3", "42", "x")
+            }
+            let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            let spaced = encoded.replace('+', "%20");
+            for spelling in [value, encoded, spaced] {
+                set.insert(Needle(spelling.chars().map(fold).collect()));
+            }
+        }
+        let mut list: Vec<Needle> = set.into_iter().collect();
+        list.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        list
+    }
+
+    /// Every text inside a JSON value, numbers written out (long ones,
+    /// such as a customer number, are looked for too).
+    fn texts(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(text) => out.push(text.clone()),
+            Value::Number(number) => out.push(number.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
+            Value::Object(map) => map.values().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+
+    /// A field name as `search_name` reads it: `First name` is `first_name`.
+    fn loose(key: &str) -> String {
+        key.trim().chars().map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() }).collect()
+    }
+
+    /// One erased contact's data, as needles.
+    pub struct Person {
+        pub id: i64,
+        pub placeholder: String,
+        /// Everything it held: for its own records.
+        own: Vec<Needle>,
+        /// What identifies it on its own (address, number, full name): for
+        /// records everyone shares, where a first name or a custom value
+        /// ("north") may be someone else's.
+        strong: Vec<Needle>,
+        /// Its email and mobile, lower-cased (rate-limit keys).
+        pub addresses: Vec<String>,
+    }
+
+    impl Person {
+        pub fn new(id: i64, email: Option<String>, mobile: Option<String>, fields: Option<String>) -> Person {
+            let (mut strong, mut weak, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
+            for value in [email, mobile].into_iter().flatten().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                addresses.push(value.to_lowercase());
+                if let Some(digits) = value.strip_prefix('+') {
+                    strong.push(digits.to_owned());
+                }
+                strong.push(value);
+            }
+            let fields: Map<String, Value> = fields.and_then(|f| serde_json::from_str(&f).ok()).unwrap_or_default();
+            strong.extend(search_name(&fields).filter(|name| name.contains(' ')));
+            for (key, value) in &fields {
+                let key = loose(key);
+                let contact_like = ["email", "mail", "phone", "mobile", "tel", "telephone", "cell", "fax"]
+                    .iter()
+                    .any(|k| key == *k || key.ends_with(&format!("_{k}")) || key.starts_with(&format!("{k}_")));
+                let mut found = Vec::new();
+                texts(value, &mut found);
+                for text in found {
+                    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let digits = text.chars().filter(char::is_ascii_digit).count();
+                    if contact_like && (text.contains('@') || digits >= 7) {
+                        strong.push(text.clone());
+                    }
+                    if key.contains("name") {
+                        if text.split(' ').filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2).count() >= 2 {
+                            strong.push(text.clone());
+                        }
+                        weak.extend(text.split(' ').map(str::to_owned));
+                    }
+                    weak.push(text);
+                }
+            }
+            weak.extend(strong.iter().cloned());
+            Person { id, placeholder: erased_placeholder(id), own: needles(weak), strong: needles(strong), addresses }
+        }
+
+        /// `text` with everything the contact held replaced; None when unchanged.
+        pub fn scrub(&self, text: &str) -> Option<String> {
+            replace_all(text, &self.own, &self.placeholder)
+        }
+
+        pub fn scrub_opt(&self, text: &Option<String>) -> Option<String> {
+            text.as_deref().and_then(|t| self.scrub(t)).or_else(|| text.clone())
+        }
+
+        /// Every text inside `value` scrubbed; whether any changed.
+        fn scrub_json(&self, value: &mut Value) -> bool {
+            match value {
+                Value::String(text) => match self.scrub(text) {
+                    Some(new) => {
+                        *text = new;
+                        true
+                    }
+                    None => false,
+                },
+                Value::Array(items) => items.iter_mut().fold(false, |changed, v| self.scrub_json(v) | changed),
+                Value::Object(map) => map.values_mut().fold(false, |changed, v| self.scrub_json(v) | changed),
+                _ => false,
+            }
+        }
+    }
+
+    fn replace_all(text: &str, needles: &[Needle], with: &str) -> Option<String> {
+        let mut current: Option<String> = None;
+        for needle in needles {
+            if let Some(next) = needle.replace(current.as_deref().unwrap_or(text), with) {
+                current = Some(next);
+            }
+        }
+        current
+    }
+
+    /// The contacts one erasure covers.
+    pub struct People {
+        list: Vec<Person>,
+        by_id: HashMap<i64, usize>,
+        /// A word of each strong needle → the people it may be: texts
+        /// everyone shares are matched against these words first.
+        by_word: HashMap<String, Vec<usize>>,
+    }
+
+    impl People {
+        pub fn new(list: Vec<Person>) -> People {
+            let by_id = list.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+            let mut by_word: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, person) in list.iter().enumerate() {
+                for key in person.strong.iter().filter_map(Needle::key) {
+                    let who = by_word.entry(key).or_default();
+                    if who.last() != Some(&i) {
+                        who.push(i);
+                    }
+                }
+            }
+            People { list, by_id, by_word }
+        }
+
+        pub fn ids(&self) -> Vec<i64> {
+            self.list.iter().map(|p| p.id).collect()
+        }
+
+        fn get(&self, contact: i64) -> Option<&Person> {
+            self.by_id.get(&contact).map(|&i| &self.list[i])
+        }
+
+        fn of(&self, of: &HashMap<i64, i64>, participant: i64) -> Option<&Person> {
+            of.get(&participant).and_then(|&contact| self.get(contact))
+        }
+
+        /// A text everyone's records share, with what identifies any of
+        /// these contacts replaced by that contact's placeholder.
+        fn scrub_shared(&self, text: &str) -> Option<String> {
+            let mut who: Vec<usize> = words(text).filter_map(|w| self.by_word.get(&w)).flatten().copied().collect();
+            if who.is_empty() {
+                return None;
+            }
+            who.sort_unstable();
+            who.dedup();
+            let mut current: Option<String> = None;
+            for i in who {
+                let person = &self.list[i];
+                if let Some(next) = replace_all(current.as_deref().unwrap_or(text), &person.strong, &person.placeholder) {
+                    current = Some(next);
+                }
+            }
+            current
+        }
+
+        fn has_strong(&self) -> bool {
+            self.list.iter().any(|p| !p.strong.is_empty())
+        }
+
+        /// What the database can look for first in records everyone shares
+        /// (`LIKE` patterns, lower case): the longest run of ASCII letters
+        /// and digits of each strong needle, which any text holding the
+        /// needle holds too, whatever its case. None when some needle has
+        /// no such run, or when there are so many that reading every row
+        /// once is cheaper than a scan per few patterns.
+        fn patterns(&self) -> Option<Vec<String>> {
+            let mut patterns = BTreeSet::new();
+            for needle in self.list.iter().flat_map(|p| &p.strong) {
+                let run = needle
+                    .0
+                    .split(|c| !c.is_ascii_alphanumeric())
+                    .max_by_key(|run| run.len())
+                    .filter(|run| run.len() >= 3)?;
+                patterns.insert(format!("%{}%", run.iter().collect::<String>().to_ascii_lowercase()));
+            }
+            (patterns.len() <= MAX_PATTERNS).then(|| patterns.into_iter().collect())
+        }
+    }
+
+    /// Patterns looked for at once by [`People::patterns`]: beyond this
+    /// (a bulk chunk of many contacts), every shared row is read once instead.
+    const MAX_PATTERNS: usize = 200;
+
+    /// ` AND (lower(c) LIKE p OR …)` over `columns` and `patterns`; nothing without patterns.
+    fn push_prefilter(query: &mut Sql<'static>, columns: &[&str], patterns: &Option<Vec<String>>) {
+        let Some(patterns) = patterns else { return };
+        query.push(" AND (");
+        for (i, (column, pattern)) in columns.iter().flat_map(|c| patterns.iter().map(move |p| (c, p))).enumerate() {
+            if i > 0 {
+                query.push(" OR ");
+            }
+            query.push(format!("lower({column}) LIKE ")).push_bind(pattern.clone());
+        }
+        query.push(")");
+    }
+
+    /// A timeline row's words: participant, visit, subject, reason, why.
+    type ActionWords = (i64, i64, Option<String>, Option<String>, Option<String>);
+
+    /// A message record's: id, participant, contact, channel, address, subject, error.
+    type ConversationWords = (i64, Option<i64>, Option<i64>, String, String, Option<String>, Option<String>);
+
+    /// The participants' stored reasons (a failure's words may quote an address).
+    pub async fn participants(conn: &mut Conn, people: &People, pids: &str) -> Result<()> {
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as(&format!("SELECT id, contact_id, state FROM participants WHERE id IN ({pids})")).fetch_all(&mut *conn).await?;
+        for (id, contact, state) in rows {
+            let (Some(person), Ok(mut state)) = (people.get(contact), serde_json::from_str::<Value>(&state)) else { continue };
+            let Some(Value::String(reason)) = state.get_mut("reason") else { continue };
+            let Some(scrubbed) = person.scrub(reason) else { continue };
+            *reason = scrubbed;
+            sqlx::query("UPDATE participants SET state = $1, revision = revision + 1 WHERE id = $2")
+                .bind(state.to_string())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The timeline's words: task subjects ("Call Ada"), reasons, how due times were reached.
+    pub async fn timeline(conn: &mut Conn, people: &People, of: &HashMap<i64, i64>, pids: &str) -> Result<()> {
+        let rows: Vec<ActionWords> = sqlx::query_as(&format!(
+            "SELECT participant_id, visit, subject, reason, why FROM participant_actions
+             WHERE participant_id IN ({pids}) AND (subject IS NOT NULL OR reason IS NOT NULL OR why IS NOT NULL)"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (participant, visit, subject, reason, why) in rows {
+            let Some(person) = people.of(of, participant) else { continue };
+            let after = (person.scrub_opt(&subject), person.scrub_opt(&reason), person.scrub_opt(&why));
+            if after == (subject, reason, why) {
+                continue;
+            }
+            sqlx::query("UPDATE participant_actions SET subject = $1, reason = $2, why = $3 WHERE participant_id = $4 AND visit = $5")
+                .bind(after.0)
+                .bind(after.1)
+                .bind(after.2)
+                .bind(participant)
+                .bind(visit)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An effect as it stays in the outbox once its contact is erased:
+    /// the contact's address becomes the placeholder; what was written to
+    /// the contact (subjects, bodies, a call's script, a webhook's headers
+    /// and body) goes; URLs, keys and paths are scrubbed. Still an effect
+    /// of its kind (the fields are there, blank).
+    fn erase_effect(effect: &str, kind: &str, person: &Person) -> String {
+        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(effect) else {
+            return serde_json::json!({ "kind": kind }).to_string();
+        };
+        let kind = map.get("kind").and_then(Value::as_str).unwrap_or(kind).to_owned();
+        for (key, value) in map.iter_mut() {
+            match key.as_str() {
+                "to" if to_the_contact(&kind) => *value = Value::String(person.placeholder.clone()),
+                "subject" | "html" | "text" | "title" => *value = Value::String(String::new()),
+                "script" if kind == "call" => *value = Value::String(String::new()),
+                "body" => *value = Value::Null,
+                "headers" => *value = Value::Object(Map::new()),
+                "to" | "cc" | "bcc" | "url" | "key" | "path" | "attachments" => {
+                    person.scrub_json(value);
+                }
+                _ => {}
+            }
+        }
+        Value::Object(map).to_string()
+    }
+
+    /// Every outbox entry of the participants, sent or not.
+    pub async fn outbox(conn: &mut Conn, people: &People, of: &HashMap<i64, i64>, pids: &str) -> Result<()> {
+        let rows: Vec<(i64, i64, String, String, Option<String>)> =
+            sqlx::query_as(&format!("SELECT id, participant_id, kind, effect, last_error FROM outbox WHERE participant_id IN ({pids})"))
+                .fetch_all(&mut *conn)
+                .await?;
+        for (id, participant, kind, effect, error) in rows {
+            let Some(person) = people.of(of, participant) else { continue };
+            let after = (erase_effect(&effect, &kind, person), person.scrub_opt(&error));
+            if after == (effect, error) {
+                continue;
+            }
+            sqlx::query("UPDATE outbox SET effect = $1, last_error = $2 WHERE id = $3").bind(after.0).bind(after.1).bind(id).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Webhooks and data appends: the URL called (merge tags may have put
+    /// the address in it) and the start of the reply.
+    pub async fn http_calls(conn: &mut Conn, people: &People, of: &HashMap<i64, i64>, pids: &str) -> Result<()> {
+        let rows: Vec<(i64, i64, String, Option<String>)> =
+            sqlx::query_as(&format!("SELECT id, participant_id, url, excerpt FROM http_calls WHERE participant_id IN ({pids})")).fetch_all(&mut *conn).await?;
+        for (id, participant, url, excerpt) in rows {
+            let Some(person) = people.of(of, participant) else { continue };
+            let after = (person.scrub(&url).unwrap_or_else(|| url.clone()), person.scrub_opt(&excerpt));
+            if after == (url, excerpt) {
+                continue;
+            }
+            sqlx::query("UPDATE http_calls SET url = $1, excerpt = $2 WHERE id = $3").bind(after.0).bind(after.1).bind(id).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Message and call records (`filter`: which): the contact's address
+    /// becomes its placeholder, the subject goes, the error is scrubbed.
+    /// Status, provider id, sender (ours), times and durations stay.
+    pub async fn conversations(conn: &mut Conn, people: &People, of: &HashMap<i64, i64>, filter: &str) -> Result<()> {
+        let rows: Vec<ConversationWords> = sqlx::query_as(&format!(
+            "SELECT id, participant_id, contact_id, channel, address, subject, error FROM conversations WHERE {filter}"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id, participant, contact, channel, address, subject, error) in rows {
+            let person = contact.and_then(|c| people.get(c)).or_else(|| participant.and_then(|p| people.of(of, p)));
+            let Some(person) = person else { continue };
+            let new_address = if to_the_contact(&channel) { person.placeholder.clone() } else { person.scrub(&address).unwrap_or_else(|| address.clone()) };
+            let after = (new_address, None, person.scrub_opt(&error));
+            if after == (address, subject, error) {
+                continue;
+            }
+            sqlx::query("UPDATE conversations SET address = $1, subject = $2, error = $3 WHERE id = $4")
+                .bind(after.0)
+                .bind(after.1)
+                .bind(after.2)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Rows of a table everyone shares read at a time.
+    const PAGE: i64 = 2_000;
+
+    /// Records not tied to one contact: refused import rows (their reason
+    /// quotes the cell), import jobs, bulk runs (their criteria may name an
+    /// address), the audit log (a bulk run's criteria). Only what
+    /// identifies a contact on its own is replaced there. Users' own audit
+    /// entries (sign-ins, accounts, tokens) keep their subject.
+    pub async fn shared(conn: &mut Conn, people: &People) -> Result<()> {
+        if !people.has_strong() {
+            return Ok(());
+        }
+        let patterns = people.patterns();
+        let mut after = (i64::MIN, i64::MIN);
+        loop {
+            let mut page: Sql<'static> = Sql::new("SELECT import_id, line, reason FROM import_errors WHERE (import_id, line) > (");
+            page.push_bind(after.0).push(", ").push_bind(after.1).push(")");
+            push_prefilter(&mut page, &["reason"], &patterns);
+            page.push(" ORDER BY import_id, line LIMIT ").push_bind(PAGE);
+            let rows: Vec<(i64, i64, String)> = page.build_query_as().fetch_all(&mut *conn).await?;
+            let Some(last) = rows.last() else { break };
+            after = (last.0, last.1);
+            for (import, line, reason) in &rows {
+                if let Some(scrubbed) = people.scrub_shared(reason) {
+                    sqlx::query("UPDATE import_errors SET reason = $1 WHERE import_id = $2 AND line = $3")
+                        .bind(scrubbed)
+                        .bind(import)
+                        .bind(line)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
+        table(conn, people, &patterns, "contact_imports", &["file_name", "error"], "").await?;
+        table(conn, people, &patterns, "bulk_runs", &["criteria", "params", "message"], "").await?;
+        table(conn, people, &patterns, "audit_log", &["detail"], "").await?;
+        table(conn, people, &patterns, "audit_log", &["subject"], " AND action NOT LIKE 'user.%' AND action NOT LIKE 'token.%'").await
+    }
+
+    /// [`shared`] for one table with an `id`: `columns` of the rows `only` keeps.
+    async fn table(conn: &mut Conn, people: &People, patterns: &Option<Vec<String>>, table: &str, columns: &[&str], only: &str) -> Result<()> {
+        let mut after = i64::MIN;
+        loop {
+            let mut page: Sql<'static> = Sql::new(format!("SELECT id, {} FROM {table} WHERE id > ", columns.join(", ")));
+            page.push_bind(after).push(only);
+            push_prefilter(&mut page, columns, patterns);
+            page.push(" ORDER BY id LIMIT ").push_bind(PAGE);
+            let rows = page.build().fetch_all(&mut *conn).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.get("id");
+            for row in &rows {
+                let mut update: Sql = Sql::new(format!("UPDATE {table} SET "));
+                let mut changed = false;
+                for column in columns {
+                    let text: Option<String> = row.get(*column);
+                    let Some(scrubbed) = text.as_deref().and_then(|t| people.scrub_shared(t)) else { continue };
+                    if changed {
+                        update.push(", ");
+                    }
+                    update.push(format!("{column} = ")).push_bind(scrubbed);
+                    changed = true;
+                }
+                if changed {
+                    update.push(" WHERE id = ").push_bind(row.get::<i64, _>("id"));
+                    update.build().execute(&mut *conn).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rate-limit buckets kept under the contact's address.
+    pub async fn rate_buckets(conn: &mut Conn, people: &People) -> Result<()> {
+        let addresses: Vec<&String> = people.list.iter().flat_map(|p| &p.addresses).collect();
+        for part in addresses.chunks(500) {
+            let mut query: Sql = Sql::new("DELETE FROM rate_buckets WHERE lower(subject) IN (");
+            let mut list = query.separated(", ");
+            for address in part {
+                list.push_bind((*address).clone());
+            }
+            query.push(")");
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn person() -> Person {
+            let fields = serde_json::json!({"First name": "Zebulon", "last_name": "Quirke", "region": "north", "score": 42, "customer": 98765432,
+                                            "work_phone": "+1 555 0100 999", "company": {"name": "Quirke & Sons"}});
+            Person::new(7, Some("Erase-Me@X.test".into()), Some("+15550199871".into()), Some(fields.to_string()))
+        }
+
+        #[test]
+        fn a_contacts_data_is_replaced_wherever_it_appears_in_its_own_records() {
+            let p = person();
+            assert_eq!(p.scrub("Call Zebulon Quirke on +15550199871").as_deref(), Some("Call erased-contact-7 on erased-contact-7"));
+            assert_eq!(p.scrub("https://h.test/x?e=erase-me%40x.test&m=%2B15550199871").as_deref(), Some("https://h.test/x?e=erased-contact-7&m=erased-contact-7"));
+            assert_eq!(p.scrub("to ERASE-ME@x.TEST, 15550199871").as_deref(), Some("to erased-contact-7, erased-contact-7"));
+            assert_eq!(p.scrub("Zebulon%20Quirke / Zebulon+Quirke").as_deref(), Some("erased-contact-7 / erased-contact-7"));
+            assert_eq!(p.scrub("the north region").as_deref(), Some("the erased-contact-7 region"), "its custom values, in its own records");
+            assert_eq!(p.scrub("the northern lights"), None, "short values match whole words only");
+            assert_eq!(p.scrub("the call lasted 42 s"), None, "numbers too short to be anyone's stay");
+            assert_eq!(p.scrub("customer 98765432").as_deref(), Some("customer erased-contact-7"));
+            assert_eq!(p.scrub("Quirke & Sons Ltd").as_deref(), Some("erased-contact-7 Ltd"));
+            assert_eq!(p.scrub("nothing here"), None);
+        }
+
+        #[test]
+        fn shared_records_lose_only_what_identifies_a_contact_on_its_own() {
+            let people = People::new(vec![person(), Person::new(9, Some("b@x.test".into()), None, None)]);
+            let scrub = |t: &str| people.scrub_shared(t);
+            assert_eq!(scrub("“+15550199871 ext 9” is not a mobile number").as_deref(), Some("“erased-contact-7 ext 9” is not a mobile number"));
+            assert_eq!(scrub(r#"{"contact":[{"field":"email","value":"erase-me@x.test"}]}"#).as_deref(), Some(r#"{"contact":[{"field":"email","value":"erased-contact-7"}]}"#));
+            assert_eq!(scrub("mail b@x.test and zebulon quirke").as_deref(), Some("mail erased-contact-9 and erased-contact-7"));
+            assert_eq!(scrub("the north region, Zebulon alone"), None, "a first name or a custom value may be someone else's");
+            assert_eq!(scrub("+1 555 0100 999 called").as_deref(), Some("erased-contact-7 called"), "contact-like fields identify it");
+        }
+
+        #[test]
+        fn shared_records_are_narrowed_down_by_the_database_on_ascii_words() {
+            let patterns = People::new(vec![person()]).patterns().unwrap();
+            for word in ["%erase%", "%15550199871%", "%zebulon%", "%0100%"] {
+                assert!(patterns.contains(&word.to_owned()), "{word} in {patterns:?}");
+            }
+            let fields = serde_json::json!({"name": "山田 太郎"}).to_string();
+            assert_eq!(People::new(vec![Person::new(1, None, None, Some(fields))]).patterns(), None, "no ASCII word: every row is read");
+            let many: Vec<Person> = (0..300).map(|i| Person::new(i, Some(format!("person{i}@x.test")), None, None)).collect();
+            assert_eq!(People::new(many).patterns(), None, "too many patterns: every row is read once");
+        }
+
+        #[test]
+        fn effects_keep_their_kind_and_shape_without_the_contact() {
+            let p = person();
+            let email = r#"{"kind":"email","to":"erase-me@x.test","subject":"Hi Zebulon","html":"<p>Hi</p>","cc":["boss@x.test","erase-me@x.test"]}"#;
+            let erased: Value = serde_json::from_str(&erase_effect(email, "email", &p)).unwrap();
+            assert_eq!(erased, serde_json::json!({"kind": "email", "to": "erased-contact-7", "subject": "", "html": "", "cc": ["boss@x.test", "erased-contact-7"]}));
+            let hook = r#"{"kind":"webhook","method":"POST","url":"https://h.test/u?e=erase-me@x.test","format":"json","headers":{"X":"erase-me@x.test"},"body":{"n":"Zebulon"}}"#;
+            let erased: Value = serde_json::from_str(&erase_effect(hook, "webhook", &p)).unwrap();
+            assert_eq!(erased, serde_json::json!({"kind": "webhook", "method": "POST", "url": "https://h.test/u?e=erased-contact-7", "format": "json", "headers": {}, "body": null}));
+            let notify = r#"{"kind":"notify_email","to":"user:1","subject":"Zebulon replied","text":"Zebulon"}"#;
+            let erased: Value = serde_json::from_str(&erase_effect(notify, "notify_email", &p)).unwrap();
+            assert_eq!(erased, serde_json::json!({"kind": "notify_email", "to": "user:1", "subject": "", "text": ""}));
+            assert_eq!(erase_effect("not json", "sms", &p), r#"{"kind":"sms"}"#);
+        }
+    }
 }
 
 #[cfg(test)]

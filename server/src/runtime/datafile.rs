@@ -105,7 +105,7 @@ pub async fn make(pool: &Pool, delivery: &Delivery, run: i64, to: &[String], by:
     };
     let key = secret(pool).await?;
     let expires_at = now + LINK_VALIDITY;
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO data_files (run_id, path, rows, recipients, link, expires_at, email_status, created_by, created_at)
          VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8) RETURNING id",

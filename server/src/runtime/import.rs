@@ -85,9 +85,15 @@ fn invalid(message: String) -> Error {
     Error::BadBody { status: axum::http::StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_import", message }
 }
 
-/// A custom field name usable in criteria and JSON paths.
+/// A custom field name usable in criteria and JSON paths: at most
+/// [`app::core::limits::FIELD_NAME`] bytes, no quote, `$`, `.`, bracket,
+/// backslash, NUL or other control character. Names still reach SQL only as
+/// bound values (a JSON path parameter), never as SQL text.
 pub fn valid_field_name(name: &str) -> bool {
-    !name.trim().is_empty() && name.len() <= 64 && !name.contains(['"', '\'', '$', '.', '[', ']', '\\'])
+    !name.trim().is_empty()
+        && name.len() <= app::core::limits::FIELD_NAME
+        && !name.contains(['"', '\'', '$', '.', '[', ']', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 /// Each column's target, from the header row and the options.
@@ -163,7 +169,8 @@ fn unescape(value: &str) -> &str {
 pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else { return false };
     !local.is_empty()
-        && email.len() <= 254
+        && local.len() <= app::core::limits::EMAIL_LOCAL
+        && email.len() <= app::core::limits::EMAIL
         && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -231,11 +238,20 @@ impl RowReader {
         if row.email.is_none() && row.mobile.is_none() {
             return Err("The row has neither an email nor a mobile number.".into());
         }
+        let limited = |field: &str, value: &Option<String>, limit| app::core::limits::check(field, value.as_deref().unwrap_or_default(), limit);
+        limited("owner", &row.owner, app::core::limits::OWNER).map_err(|err| err.to_string())?;
+        for (name, value) in &row.fields {
+            app::core::limits::check(&format!("fields.{name}"), value.as_str().unwrap_or_default(), app::core::limits::FIELD_VALUE).map_err(|err| err.to_string())?;
+        }
+        for list in &row.lists {
+            app::core::limits::check("a list's name", list, app::core::limits::NAME).map_err(|err| err.to_string())?;
+        }
         Ok(row)
     }
 }
 
 /// What the reader hands the writer.
+#[derive(Clone)]
 struct Batch {
     rows: Vec<Row_>,
     errors: Vec<(u64, String)>,
@@ -383,9 +399,20 @@ async fn import(runtime: &Runtime, job: i64, path: PathBuf, options: &ImportOpti
     let mut writer = Writer { runtime, job, options, lists: HashMap::new(), entry_flows: HashMap::new() };
     let mut written = Ok(());
     while let Some(batch) = rx.recv().await {
-        if let Err(err) = writer.write(batch).await {
-            written = Err(err);
-            break;
+        // A batch is one transaction, all or nothing: safe to run again. Each
+        // attempt writes with a copy of the writer, whose list ids are kept
+        // only once its transaction committed.
+        let outcome = crate::db::retry_busy("an import batch", || {
+            let (mut attempt, batch) = (writer.clone(), batch.clone());
+            async move { attempt.write(batch).await.map(|()| attempt) }
+        })
+        .await;
+        match outcome {
+            Ok(attempt) => writer = attempt,
+            Err(err) => {
+                written = Err(err);
+                break;
+            }
         }
     }
     drop(rx); // a reader still sending sees the writer stopped
@@ -395,6 +422,7 @@ async fn import(runtime: &Runtime, job: i64, path: PathBuf, options: &ImportOpti
 }
 
 /// Writes batches, remembering list ids and the flows lists enroll into.
+#[derive(Clone)]
 struct Writer<'a> {
     runtime: &'a Runtime,
     job: i64,
@@ -418,7 +446,7 @@ enum Key {
 
 impl Writer<'_> {
     async fn write(&mut self, batch: Batch) -> Result<()> {
-        let mut tx = self.runtime.pool().begin().await?;
+        let mut tx = crate::db::begin_write(self.runtime.pool()).await?;
         let mut errors = batch.errors;
         let (mut created, mut updated, mut skipped) = (0i64, 0i64, 0i64);
 

@@ -287,7 +287,7 @@ impl Runtime {
     /// its re-entry rule. Returns the new participants' ids; contacts the
     /// rule keeps out are skipped and counted in the second value.
     pub async fn enroll(&self, flow_id: i64, contact_ids: &[i64]) -> Result<(Vec<i64>, usize)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         let enrolled = self.enroll_in(&mut tx, flow_id, contact_ids).await?;
         tx.commit().await?;
         Ok(enrolled)
@@ -340,7 +340,7 @@ impl Runtime {
                 Reentry::Always => Default::default(),
                 Reentry::Never => ids_in(tx, &format!("SELECT contact_id FROM participants WHERE flow_id = {flow_id} AND contact_id IN "), chunk, "").await?,
                 Reentry::AfterExit => {
-                    let open = " AND status NOT IN ('completed', 'exited', 'cancelled', 'failed')";
+                    let open = " AND status NOT IN ('completed', 'converted', 'exited', 'cancelled', 'failed')";
                     ids_in(tx, &format!("SELECT contact_id FROM participants WHERE flow_id = {flow_id} AND contact_id IN "), chunk, open).await?
                 }
             };
@@ -393,13 +393,22 @@ impl Runtime {
              RETURNING id, flow_id, version, contact_id, revision, state, callback_at, callback_owner",
             Backend::of(&self.pool).skip_locked()
         );
-        let mut rows = sqlx::query(&sql)
-        .bind(&self.worker)
-        .bind(millis(now + self.lease))
-        .bind(millis(now))
-        .bind(millis(now))
-        .bind(self.batch as i64)
-        .fetch_all(&self.pool)
+        // A write transaction of its own, to wait its turn with the others
+        // (see `crate::db`); one statement, all or nothing: safe to run again.
+        let sql = &sql;
+        let mut rows = crate::db::retry_busy("a scheduler claim", move || async move {
+            let mut tx = crate::db::begin_write(&self.pool).await?;
+            let rows = sqlx::query(sql)
+                .bind(&self.worker)
+                .bind(millis(now + self.lease))
+                .bind(millis(now))
+                .bind(millis(now))
+                .bind(self.batch as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        })
         .await?;
         // Committed in contact order, so that two workers whose batches
         // share contacts lock those rows in the same order.
@@ -458,19 +467,24 @@ impl Runtime {
     /// Commits a claimed batch in one transaction. Participants whose lease
     /// was taken over meanwhile are left alone (not counted as committed).
     pub async fn commit_batch(&self, batch: Batch) -> Result<Tick> {
-        let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
         if batch.claimed.is_empty() {
-            return Ok(tick);
+            return Ok(Tick::default());
         }
-        let mut tx = self.pool.begin().await?;
-        for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
-            if self.commit(&mut tx, participant, before, step, batch.now).await? {
-                tick.committed += 1;
-                tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
+        // All or nothing, and written only over the revisions claimed: safe to run again.
+        let batch = &batch;
+        crate::db::retry_busy("a scheduler batch", move || async move {
+            let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
+            let mut tx = crate::db::begin_write(&self.pool).await?;
+            for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
+                if self.commit(&mut tx, participant, before, step, batch.now).await? {
+                    tick.committed += 1;
+                    tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(tick)
+            tx.commit().await?;
+            Ok(tick)
+        })
+        .await
     }
 
     /// Writes one participant's advance. False (and nothing written) when
@@ -513,7 +527,7 @@ impl Runtime {
 
     async fn try_deliver(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<bool> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         if let Some(outcome) = outcome {
             if !outcome.record(&mut tx).await? {
                 return Ok(true);
@@ -618,7 +632,7 @@ impl Runtime {
     /// record stays on the timeline; effects get new idempotency keys).
     pub async fn retry(&self, id: i64) -> Result<ParticipantView> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         let row = sqlx::query("SELECT state, revision FROM participants WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -651,7 +665,7 @@ impl Runtime {
     /// same id, or goes to `map[old step]`; participants whose step has
     /// neither stay where they are and are counted. Returns (moved, left).
     pub async fn migrate(&self, flow_id: i64, map: &HashMap<String, String>) -> Result<(usize, usize)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&self.pool).await?;
         let newest: Option<i64> = sqlx::query_scalar("SELECT max(number) FROM flow_versions WHERE flow_id = $1")
             .bind(flow_id)
             .fetch_one(&mut *tx)
@@ -669,7 +683,7 @@ impl Runtime {
         }
         let rows = sqlx::query(
             "SELECT id, state, revision FROM participants WHERE flow_id = $1 AND version < $2
-             AND status NOT IN ('completed', 'exited', 'cancelled')",
+             AND status NOT IN ('completed', 'converted', 'exited', 'cancelled')",
         )
         .bind(flow_id)
         .bind(newest)
@@ -808,6 +822,7 @@ pub fn status_names() -> Vec<&'static str> {
         Status::Cancelled,
         Status::Suppressed,
         Status::Completed,
+        Status::Converted,
         Status::Exited,
         Status::Failed,
         Status::Transition,
@@ -872,8 +887,6 @@ async fn drip_slot(
     }
 }
 
-/// Runs the scheduler and the outbox dispatcher until the process ends:
-/// busy while there is work, polling every `idle` when there is none.
 /// A worker name no other process shares, on this machine or another:
 /// claims are made and checked under it.
 pub fn worker_name(role: &str) -> String {
@@ -887,10 +900,26 @@ pub fn worker_name(role: &str) -> String {
 /// (and forgets rate-limit buckets that are full again).
 const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Runs the scheduler and the outbox dispatcher until the process ends:
+/// busy while there is work, polling every `idle` when there is none.
 pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    spawn_workers_until(runtime, dispatcher, idle, tokio_util::sync::CancellationToken::new())
+}
+
+/// [`spawn_workers`] until `stop` is cancelled (SIGTERM): no pass starts
+/// after that, and the pass under way (a claimed batch of participants,
+/// claimed effects) runs to its end, committed and recorded, before the
+/// task ends. See [`Runtime::wind_down`] for the rest of a graceful stop.
+pub fn spawn_workers_until(
+    runtime: Runtime,
+    dispatcher: outbox::Dispatcher,
+    idle: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
-        loop {
+        let mut first = true;
+        while !stop.is_cancelled() {
             // Jobs of processes that stopped, and rate-limit buckets full
             // again: at start, then every so often.
             if recovered_at.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
@@ -904,16 +933,129 @@ pub fn spawn_workers(runtime: Runtime, dispatcher: outbox::Dispatcher, idle: std
             }
             let mut busy = false;
             match runtime.tick().await {
-                Ok(tick) => busy |= tick.claimed > 0,
+                Ok(tick) => {
+                    busy |= tick.claimed > 0;
+                    if first && tick.transitions > 0 {
+                        // When a (re)started process is working again.
+                        first = false;
+                        tracing::info!(worker = runtime.worker(), transitions = tick.transitions, "first transitions committed");
+                    }
+                }
                 Err(err) => tracing::error!(error = %err, "scheduler pass failed"),
+            }
+            if stop.is_cancelled() {
+                break;
             }
             match dispatcher.dispatch().await {
                 Ok(done) => busy |= done != outbox::Dispatch::default(),
                 Err(err) => tracing::error!(error = %err, "outbox pass failed"),
             }
             if !busy {
-                tokio::time::sleep(idle).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.cancelled() => {}
+                }
             }
         }
     })
+}
+
+/// What a stopping process gave back ([`Runtime::hand_back`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandedBack {
+    /// Claimed participants whose lease was released.
+    pub participants: u64,
+    /// Bulk runs left for another process to carry on.
+    pub runs: u64,
+    /// Imports marked failed, with the rows they had committed.
+    pub imports: u64,
+}
+
+impl Runtime {
+    /// How long a stopping process lets its work end by itself: two thirds
+    /// of the lease, so that it has handed back the rest and exited before
+    /// its claims would run out anyway.
+    pub fn grace(&self) -> std::time::Duration {
+        std::time::Duration::try_from(self.lease).unwrap_or_default() * 2 / 3
+    }
+
+    /// The rest of a graceful stop (SIGTERM), once the loop of
+    /// [`spawn_workers_until`] was told to stop at `since`: waits, until
+    /// [`Runtime::grace`] has passed, for the pass under way to end and
+    /// for the background jobs this process runs (imports, bulk runs) to
+    /// finish; then gives back what it still holds ([`Runtime::hand_back`]).
+    /// A pass still under way then is cut short: its transaction rolls
+    /// back, its participants are handed back, and effects it had claimed
+    /// are tried again once their lease runs out (at least once, under the
+    /// same key). Returns within nine tenths of the lease.
+    pub async fn wind_down(&self, mut workers: tokio::task::JoinHandle<()>, since: tokio::time::Instant) -> Result<HandedBack> {
+        let deadline = since + self.grace();
+        if tokio::time::timeout_at(deadline, &mut workers).await.is_err() {
+            tracing::warn!("the scheduler or outbox pass under way outlasted the grace period and was cut short");
+            workers.abort();
+            let _ = workers.await;
+        }
+        while tokio::time::Instant::now() < deadline {
+            match self.running_jobs().await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let last = since + std::time::Duration::try_from(self.lease).unwrap_or_default() * 9 / 10;
+        tokio::time::timeout_at(last, self.hand_back())
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal(anyhow::anyhow!("handing back claims outlasted the lease; they run out by themselves"))))
+    }
+
+    /// Imports and bulk runs this process runs now.
+    async fn running_jobs(&self) -> Result<i64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM contact_imports WHERE status = 'running' AND owner = $1)
+                  + (SELECT count(*) FROM bulk_runs WHERE status = 'running' AND owner = $2)",
+        )
+        .bind(&self.worker)
+        .bind(&self.worker)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
+    /// Gives back what this process (its worker name) still holds, for a
+    /// stop that is not a crash: participants it claimed but did not
+    /// commit are released at once, not after their lease; its bulk runs
+    /// lose their owner, so the next process to look for stopped jobs
+    /// (within 15 s) carries them on from their cursor; its imports, whose
+    /// upload is on this machine, are marked failed with the rows they
+    /// committed. A job's writes are made only under its owner's name, so
+    /// a chunk or batch still under way here is rolled back, not counted.
+    pub async fn hand_back(&self) -> Result<HandedBack> {
+        let now = self.now();
+        let participants = sqlx::query(
+            "UPDATE participants SET lease_owner = NULL, lease_until = NULL
+             WHERE next_run_at <= $1 AND status IN ('ready', 'waiting', 'held') AND lease_owner = $2",
+        )
+        .bind(millis(now) + 1)
+        .bind(&self.worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let runs = sqlx::query("UPDATE bulk_runs SET owner = NULL, heartbeat_at = NULL WHERE status = 'running' AND owner = $1")
+            .bind(&self.worker)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let imports = sqlx::query(
+            "UPDATE contact_imports SET status = 'failed', finished_at = $1,
+                 error = 'The process running the import was stopped; the rows counted as done were imported.'
+             WHERE status = 'running' AND owner = $2",
+        )
+        .bind(now.to_string())
+        .bind(&self.worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let handed = HandedBack { participants, runs, imports };
+        tracing::info!(worker = self.worker(), ?handed, "stopped; handed back what was still held");
+        Ok(handed)
+    }
 }

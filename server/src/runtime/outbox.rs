@@ -220,11 +220,35 @@ impl Dispatcher {
             })
             .collect();
         claimed.sort_by_key(|c| c.id);
+        // A contact erased since its effect was queued: nothing is sent. (An
+        // erasure cancelled the entry already, so the failure recorded below
+        // is not written over it; an entry queued after the erasure fails.)
+        let erased_before = if claimed.is_empty() {
+            Default::default()
+        } else {
+            let participants: Vec<i64> = claimed.iter().map(|c| c.participant).collect();
+            super::contacts::erased_participants(&mut *pool.acquire().await?, &participants).await?
+        };
+        let (skipped_entries, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|c| erased_before.contains(&c.participant));
+        let skipped: std::collections::HashSet<i64> = skipped_entries.iter().map(|c| c.id).collect();
+        let mut done = self.carry_out(claimed).await;
+        // Erased while being carried out: what the channels recorded since
+        // (a message's record, a webhook's call) loses the contact's data.
+        if !done.is_empty() {
+            let mut conn = pool.acquire().await?;
+            let participants: Vec<i64> = done.iter().map(|(entry, _)| entry.participant).collect();
+            let erased = super::contacts::erased_participants(&mut conn, &participants).await?;
+            let keys: Vec<String> = done.iter().filter(|(entry, _)| erased.contains(&entry.participant)).map(|(entry, _)| entry.key.clone()).collect();
+            super::contacts::erase_in_flight(&mut conn, &keys).await?;
+        }
+        done.extend(skipped_entries.into_iter().map(|entry| (entry, None)));
+        done.sort_by_key(|(entry, _)| entry.id);
         let mut report = Dispatch::default();
-        for (entry, result) in self.carry_out(claimed).await {
+        for (entry, result) in done {
             let Claimed { id, participant, awaited, tries, .. } = entry;
             let later = entry.effect.as_ref().is_ok_and(Effect::outcome_comes_later);
             let result = match (&entry.effect, result) {
+                _ if skipped.contains(&id) => Err(Failure::permanent(super::contacts::NOT_SENT)),
                 (Err(unreadable), _) => Err(Failure::permanent(unreadable.clone())),
                 (Ok(Effect::GoToFlow { flow, mode }), _) => self.go_to_flow(participant, flow, mode).await,
                 (Ok(_), Some(result)) => result,
@@ -233,14 +257,18 @@ impl Dispatcher {
             match result {
                 Err(failure) if failure.retryable && tries < self.policy.max_tries => {
                     let next = now + self.policy.delay(tries, failure.retry_after);
-                    sqlx::query("UPDATE outbox SET tries = $1, next_attempt_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4 AND lease_until = $5")
-                        .bind(tries as i64)
-                        .bind(millis(next))
-                        .bind(&failure.reason)
-                        .bind(id)
-                        .bind(lease)
-                        .execute(pool)
-                        .await?;
+                    // Only while still queued: an erasure may have cancelled it meanwhile.
+                    sqlx::query(
+                        "UPDATE outbox SET tries = $1, next_attempt_at = $2, lease_until = NULL, last_error = $3
+                         WHERE id = $4 AND lease_until = $5 AND status = 'queued'",
+                    )
+                    .bind(tries as i64)
+                    .bind(millis(next))
+                    .bind(&failure.reason)
+                    .bind(id)
+                    .bind(lease)
+                    .execute(pool)
+                    .await?;
                     report.retried += 1;
                 }
                 result => {

@@ -1,0 +1,230 @@
+//! Long writes sharing one database: a CSV import runs while the scheduler
+//! moves due participants of a published flow, bulk runs write, and another
+//! connection commits every few milliseconds (as job heartbeats and other
+//! processes do). On SQLite a transaction that began as a reader and then
+//! wrote used to fail with SQLITE_BUSY_SNAPSHOT (517, "database is
+//! locked") as soon as another connection had committed in between; write
+//! transactions now begin `BEGIN IMMEDIATE` (see `server::db`).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use app::core::contact::Contact;
+use app::core::FlowDocument;
+use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Params};
+use server::runtime::import::{self, ImportOptions};
+use server::runtime::{contacts, millis, Runtime, SystemClock};
+use server::store::{self, Store};
+
+mod support;
+
+/// Creates and publishes a flow from steps and `from:port->to` wires.
+async fn publish(store: &Store, name: &str, steps: Value, wires: &[&str]) -> i64 {
+    let edges: Vec<Value> = wires
+        .iter()
+        .map(|w| {
+            let (from, to) = w.split_once("->").unwrap();
+            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
+            json!({"from": from, "port": port, "to": to})
+        })
+        .collect();
+    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": name, "steps": steps, "edges": edges})).unwrap();
+    let flow = store.create(name, Some(doc)).await.unwrap();
+    store.publish(flow.id, None, "test").await.unwrap();
+    flow.id
+}
+
+const ROWS: usize = 60_000;
+const PARKED: usize = 10_000;
+
+/// Row `i` of the generated file: every 10th joins "Imported" (which
+/// enrolls into the fast flow), every 30th (from the 7th) updates a
+/// parked contact; the rest are new contacts.
+fn csv_row(i: usize) -> String {
+    let email = if i % 30 == 7 { format!("parked{}@x.test", i / 30) } else { format!("row{i}@import.test") };
+    let lists = if i.is_multiple_of(10) { "Imported" } else { "" };
+    format!("{email},+1555{i:07},Name {i},{lists}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_import_commits_every_row_while_scheduler_bulk_runs_and_heartbeats_write() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
+    let store = Store::new(pool.clone());
+    let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), "worker-a").with_files_dir(dir.path().join("files"));
+
+    // Contacts joining "Imported" enter a flow that waits a second, scores and ends.
+    let fast = publish(
+        &store,
+        "Imported",
+        json!([{"id": "s", "kind": "start", "settings": {"entry": "list", "list": "Imported"}},
+               {"id": "wait", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "seconds"}},
+               {"id": "score", "kind": "update_contact", "settings": {"changes": [{"field": "score", "op": "increment", "value": 1}]}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->wait", "wait->score", "score->x"],
+    )
+    .await;
+    // Participants waiting a day: what the bulk runs suppress and unsuppress.
+    let parked = publish(
+        &store,
+        "Parked",
+        json!([{"id": "s", "kind": "start"},
+               {"id": "wait", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->wait", "wait->x"],
+    )
+    .await;
+    let mut tx = pool.begin().await.unwrap();
+    let mut ids = Vec::with_capacity(PARKED);
+    for i in 0..PARKED {
+        ids.push(contacts::insert(&mut tx, &Contact { email: Some(format!("parked{i}@x.test")), ..Contact::default() }).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(runtime.enroll(parked, &ids).await.unwrap().0.len(), PARKED);
+    runtime.run_until_idle().await.unwrap();
+
+    let path = dir.path().join("contacts.csv");
+    let mut text = String::from("Email,Phone,Name,Lists\n");
+    for i in 0..ROWS {
+        text.push_str(&csv_row(i));
+    }
+    std::fs::write(&path, text).unwrap();
+    let options: ImportOptions = serde_json::from_value(json!({"mapping": {"Email": "email", "Phone": "mobile", "Lists": "lists"}})).unwrap();
+    import::check(&path, &options).await.unwrap();
+    let job = import::create_job(&runtime, &path, Some("contacts.csv"), &options, "test").await.unwrap();
+    eprintln!("set up in {:.1} s", started.elapsed().as_secs_f64());
+
+    let done = Arc::new(AtomicBool::new(false));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (ticks, runs, beats) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // The longest a heartbeat waited, in ms.
+    let slowest = Arc::new(AtomicUsize::new(0));
+
+    // The scheduler, passing over due participants.
+    let scheduler = {
+        let (runtime, done, errors, ticks) = (runtime.clone(), done.clone(), errors.clone(), ticks.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                match runtime.tick().await {
+                    Ok(tick) if tick.claimed == 0 => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Ok(tick) => {
+                        ticks.fetch_add(tick.committed, Ordering::Relaxed);
+                    }
+                    Err(err) => errors.lock().unwrap().push(format!("scheduler: {err}")),
+                }
+            }
+        })
+    };
+    // Bulk runs, one after another: suppress, unsuppress, suppress...
+    let bulk_runs = {
+        let (runtime, done, errors, runs) = (runtime.clone(), done.clone(), errors.clone(), runs.clone());
+        tokio::spawn(async move {
+            let mut actions = [Action::Suppress, Action::Unsuppress].into_iter().cycle();
+            while !done.load(Ordering::Relaxed) {
+                let action = actions.next().unwrap();
+                let request = BulkRequest { action, criteria: Criteria { flow_ids: vec![parked], ..Criteria::default() }, disposition: None, params: Params::default() };
+                let id = match bulk::start(&runtime, &request, "test").await {
+                    Ok(id) => id,
+                    Err(err) => {
+                        errors.lock().unwrap().push(format!("bulk start {}: {err}", action.as_str()));
+                        continue;
+                    }
+                };
+                match bulk::run(&runtime, id).await {
+                    Ok(view) if view.status == "done" && view.count == PARKED as i64 => {
+                        runs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(view) => errors.lock().unwrap().push(format!("bulk run {id}: {} with {} changed: {:?}", view.status, view.count, view.message)),
+                    Err(err) => errors.lock().unwrap().push(format!("bulk run {id} {}: {err}", action.as_str())),
+                }
+            }
+        })
+    };
+    // A heartbeat on a connection of its own, committing every few ms.
+    let heartbeat = {
+        let other = store::connect(&db.url).await.unwrap();
+        let (done, errors, beats, slowest) = (done.clone(), errors.clone(), beats.clone(), slowest.clone());
+        tokio::spawn(async move {
+            let mut conn = other.acquire().await.unwrap();
+            while !done.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                let beat = sqlx::query("UPDATE contact_imports SET heartbeat_at = $1 WHERE id = $2")
+                    .bind(millis(jiff::Timestamp::now()))
+                    .bind(job)
+                    .execute(&mut *conn)
+                    .await;
+                slowest.fetch_max(asked.elapsed().as_millis() as usize, Ordering::Relaxed);
+                match beat {
+                    Ok(_) => {
+                        beats.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => errors.lock().unwrap().push(format!("heartbeat: {err}")),
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+
+    let import_started = Instant::now();
+    let imported = import::run(&runtime, job, path, options).await;
+    let import_took = import_started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    for task in [scheduler, bulk_runs, heartbeat] {
+        task.await.unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let report = import::job(&mut conn, job, 10).await.unwrap();
+    drop(conn);
+    eprintln!(
+        "import of {ROWS} rows: {:.1} s, {} ({} created, {} updated, {} refused; error {:?}); meanwhile {} participants committed, {} bulk runs done, {} heartbeats (the slowest {} ms)",
+        import_took.as_secs_f64(),
+        report.status,
+        report.created,
+        report.updated,
+        report.failed,
+        report.error,
+        ticks.load(Ordering::Relaxed),
+        runs.load(Ordering::Relaxed),
+        beats.load(Ordering::Relaxed),
+        slowest.load(Ordering::Relaxed)
+    );
+    let errors = errors.lock().unwrap().clone();
+    for err in errors.iter().take(10) {
+        eprintln!("  {err}");
+    }
+    if let Err(err) = &imported {
+        panic!("the import failed after {} of {ROWS} rows: {err}", report.rows_done);
+    }
+    assert!(errors.is_empty(), "{} write(s) failed while the import ran, the first: {}", errors.len(), errors[0]);
+    assert_eq!((report.status.as_str(), report.rows_done, report.error.as_deref()), ("done", ROWS as i64, None));
+    assert_eq!((report.created, report.updated, report.skipped, report.failed), (58_000, 2_000, 0, 0));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, (PARKED + 58_000) as i64, "every row's contact is there");
+    let phones: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE mobile IS NOT NULL").fetch_one(&pool).await.unwrap();
+    assert_eq!(phones, ROWS as i64, "every row's update is there");
+    assert!(runs.load(Ordering::Relaxed) > 0 && beats.load(Ordering::Relaxed) > 0, "the writers wrote while the import ran");
+
+    // The 6,000 contacts the import enrolled all go through their flow.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        runtime.run_until_idle().await.unwrap();
+        let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = $1 AND status = 'completed'")
+            .bind(fast)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if completed == (ROWS / 10) as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{completed} of {} imported participants completed", ROWS / 10);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let enrolled: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = $1").bind(fast).fetch_one(&pool).await.unwrap();
+    assert_eq!(enrolled, (ROWS / 10) as i64, "each listed row enrolled once");
+    eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+}
