@@ -89,6 +89,26 @@ bench-editor: tools browser site-release reactflow-bench
 reactflow-bench:
 	cd end2end/reactflow-bench && npm install --no-audit --no-fund && npm run build
 
+## chaos: a real workload (a flow with waits, email and webhook to local
+## servers, tens of thousands enrolled, 200,000-row CSV imports and bulk runs)
+## across `serve` and two `worker` processes, which are killed (SIGKILL),
+## paused past their lease (SIGSTOP/SIGCONT) or stopped (SIGTERM) at seeded
+## moments and restarted, ROUNDS times; then the invariants, printed (exit 1
+## if one fails). SEED replays the same faults; DB=sqlite|postgres|both;
+## CHAOS_ARGS passes more (`--contacts`, `--import-rows`, … see `-- --help`).
+## A measurement, not part of `make test`.
+.PHONY: chaos
+SEED ?= $(shell date +%s)
+ROUNDS ?= 200
+DB ?= both
+chaos:
+	@pg=""; \
+	if [ "$(DB)" != sqlite ]; then \
+		pg=$$(.ci/postgres "$(HOME)/.cache/waymark/pg"); \
+		if [ -z "$$pg" ]; then echo "make chaos: no PostgreSQL server could be found or started"; exit 1; fi; \
+	fi; \
+	cargo bench -p server --bench chaos --locked -- --seed $(SEED) --rounds $(ROUNDS) --db $(DB) $${pg:+--postgres $$pg} $(CHAOS_ARGS)
+
 fmt:
 	cargo fmt --all
 

@@ -36,7 +36,9 @@ pub enum Command {
         #[arg(long)]
         no_demo: bool,
         /// How long a worker's claim on due participants lasts; a crashed
-        /// worker's participants are picked up again after it.
+        /// worker's participants are picked up again after it. On SIGTERM
+        /// (or Ctrl-C) the process stops within it: no new work, requests
+        /// and claimed work finished, or handed back at once.
         #[arg(long, env = "WAYMARK_LEASE_SECS", default_value_t = 30)]
         lease_secs: i64,
         /// Mark session cookies Secure (when served behind HTTPS).
@@ -67,6 +69,11 @@ pub enum Command {
     /// Manage API tokens for the REST API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the key integration secrets (SMTP password, SMS token…) are
+    /// encrypted with: WAYMARK_SECRET_KEY, else the key file
+    /// (WAYMARK_KEY_FILE, default waymark.key beside a SQLite database).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Validate a flow document. Exits 0 without errors, 1 with errors, 2 when
@@ -106,9 +113,8 @@ pub enum Command {
     /// captured instead of sent.
     Simulate {
         file: PathBuf,
-        /// The contact: {"email", "mobile", "timezone", "fields", "lists", ...}.
-        #[arg(long)]
-        contact: PathBuf,
+        #[command(flatten)]
+        contact: SimulateContact,
         /// When the contact enters (RFC 3339).
         #[arg(long)]
         start: String,
@@ -119,7 +125,7 @@ pub enum Command {
         /// (default: never).
         #[arg(long)]
         manual_after: Option<String>,
-        /// Print the result as JSON: {"status", "actions", "effects"}.
+        /// Print the result as JSON: {"status", "actions", "effects", "events"?}.
         #[arg(long)]
         json: bool,
     },
@@ -183,9 +189,21 @@ fn print_findings(findings: &Findings) {
     println!("{} error(s), {} warning(s)", findings.errors.len(), findings.warnings.len());
 }
 
+/// The simulated contact, and what it does on the way.
+#[derive(clap::Args, Debug)]
+pub struct SimulateContact {
+    /// The contact: {"email", "mobile", "timezone", "fields", "lists", ...}.
+    #[arg(long)]
+    pub contact: PathBuf,
+    /// Contact events delivered on the virtual clock in time order: a JSON
+    /// array of {"at": RFC 3339, "event": KIND, ...} (FLOW_FORMAT "Engagement").
+    #[arg(long, value_name = "EVENTS.json")]
+    pub events: Option<PathBuf>,
+}
+
 pub struct SimulateArgs {
     pub file: PathBuf,
-    pub contact: PathBuf,
+    pub contact: SimulateContact,
     pub start: String,
     pub window: String,
     pub manual_after: Option<String>,
@@ -208,6 +226,11 @@ pub fn simulate_command(args: SimulateArgs) -> ExitCode {
                 for effect in &sim.effects {
                     println!("effect {:<13} {:<20} at {}", effect.effect.kind(), effect.step, effect.at);
                 }
+                for event in &sim.events {
+                    let effect = serde_json::to_value(event.effect).expect("effects serialize");
+                    let step = event.step.as_deref().unwrap_or("-");
+                    println!("event  {:<13} {step:<20} at {}: {}", event.event, event.at, effect.as_str().unwrap_or(""));
+                }
                 println!("status: {}", sim.status);
             }
             ExitCode::SUCCESS
@@ -222,13 +245,24 @@ pub fn simulate_command(args: SimulateArgs) -> ExitCode {
 fn simulate(args: &SimulateArgs) -> Result<Simulation, String> {
     let flow = FlowDocument::from_value(&read_object(&args.file)?)
         .map_err(|err| format!("{} is not a flow document: {err}", args.file.display()))?;
-    let contact: Contact = serde_json::from_value(read_object(&args.contact)?)
-        .map_err(|err| format!("{} is not a contact: {err}", args.contact.display()))?;
+    let contact_file = &args.contact.contact;
+    let contact: Contact = serde_json::from_value(read_object(contact_file)?)
+        .map_err(|err| format!("{} is not a contact: {err}", contact_file.display()))?;
+    let events: Vec<app::core::engagement::Received> = match &args.contact.events {
+        None => Vec::new(),
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+            serde_json::from_str(&text).map_err(|err| {
+                format!("{} is not a list of events like [{{\"at\": \"2026-11-23T10:00:00Z\", \"event\": \"email_opened\", \"step\": \"e1\"}}]: {err}", file.display())
+            })?
+        }
+    };
     let start: jiff::Timestamp =
         args.start.parse().map_err(|err| format!("--start “{}” is not an RFC 3339 time: {err}", args.start))?;
     let window = parse_span(&args.window).map_err(|err| format!("--for: {err}"))?;
     let manual_after = args.manual_after.as_deref().map(parse_span).transpose().map_err(|err| format!("--manual-after: {err}"))?;
-    Ok(simulate::simulate(&flow, &contact, &simulate::Options { start, window, manual_after, seed: seed_for(&contact) }))
+    let options = simulate::Options { start, window, manual_after, seed: seed_for(&contact) };
+    Ok(simulate::simulate_events(&flow, &app::core::engine::NoGroups, &contact, &options, &events))
 }
 
 /// The split draws' seed, from the contact itself: the same contact takes
@@ -270,6 +304,38 @@ pub enum TokenCommand {
     },
     /// Revoke an API token by id.
     Revoke { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Encrypt every stored secret with a new key, then drop the old one(s).
+    /// With a key file, the new key is written ahead of the old one first,
+    /// so a failure leaves every secret readable. With WAYMARK_SECRET_KEY,
+    /// the new key is printed first: set it for every server and worker and
+    /// restart them.
+    Rotate,
+}
+
+pub async fn secrets_command(database_url: &str, command: SecretsCommand) -> anyhow::Result<ExitCode> {
+    use crate::secrets::{self, KeySource};
+    let pool = store::connect(database_url).await?;
+    match command {
+        SecretsCommand::Rotate => {
+            let rotation = secrets::rotate(&pool, |key| {
+                println!("new key: {key}");
+                println!("set {} to it for every server and worker, and restart them, once this command succeeds", secrets::KEY_ENV);
+            })
+            .await?;
+            let old = rotation.old.join(", ");
+            crate::audit::record(&pool, "cli", "secrets.rotated", "integrations", &format!("key {old} -> {}", rotation.new)).await?;
+            let place = match &rotation.source {
+                KeySource::File(path) => format!("; {} now holds only the new key", path.display()),
+                _ => String::new(),
+            };
+            println!("re-encrypted {} secret(s) with key {} (dropped key {old}){place}", rotation.secrets, rotation.new);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 pub async fn user_command(database_url: &str, command: UserCommand) -> anyhow::Result<ExitCode> {

@@ -11,21 +11,28 @@ use server::runtime::outbox::Dispatcher;
 use server::runtime::{Runtime, SystemClock};
 use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
+use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("waymark: {err:#}");
-            ExitCode::FAILURE
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the Tokio runtime starts");
+    let code = tokio.block_on(async {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("waymark: {err:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    });
+    // A blocking task still under way (an import's file reader, whose job
+    // was handed back) does not hold up the exit.
+    tokio.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -46,22 +53,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(command) => cli::user_command(&cli.database_url, command).await,
         Command::Token(command) => cli::token_command(&cli.database_url, command).await,
+        Command::Secrets(command) => cli::secrets_command(&cli.database_url, command).await,
         Command::Worker { lease_secs, batch, idle_ms } => {
             let pool = store::connect(&cli.database_url).await?;
+            server::secrets::startup(&pool).await?;
             let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), server::runtime::worker_name("worker"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_batch(batch)
                 .with_files_dir(files_dir(&cli.database_url));
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(pool)));
             tracing::info!(worker = runtime.worker(), "Waymark worker running");
-            let workers = server::runtime::spawn_workers(runtime, dispatcher, std::time::Duration::from_millis(idle_ms));
+            let stop = CancellationToken::new();
+            let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(idle_ms), stop.clone());
             shutdown().await;
-            workers.abort();
+            // Graceful: no new claims; what is claimed is finished or handed back within the lease.
+            let since = tokio::time::Instant::now();
+            tracing::info!(worker = runtime.worker(), "stopping: taking no new work, finishing or handing back what is claimed");
+            stop.cancel();
+            stopped(&runtime, since, runtime.wind_down(workers, since).await).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { addr, no_demo, lease_secs, secure_cookies, public_url } => {
             let public_url = cli::public_url(public_url.as_deref(), addr)?;
             let store = Store::new(store::connect(&cli.database_url).await?);
+            server::secrets::startup(store.pool()).await?;
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
             }
@@ -70,8 +85,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_files_dir(files_dir(&cli.database_url))
                 .with_public_url(public_url);
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
-            server::runtime::spawn_workers(runtime.clone(), dispatcher, std::time::Duration::from_millis(250));
-            let mut state = AppState::new(leptos_options(addr), store, runtime);
+            let stop = CancellationToken::new();
+            let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(250), stop.clone());
+            let mut state = AppState::new(leptos_options(addr), store, runtime.clone());
             state.auth.secure_cookies = secure_cookies;
             if !server::auth::accounts::has_admin(state.store.pool()).await? {
                 tracing::warn!("no admin yet: open http://{addr}/setup to create the first one (or run `waymark user add --admin`)");
@@ -79,7 +95,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!("Waymark listening on http://{addr}");
             let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+            let serving = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+            let mut server = tokio::spawn(async move { serving.await });
+            tokio::select! {
+                _ = shutdown() => {}
+                ended = &mut server => {
+                    stop.cancel();
+                    workers.abort();
+                    ended??;
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            // Graceful: the listener closes, requests under way end (an
+            // upload they carry starts its import), no new claims are made,
+            // and what is claimed is finished or handed back within the lease.
+            let since = tokio::time::Instant::now();
+            tracing::info!(worker = runtime.worker(), "stopping: taking no new work, finishing or handing back what is claimed");
+            stop.cancel();
+            if tokio::time::timeout_at(since + runtime.grace(), &mut server).await.is_err() {
+                tracing::warn!("requests still under way at the end of the grace period were cut short");
+                server.abort();
+            }
+            stopped(&runtime, since, runtime.wind_down(workers, since).await).await;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -92,6 +129,18 @@ fn files_dir(database_url: &str) -> std::path::PathBuf {
     std::path::Path::new(path).parent().map(|p| p.join("files")).unwrap_or_else(|| std::path::PathBuf::from("files"))
 }
 
+/// Logs how a graceful stop that began at `since` ended, and closes the
+/// database connections, within the lease (a task still holding one does
+/// not hold up the exit).
+async fn stopped(runtime: &Runtime, since: tokio::time::Instant, handed: server::error::Result<server::runtime::HandedBack>) {
+    if let Err(err) = handed {
+        tracing::warn!(error = %err, "claims not handed back run out with their lease");
+    }
+    let lease = std::time::Duration::try_from(runtime.lease()).unwrap_or_default();
+    let _ = tokio::time::timeout_at(since + lease * 19 / 20, runtime.pool().close()).await;
+}
+
+/// SIGTERM or Ctrl-C.
 async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

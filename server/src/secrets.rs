@@ -620,7 +620,7 @@ pub async fn rotate(pool: &Pool, new_key: impl FnOnce(&str)) -> anyhow::Result<R
 /// Re-encrypts, in one transaction, every secret not under `keyring`'s
 /// current key; returns how many it did, and how many remain after.
 async fn reencrypt(pool: &Pool, keyring: &Keyring) -> anyhow::Result<(usize, usize)> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let rows = sqlx::query("SELECT channel, secret FROM integration_settings WHERE secret IS NOT NULL").fetch_all(&mut *tx).await?;
     let mut done = 0;
     for row in rows {

@@ -160,3 +160,51 @@ fn simulate_prints_the_timeline_and_captured_effects() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 }
+
+#[test]
+fn simulate_delivers_contact_events_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = json!({"format": "waymark.flow/v1", "name": "Engaged",
+        "settings": {"goal": {"event": {"event": "custom", "name": "purchase"}}},
+        "steps": [{"id": "start", "kind": "start"},
+                  {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "Hello"}},
+                  {"id": "w", "kind": "wait_until", "settings": {"until": [{"event": "email_opened", "step": "e1"}],
+                                                                  "timeout": {"amount": 2, "unit": "days"}}},
+                  {"id": "e2", "kind": "send_email", "settings": {"subject": "Glad you read it", "body": "More"}},
+                  {"id": "w2", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}}],
+        "edges": [{"from": "start", "port": "next", "to": "e1"}, {"from": "e1", "port": "next", "to": "w"},
+                  {"from": "w", "port": "met", "to": "e2"}, {"from": "e2", "port": "next", "to": "w2"}]});
+    let flow_file = write(dir.path(), "flow.json", &flow.to_string());
+    let contact = write(dir.path(), "contact.json", r#"{"email": "ada@example.com"}"#);
+    let events = write(dir.path(), "events.json", &json!([
+        {"at": "2026-11-24T12:00:00Z", "event": "custom", "name": "purchase"},
+        {"at": "2026-11-23T11:00:00Z", "event": "email_opened", "step": "e1"},
+        {"at": "2026-11-23T10:00:00Z", "event": "email_opened", "step": "e9"}
+    ]).to_string());
+    let args = ["simulate", &flow_file, "--contact", &contact, "--events", &events, "--start", "2026-11-23T09:00:00Z", "--for", "30d", "--json"];
+    let out = waymark(&args, None);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["status"], "converted");
+    assert_eq!(sim["events"], json!([
+        {"at": "2026-11-23T10:00:00Z", "event": "email_opened", "step": "e9", "effect": "ignored"},
+        {"at": "2026-11-23T11:00:00Z", "event": "email_opened", "step": "e1", "effect": "met"},
+        {"at": "2026-11-24T12:00:00Z", "event": "custom", "effect": "goal"}
+    ]));
+    let subjects: Vec<&str> = sim["effects"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["Hi", "Glad you read it"]);
+    let w2 = &sim["actions"][4];
+    assert_eq!((&w2["step"], &w2["outcome"], &w2["reason"]), (&json!("w2"), &json!("skipped"), &json!("goal")));
+    assert_eq!(w2["done_at"], "2026-11-24T12:00:00Z", "converted when the purchase came");
+
+    // Without --events the result is as before: no `events` key.
+    let plain: Vec<&str> = args.iter().copied().filter(|a| *a != "--events" && *a != events.as_str()).collect();
+    let sim: Value = serde_json::from_slice(&waymark(&plain, None).stdout).unwrap();
+    assert_eq!(sim["status"], "completed", "timed out, and nothing is connected there");
+    assert!(sim.get("events").is_none());
+
+    let bad = write(dir.path(), "bad.json", r#"{"event": "email_opened"}"#);
+    let out = waymark(&["simulate", &flow_file, "--contact", &contact, "--events", &bad, "--start", "2026-11-23T09:00:00Z", "--for", "1d"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a list of events"));
+}
