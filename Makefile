@@ -60,7 +60,8 @@ pg:
 	fi; \
 	echo "PostgreSQL tests against $$url"; \
 	WAYMARK_TEST_POSTGRES=$$url cargo test -p server --locked \
-		--test api --test runtime --test contacts --test channels --test security --test scale_out
+		--test api --test runtime --test contacts --test channels --test security --test scale_out \
+		--test secrets --test erasure --test concurrency
 
 e2e:
 	cargo build -p server --locked
