@@ -376,6 +376,11 @@ pub fn html_page(status: axum::http::StatusCode, title: &str, body: &str) -> Res
     );
     let mut response = (status, html).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    // No script, only our stylesheet (the app-wide default allows nothing).
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    );
     response
 }
 
