@@ -29,6 +29,20 @@
 //! 0.3–1.5 s then SIGCONT, or SIGTERM (its exit code and time are checked,
 //! then it is restarted).
 //!
+//! Then, once nothing is pending, every process is stopped with SIGTERM and
+//! the run checks (a failure exits 1): no participant lost (every contact
+//! enrolled once, every participant completed), no step reached twice by
+//! one participant and every timeline the path of its branch, every
+//! contact updated once, every outbox effect delivered at least once (the
+//! SMTP sink's Message-ID and the webhook's Idempotency-Key name its key;
+//! duplicates are counted, at least once allows them), every import ended
+//! with exactly the rows it reports committed (its tagged contacts, none
+//! past its count, its refused rows listed), every bulk run done exactly
+//! once (done = total, and each participant's pass count 1 + the runs that
+//! changed it), every SIGTERM answered by exit 0 within the lease. It also
+//! prints how long a restarted process took to commit its first transition
+//! and how long a killed process's claims took to be taken over (p50/p99).
+//!
 //! The seed fixes the workload and every fault (which process, which
 //! signal, when, for how long); the processes' own interleaving is not
 //! fixed, so a seed replays the same faults at the same moments.
@@ -640,6 +654,27 @@ impl Report {
     }
 }
 
+/// After a SIGKILL: whether the killed process (worker name `owner`, a
+/// LIKE pattern) held claims on participants, and if so, how long until
+/// none is left in its name (another process claimed each once the lease
+/// ran out), in `taken`.
+async fn watch_claims(pool: Pool, owner: String, killed: Instant, taken: Arc<Mutex<Vec<Duration>>>) -> bool {
+    let held = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM participants WHERE lease_owner LIKE $1").bind(&owner).fetch_one(&pool).await.unwrap_or(1)
+    };
+    if held().await == 0 {
+        return false;
+    }
+    while killed.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if held().await == 0 {
+            taken.lock().unwrap().push(killed.elapsed());
+            break;
+        }
+    }
+    true
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -750,6 +785,10 @@ async fn run(opts: &Opts, engine: &str) -> anyhow::Result<Report> {
     let share = contacts.len().div_ceil(opts.rounds.max(1)).max(1);
     let mut shares = contacts.chunks(share);
     let mut faults: HashMap<&'static str, usize> = HashMap::new();
+    // SIGKILL → the participants the killed process had claimed are all
+    // claimed again (by another process, once the lease ran out).
+    let takeovers: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut watchers = Vec::new();
     let rounds_started = Instant::now();
     for round in 1..=opts.rounds {
         if let Some(ids) = shares.next() {
@@ -762,7 +801,9 @@ async fn run(opts: &Opts, engine: &str) -> anyhow::Result<Report> {
         let roll = rng.below(100);
         let line = if roll < 40 {
             *faults.entry("kill").or_default() += 1;
+            let owner = format!("{}-%-{}-%", if role == Role::Serve { "serve" } else { "worker" }, cluster.procs[i].child.id());
             cluster.kill(i);
+            watchers.push(tokio::spawn(watch_claims(pool.clone(), owner, Instant::now(), takeovers.clone())));
             let down = rng.millis(100, 600);
             tokio::time::sleep(down).await;
             cluster.restart(i);
@@ -1015,6 +1056,24 @@ async fn run(opts: &Opts, engine: &str) -> anyhow::Result<Report> {
     );
 
     // Recovery and graceful stops.
+    let mut orphaned = 0;
+    for watcher in watchers {
+        orphaned += usize::from(watcher.await.unwrap_or(false));
+    }
+    let mut taken = takeovers.lock().unwrap().clone();
+    taken.sort();
+    report.line(
+        "SIGKILL → its claims taken over",
+        format!(
+            "p50 {:.2} s, p99 {:.2} s, max {:.2} s (n = {}: kills of a process holding claims; {} not taken over)",
+            percentile(&taken, 50.0).as_secs_f64(),
+            percentile(&taken, 99.0).as_secs_f64(),
+            taken.last().copied().unwrap_or_default().as_secs_f64(),
+            taken.len(),
+            orphaned - taken.len()
+        ),
+        orphaned == taken.len(),
+    );
     let mut recoveries = cluster.recoveries.clone();
     recoveries.sort();
     report.line(
