@@ -10,32 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use app::core::contact::Contact;
-use app::core::FlowDocument;
 use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Params};
 use server::runtime::import::{self, ImportOptions};
 use server::runtime::{contacts, millis, Runtime, SystemClock};
 use server::store::{self, Store};
 
 mod support;
-
-/// Creates and publishes a flow from steps and `from:port->to` wires.
-async fn publish(store: &Store, name: &str, steps: Value, wires: &[&str]) -> i64 {
-    let edges: Vec<Value> = wires
-        .iter()
-        .map(|w| {
-            let (from, to) = w.split_once("->").unwrap();
-            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
-            json!({"from": from, "port": port, "to": to})
-        })
-        .collect();
-    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": name, "steps": steps, "edges": edges})).unwrap();
-    let flow = store.create(name, Some(doc)).await.unwrap();
-    store.publish(flow.id, None, "test").await.unwrap();
-    flow.id
-}
+use support::publish;
 
 const ROWS: usize = 60_000;
 const PARKED: usize = 10_000;

@@ -15,6 +15,7 @@ use server::runtime::{contacts, ManualClock, Runtime};
 use server::store::{self, Store};
 
 mod support;
+use support::publish;
 
 struct World {
     store: Store,
@@ -35,22 +36,6 @@ async fn world() -> World {
     let clock = ManualClock::new(t0());
     let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a");
     World { store: Store::new(pool), clock, runtime, _db: db, _dir: dir }
-}
-
-/// Creates and publishes a flow from steps and `from:port->to` wires.
-async fn publish(store: &Store, name: &str, steps: Value, wires: &[&str]) -> i64 {
-    let edges: Vec<Value> = wires
-        .iter()
-        .map(|w| {
-            let (from, to) = w.split_once("->").unwrap();
-            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
-            json!({"from": from, "port": port, "to": to})
-        })
-        .collect();
-    let doc = FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": name, "steps": steps, "edges": edges})).unwrap();
-    let flow = store.create(name, Some(doc)).await.unwrap();
-    store.publish(flow.id, None, "test").await.unwrap();
-    flow.id
 }
 
 async fn add_contacts(runtime: &Runtime, count: usize, make: impl Fn(usize) -> Contact) -> Vec<i64> {

@@ -296,3 +296,19 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Creates and publishes a flow from steps and `from:port->to` wires.
+pub async fn publish(store: &server::store::Store, name: &str, steps: Value, wires: &[&str]) -> i64 {
+    let edges: Vec<Value> = wires
+        .iter()
+        .map(|w| {
+            let (from, to) = w.split_once("->").unwrap();
+            let (from, port) = from.split_once(':').unwrap_or((from, "next"));
+            json!({"from": from, "port": port, "to": to})
+        })
+        .collect();
+    let doc = app::core::FlowDocument::from_value(&json!({"format": "waymark.flow/v1", "name": name, "steps": steps, "edges": edges})).unwrap();
+    let flow = store.create(name, Some(doc)).await.unwrap();
+    store.publish(flow.id, None, "test").await.unwrap();
+    flow.id
+}
