@@ -117,6 +117,9 @@ pub enum Error {
     /// 422 with its own code: a value that cannot be used.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// 422 with its own code, naming the field at fault (`events[3].name`).
+    #[error("{message}")]
+    InvalidField { code: &'static str, field: String, message: String },
     /// 409 with its own code: the request conflicts with what is stored.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -180,7 +183,7 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::BadBody { status, .. } => *status,
-            Error::Invalid { .. } | Error::TooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Invalid { .. } | Error::InvalidField { .. } | Error::TooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } | Error::ReviewPending(_) => StatusCode::CONFLICT,
             Error::Unauthenticated | Error::InvalidToken => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite | Error::CsrfTokenMissing => StatusCode::FORBIDDEN,
@@ -220,7 +223,7 @@ impl Error {
             Error::InvalidDocument(_) => "invalid_document",
             Error::TooManySteps(_) => "too_many_steps",
             Error::PublishBlocked(_) => "publish_blocked",
-            Error::BadBody { code, .. } | Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
+            Error::BadBody { code, .. } | Error::Invalid { code, .. } | Error::InvalidField { code, .. } | Error::Conflict { code, .. } => code,
             Error::ReviewPending(_) => "review_pending",
             Error::Unauthenticated => "unauthenticated",
             Error::InvalidToken => "invalid_token",
@@ -276,7 +279,7 @@ impl IntoResponse for Error {
             Error::PublishBlocked(errors) => body["errors"] = json!(errors),
             Error::StaleRevision { current, .. } => body["current_revision"] = json!(current),
             Error::InvalidDocument(err) => body["path"] = Value::String(err.path.clone()),
-            Error::InvalidIntegration { field, .. } => body["field"] = Value::String(field.clone()),
+            Error::InvalidIntegration { field, .. } | Error::InvalidField { field, .. } => body["field"] = Value::String(field.clone()),
             Error::TooLong(err) => {
                 body["field"] = Value::String(err.field.clone());
                 body["limit"] = json!(err.limit);

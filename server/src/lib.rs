@@ -14,6 +14,7 @@ pub mod channels;
 pub mod cli;
 pub mod db;
 pub mod error;
+pub mod events_api;
 pub mod runtime;
 pub mod runtime_api;
 pub mod secrets;
@@ -60,7 +61,12 @@ impl AppState {
 
 /// Every REST endpoint under `/api/v1`, with the access each needs.
 pub fn api_endpoints() -> Vec<auth::Endpoint> {
-    api::endpoints().into_iter().chain(runtime_api::endpoints()).chain(channels::api::endpoints()).collect()
+    api::endpoints()
+        .into_iter()
+        .chain(runtime_api::endpoints())
+        .chain(events_api::endpoints())
+        .chain(channels::api::endpoints())
+        .collect()
 }
 
 /// Leptos options from the environment cargo-leptos (or the Makefile) sets,

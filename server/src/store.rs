@@ -354,9 +354,18 @@ impl Store {
             .find(|step| step.kind == StepKind::Start && step.setting_str("entry") == Some("list"))
             .and_then(|step| step.setting_str("list"))
             .map(str::to_owned);
-        sqlx::query("UPDATE flows SET updated_at = $1, entry_list = $2 WHERE id = $3")
+        // Entry on a custom event likewise (FLOW_FORMAT "Entry on an event").
+        let entry_event = draft
+            .document
+            .steps
+            .iter()
+            .find(|step| step.kind == StepKind::Start && step.setting_str("entry") == Some("event"))
+            .and_then(|step| step.setting_str("event"))
+            .map(str::to_owned);
+        sqlx::query("UPDATE flows SET updated_at = $1, entry_list = $2, entry_event = $3 WHERE id = $4")
             .bind(&at)
             .bind(entry_list)
+            .bind(entry_event)
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -339,6 +339,26 @@ pub fn criteria_met_at(contact: &Contact, history: &History, now: Timestamp, cri
     combine(&results, logic)
 }
 
+/// What an event changes on the contact, with or without a participant:
+/// an unsubscribe turns that channel's consent off, a complaint email's,
+/// and a hard bounce marks the email address undeliverable. True when the
+/// contact changed.
+pub fn apply_consent(contact: &mut Contact, event: &ContactEvent) -> bool {
+    match event {
+        ContactEvent::Unsubscribed { channel } => contact.opted_out.insert(channel.clone()),
+        ContactEvent::Complained { .. } => contact.opted_out.insert("email".into()),
+        ContactEvent::Bounced { bounce: BounceType::Hard, .. } => match contact.email.clone().filter(|e| !e.trim().is_empty()) {
+            Some(email) => {
+                let before = contact.opted_out.len();
+                contact.mark_undeliverable(&email);
+                contact.opted_out.len() != before
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Does `event` enrol its contact into `flow` (a start with `entry:
 /// "event"` naming this custom event)? Re-entry and slow drip are the
 /// caller's to apply.
@@ -355,3 +375,82 @@ pub fn is_message_step(flow: &FlowDocument, id: &str) -> bool {
     flow.step(id).is_some_and(|s| matches!(s.kind, StepKind::SendEmail | StepKind::SendSms))
 }
 
+
+/// Why an event cannot be taken: the field (as the caller wrote it) and
+/// what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadEvent {
+    pub field: String,
+    pub message: String,
+}
+
+/// Is `name` usable as a custom event's name: 1 to 64 letters, digits and
+/// `_ . - :` (what a flow's `did_event` and `entry` can name unambiguously).
+pub fn valid_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= crate::core::limits::EVENT_NAME
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+}
+
+/// Checks an event against the limits of `app::core::limits` and the names
+/// FLOW_FORMAT allows, before it is stored.
+pub fn check_event(received: &Received) -> Result<(), BadEvent> {
+    use crate::core::limits::{self, check};
+    let bad = |field: &str, message: String| Err(BadEvent { field: field.to_owned(), message });
+    let too_long = |err: limits::TooLong| BadEvent { field: err.field.clone(), message: err.to_string() };
+    if let Some(id) = &received.id {
+        if id.trim().is_empty() {
+            return bad("id", "An event's id, when given, may not be empty.".into());
+        }
+        check("id", id, limits::EVENT_ID).map_err(too_long)?;
+    }
+    if let Some(step) = received.event.step() {
+        check("step", step, limits::STEP_ID).map_err(too_long)?;
+    }
+    match &received.event {
+        ContactEvent::Custom { name, properties } => {
+            if !valid_event_name(name) {
+                return bad(
+                    "name",
+                    format!("“{}” is not an event name: use 1 to 64 letters, digits and _ . - :", name.chars().take(80).collect::<String>()),
+                );
+            }
+            let text = serde_json::to_string(properties).expect("maps serialize");
+            check("properties", &text, limits::EVENT_PROPERTIES).map_err(too_long)?;
+        }
+        ContactEvent::LinkClicked { url, .. } => check("url", url, limits::EVENT_URL).map_err(too_long)?,
+        ContactEvent::Unsubscribed { channel } if !matches!(channel.as_str(), "email" | "sms" | "call" | "all") => {
+            return bad("channel", format!("“{channel}” is not a channel: use email, sms, call or all."));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod checks {
+    use super::*;
+    use serde_json::json;
+
+    fn event(value: serde_json::Value) -> Received {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn events_are_checked_against_their_limits_and_names() {
+        let ok = event(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "order.paid", "properties": {"total": 12}}));
+        assert_eq!(check_event(&ok), Ok(()));
+        let field = |value| check_event(&event(value)).unwrap_err().field;
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "has space"})), "name");
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": ""})), "name");
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "<b>x</b>"})), "name");
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "x".repeat(65)})), "name");
+        let big = json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "p", "properties": {"blob": "y".repeat(17_000)}});
+        assert_eq!(field(big), "properties");
+        assert_eq!(field(json!({"id": "", "at": "2026-12-07T09:00:00Z", "event": "custom", "name": "p"})), "id");
+        assert_eq!(field(json!({"id": "i".repeat(129), "at": "2026-12-07T09:00:00Z", "event": "custom", "name": "p"})), "id");
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "unsubscribed", "channel": "fax"})), "channel");
+        assert_eq!(field(json!({"at": "2026-12-07T09:00:00Z", "event": "link_clicked", "url": "u".repeat(2_049)})), "url");
+        assert!(valid_event_name("form:submitted-v2") && valid_event_name("übung"));
+    }
+}

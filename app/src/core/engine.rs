@@ -514,6 +514,11 @@ impl Run<'_> {
                 self.run();
             }
             Event::Wake => {
+                // The contact may have changed since the last step: the
+                // goal's criteria are checked on every wake.
+                if self.p.step.is_some() && self.p.status.is_active() && self.goal_met(None) {
+                    return self.convert();
+                }
                 if let (true, Phase::Until { since }) = (self.p.status.is_active(), &self.p.phase) {
                     // Before the timeout a wake re-checks the criteria (the contact may have changed).
                     return self.until_wake(*since);
@@ -702,20 +707,7 @@ impl Run<'_> {
     /// Unsubscribes and complaints turn consent off; a hard bounce marks
     /// the contact's email address undeliverable.
     fn consent(&mut self, event: &ContactEvent) {
-        match event {
-            ContactEvent::Unsubscribed { channel } => {
-                self.contact.opted_out.insert(channel.clone());
-            }
-            ContactEvent::Complained { .. } => {
-                self.contact.opted_out.insert("email".into());
-            }
-            ContactEvent::Bounced { bounce: crate::core::engagement::BounceType::Hard, .. } => {
-                if let Some(email) = self.contact.email.clone().filter(|e| !e.trim().is_empty()) {
-                    self.contact.mark_undeliverable(&email);
-                }
-            }
-            _ => {}
-        }
+        crate::core::engagement::apply_consent(&mut self.contact, event);
     }
 
     /// Is the flow's goal met, by its criteria or by `event`?

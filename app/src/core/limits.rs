@@ -32,6 +32,17 @@ pub const DOCUMENT_TEXT: usize = 256 * 1024;
 /// Notes: admins' acknowledgements, agents' dispositions.
 pub const NOTE: usize = 2_000;
 
+/// A custom event's name (`purchase`, `form_submitted`).
+pub const EVENT_NAME: usize = 64;
+/// The caller's id of an event (for idempotency).
+pub const EVENT_ID: usize = 128;
+/// A custom event's properties, as JSON text.
+pub const EVENT_PROPERTIES: usize = 16 * 1024;
+/// A clicked link's URL in an event.
+pub const EVENT_URL: usize = 2_048;
+/// Events in one `POST /api/v1/events` batch.
+pub const EVENTS_PER_BATCH: usize = 1_000;
+
 /// A text over its limit: which field, and the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TooLong {

@@ -49,6 +49,8 @@ pub struct Limits {
     pub sign_in_per_address: Limiter,
     /// Enrollment requests per caller.
     pub enroll: Limiter,
+    /// `POST /api/v1/events` requests (of up to 1,000 events) per caller.
+    pub events: Limiter,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             sign_in_per_email: Limiter::new("sign_in_email", 5, 5),
             sign_in_per_address: Limiter::new("sign_in_address", 30, 30),
             enroll: Limiter::new("enroll", 120, 600),
+            events: Limiter::new("events", 300, 6_000),
         }
     }
 }

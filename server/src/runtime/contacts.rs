@@ -110,9 +110,24 @@ pub async fn load(conn: &mut Conn, id: i64) -> Result<Contact> {
 
 /// Writes what the flow changed; lists are diffed against `before`.
 pub async fn save(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -> Result<()> {
+    save_except(conn, id, before, after, &Keep::default()).await
+}
+
+/// Participants a contact's change need not wake ([`nudge`]): those that
+/// already saw it (the advance that made it), and those the writing worker
+/// holds (a scheduler batch threads each contact through its participants).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep<'a> {
+    pub participants: &'a [i64],
+    pub leased_by: Option<&'a str>,
+}
+
+/// [`save`], keeping `keep` from being woken.
+pub async fn save_except(conn: &mut Conn, id: i64, before: &Contact, after: &Contact, keep: &Keep<'_>) -> Result<()> {
     if before == after {
         return Ok(());
     }
+    nudge(conn, &[id], keep).await?;
     sqlx::query(
         "UPDATE contacts SET email = $1, mobile = $2, timezone = $3, owner = $4, fields = $5, opted_out = $6, blocked = $7, updated_at = $8,
              search_name = $9
@@ -131,6 +146,35 @@ pub async fn save(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -
     .execute(&mut *conn)
     .await?;
     save_lists(conn, id, &before.lists, &after.lists).await
+}
+
+/// The contacts `ids` changed: their active participants that have
+/// entered the flow are woken at once (`next_run_at` 0, before anything
+/// else due, whatever the clock), so that `wait_until` criteria, held
+/// guards and the goal are checked against the new data (FLOW_FORMAT: a
+/// criteria matcher is "re-checked when the contact changes"). A wake with
+/// nothing met changes nothing and restores each one's own next run.
+///
+/// The revision moves and a claim is released: a worker that read the
+/// participant (and the old contact) before this change cannot commit what
+/// it worked out; the participant is claimed again at once, with the new
+/// data.
+pub async fn nudge(conn: &mut Conn, ids: &[i64], keep: &Keep<'_>) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = format!(
+        "UPDATE participants SET next_run_at = 0, revision = revision + 1, lease_owner = NULL, lease_until = NULL
+         WHERE contact_id IN ({}) AND status IN ('ready', 'waiting', 'held') AND step IS NOT NULL
+           AND (lease_owner IS NULL OR lease_owner <> $1)",
+        crate::db::id_list(ids)
+    );
+    if !keep.participants.is_empty() {
+        sql.push_str(&format!(" AND id NOT IN ({})", crate::db::id_list(keep.participants)));
+    }
+    // No worker is named "": without one every claim is released.
+    let worker = keep.leased_by.unwrap_or("");
+    Ok(sqlx::query(&sql).bind(worker).execute(&mut *conn).await?.rows_affected())
 }
 
 async fn save_lists(conn: &mut Conn, id: i64, before: &BTreeSet<String>, after: &BTreeSet<String>) -> Result<()> {

@@ -596,6 +596,9 @@ impl Writer<'_> {
             }
         }
         self.add_members(&mut tx, &members, &at).await?;
+        // Participants of the contacts this batch changed re-check what they wait on.
+        let changed: Vec<i64> = plans.iter().filter_map(|p| if let Plan::Update(id, _) = p { Some(*id) } else { None }).collect();
+        super::contacts::nudge(&mut tx, &changed, &super::contacts::Keep::default()).await?;
 
         errors.sort_by_key(|(line, _)| *line);
         let failed = errors.len() as i64;

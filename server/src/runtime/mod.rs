@@ -12,6 +12,7 @@ pub mod bulk;
 mod contact_pages;
 pub mod contacts;
 pub mod datafile;
+pub mod events;
 pub mod export;
 pub mod import;
 pub mod jobs;
@@ -103,6 +104,9 @@ pub struct Runtime {
     files: std::path::PathBuf,
     /// The address people reach the app at, for links sent by email.
     public_url: String,
+    /// Rung when events were written, to deliver them without waiting for
+    /// the next poll.
+    events: Arc<tokio::sync::Notify>,
 }
 
 /// What one scheduler pass did.
@@ -211,6 +215,7 @@ impl Runtime {
             versions: Arc::new(Mutex::new(HashMap::new())),
             files: std::env::temp_dir().join("waymark-files"),
             public_url: "http://127.0.0.1:3000".into(),
+            events: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -747,6 +752,25 @@ impl Runtime {
 /// The timeline records, the outbox entries and the contact's changes of
 /// one advance (lists it joined may enroll it into other flows).
 async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
+    write_records(conn, participant_id, step, now).await?;
+    let keep = contacts::Keep { participants: &[participant_id], leased_by: Some(&self.worker) };
+    self.save_contact(conn, contact_id, before, &step.contact, &keep).await
+}
+
+/// A contact's changes by an advance (or an event): saved, its other
+/// participants woken to re-check, and lists it joined may enroll it.
+pub(crate) async fn save_contact(&self, conn: &mut Conn, contact_id: i64, before: &Contact, after: &Contact, keep: &contacts::Keep<'_>) -> Result<()> {
+    contacts::save_except(conn, contact_id, before, after, keep).await?;
+    let joined: Vec<String> = after.lists.difference(&before.lists).cloned().collect();
+    if !joined.is_empty() {
+        self.enroll_by_lists(conn, contact_id, &joined).await?;
+    }
+    Ok(())
+}
+}
+
+/// The timeline records and the outbox entries of one advance.
+pub(crate) async fn write_records(conn: &mut Conn, participant_id: i64, step: &Advance, now: Timestamp) -> Result<()> {
     if !step.actions.is_empty() {
         let mut query: Sql = Sql::new(
             "INSERT INTO participant_actions (participant_id, visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why) ",
@@ -803,13 +827,7 @@ async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Con
         .execute(&mut *conn)
         .await?;
     }
-    contacts::save(conn, contact_id, before, &step.contact).await?;
-    let joined: Vec<String> = step.contact.lists.difference(&before.lists).cloned().collect();
-    if !joined.is_empty() {
-        self.enroll_by_lists(conn, contact_id, &joined).await?;
-    }
     Ok(())
-}
 }
 
 /// Statuses a participant can be searched by.
@@ -916,6 +934,9 @@ pub fn spawn_workers_until(
     idle: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // Events are delivered by a task of their own, so that a long
+    // scheduler or outbox pass does not hold them up.
+    let events = tokio::spawn(deliver_events_until(runtime.clone(), idle, stop.clone()));
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
         let mut first = true;
@@ -957,7 +978,31 @@ pub fn spawn_workers_until(
                 }
             }
         }
+        let _ = events.await;
     })
+}
+
+/// The event delivery loop of [`spawn_workers_until`]: a pass as soon as
+/// events are written in this process, else every `idle` (events written
+/// by other processes), until `stop`; the pass under way runs to its end.
+async fn deliver_events_until(runtime: Runtime, idle: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+    let signal = runtime.events_signal();
+    while !stop.is_cancelled() {
+        let busy = match runtime.deliver_events().await {
+            Ok(pass) => pass.events > 0,
+            Err(err) => {
+                tracing::error!(error = %err, "event delivery pass failed");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = signal.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
 }
 
 /// What a stopping process gave back ([`Runtime::hand_back`]).

@@ -1117,3 +1117,43 @@ fn the_simulator_delivers_events_in_time_order_on_the_virtual_clock() {
     let plain = serde_json::to_value(sim_events(&f, &ada(), json!([]))).unwrap();
     assert!(plain.get("events").is_none());
 }
+
+#[test]
+fn a_wake_after_the_contact_changed_converts_a_waiting_participant_whose_goal_now_holds() {
+    let f = flow(
+        json!({"goal": {"criteria": [{"field": "stage", "op": "equals", "value": "customer"}]}}),
+        json!([{"id": "s", "kind": "start"},
+               {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 3, "unit": "days"}},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}}]),
+        &["s->w", "w->e1"],
+    );
+    let now = at("2026-11-23T09:00:00Z");
+    let waiting = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+    assert_eq!(waiting.participant.status, Status::Waiting);
+    let later = now + SignedDuration::from_hours(1);
+    let unchanged = advance(&f, &waiting.participant, &ada(), Event::Wake, later);
+    assert_eq!(unchanged.participant, waiting.participant, "an early wake with the goal unmet changes nothing");
+    let mut customer = ada();
+    customer.set_field("stage", json!("customer"));
+    let converted = advance(&f, &waiting.participant, &customer, Event::Wake, later);
+    assert_eq!(converted.participant.status, Status::Converted);
+    assert!(converted.commands.is_empty(), "the email after the wait is never sent");
+    let record = converted.actions.last().unwrap();
+    assert_eq!((record.step.as_str(), record.outcome, record.reason.as_deref()), ("w", Outcome::Skipped, Some("goal")));
+    let again = advance(&f, &converted.participant, &customer, Event::Wake, later);
+    assert_eq!(again.participant, converted.participant, "a finished participant stays finished");
+}
+
+#[test]
+fn consent_changes_apply_to_the_contact_without_a_participant() {
+    use crate::core::engagement::{apply_consent, BounceType};
+    let mut c = ada();
+    assert!(apply_consent(&mut c, &ContactEvent::Unsubscribed { channel: "sms".into() }));
+    assert!(!apply_consent(&mut c, &ContactEvent::Unsubscribed { channel: "sms".into() }), "twice changes nothing");
+    assert!(apply_consent(&mut c, &ContactEvent::Complained { step: None }));
+    assert!(c.opted_out.contains("email") && c.opted_out.contains("sms"));
+    assert!(!apply_consent(&mut c, &ContactEvent::Bounced { step: None, bounce: BounceType::Soft }));
+    assert!(apply_consent(&mut c, &ContactEvent::Bounced { step: None, bounce: BounceType::Hard }));
+    assert!(c.is_undeliverable("ada@example.com"));
+    assert!(!apply_consent(&mut c, &ContactEvent::Custom { name: "purchase".into(), properties: Default::default() }));
+}

@@ -1,0 +1,404 @@
+//! Contact events (FLOW_FORMAT "Engagement"; DESIGN §10): what a contact
+//! did, written once by whoever heard it (the events API; tracked opens and
+//! clicks, unsubscribes, bounces and replies write the same rows), then
+//! delivered by a worker pass to the contact's active participants.
+//!
+//! Taking an event is one short insert, in the caller's transaction, and
+//! idempotent by the caller's id; a custom event also enrolls its contact
+//! into the flows that start on it, there and then (once, with the event).
+//! Delivering is a pass like the scheduler's: the oldest pending events,
+//! each to every active participant of its contact, each participant
+//! written over the revision it was read at. A participant a worker holds
+//! (claimed, not yet committed) is left for the next pass, the event
+//! staying pending; a participant that already had an event (a row in
+//! `participant_events`) is not given it again, so a pass cut short and
+//! run again changes nothing twice. The contact's consent changes
+//! (unsubscribe, complaint, hard bounce) are applied with or without
+//! participants.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use sqlx::Row;
+
+use app::core::contact::Contact;
+use app::core::engagement::{apply_consent, ContactEvent, Received};
+use app::core::engine::{self, Event, EventEffect, Participant, Status};
+
+use super::{contacts, load_groups, millis, read_state, save_state, write_records, Runtime};
+use crate::db::{Backend, Conn, Sql};
+use crate::error::{Error, Result};
+
+/// Events one delivery pass takes at most.
+pub const DELIVERY_BATCH: usize = 500;
+
+/// An event to write: about `contact_id`, and about one participant's
+/// message when the caller knows it (a tracked open or click).
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub contact_id: i64,
+    pub participant_id: Option<i64>,
+    pub received: Received,
+    /// Who heard it: `api`, `pixel`, `click`, `unsubscribe`, `reply`, `bounce`, `sms`.
+    pub source: &'static str,
+}
+
+/// How an event was taken: its row, and whether its caller's id had been
+/// taken before (then nothing was written).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    pub id: i64,
+    pub duplicate: bool,
+}
+
+/// Rows per insert statement (12 binds each).
+const INSERT_CHUNK: usize = 200;
+
+/// Writes `events` in the caller's write transaction, in order. An event
+/// whose caller id is already stored (before, or earlier in `events`) is
+/// not written again; its first row is returned, marked duplicate. Custom
+/// events enroll their contact into the published flows that start on
+/// them (re-entry and slow drip apply); a duplicate enrolls no one.
+pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> Result<(Vec<Stored>, usize)> {
+    let now = runtime.now();
+    let external: Vec<&str> = events.iter().filter_map(|e| e.received.id.as_deref()).collect();
+    let mut known = stored_ids(conn, &external).await?;
+    // Each event's row when it is a duplicate; the rest are written.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
+    let mut same_as: Vec<(usize, usize)> = Vec::new();
+    let mut out: Vec<Option<Stored>> = vec![None; events.len()];
+    for (i, event) in events.iter().enumerate() {
+        match event.received.id.as_deref() {
+            Some(id) if known.contains_key(id) => out[i] = Some(Stored { id: known[id], duplicate: true }),
+            Some(id) if first_of.contains_key(id) => same_as.push((i, first_of[id])),
+            Some(id) => {
+                first_of.insert(id, i);
+                fresh.push(i);
+            }
+            None => fresh.push(i),
+        }
+    }
+    for chunk in fresh.chunks(INSERT_CHUNK) {
+        let mut query: Sql = Sql::new(
+            "INSERT INTO contact_events (contact_id, participant_id, kind, name, step, body, machine, auto, source, happened_at, received_at, external_id) ",
+        );
+        query.push_values(chunk, |mut row, &i| {
+            let e = &events[i];
+            let (machine, auto) = flags(&e.received.event);
+            let name = match &e.received.event {
+                ContactEvent::Custom { name, .. } => Some(name.clone()),
+                _ => None,
+            };
+            row.push_bind(e.contact_id)
+                .push_bind(e.participant_id)
+                .push_bind(e.received.event.kind())
+                .push_bind(name)
+                .push_bind(e.received.event.step().map(str::to_owned))
+                .push_bind(serde_json::to_string(&e.received).expect("events serialize"))
+                .push_bind(i64::from(machine))
+                .push_bind(i64::from(auto))
+                .push_bind(e.source)
+                .push_bind(millis(e.received.at))
+                .push_bind(millis(now))
+                .push_bind(e.received.id.clone());
+        });
+        query.push(" RETURNING id");
+        // Both engines number one statement's rows in the order written.
+        let mut ids: Vec<i64> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+        ids.sort_unstable();
+        for (&i, id) in chunk.iter().zip(ids) {
+            out[i] = Some(Stored { id, duplicate: false });
+            if let Some(external) = events[i].received.id.as_deref() {
+                known.insert(external.to_owned(), id);
+            }
+        }
+    }
+    for (i, first) in same_as {
+        out[i] = out[first].map(|s| Stored { id: s.id, duplicate: true });
+    }
+    // Entry on an event: each new custom event enrolls its contact.
+    let mut enrolled = 0;
+    for &i in &fresh {
+        if let ContactEvent::Custom { name, .. } = &events[i].received.event {
+            let flows: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM flows WHERE entry_event = $1 AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
+            )
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?;
+            for flow in flows {
+                enrolled += runtime.enroll_in(conn, flow, &[events[i].contact_id]).await?.0.len();
+            }
+        }
+    }
+    Ok((out.into_iter().map(|s| s.expect("every event is stored or a duplicate")).collect(), enrolled))
+}
+
+/// `machine` and `auto`, as the table keeps them for reports.
+fn flags(event: &ContactEvent) -> (bool, bool) {
+    match event {
+        ContactEvent::EmailOpened { machine, .. } | ContactEvent::LinkClicked { machine, .. } => (*machine, false),
+        ContactEvent::Replied { auto, .. } => (false, *auto),
+        _ => (false, false),
+    }
+}
+
+/// Rows of the caller ids already stored.
+async fn stored_ids(conn: &mut Conn, external: &[&str]) -> Result<HashMap<String, i64>> {
+    let mut known = HashMap::new();
+    for chunk in external.chunks(500) {
+        let mut query: Sql = Sql::new("SELECT external_id, id FROM contact_events WHERE external_id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            known.insert(row.get::<String, _>(0), row.get::<i64, _>(1));
+        }
+    }
+    Ok(known)
+}
+
+/// What one delivery pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Events delivered to every active participant of their contact.
+    pub events: usize,
+    /// Participants an event moved (met a wait, a held guard, the goal, or
+    /// ended them by a reply).
+    pub moved: usize,
+    /// Events left pending: a participant of theirs was held by a worker.
+    pub deferred: usize,
+}
+
+/// A participant an event may reach, as read for a pass.
+struct Reached {
+    id: i64,
+    flow_id: i64,
+    version: i64,
+    contact_id: i64,
+    revision: i64,
+    state: Participant,
+    /// Held by a worker that has not committed yet.
+    held: bool,
+    /// Changed in this pass (written once, at the end).
+    dirty: bool,
+}
+
+impl Runtime {
+    /// Wakes this process's delivery pass (after events were written).
+    pub fn events_arrived(&self) {
+        self.events.notify_one();
+    }
+
+    /// Resolves when [`Runtime::events_arrived`] was called.
+    pub(crate) fn events_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.events.clone()
+    }
+
+    /// One delivery pass: the oldest pending events (at most
+    /// [`DELIVERY_BATCH`]), in one transaction. Safe to run again.
+    pub async fn deliver_events(&self) -> Result<Delivered> {
+        crate::db::retry_busy("an event delivery pass", || self.try_deliver_events()).await
+    }
+
+    /// Delivers until nothing is pending (tests and benchmarks).
+    pub async fn deliver_all_events(&self) -> Result<Delivered> {
+        let mut total = Delivered::default();
+        loop {
+            let pass = self.deliver_events().await?;
+            total.events += pass.events;
+            total.moved += pass.moved;
+            total.deferred += pass.deferred;
+            if pass.events == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn try_deliver_events(&self) -> Result<Delivered> {
+        let now = self.now();
+        let backend = Backend::of(self.pool());
+        let mut tx = crate::db::begin_write(self.pool()).await?;
+        // Several workers on PostgreSQL: each takes events no other holds.
+        let rows = sqlx::query(&format!(
+            "SELECT id, contact_id, participant_id, body FROM contact_events WHERE delivered_at IS NULL ORDER BY id LIMIT {DELIVERY_BATCH}{}",
+            backend.skip_locked()
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Delivered::default());
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let received: Received = serde_json::from_str(row.get("body"))
+                .map_err(|err| Error::Internal(anyhow::anyhow!("stored event {} unreadable: {err}", row.get::<i64, _>("id"))))?;
+            events.push((row.get::<i64, _>("id"), row.get::<i64, _>("contact_id"), row.get::<Option<i64>, _>("participant_id"), received));
+        }
+        let event_ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        let mut contact_ids: Vec<i64> = events.iter().map(|e| e.1).collect();
+        contact_ids.sort_unstable();
+        contact_ids.dedup();
+
+        // The contacts' active participants that have entered their flow,
+        // locked on PostgreSQL (in id order, as every writer takes them).
+        let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT id, flow_id, version, contact_id, revision, state, lease_owner, lease_until FROM participants
+             WHERE contact_id IN ({}) AND status IN ('ready', 'waiting', 'held') AND step IS NOT NULL ORDER BY id{lock}",
+            crate::db::id_list(&contact_ids)
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut reached: Vec<Reached> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let lease_until: Option<i64> = row.get("lease_until");
+            reached.push(Reached {
+                id: row.get("id"),
+                flow_id: row.get("flow_id"),
+                version: row.get("version"),
+                contact_id: row.get("contact_id"),
+                revision: row.get("revision"),
+                state: read_state(row.get("state"))?,
+                held: row.get::<Option<String>, _>("lease_owner").is_some() && lease_until.is_some_and(|until| until >= millis(now)),
+                dirty: false,
+            });
+        }
+        let mut of_contact: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, p) in reached.iter().enumerate() {
+            of_contact.entry(p.contact_id).or_default().push(i);
+        }
+        let had: HashSet<(i64, i64)> = sqlx::query(&format!(
+            "SELECT participant_id, event_id FROM participant_events WHERE event_id IN ({})",
+            crate::db::id_list(&event_ids)
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
+        .collect();
+
+        let originals = contacts::load_many(&mut tx, &contact_ids).await?;
+        let mut current: HashMap<i64, Contact> = originals.clone();
+        let groups = load_groups(&mut tx).await?;
+        let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
+        let mut done: Vec<i64> = Vec::with_capacity(events.len());
+        let mut outcome = Delivered::default();
+        for (event_id, contact_id, only, received) in &events {
+            let Some(contact) = current.get_mut(contact_id) else {
+                done.push(*event_id); // the contact is gone: nothing to reach
+                continue;
+            };
+            apply_consent(contact, &received.event);
+            let mut deferred = false;
+            for &i in of_contact.get(contact_id).map(Vec::as_slice).unwrap_or_default() {
+                let p = &mut reached[i];
+                if only.is_some_and(|only| only != p.id) || had.contains(&(p.id, *event_id)) {
+                    continue;
+                }
+                if p.held {
+                    deferred = true;
+                    continue;
+                }
+                let doc = self.version(&mut tx, p.flow_id, p.version).await?;
+                let contact = current.get_mut(contact_id).expect("present above");
+                let step = engine::advance_with(&doc, &groups, &p.state, contact, Event::Engagement { received: received.clone() }, now);
+                let effect = match step.event_effect {
+                    Some(EventEffect::Met) => "met",
+                    Some(EventEffect::Goal) => "goal",
+                    Some(EventEffect::Ignored) | None => "ignored",
+                    Some(EventEffect::Recorded) if step.participant.status == Status::Exited => "exited",
+                    Some(EventEffect::Recorded) => "recorded",
+                };
+                if matches!(effect, "met" | "goal" | "exited") {
+                    outcome.moved += 1;
+                }
+                notes.push((p.id, *event_id, effect, p.state.step.clone()));
+                if step.participant != p.state || !step.actions.is_empty() || !step.commands.is_empty() {
+                    write_records(&mut tx, p.id, &step, now).await?;
+                    p.state = step.participant;
+                    p.dirty = true;
+                }
+                *contact = step.contact;
+            }
+            if deferred {
+                outcome.deferred += 1;
+            } else {
+                done.push(*event_id);
+            }
+        }
+
+        let mut advanced = Vec::new();
+        for p in reached.iter().filter(|p| p.dirty) {
+            if !save_state(&mut tx, p.id, p.revision, None, &p.state, now, false).await? {
+                // Locked above (PostgreSQL) or the only writer (SQLite): a
+                // moved revision means another writer broke the rules.
+                return Err(Error::Internal(anyhow::anyhow!("participant {} changed during an event delivery pass", p.id)));
+            }
+            advanced.push(p.id);
+        }
+        for (id, before) in &originals {
+            let keep = contacts::Keep { participants: &advanced, leased_by: None };
+            self.save_contact(&mut tx, *id, before, &current[id], &keep).await?;
+        }
+        let at = now.to_string();
+        for chunk in notes.chunks(INSERT_CHUNK) {
+            let mut query: Sql = Sql::new("INSERT INTO participant_events (participant_id, event_id, effect, step, at) ");
+            query.push_values(chunk, |mut row, (participant, event, effect, step)| {
+                row.push_bind(*participant).push_bind(*event).push_bind(*effect).push_bind(step.clone()).push_bind(at.clone());
+            });
+            query.push(" ON CONFLICT DO NOTHING");
+            query.build().execute(&mut *tx).await?;
+        }
+        if !done.is_empty() {
+            sqlx::query(&format!("UPDATE contact_events SET delivered_at = $1 WHERE id IN ({})", crate::db::id_list(&done)))
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        outcome.events = done.len();
+        Ok(outcome)
+    }
+
+    /// The events a participant received, oldest first, with what each did.
+    pub async fn participant_events(&self, participant: i64) -> Result<Vec<EventNote>> {
+        let rows = sqlx::query(
+            "SELECT e.body, e.source, pe.effect, pe.step, pe.at FROM participant_events pe JOIN contact_events e ON e.id = pe.event_id
+             WHERE pe.participant_id = $1 ORDER BY e.happened_at, e.id LIMIT 1000",
+        )
+        .bind(participant)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let received: Received = serde_json::from_str(row.get("body"))
+                    .map_err(|err| Error::Internal(anyhow::anyhow!("stored event unreadable: {err}")))?;
+                Ok(EventNote {
+                    at: received.at,
+                    event: received.event,
+                    source: row.get("source"),
+                    effect: row.get("effect"),
+                    step: row.get("step"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One event on a participant's page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventNote {
+    pub at: Timestamp,
+    pub event: ContactEvent,
+    pub source: String,
+    /// met, goal, exited, recorded, ignored.
+    pub effect: String,
+    /// Where the participant was when it came.
+    pub step: Option<String>,
+}
