@@ -38,6 +38,20 @@ pub struct ParticipantDetail {
     pub reason: Option<String>,
     pub next_run_at: Option<String>,
     pub timeline: Vec<ActionRecord>,
+    /// Contact events the participant received, oldest first.
+    pub events: Vec<EventLine>,
+}
+
+/// One event on a participant's page: when, what, and what it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventLine {
+    pub at: jiff::Timestamp,
+    /// `opened e1`, `purchase {"total":120}`.
+    pub what: String,
+    /// `met wait w2`, `goal reached`, `recorded; not waiting on it (at e3)`.
+    pub effect: String,
+    /// met, goal, exited, recorded, ignored (for styling).
+    pub kind: String,
 }
 
 /// A test run: a sample contact through a draft on a virtual clock.
@@ -54,6 +68,10 @@ pub struct TestRunRequest {
     pub window: String,
     /// Like 1h; manual steps stay pending when empty.
     pub manual_after: Option<String>,
+    /// Contact events delivered during the run, each `after` the start
+    /// (`+2h`, `3d`): `{"after": "+2h", "event": "email_opened", "step": "e1"}`.
+    #[serde(default)]
+    pub events: Vec<crate::core::matcher_text::TimedEvent>,
 }
 
 /// What the test run did, with times shown in the contact's zone.
@@ -167,11 +185,13 @@ pub async fn get_participant(id: i64) -> Result<ParticipantDetail, ServerFnError
 }
 
 /// Runs a sample (or stored) contact through a draft with the production
-/// engine on a virtual clock; effects are captured, never sent.
-#[server(prefix = "/fn", client = crate::auth::client::Client)]
+/// engine on a virtual clock; effects are captured, never sent. Contact
+/// events, when given, are delivered on the same clock. (Sent as JSON: the
+/// events are tagged by kind, and numbers in the sample stay numbers.)
+#[server(prefix = "/fn", client = crate::auth::client::Client, input = leptos::server_fn::codec::Json)]
 pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnError> {
     crate::auth::require(crate::auth::Access::Marketer)?;
-    use crate::core::simulate::{parse_span, simulate_with, Options};
+    use crate::core::simulate::{parse_span, simulate_events, simulate_with, Options};
     let flow = crate::core::FlowDocument::from_json(&run.document).map_err(|err| ServerFnError::new(format!("The draft cannot be read: {err}")))?;
     let (stored, groups) = backend::runtime()?.test_run_inputs(run.contact_id).await?;
     let contact = stored.unwrap_or(run.sample);
@@ -185,8 +205,24 @@ pub async fn test_run(run: TestRunRequest) -> Result<TestRunResult, ServerFnErro
     }
     let manual_after = run.manual_after.as_deref().filter(|m| !m.trim().is_empty()).map(parse_span).transpose().map_err(ServerFnError::new)?;
     let zone = contact.timezone.clone().filter(|z| crate::core::calendar::known_zone(z)).unwrap_or_else(|| flow.settings.timezone_or_default().to_owned());
-    let simulation = simulate_with(&flow, &groups, &contact, &Options { start, window, manual_after, seed: 42 });
-    let instants = simulation.actions.iter().flat_map(ActionRecord::times).chain(simulation.effects.iter().map(|e| e.at));
+    // The most contact events one run delivers.
+    const MAX_TEST_EVENTS: usize = 1_000;
+    if run.events.len() > MAX_TEST_EVENTS {
+        return Err(ServerFnError::new(format!("A test run takes at most {MAX_TEST_EVENTS} events.")));
+    }
+    let events = crate::core::matcher_text::received_from(start, &run.events).map_err(ServerFnError::new)?;
+    let options = Options { start, window, manual_after, seed: 42 };
+    let simulation = if events.is_empty() {
+        simulate_with(&flow, &groups, &contact, &options)
+    } else {
+        simulate_events(&flow, &groups, &contact, &options, &events)
+    };
+    let instants = simulation
+        .actions
+        .iter()
+        .flat_map(ActionRecord::times)
+        .chain(simulation.effects.iter().map(|e| e.at))
+        .chain(simulation.events.iter().map(|e| e.at));
     let clock = crate::core::calendar::LocalClock::new(Some(&zone), instants);
     Ok(TestRunResult { clock, simulation })
 }

@@ -50,6 +50,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/flows/{id}/migrate", Marketer, migrate),
         Endpoint::new(Method::GET, "/participants/{id}", SignedIn, get_participant),
         Endpoint::new(Method::GET, "/participants/{id}/timeline", SignedIn, timeline),
+        Endpoint::new(Method::GET, "/participants/{id}/events", SignedIn, participant_events),
         Endpoint::new(Method::POST, "/participants/{id}/action", SignedIn, act),
         Endpoint::new(Method::POST, "/participants/{id}/retry", Marketer, retry),
         Endpoint::new(Method::GET, "/tasks", SignedIn, tasks),
@@ -287,6 +288,14 @@ async fn timeline(State(state): State<AppState>, Extension(viewer): Extension<Vi
     let participant = id(&raw, Error::ParticipantNotFound)?;
     check_participant_owner(state.runtime.pool(), &viewer, participant).await?;
     Ok(Json(state.runtime.timeline(participant).await?))
+}
+
+/// The contact events a participant received, with what each did.
+async fn participant_events(State(state): State<AppState>, Extension(viewer): Extension<Viewer>, Path(raw): Path<String>) -> Result<impl IntoResponse> {
+    let participant = id(&raw, Error::ParticipantNotFound)?;
+    check_participant_owner(state.runtime.pool(), &viewer, participant).await?;
+    state.runtime.participant(participant).await?;
+    Ok(Json(state.runtime.participant_events(participant).await?))
 }
 
 #[derive(Deserialize)]

@@ -328,6 +328,15 @@ async fn deleted_contacts_leave_no_personal_data_in_any_table_or_the_database_fi
     assert_eq!(smtp.wait_for(4).len(), 4, "two emails to the contacts, two notifications");
     assert_eq!(hooks.arrivals().len(), 2, "two webhooks");
     assert_eq!(provider.arrivals().len(), 4, "two texts, two calls");
+    // a form the first contact filled: its fields are an event's
+    // properties, which the participant's history copies
+    let form = json!({"contact": {"id": first}, "event": "custom", "name": "form_filled",
+        "properties": {"name": format!("{} {}", FIRST.first, FIRST.last), "phone": FIRST.mobile}});
+    let (status, taken) = api.json(Method::POST, "/api/v1/events", form).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{taken}");
+    assert_eq!(runtime.deliver_all_events().await.unwrap().events, 1);
+    let state: String = sqlx::query_scalar("SELECT state FROM participants WHERE id = $1").bind(ps[0]).fetch_one(&pool).await.unwrap();
+    assert!(state.contains(FIRST.last), "the history keeps the event: {state}");
     // a message for the second contact is still queued when it is deleted
     let (status, queued) = api.json(Method::POST, &format!("/api/v1/flows/{later}/enroll"), json!({"contact_ids": [second]})).await;
     assert_eq!(status, StatusCode::CREATED, "{queued}");

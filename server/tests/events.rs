@@ -148,6 +148,10 @@ async fn events_move_the_participants_waiting_on_them_once_and_only_them() {
     assert_eq!(ada_notes.len(), 1);
     assert_eq!((ada_notes[0].effect.as_str(), ada_notes[0].step.as_deref()), ("met", Some("w")));
     assert_eq!(w.runtime.participant_events(ps[1]).await.unwrap()[0].effect, "recorded");
+    let listed = w.send(Method::GET, &format!("/api/v1/participants/{}/events", ps[0]), Value::Null).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!((listed.body[0]["effect"].as_str(), listed.body[0]["event"].as_str()), (Some("met"), Some("custom")));
+    assert_eq!((listed.body[0]["name"].as_str(), &listed.body[0]["properties"]["total"]), (Some("purchase"), &json!(120)));
 
     // The same order again: a duplicate, nothing written, nothing moved.
     let again = w.events(json!({"id": "order-2", "contact": {"id": bob}, "event": "custom", "name": "purchase", "properties": {"total": 500}})).await;

@@ -604,6 +604,7 @@ async fn server_functions_check_the_role_themselves() {
             start: None,
             window: "1d".into(),
             manual_after: None,
+            events: Vec::new(),
         };
         (user, test_run)
     };

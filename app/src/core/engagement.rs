@@ -376,6 +376,47 @@ pub fn is_message_step(flow: &FlowDocument, id: &str) -> bool {
 }
 
 
+/// An event in a few words, for timelines: `opened e1`, `clicked
+/// https://x.test/pricing in e1`, `purchase {"total":120}`.
+pub fn describe_event(event: &ContactEvent) -> String {
+    let about = |step: &Option<String>| step.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+    let machine = |m: &bool| if *m { " (machine)" } else { "" };
+    match event {
+        ContactEvent::EmailOpened { step, machine: m } => format!("opened{}{}", about(step), machine(m)),
+        ContactEvent::LinkClicked { step, url, machine: m } => {
+            format!("clicked {url}{}{}", step.as_deref().map(|s| format!(" in {s}")).unwrap_or_default(), machine(m))
+        }
+        ContactEvent::Replied { step, auto } => format!("{}{}", if *auto { "auto-replied to" } else { "replied to" }, about(step)),
+        ContactEvent::Bounced { step, bounce } => {
+            format!("{} bounce{}", if *bounce == BounceType::Hard { "hard" } else { "soft" }, about(step))
+        }
+        ContactEvent::Complained { step } => format!("complained about{}", about(step)),
+        ContactEvent::Unsubscribed { channel } => format!("unsubscribed from {channel}"),
+        ContactEvent::Custom { name, properties } if properties.is_empty() => name.clone(),
+        ContactEvent::Custom { name, properties } => {
+            let mut text = serde_json::to_string(properties).expect("maps serialize");
+            if text.chars().count() > 120 {
+                text = format!("{}…", text.chars().take(120).collect::<String>());
+            }
+            format!("{name} {text}")
+        }
+    }
+}
+
+/// What an event did to a participant, in a few words (`effect` as the
+/// runtime records it: met, goal, exited, recorded, ignored, with the step
+/// the participant was at).
+pub fn describe_effect(effect: &str, step: Option<&str>) -> String {
+    let at = step.unwrap_or("?");
+    match effect {
+        "met" => format!("met wait {at}"),
+        "goal" => "goal reached".into(),
+        "exited" => "exited: replied".into(),
+        "recorded" => format!("recorded; not waiting on it (at {at})"),
+        _ => "ignored: not about this participant's messages".into(),
+    }
+}
+
 /// Why an event cannot be taken: the field (as the caller wrote it) and
 /// what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,6 +475,19 @@ mod checks {
 
     fn event(value: serde_json::Value) -> Received {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn events_and_effects_read_as_a_timeline_says_them() {
+        let text = |v| describe_event(&event(v).event);
+        assert_eq!(text(json!({"at": "2026-12-07T09:00:00Z", "event": "email_opened", "step": "e1", "machine": true})), "opened e1 (machine)");
+        assert_eq!(text(json!({"at": "2026-12-07T09:00:00Z", "event": "link_clicked", "step": "e1", "url": "https://x.test/p"})), "clicked https://x.test/p in e1");
+        assert_eq!(text(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "purchase", "properties": {"total": 120}})), "purchase {\"total\":120}");
+        assert_eq!(text(json!({"at": "2026-12-07T09:00:00Z", "event": "bounced", "step": "e2", "type": "hard"})), "hard bounce e2");
+        assert!(text(json!({"at": "2026-12-07T09:00:00Z", "event": "custom", "name": "p", "properties": {"k": "v".repeat(300)}})).ends_with('…'));
+        assert_eq!(describe_effect("met", Some("w2")), "met wait w2");
+        assert_eq!(describe_effect("goal", Some("w2")), "goal reached");
+        assert!(describe_effect("recorded", Some("e3")).contains("not waiting"));
     }
 
     #[test]

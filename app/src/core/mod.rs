@@ -17,6 +17,7 @@ pub mod geometry;
 pub mod kinds;
 pub mod limits;
 pub mod logic;
+pub mod matcher_text;
 pub mod merge;
 pub mod simulate;
 pub mod sms;

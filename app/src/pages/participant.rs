@@ -60,6 +60,19 @@ fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) ->
             }
         })
         .collect_view();
+    let events = detail
+        .events
+        .iter()
+        .map(|event| {
+            view! {
+                <tr class=format!("event {}", event.kind)>
+                    <td>{clock.show(event.at, SHOWN)}</td>
+                    <td>{event.what.clone()}</td>
+                    <td><span class=format!("pill {}", event.kind)>{event.effect.clone()}</span></td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
         <Title text=format!("Participant {}", detail.id)/>
         <div class="page-head">
@@ -89,5 +102,16 @@ fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) ->
             <thead><tr><th>"Step"</th><th>"Kind"</th><th>"Due"</th><th>"Done"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        <h2>"Events"</h2>
+        {if detail.events.is_empty() {
+            view! { <p class="meta">"No opens, clicks, replies or custom events reached this participant yet."</p> }.into_any()
+        } else {
+            view! {
+                <table class="timeline events">
+                    <thead><tr><th>"When"</th><th>"Event"</th><th>"What it did"</th></tr></thead>
+                    <tbody>{events}</tbody>
+                </table>
+            }.into_any()
+        }}
     }
 }

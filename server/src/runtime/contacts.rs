@@ -609,6 +609,12 @@ pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
     .await?
     .rows_affected();
     sqlx::query(&format!("DELETE FROM list_members WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
+    // What the contact did (a form's fields, a purchase's properties) goes:
+    // its events, and the copies every participant keeps in its history.
+    sqlx::query(&format!("DELETE FROM contact_events WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
+    let backend = Backend::of_conn(conn);
+    let forget = backend.json_set("state", &[("history", &backend.json_literal("{}"))]);
+    sqlx::query(&format!("UPDATE participants SET state = {forget} WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
     let state = Backend::of_conn(conn).json_set("state", &[("status", "'cancelled'"), ("reason", "'The contact was deleted.'")]);
     sqlx::query(&format!(
         "UPDATE participants SET status = 'cancelled', prior_status = NULL, next_run_at = NULL, reserved_for = NULL,

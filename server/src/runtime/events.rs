@@ -32,7 +32,7 @@ use crate::db::{Backend, Conn, Sql};
 use crate::error::{Error, Result};
 
 /// Events one delivery pass takes at most.
-pub const DELIVERY_BATCH: usize = 500;
+pub const DELIVERY_BATCH: usize = 1_000;
 
 /// An event to write: about `contact_id`, and about one participant's
 /// message when the caller knows it (a tracked open or click).
@@ -119,22 +119,34 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
     for (i, first) in same_as {
         out[i] = out[first].map(|s| Stored { id: s.id, duplicate: true });
     }
-    // Entry on an event: each new custom event enrolls its contact.
+    // Entry on an event: each new custom event enrolls its contact into
+    // the flows starting on its name (looked up once per name).
+    let mut starting: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut enrolled = 0;
     for &i in &fresh {
-        if let ContactEvent::Custom { name, .. } = &events[i].received.event {
+        let ContactEvent::Custom { name, .. } = &events[i].received.event else { continue };
+        if !starting.contains_key(name.as_str()) {
             let flows: Vec<i64> = sqlx::query_scalar(
                 "SELECT id FROM flows WHERE entry_event = $1 AND EXISTS (SELECT 1 FROM flow_versions v WHERE v.flow_id = flows.id)",
             )
             .bind(name)
             .fetch_all(&mut *conn)
             .await?;
-            for flow in flows {
-                enrolled += runtime.enroll_in(conn, flow, &[events[i].contact_id]).await?.0.len();
-            }
+            starting.insert(name, flows);
+        }
+        for &flow in &starting[name.as_str()] {
+            enrolled += runtime.enroll_in(conn, flow, &[events[i].contact_id]).await?.0.len();
         }
     }
     Ok((out.into_iter().map(|s| s.expect("every event is stored or a duplicate")).collect(), enrolled))
+}
+
+/// Does the event change the contact itself (FLOW_FORMAT: consent)?
+fn changes_consent(event: &ContactEvent) -> bool {
+    matches!(
+        event,
+        ContactEvent::Unsubscribed { .. } | ContactEvent::Complained { .. } | ContactEvent::Bounced { bounce: app::core::engagement::BounceType::Hard, .. }
+    )
 }
 
 /// `machine` and `auto`, as the table keeps them for reports.
@@ -283,7 +295,13 @@ impl Runtime {
         .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
         .collect();
 
-        let originals = contacts::load_many(&mut tx, &contact_ids).await?;
+        // Only the contacts an event may change: those with participants
+        // to reach, and those whose consent it changes.
+        let mut needed: Vec<i64> = reached.iter().map(|p| p.contact_id).collect();
+        needed.extend(events.iter().filter(|e| changes_consent(&e.3.event)).map(|e| e.1));
+        needed.sort_unstable();
+        needed.dedup();
+        let originals = contacts::load_many(&mut tx, &needed).await?;
         let mut current: HashMap<i64, Contact> = originals.clone();
         let groups = load_groups(&mut tx).await?;
         let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
@@ -291,7 +309,7 @@ impl Runtime {
         let mut outcome = Delivered::default();
         for (event_id, contact_id, only, received) in &events {
             let Some(contact) = current.get_mut(contact_id) else {
-                done.push(*event_id); // the contact is gone: nothing to reach
+                done.push(*event_id); // nothing to reach or change (or the contact is gone)
                 continue;
             };
             apply_consent(contact, &received.event);
@@ -395,6 +413,8 @@ impl Runtime {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventNote {
     pub at: Timestamp,
+    /// As FLOW_FORMAT writes it: `"event": KIND` and its fields.
+    #[serde(flatten)]
     pub event: ContactEvent,
     pub source: String,
     /// met, goal, exited, recorded, ignored.

@@ -169,8 +169,22 @@ impl RuntimeBackend for Runtime {
             .get(0);
         let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
         let contact = contacts::load(&mut conn, view.contact_id).await.map_err(Error::into_server_fn_error)?;
-        let next_run_at = view.next_run_at.map(|t| t.to_string());
-        let instants = timeline.iter().flat_map(ActionRecord::times).chain(view.next_run_at);
+        // 0 is "woken to re-check now" (a contact change): shown as no time.
+        let next_run_at = view.next_run_at.filter(|t| t.as_millisecond() > 0);
+        let events: Vec<app::runtime_api::EventLine> = self
+            .participant_events(id)
+            .await
+            .map_err(Error::into_server_fn_error)?
+            .into_iter()
+            .map(|note| app::runtime_api::EventLine {
+                at: note.at,
+                what: app::core::engagement::describe_event(&note.event),
+                effect: app::core::engagement::describe_effect(&note.effect, note.step.as_deref()),
+                kind: note.effect,
+            })
+            .collect();
+        let instants = timeline.iter().flat_map(ActionRecord::times).chain(next_run_at).chain(events.iter().map(|e| e.at));
+        let next_run_at = next_run_at.map(|t| t.to_string());
         Ok(ParticipantDetail {
             id,
             flow_id: view.flow_id,
@@ -183,6 +197,7 @@ impl RuntimeBackend for Runtime {
             reason: view.reason,
             next_run_at,
             timeline,
+            events,
         })
     }
 }

@@ -417,7 +417,7 @@ fn Wire(state: EditorState, edge: Edge) -> impl IntoView {
             state.selected_edge.set(Some(edge.clone()));
         }
     };
-    let label = (edge.port != "next").then(|| edge.port.clone());
+    let label = (edge.port != "next").then(|| port_label(&edge.port));
     let mid = move || ends.get().map(|(start, end)| edge_midpoint(start, end)).unwrap_or(Point { x: 0.0, y: 0.0 });
     view! {
         <Show when=move || exists.get()>
@@ -530,17 +530,19 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, surface:
                     }
                 };
                 let label = (count > 1).then(|| {
-                    view! { <text class="port-name" x=num(p.x - 8.0) y=num(p.y + 3.5) text-anchor="end">{port.clone()}</text> }
+                    view! { <text class="port-name" x=num(p.x - 8.0) y=num(p.y + 3.5) text-anchor="end">{port_label(&port)}</text> }
                 });
                 view! {
                     {label}
                     <circle class="port output" data-port=port.clone() cx=num(p.x) cy=num(p.y) r="6" on:pointerdown=pull>
-                        <title>{format!("Drag to connect “{port}”")}</title>
+                        <title>{format!("Drag to connect “{}”", port_label(&port))}</title>
                     </circle>
                 }
             })
             .collect_view();
-        let name = truncate(step.display_name(), 22);
+        // Output names share the card's right edge with the name: beside
+        // them it is shorter (the whole name is in the card's title).
+        let name = truncate(step.display_name(), if count > 1 { 12 } else { 22 });
         Some(view! {
             <title>{format!("{} — {}", step.display_name(), step.kind.label())}</title>
             <rect class=format!("card group-{:?}", step.kind.group()).to_lowercase() width=num(NODE_WIDTH) height=num(NODE_HEIGHT) rx="10"/>
@@ -654,6 +656,11 @@ pub fn Minimap(state: EditorState) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// A port as the canvas writes it: `timed_out` reads "timed out".
+fn port_label(port: &str) -> String {
+    port.replace('_', " ")
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -14,7 +14,12 @@ use crate::core::flow::{
     BusinessHours, CalendarZone, Criterion, DripPeriod, Duration, Edge, FlowSettings, Guard, Logic, Operator, Reentry, SlowDrip, Step,
     TimeUnit, WeekHours, WhenUnmet,
 };
-use crate::core::kinds::{ports, read_settings, ConditionSettings, FieldChange, KindGroup, StepKind, UpdateContactSettings};
+use crate::core::engagement::Matcher;
+use crate::core::kinds::{ports, read_settings, ConditionSettings, FieldChange, KindGroup, StepKind, UpdateContactSettings, WaitUntilSettings};
+use crate::core::matcher_text::{
+    counts_machines, criterion_shape, goal_as, goal_kind, matcher_kind, names_step, new_criterion, new_matcher, optional_text, with_kind,
+    with_operator, CriterionShape, CRITERIA,
+};
 use crate::core::logic::LogicExpr;
 use crate::core::contact::Contact;
 use crate::core::merge::{render, Escape};
@@ -98,9 +103,21 @@ fn step_inspector(state: EditorState, id: String) -> AnyView {
 
 /// Changes the flow's settings through the undoable change log.
 fn edit_settings(state: EditorState, edit: impl FnOnce(&mut FlowSettings)) {
+    edit_settings_merging(state, None, edit);
+}
+
+/// [`edit_settings`]; keystrokes with the same `merge` key are one undo step.
+fn edit_settings_merging(state: EditorState, merge: Option<String>, edit: impl FnOnce(&mut FlowSettings)) {
     let mut settings = state.doc.with_untracked(|doc| doc.settings.clone());
     edit(&mut settings);
-    state.change(Change::SetFlowSettings(Box::new(settings)));
+    let change = Change::SetFlowSettings(Box::new(settings));
+    match merge {
+        Some(key) => state.change_merging(change, format!("settings/{key}")),
+        None => {
+            state.seal();
+            state.change(change)
+        }
+    };
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -165,6 +182,37 @@ fn FlowSettingsForm(state: EditorState) -> impl IntoView {
             }
         })
         .collect_view();
+    let steps = message_steps(state);
+    let goal = Memo::new(move |_| settings.with(|s| s.goal.clone()));
+    let goal_mode = Memo::new(move |_| goal.with(|g| goal_kind(g.as_ref()).to_owned()));
+    // The goal's own form: drawn again when its kind changes.
+    let goal_form = move || match goal_mode.get().as_str() {
+        CRITERIA => {
+            let criteria = Signal::derive(move || goal.with(|g| g.as_ref().map(|g| g.criteria.clone()).unwrap_or_default()));
+            let logic = Signal::derive(move || goal.with(|g| g.as_ref().and_then(|g| g.logic.clone())));
+            let set = Callback::new(move |(criteria, logic, merge): (Vec<Criterion>, Option<Logic>, Option<String>)| {
+                edit_settings_merging(state, merge.map(|m| format!("goal.{m}")), |s| {
+                    if let Some(goal) = s.goal.as_mut() {
+                        goal.criteria = criteria;
+                        goal.logic = logic;
+                    }
+                })
+            });
+            view! { <CriteriaEditor criteria logic set steps scope="Goal"/> }.into_any()
+        }
+        "event" => {
+            let matchers = Signal::derive(move || goal.with(|g| g.as_ref().and_then(|g| g.event.clone()).into_iter().collect::<Vec<_>>()));
+            let set = Callback::new(move |(list, merge): (Vec<Matcher>, Option<String>)| {
+                edit_settings_merging(state, merge.map(|m| format!("goal.{m}")), |s| {
+                    if let (Some(goal), Some(matcher)) = (s.goal.as_mut(), list.into_iter().next()) {
+                        goal.event = Some(matcher);
+                    }
+                })
+            });
+            view! { <MatchersEditor matchers set steps goal=true/> }.into_any()
+        }
+        _ => ().into_any(),
+    };
     view! {
         <section class="step-details inspector flow-settings" aria-label="Flow settings">
             <h2>"Flow settings"</h2>
@@ -221,6 +269,27 @@ fn FlowSettingsForm(state: EditorState) -> impl IntoView {
                         }/>
                 </label>
             </fieldset>
+            <fieldset class="goal">
+                <legend>"Goal"</legend>
+                <label>"Participants convert when"
+                    <select aria-label="Goal" on:change=move |ev| {
+                        let kind = event_target_value(&ev);
+                        edit_settings(state, |s| s.goal = goal_as(s.goal.as_ref(), &kind));
+                    }>
+                        {options(
+                            pairs(&[("none", "No goal"), (CRITERIA, "The contact matches criteria"), ("event", "An event happens")]),
+                            goal_mode.into(),
+                        )}
+                    </select>
+                </label>
+                {goal_form}
+                <p class="hint">"Checked at every step and on every event: a participant that meets it leaves at once, as converted."</p>
+            </fieldset>
+            <label class="check">
+                <input type="checkbox" prop:checked=move || settings.with(|s| s.exit_on_reply == Some(true))
+                    on:change=move |ev| { let on = event_target_checked(&ev); edit_settings(state, |s| s.exit_on_reply = on.then_some(true)) }/>
+                "Exit on reply: a reply to any of the flow's messages ends the participant"
+            </label>
         </section>
     }
     .into_any()
@@ -254,6 +323,7 @@ fn StepInspector(state: EditorState, id: String) -> impl IntoView {
     let form = match kind.clone() {
         StepKind::Start => view! { <StartForm f/> }.into_any(),
         StepKind::Wait => view! { <WaitForm f/> }.into_any(),
+        StepKind::WaitUntil => view! { <WaitUntilForm f/> }.into_any(),
         StepKind::Condition => view! { <ConditionForm f/> }.into_any(),
         StepKind::SendEmail => view! { <EmailForm f/> }.into_any(),
         StepKind::SendSms => view! { <SmsForm f/> }.into_any(),
@@ -265,7 +335,13 @@ fn StepInspector(state: EditorState, id: String) -> impl IntoView {
     };
     let typed_form = matches!(
         kind,
-        StepKind::Start | StepKind::Wait | StepKind::Condition | StepKind::SendEmail | StepKind::SendSms | StepKind::UpdateContact
+        StepKind::Start
+            | StepKind::Wait
+            | StepKind::WaitUntil
+            | StepKind::Condition
+            | StepKind::SendEmail
+            | StepKind::SendSms
+            | StepKind::UpdateContact
     ) || simple_form_covers(&kind);
     let guarded = kind.is_known() && kind.group() != KindGroup::FlowControl;
     view! {
@@ -371,6 +447,7 @@ fn simple_form_covers(kind: &StepKind) -> bool {
         kind,
         StepKind::Start
             | StepKind::Wait
+            | StepKind::WaitUntil
             | StepKind::Condition
             | StepKind::SendEmail
             | StepKind::SendSms
@@ -473,9 +550,16 @@ fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
 #[component]
 fn StartForm(f: Fields) -> impl IntoView {
     let by_list = move || f.text("entry") == "list";
+    let by_event = move || f.text("entry") == "event";
     view! {
-        {choice(f, "entry", "Contacts enter", &[("manual", "When enrolled by hand"), ("list", "When they join a list"), ("api", "Through the API")])}
+        {choice(f, "entry", "Contacts enter", &[
+            ("manual", "When enrolled by hand"),
+            ("list", "When they join a list"),
+            ("api", "Through the API"),
+            ("event", "When they do a custom event"),
+        ])}
         <Show when=by_list>{text_field(f, "list", "List", "e.g. Newsletter")}</Show>
+        <Show when=by_event>{text_field(f, "event", "Event name", "e.g. signed_up")}</Show>
     }
     .into_any()
 }
@@ -523,7 +607,11 @@ fn DurationPicker(
     amount: Signal<Option<u64>>,
     unit: Signal<String>,
     set: Callback<(Option<u64>, String)>,
+    /// The inputs' accessible name, when `label` is not unique in the form.
+    #[prop(optional, into)]
+    aria: Option<String>,
 ) -> impl IntoView {
+    let aria = aria.unwrap_or_else(|| label.to_owned());
     let unit_or_default = move || {
         let unit = unit.get();
         if unit.is_empty() {
@@ -536,7 +624,7 @@ fn DurationPicker(
     view! {
         <fieldset class="duration">
             <legend>{label}</legend>
-            <input type="number" min="0" step="1" name="amount" aria-label=format!("{label}: amount")
+            <input type="number" min="0" step="1" name="amount" aria-label=format!("{aria}: amount")
                 prop:value=move || amount.get().map(|n| n.to_string()).unwrap_or_default()
                 on:input=move |ev| {
                     let text = event_target_value(&ev);
@@ -546,7 +634,7 @@ fn DurationPicker(
                         Err(_) => bad_amount.set(true),
                     }
                 }/>
-            <select name="unit" aria-label=format!("{label}: unit")
+            <select name="unit" aria-label=format!("{aria}: unit")
                 on:change=move |ev| set.run((amount.get_untracked(), event_target_value(&ev)))>
                 {options(TimeUnit::ALL.iter().map(|u| (u.as_str().to_owned(), u.as_str().to_owned())).collect(), Signal::derive(unit_or_default))}
             </select>
@@ -574,31 +662,242 @@ fn ConditionForm(f: Fields) -> impl IntoView {
             };
         })
     });
+    let steps = message_steps(f.state);
     view! {
         <h3>"Yes when"</h3>
-        <CriteriaEditor criteria logic set/>
+        <CriteriaEditor criteria logic set steps/>
+    }
+    .into_any()
+}
+
+/// The flow's message steps (send email, send SMS) as `(id, "Name (id)")`:
+/// what engagement matchers and operators may name.
+fn message_steps(state: EditorState) -> Signal<Vec<(String, String)>> {
+    Memo::new(move |_| {
+        state.doc.with(|doc| {
+            doc.steps
+                .iter()
+                .filter(|s| matches!(s.kind, StepKind::SendEmail | StepKind::SendSms))
+                .map(|s| (s.id.clone(), format!("{} ({})", s.display_name(), s.id)))
+                .collect::<Vec<_>>()
+        })
+    })
+    .into()
+}
+
+/// What a `wait_until` waits for (any one of its matchers ends it by
+/// "met"), and how long before it leaves by "timed out".
+#[component]
+fn WaitUntilForm(f: Fields) -> impl IntoView {
+    let read = move || f.step.with(|s| s.as_ref().and_then(|s| read_settings::<WaitUntilSettings>(s).ok()).unwrap_or_default());
+    let matchers = Memo::new(move |_| read().until);
+    let set = Callback::new(move |(list, merge): (Vec<Matcher>, Option<String>)| {
+        f.edit(merge.as_deref(), |s| {
+            if list.is_empty() {
+                s.settings.remove("until");
+            } else {
+                s.settings.insert("until".into(), serde_json::to_value(&list).unwrap_or_default());
+            }
+        })
+    });
+    let amount = Signal::derive(move || read().timeout.map(|t| t.amount));
+    let unit = Signal::derive(move || read().timeout.map(|t| t.unit.to_string()).unwrap_or_default());
+    let set_timeout = Callback::new(move |(amount, unit): (Option<u64>, String)| {
+        f.edit(Some("timeout"), |s| {
+            match amount {
+                Some(amount) => s.settings.insert("timeout".into(), serde_json::json!({"amount": amount, "unit": unit})),
+                None => s.settings.remove("timeout"),
+            };
+        })
+    });
+    view! {
+        <h3>"Leave by “met” when"</h3>
+        <MatchersEditor matchers=matchers.into() set steps=message_steps(f.state)/>
+        <DurationPicker label="Otherwise leave by “timed out” after" aria="Time out after" amount unit set=set_timeout/>
+    }
+    .into_any()
+}
+
+/// A matcher's kinds, as its select offers them.
+const MATCHER_KINDS: &[(&str, &str)] = &[
+    ("email_opened", "Email opened"),
+    ("link_clicked", "Link clicked"),
+    ("replied", "Replied"),
+    ("bounced", "Bounced"),
+    ("complained", "Marked as spam"),
+    ("unsubscribed", "Unsubscribed"),
+    ("custom", "Custom event"),
+    (CRITERIA, "Contact matches criteria"),
+];
+
+/// Event matchers (`wait_until`'s list, or the goal's one event): each an
+/// event kind and what narrows it, or criteria over the contact.
+#[component]
+fn MatchersEditor(
+    matchers: Signal<Vec<Matcher>>,
+    set: Callback<(Vec<Matcher>, Option<String>)>,
+    steps: Signal<Vec<(String, String)>>,
+    /// The goal's event: exactly one, never criteria (the goal has its own).
+    #[prop(optional)]
+    goal: bool,
+) -> impl IntoView {
+    let add = move |_| {
+        let mut list = matchers.get_untracked();
+        list.push(new_matcher());
+        set.run((list, None));
+    };
+    view! {
+        <div class="matchers">
+            <For each=move || 0..matchers.with(Vec::len) key=|i| *i
+                children=move |i| view! { <MatcherRow i matchers set steps goal/> }/>
+            {(!goal).then(|| view! { <button type="button" class="add" on:click=add>"+ Add something to wait for"</button> })}
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn MatcherRow(
+    i: usize,
+    matchers: Signal<Vec<Matcher>>,
+    set: Callback<(Vec<Matcher>, Option<String>)>,
+    steps: Signal<Vec<(String, String)>>,
+    goal: bool,
+) -> impl IntoView {
+    let n = i + 1;
+    let name = StoredValue::new(if goal { "Goal event".to_owned() } else { format!("Matcher {n}") });
+    let label = move |what: &str| format!("{}: {what}", name.get_value());
+    let update = move |merge: Option<String>, edit: &dyn Fn(&mut Matcher)| {
+        let mut list = matchers.get_untracked();
+        if let Some(matcher) = list.get_mut(i) {
+            edit(matcher);
+            set.run((list, merge.map(|m| format!("until{i}.{m}"))));
+        }
+    };
+    let matcher = move || matchers.with(|m| m.get(i).cloned().unwrap_or_default());
+    let kind = Memo::new(move |_| matchers.with(|m| m.get(i).map(|m| matcher_kind(m).to_owned()).unwrap_or_default()));
+    let kinds = move || {
+        let now = kind.get();
+        let mut choices: Vec<(String, String)> = pairs(MATCHER_KINDS).into_iter().filter(|(v, _)| !(goal && v == CRITERIA)).collect();
+        if !choices.iter().any(|(v, _)| *v == now) {
+            choices.push((now.clone(), now));
+        }
+        options(choices, kind.into())
+    };
+    // What narrows the kind chosen: drawn again when the kind changes, not
+    // as its fields are typed.
+    let details = move || {
+        let kind = kind.get();
+        let step = names_step(&kind).then(|| {
+            let current = Signal::derive(move || matcher().step.unwrap_or_default());
+            let any = if goal { "any message" } else { "any message (from when the wait begins)" };
+            view! {
+                <label class="field">"Which message"
+                    <select name="matcher-step" aria-label=label("which message")
+                        on:change=move |ev| { let step = event_target_value(&ev); update(None, &|m| m.step = optional_text(&step)) }>
+                        {move || options(step_choices(&steps.get(), &current.get(), "", any), current)}
+                    </select>
+                </label>
+            }
+        });
+        let url = (kind == "link_clicked").then(|| view! {
+            <label class="field">"Link contains (empty: any link)"
+                <input type="text" name="url_contains" placeholder="e.g. /pricing" aria-label=label("link contains")
+                    prop:value=move || matcher().url_contains.unwrap_or_default()
+                    on:input=move |ev| { let text = event_target_value(&ev); update(Some("url".into()), &|m| m.url_contains = optional_text(&text)) }/>
+            </label>
+        });
+        let custom = (kind == "custom").then(|| {
+            let rows = Signal::derive(move || matcher().where_);
+            let set_where = Callback::new(move |(rows, _, merge): (Vec<Criterion>, Option<Logic>, Option<String>)| {
+                update(merge.map(|m| format!("where.{m}")), &|m| m.where_ = rows.clone())
+            });
+            view! {
+                <label class="field">"Event name (empty: any)"
+                    <input type="text" name="event-name" placeholder="e.g. purchased" aria-label=label("event name")
+                        prop:value=move || matcher().name.unwrap_or_default()
+                        on:input=move |ev| { let text = event_target_value(&ev); update(Some("name".into()), &|m| m.name = optional_text(&text)) }/>
+                </label>
+                <p class="sub">"Where its properties (all must match)"</p>
+                <CriteriaEditor criteria=rows logic=Signal::derive(|| None) set=set_where steps fields_only=true scope=name.get_value()/>
+            }
+        });
+        let machine = counts_machines(&kind).then(|| view! {
+            <label class="check">
+                <input type="checkbox" name="include_machine" aria-label=label("include machine opens and clicks")
+                    prop:checked=move || matcher().include_machine
+                    on:change=move |ev| { let on = event_target_checked(&ev); update(None, &|m| m.include_machine = on) }/>
+                "Include machine opens and clicks (privacy proxies, link scanners)"
+            </label>
+        });
+        let criteria = (kind == CRITERIA).then(|| {
+            let rows = Signal::derive(move || matcher().criteria);
+            let logic = Signal::derive(move || matcher().logic);
+            let set_criteria = Callback::new(move |(rows, logic, merge): (Vec<Criterion>, Option<Logic>, Option<String>)| {
+                update(merge, &|m| {
+                    m.criteria = rows.clone();
+                    m.logic = logic.clone();
+                })
+            });
+            view! {
+                <p class="sub">"Checked again whenever the contact changes"</p>
+                <CriteriaEditor criteria=rows logic set=set_criteria steps scope=name.get_value()/>
+            }
+        });
+        let unsubscribed = (kind == "unsubscribed").then(|| view! { <p class="sub">"From email, SMS or everything"</p> });
+        view! { {step} {url} {custom} {machine} {criteria} {unsubscribed} }
+    };
+    view! {
+        <fieldset class="matcher" data-matcher=n data-kind=move || kind.get()>
+            <legend>{if goal { "The event" } else if i == 0 { "Wait for" } else { "…or" }}</legend>
+            <div class="matcher-head">
+                <select name="matcher-kind" aria-label=label("kind")
+                    on:change=move |ev| { let kind = event_target_value(&ev); update(None, &|m| *m = with_kind(m, &kind)) }>
+                    {kinds}
+                </select>
+                {(!goal).then(|| view! {
+                    <button type="button" class="remove" aria-label=format!("Remove matcher {n}") on:click=move |_| {
+                        let mut list = matchers.get_untracked();
+                        if i < list.len() {
+                            list.remove(i);
+                            set.run((list, None));
+                        }
+                    }>"×"</button>
+                })}
+            </div>
+            {details}
+        </fieldset>
     }
     .into_any()
 }
 
 /// Rows of field / operator / value, and how they combine (all, any, or
-/// custom logic, whose parse error is shown as it is typed).
+/// custom logic, whose parse error is shown as it is typed). Engagement
+/// operators (opened, clicked, replied, …) name no field: their row picks
+/// a message step of the flow (or any), a channel, or an event name.
 #[component]
 fn CriteriaEditor(
     criteria: Signal<Vec<Criterion>>,
     logic: Signal<Option<Logic>>,
     set: Callback<(Vec<Criterion>, Option<Logic>, Option<String>)>,
+    /// The flow's message steps, `(id, shown name)`, for engagement operators.
+    steps: Signal<Vec<(String, String)>>,
+    /// Only field operators (criteria over an event's properties).
+    #[prop(optional)]
+    fields_only: bool,
+    /// Whose criteria, when one form holds several lists (`Matcher 1`):
+    /// it begins each control's accessible name.
+    #[prop(optional, into)]
+    scope: String,
 ) -> impl IntoView {
-    let update = move |i: usize, merge: Option<String>, edit: &dyn Fn(&mut Criterion)| {
-        let mut rows = criteria.get_untracked();
-        if let Some(row) = rows.get_mut(i) {
-            edit(row);
-            set.run((rows, logic.get_untracked(), merge));
-        }
+    let scope = StoredValue::new(scope);
+    let combine = move |what: &str| match scope.get_value() {
+        scope if scope.is_empty() => what.to_owned(),
+        scope => format!("{scope}: {}", what.to_lowercase()),
     };
     let add = move |_| {
         let mut rows = criteria.get_untracked();
-        rows.push(Criterion { field: String::new(), op: Operator::Equals, value: None, url_contains: None, within: None, include_machine: false });
+        rows.push(new_criterion());
         set.run((rows, logic.get_untracked().or(Some(Logic::All)), None));
     };
     let logic_kind = move || match logic.get() {
@@ -623,57 +922,209 @@ fn CriteriaEditor(
         };
         set.run((rows, Some(logic), None));
     };
+    let what = if fields_only { "+ Add a property condition" } else { "+ Add criterion" };
     view! {
         <div class="criteria">
-            <For each=move || 0..criteria.with(Vec::len) key=|i| *i let:i>
-                <div class="criterion" data-row=i + 1>
-                    <span class="number">{i + 1}</span>
-                    <input type="text" name="field" placeholder="field, e.g. country" aria-label=format!("Criterion {} field", i + 1)
-                        prop:value=move || criteria.with(|c| c.get(i).map(|c| c.field.clone()).unwrap_or_default())
-                        on:input=move |ev| { let text = event_target_value(&ev); update(i, Some(format!("criteria{i}.field")), &|c| c.field = text.clone()) }/>
-                    <select name="op" aria-label=format!("Criterion {} operator", i + 1)
-                        on:change=move |ev| { let op = Operator::from(event_target_value(&ev)); update(i, None, &|c| c.op = op.clone()) }>
+            <For each=move || 0..criteria.with(Vec::len) key=|i| *i
+                children=move |i| view! { <CriterionRow i criteria logic set steps fields_only scope=scope.get_value()/> }/>
+            <button type="button" class="add" on:click=add>{what}</button>
+            {(!fields_only).then(|| view! {
+                <label class="field">"Combine"
+                    <select name="logic" aria-label=combine("Combine") on:change=choose_logic>
                         {options(
-                            Operator::ALL.iter().map(|op| (op.as_str().to_owned(), op.as_str().replace('_', " "))).collect(),
-                            Signal::derive(move || criteria.with(|c| c.get(i).map(|c| c.op.as_str().to_owned()).unwrap_or_default())),
+                            pairs(&[("all", "All must match"), ("any", "Any may match"), ("custom", "Custom logic")]),
+                            Signal::derive(move || logic_kind().to_owned()),
                         )}
                     </select>
-                    <input type="text" name="value" placeholder="value" aria-label=format!("Criterion {} value", i + 1)
-                        class:hidden=move || criteria.with(|c| c.get(i).is_some_and(|c| !c.op.takes_value()))
-                        prop:value=move || criteria.with(|c| c.get(i).map(value_text).unwrap_or_default())
-                        on:input=move |ev| {
-                            let text = event_target_value(&ev);
-                            update(i, Some(format!("criteria{i}.value")), &|c| c.value = value_from_text(&c.op, &text))
-                        }/>
-                    <button type="button" class="remove" aria-label=format!("Remove criterion {}", i + 1) on:click=move |_| {
-                        let mut rows = criteria.get_untracked();
-                        if i < rows.len() {
-                            rows.remove(i);
-                            set.run((rows, logic.get_untracked(), None));
-                        }
-                    }>"×"</button>
-                </div>
-            </For>
-            <button type="button" class="add" on:click=add>"+ Add criterion"</button>
-            <label class="field">"Combine"
-                <select name="logic" on:change=choose_logic>
-                    {options(
-                        pairs(&[("all", "All must match"), ("any", "Any may match"), ("custom", "Custom logic")]),
-                        Signal::derive(move || logic_kind().to_owned()),
-                    )}
-                </select>
-            </label>
-            <Show when=move || logic_kind() == "custom">
-                <label class="field">"Custom logic"
-                    <input type="text" name="custom-logic" placeholder="1 AND (2 OR NOT 3)" prop:value=custom_text
-                        class:invalid=move || logic_error().is_some()
-                        on:input=move |ev| set.run((criteria.get_untracked(), Some(Logic::Custom(event_target_value(&ev))), Some("logic".into())))/>
                 </label>
-                {move || logic_error().map(|message| view! { <p class="field-error" role="alert">{message}</p> })}
-            </Show>
+                <Show when=move || logic_kind() == "custom">
+                    <label class="field">"Custom logic"
+                        <input type="text" name="custom-logic" placeholder="1 AND (2 OR NOT 3)" prop:value=custom_text
+                            aria-label=combine("Custom logic")
+                            class:invalid=move || logic_error().is_some()
+                            on:input=move |ev| set.run((criteria.get_untracked(), Some(Logic::Custom(event_target_value(&ev))), Some("logic".into())))/>
+                    </label>
+                    {move || logic_error().map(|message| view! { <p class="field-error" role="alert">{message}</p> })}
+                </Show>
+            })}
         </div>
     }
     .into_any()
+}
+
+/// One criterion: a field, the operator and a value; or, for engagement
+/// operators, the message (with a link's URL part and whether machines
+/// count), the channel, or the event name and how recent.
+#[component]
+fn CriterionRow(
+    i: usize,
+    criteria: Signal<Vec<Criterion>>,
+    logic: Signal<Option<Logic>>,
+    set: Callback<(Vec<Criterion>, Option<Logic>, Option<String>)>,
+    steps: Signal<Vec<(String, String)>>,
+    fields_only: bool,
+    scope: String,
+) -> impl IntoView {
+    let n = i + 1;
+    let noun = if fields_only { "property" } else { "criterion" };
+    let name = StoredValue::new(if scope.is_empty() { format!("Criterion {n}") } else { format!("{scope}: {noun} {n}") });
+    let label = move |what: &str| format!("{} {what}", name.get_value());
+    let update = move |merge: Option<String>, edit: &dyn Fn(&mut Criterion)| {
+        let mut rows = criteria.get_untracked();
+        if let Some(row) = rows.get_mut(i) {
+            edit(row);
+            set.run((rows, logic.get_untracked(), merge));
+        }
+    };
+    let row = move || criteria.with(|c| c.get(i).cloned());
+    let shape = Memo::new(move |_| criteria.with(|c| c.get(i).map(|c| criterion_shape(&c.op)).unwrap_or(CriterionShape::Field)));
+    let op = Signal::derive(move || criteria.with(|c| c.get(i).map(|c| c.op.as_str().to_owned()).unwrap_or_default()));
+    let value = move || criteria.with(|c| c.get(i).map(value_text).unwrap_or_default());
+    let operators = {
+        let group = |engagement: bool| -> Vec<(String, String)> {
+            Operator::ALL
+                .iter()
+                .filter(|op| op.is_engagement() == engagement)
+                .map(|op| (op.as_str().to_owned(), op.as_str().replace('_', " ")))
+                .collect()
+        };
+        if fields_only {
+            options(group(false), op).into_any()
+        } else {
+            view! {
+                <optgroup label="A contact field">{options(group(false), op)}</optgroup>
+                <optgroup label="What the contact did">{options(group(true), op)}</optgroup>
+            }
+            .into_any()
+        }
+    };
+    let set_value = move |text: String| {
+        move |c: &mut Criterion| c.value = optional_text(&text).map(Value::String)
+    };
+    // The controls after the operator: redrawn when the kind of operator
+    // changes, not as its values are typed.
+    let controls = move || match shape.get() {
+        CriterionShape::Field => view! {
+            <input type="text" name="value" placeholder="value" aria-label=label("value")
+                class:hidden=move || row().is_some_and(|c| !c.op.takes_value())
+                prop:value=value
+                on:input=move |ev| {
+                    let text = event_target_value(&ev);
+                    update(Some(format!("criteria{i}.value")), &|c| c.value = value_from_text(&c.op, &text))
+                }/>
+        }
+        .into_any(),
+        CriterionShape::Step { .. } => {
+            let current = Signal::derive(value);
+            view! {
+                <select name="value" aria-label=label("message") on:change=move |ev| update(None, &set_value(event_target_value(&ev)))>
+                    {move || options(step_choices(&steps.get(), &current.get(), "any", "any message"), current)}
+                </select>
+            }
+            .into_any()
+        }
+        CriterionShape::Channel => {
+            let current = Signal::derive(value);
+            view! {
+                <select name="value" aria-label=label("channel") on:change=move |ev| update(None, &set_value(event_target_value(&ev)))>
+                    {move || {
+                        let mut choices = pairs(&[("email", "email"), ("sms", "SMS"), ("all", "all channels")]);
+                        let now = current.get();
+                        if !now.is_empty() && !choices.iter().any(|(v, _)| *v == now) {
+                            choices.push((now.clone(), now));
+                        }
+                        options(choices, current)
+                    }}
+                </select>
+            }
+            .into_any()
+        }
+        CriterionShape::Event => view! {
+            <input type="text" name="value" placeholder="event name" aria-label=label("event name")
+                prop:value=value
+                on:input=move |ev| {
+                    let text = event_target_value(&ev);
+                    update(Some(format!("criteria{i}.value")), &set_value(text))
+                }/>
+        }
+        .into_any(),
+    };
+    // What some engagement operators take besides: below the row.
+    let extra = move || match shape.get() {
+        CriterionShape::Step { url, machine } => Some(view! {
+            <div class="extra">
+                {url.then(|| view! {
+                    <label class="inline">"link contains"
+                        <input type="text" name="url_contains" placeholder="any link" aria-label=label("link contains")
+                            prop:value=move || row().and_then(|c| c.url_contains).unwrap_or_default()
+                            on:input=move |ev| {
+                                let text = event_target_value(&ev);
+                                update(Some(format!("criteria{i}.url")), &|c| c.url_contains = optional_text(&text))
+                            }/>
+                    </label>
+                })}
+                {machine.then(|| view! {
+                    <label class="check small">
+                        <input type="checkbox" name="include_machine" aria-label=label("counts machine opens and clicks")
+                            prop:checked=move || row().is_some_and(|c| c.include_machine)
+                            on:change=move |ev| { let on = event_target_checked(&ev); update(None, &|c| c.include_machine = on) }/>
+                        "counts machine opens and clicks"
+                    </label>
+                })}
+            </div>
+        }
+        .into_any()),
+        CriterionShape::Event => {
+            let amount = Signal::derive(move || row().and_then(|c| c.within).map(|d| d.amount));
+            let unit = Signal::derive(move || row().and_then(|c| c.within).map(|d| d.unit.to_string()).unwrap_or_default());
+            let set_within = Callback::new(move |(amount, unit): (Option<u64>, String)| {
+                update(Some(format!("criteria{i}.within")), &|c| c.within = amount.map(|amount| Duration { amount, unit: TimeUnit::from(unit.clone()) }))
+            });
+            Some(view! {
+                <div class="extra">
+                    <DurationPicker label="Within the last (empty: ever)" aria=label("within") amount unit set=set_within/>
+                </div>
+            }
+            .into_any())
+        }
+        CriterionShape::Field | CriterionShape::Channel => None,
+    };
+    view! {
+        <div class="criterion" class:engagement=move || shape.get() != CriterionShape::Field data-row=n>
+            <span class="number">{n}</span>
+            {move || (shape.get() == CriterionShape::Field).then(|| view! {
+                <input type="text" name="field" placeholder=if fields_only { "property, e.g. plan" } else { "field, e.g. country" } aria-label=label("field")
+                    prop:value=move || row().map(|c| c.field).unwrap_or_default()
+                    on:input=move |ev| { let text = event_target_value(&ev); update(Some(format!("criteria{i}.field")), &|c| c.field = text.clone()) }/>
+            })}
+            <select name="op" aria-label=label("operator")
+                on:change=move |ev| { let op = Operator::from(event_target_value(&ev)); update(None, &|c| *c = with_operator(c, op.clone())) }>
+                {operators}
+            </select>
+            {controls}
+            <button type="button" class="remove" aria-label=format!("Remove {}", name.get_value().to_lowercase().replace(": ", " ")) on:click=move |_| {
+                let mut rows = criteria.get_untracked();
+                if i < rows.len() {
+                    rows.remove(i);
+                    set.run((rows, logic.get_untracked(), None));
+                }
+            }>"×"</button>
+            {extra}
+        </div>
+    }
+    .into_any()
+}
+
+/// A message step choice: `(none_value, none_text)` first, then the flow's
+/// message steps, then the current value if it names none of them (so the
+/// choice shows what the document says; the validator says what is wrong).
+fn step_choices(steps: &[(String, String)], current: &str, none_value: &str, none_text: &str) -> Vec<(String, String)> {
+    let mut choices = vec![(none_value.to_owned(), none_text.to_owned())];
+    choices.extend(steps.iter().cloned());
+    if !current.is_empty() && !choices.iter().any(|(v, _)| v == current) {
+        choices.push((current.to_owned(), format!("{current} (not a message step)")));
+    }
+    choices
 }
 
 fn value_text(criterion: &Criterion) -> String {
@@ -736,7 +1187,7 @@ fn GuardEditor(f: Fields) -> impl IntoView {
             <label class="check"><input type="checkbox" name="guarded" prop:checked=has_guard on:change=toggle/>
                 " Only run this step when…"</label>
             <Show when=has_guard>
-                <CriteriaEditor criteria logic set/>
+                <CriteriaEditor criteria logic set steps=message_steps(f.state)/>
                 <label class="field">"When not met"
                     <select name="when_unmet"
                         on:change=move |ev| {
@@ -972,7 +1423,7 @@ fn NextSteps(f: Fields) -> impl IntoView {
                         state.change(Change::Batch(changes));
                     }
                 };
-                let label = if port == "next" { "Then go to".to_owned() } else { format!("“{port}” goes to") };
+                let label = if port == "next" { "Then go to".to_owned() } else { format!("“{}” goes to", port.replace('_', " ")) };
                 view! {
                     <label class="field">{label}
                         <select name=format!("next-{port}") on:change=choose on:focus=move |_| reach() on:pointerenter=move |_| reach()>

@@ -175,7 +175,14 @@ pub fn Editor(
                 </div>
             </div>
             // Read only when a run starts: the draft as it is on screen, saved or not.
-            <TestRunPanel document=Signal::derive(move || state.doc.with(FlowDocument::to_canonical_json))/>
+            <TestRunPanel document=Signal::derive(move || state.doc.with(FlowDocument::to_canonical_json))
+                message_steps=Memo::new(move |_| state.doc.with(|doc| {
+                    doc.steps
+                        .iter()
+                        .filter(|s| matches!(s.kind, crate::core::StepKind::SendEmail | crate::core::StepKind::SendSms))
+                        .map(|s| (s.id.clone(), format!("{} ({})", s.display_name(), s.id)))
+                        .collect::<Vec<_>>()
+                }))/>
             {move || match state.gesture.get() {
                 Some(Gesture::Place { kind, client }) => Some(view! {
                     <div class="palette-ghost" style=format!("left: {}px; top: {}px", client.x, client.y)>
