@@ -145,7 +145,7 @@ mod backend {
         async fn test_run_inputs(
             &self,
             contact_id: Option<i64>,
-        ) -> Result<(Option<crate::core::contact::Contact>, std::collections::HashMap<String, crate::core::FlowDocument>), ServerFnError>;
+        ) -> Result<(Option<crate::core::contact::Contact>, crate::core::engine::Installation), ServerFnError>;
     }
 
     pub type RuntimeHandle = Arc<dyn RuntimeBackend>;

@@ -13,8 +13,13 @@
 //!    then contact searches on those 1,000,000 contacts (median latency of
 //!    a page of 50 with its count, and the old `LIKE` scan for comparison).
 //!
-//! `-- bulk` runs only the third, `-- import` only the fourth; `-- 250000`
-//! sets the throughput sizes.
+//! 5. Contact pressure's cost (`-- pressure`): 100,000 participants through
+//!    email → wait 1 day → SMS → exit with caps on every channel (never
+//!    reached: every send is counted and checked) against no policy, in
+//!    the same run; transitions per second and the ratio.
+//!
+//! `-- bulk` runs only the third, `-- import` only the fourth, `-- pressure`
+//! only the fifth; `-- 250000` sets the throughput sizes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -271,9 +276,65 @@ async fn search_contacts(pool: &Pool) {
     println!("  before, LIKE '%person12345%' over every row (median of 5): {old:.0} ms");
 }
 
+/// Transitions per second through email → wait → SMS → exit, with `policy`.
+async fn sends(n: usize, policy: Option<serde_json::Value>) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::connect(&format!("sqlite://{}/bench.db", dir.path().display())).await.unwrap();
+    let doc = FlowDocument::from_value(&json!({
+        "format": "waymark.flow/v1", "name": "Sends",
+        "steps": [{"id": "start", "kind": "start"},
+                  {"id": "mail", "kind": "send_email", "settings": {"subject": "Hello {{first_name}}", "body": "<p>Hi</p>"}},
+                  {"id": "wait", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+                  {"id": "text", "kind": "send_sms", "settings": {"text": "Hi again"}},
+                  {"id": "done", "kind": "exit"}],
+        "edges": [{"from": "start", "port": "next", "to": "mail"}, {"from": "mail", "port": "next", "to": "wait"},
+                  {"from": "wait", "port": "next", "to": "text"}, {"from": "text", "port": "next", "to": "done"}]}))
+    .unwrap();
+    let store = Store::new(pool.clone());
+    let flow = store.create("Sends", Some(doc)).await.unwrap().id;
+    store.publish(flow, None, "bench").await.unwrap();
+    if let Some(policy) = policy {
+        let mut conn = pool.acquire().await.unwrap();
+        server::runtime::pressure::save(&mut conn, &serde_json::from_value(policy).unwrap(), "bench").await.unwrap();
+    }
+    let t0: Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+    populate(&pool, flow, n, |_| t0).await;
+    sqlx::query("UPDATE contacts SET mobile = '+1555' || substr('0000000' || id, -7)").execute(&pool).await.unwrap();
+    let clock = ManualClock::new(t0);
+    let runtime = Runtime::new(pool.clone(), clock.clone(), "bench").with_batch(1_000);
+    // Each email is an effect whose outcome comes back: done at once here.
+    let started = Instant::now();
+    let mut transitions = runtime.run_until_idle().await.unwrap().transitions;
+    let emailed: Vec<i64> = sqlx::query_scalar("SELECT participant_id FROM outbox WHERE kind = 'email'").fetch_all(&pool).await.unwrap();
+    assert_eq!(emailed.len(), n, "every participant was emailed");
+    let outcome = app::core::engine::Event::Effect { result: app::core::engine::EffectResult::Done { updates: Default::default() } };
+    for id in &emailed {
+        runtime.deliver(*id, outcome.clone()).await.unwrap();
+    }
+    transitions += n; // each email step completed, and the wait entered
+    clock.advance(SignedDuration::from_hours(24));
+    transitions += runtime.run_until_idle().await.unwrap().transitions;
+    transitions as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn pressure_overhead(n: usize) {
+    let policy = json!({"caps": [{"channel": "email", "max": 50, "per": {"amount": 7, "unit": "days"}},
+                                 {"channel": "sms", "max": 50, "per": {"amount": 7, "unit": "days"}},
+                                 {"channel": "call", "max": 50, "per": {"amount": 7, "unit": "days"}}]});
+    let off = sends(n, None).await;
+    let on = sends(n, Some(policy)).await;
+    println!(
+        "{n} participants through email → wait → SMS: no policy {off:.0} transitions/s; caps on every channel {on:.0} transitions/s = {:.2}× of it",
+        on / off
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "pressure") {
+        return pressure_overhead(100_000).await;
+    }
     if args.iter().any(|a| a == "bulk") {
         return bulk_suppress(1_000_000).await;
     }

@@ -199,6 +199,11 @@ pub struct SimulateContact {
     /// array of {"at": RFC 3339, "event": KIND, ...} (FLOW_FORMAT "Engagement").
     #[arg(long, value_name = "EVENTS.json")]
     pub events: Option<PathBuf>,
+    /// The installation's contact-pressure policy: {"caps": [...],
+    /// "quiet_hours": {...}} (FLOW_FORMAT "Contact pressure"); the contact
+    /// file's "recent" lists sends made by other flows.
+    #[arg(long, value_name = "POLICY.json")]
+    pub policy: Option<PathBuf>,
 }
 
 pub struct SimulateArgs {
@@ -262,7 +267,17 @@ fn simulate(args: &SimulateArgs) -> Result<Simulation, String> {
     let window = parse_span(&args.window).map_err(|err| format!("--for: {err}"))?;
     let manual_after = args.manual_after.as_deref().map(parse_span).transpose().map_err(|err| format!("--manual-after: {err}"))?;
     let options = simulate::Options { start, window, manual_after, seed: seed_for(&contact) };
-    Ok(simulate::simulate_events(&flow, &app::core::engine::NoGroups, &contact, &options, &events))
+    let mut installation = app::core::engine::Installation::default();
+    if let Some(file) = &args.contact.policy {
+        let policy: app::core::pressure::Policy = serde_json::from_value(read_object(file)?)
+            .map_err(|err| format!("{} is not a contact-pressure policy like {{\"caps\": [{{\"channel\": \"email\", \"max\": 2, \"per\": {{\"amount\": 7, \"unit\": \"days\"}}}}]}}: {err}", file.display()))?;
+        let problems = policy.problems();
+        if !problems.is_empty() {
+            return Err(format!("{}: {}", file.display(), problems.join("; ")));
+        }
+        installation.pressure = policy;
+    }
+    Ok(simulate::simulate_events(&flow, &installation, &contact, &options, &events))
 }
 
 /// The split draws' seed, from the contact itself: the same contact takes

@@ -308,7 +308,13 @@ impl Busy for sqlx::Error {
 
 impl Busy for crate::error::Error {
     fn is_busy(&self) -> bool {
-        matches!(self, crate::error::Error::Database(err) if is_busy(err))
+        match self {
+            crate::error::Error::Database(err) => is_busy(err),
+            // Another writer recorded sends for a contact first (contact
+            // pressure's compare-and-set): the unit of work runs again.
+            crate::error::Error::Conflict { code: "contact_sends_changed", .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -65,6 +65,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
         .into_iter()
         .chain(runtime_api::endpoints())
         .chain(events_api::endpoints())
+        .chain(runtime::pressure::endpoints())
         .chain(channels::api::endpoints())
         .collect()
 }

@@ -38,6 +38,17 @@ pub struct Contact {
     /// Blocked contacts are never contacted on any channel.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocked: bool,
+    /// Messages sent to the contact lately, by any flow: what contact
+    /// pressure caps count (FLOW_FORMAT "Contact pressure"). The runtime
+    /// fills it from the sends kept per contact; a contact file may list
+    /// sends made elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<crate::core::pressure::RecentSend>,
+    /// The store's count of writes to `recent` when this copy was read: a
+    /// runtime writes new sends only over the count it read, so that two
+    /// workers cannot both take a cap's last slot. Not part of documents.
+    #[serde(skip)]
+    pub sends_version: i64,
 }
 
 /// An `opted_out` entry marking an email address that hard-bounced:

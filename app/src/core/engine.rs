@@ -431,6 +431,31 @@ pub fn advance(flow: &FlowDocument, participant: &Participant, contact: &Contact
 /// Action groups a flow can run, found by name (case-insensitive).
 pub trait Groups {
     fn group(&self, name: &str) -> Option<&FlowDocument>;
+
+    /// The installation's contact-pressure policy (it goes with the action
+    /// groups: both are installation-wide settings the engine reads).
+    fn pressure(&self) -> Option<&crate::core::pressure::Policy> {
+        None
+    }
+}
+
+/// Action groups and the contact-pressure policy, as the runtime and the
+/// simulator load them.
+#[derive(Clone, Debug, Default)]
+pub struct Installation {
+    /// By lower-case name.
+    pub groups: std::collections::HashMap<String, FlowDocument>,
+    pub pressure: crate::core::pressure::Policy,
+}
+
+impl Groups for Installation {
+    fn group(&self, name: &str) -> Option<&FlowDocument> {
+        self.groups.get(&name.to_lowercase())
+    }
+
+    fn pressure(&self) -> Option<&crate::core::pressure::Policy> {
+        Some(&self.pressure).filter(|p| !p.is_empty())
+    }
 }
 
 /// For flows that run no action groups.
@@ -1348,8 +1373,26 @@ impl Run<'_> {
         self.commands.push(Command { step, visit: self.p.visit, attempt, seq, awaited, effect });
     }
 
-    /// Hands an effect to the shell and waits for its outcome.
+    /// Hands an effect to the shell and waits for its outcome. A message
+    /// to the contact (email, SMS, automatic call) first passes contact
+    /// pressure, and is counted in the contact's recent sends.
     fn awaited(&mut self, effect: Effect) -> Next {
+        let channel = match effect {
+            Effect::Email { .. } => Some("email"),
+            Effect::Sms { .. } => Some("sms"),
+            Effect::Call { .. } => Some("call"),
+            _ => None,
+        };
+        if let Some(channel) = channel.filter(|_| self.flow.settings.transactional != Some(true)) {
+            if let Some(held) = self.pressure(channel) {
+                return held;
+            }
+            self.contact.recent.push(crate::core::pressure::RecentSend { channel: channel.to_owned(), at: self.now });
+            // Kept for the longest window a policy may have, so that a
+            // policy turned on later counts what was already sent.
+            let from = self.now - SignedDuration::from_hours(24 * crate::core::pressure::MAX_WINDOW_DAYS);
+            self.contact.recent.retain(|r| r.at > from);
+        }
         if matches!(effect, Effect::Email { .. } | Effect::Sms { .. }) {
             if let Some(step) = self.p.step.clone() {
                 self.p.history.record_send(&step, self.now);
@@ -1364,13 +1407,43 @@ impl Run<'_> {
         Next::Stay
     }
 
+    /// Contact pressure before a message of `channel`: `None` to send now;
+    /// else the step waits for the policy's next allowed moment (it runs
+    /// again then, and is checked again), or is skipped (`when_capped:
+    /// skip`, reason `capped`). The record's `why` names the rule.
+    fn pressure(&mut self, channel: &str) -> Option<Next> {
+        let policy = self.groups.pressure()?;
+        let (zone, source) = zone_for(self.contact.timezone.as_deref(), self.flow.settings.timezone_or_default(), CalendarZone::Contact);
+        let name = zone.iana_name().unwrap_or(source.as_str()).to_owned();
+        let crate::core::pressure::Verdict::Defer { until, why } = policy.check(channel, &self.contact.recent, &zone, &name, self.now) else {
+            return None;
+        };
+        if self.current_step().and_then(|s| s.setting_str("when_capped")) == Some("skip") {
+            let mut record = self.record(Outcome::Skipped, Some("capped".into()));
+            record.why = Some(why);
+            self.actions.push(record);
+            return Some(Next::Port("next"));
+        }
+        self.p.phase = Phase::Due;
+        self.p.status = Status::Waiting;
+        self.p.next_run_at = Some(until);
+        self.p.due_at = Some(until);
+        let mut record = self.record(Outcome::Pending, None);
+        record.why = Some(why);
+        self.actions.push(record);
+        Some(Next::Stay)
+    }
+
     /// Places the call through the provider and waits for its final status
     /// until [`CALL_OUTCOME_DEADLINE`].
     fn automatic_call(&mut self, script: Option<&str>) -> Next {
         let mobile = self.contact.mobile.clone().filter(|m| !m.trim().is_empty());
         let to = mobile.unwrap_or_else(|| self.contact.field_text("phone")).trim().to_owned();
         let script = render(script.unwrap_or_default(), &self.contact, Escape::None);
-        self.awaited(Effect::Call { to, script });
+        let next = self.awaited(Effect::Call { to, script });
+        if !matches!(self.p.phase, Phase::Effect { .. }) {
+            return next; // held or skipped by contact pressure
+        }
         let deadline = self.now + CALL_OUTCOME_DEADLINE;
         self.p.next_run_at = Some(deadline);
         if let Some(record) = self.actions.last_mut() {
@@ -1545,7 +1618,7 @@ fn describe_matcher(matcher: &crate::core::engagement::Matcher) -> String {
     }
 }
 
-fn describe(length: &Duration) -> String {
+pub(crate) fn describe(length: &Duration) -> String {
     let unit = length.unit.as_str();
     let unit = if length.amount == 1 { unit.trim_end_matches('s') } else { unit };
     format!("{} {unit}", length.amount)

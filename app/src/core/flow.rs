@@ -54,6 +54,14 @@ pub struct FlowSettings {
     /// (`exited`, reason `replied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_on_reply: Option<bool>,
+    /// Receipts, password resets, order confirmations: exempt from contact
+    /// pressure (caps and quiet hours), and not counted by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional: Option<bool>,
+    /// `false`: this flow's emails carry no open pixel and no tracked
+    /// links (a privacy switch; the installation has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<bool>,
 }
 
 /// `{"criteria": [...], "logic": ...}` or `{"event": MATCHER}`.

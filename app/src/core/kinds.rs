@@ -338,6 +338,8 @@ pub struct SendEmailSettings {
     /// Files fetched when the email is sent; 25 MB in all at most.
     #[serde(default)]
     pub attachments: Vec<AttachmentRef>,
+    /// Contact pressure: wait (default) for the next allowed moment, or skip.
+    pub when_capped: Option<String>,
 }
 
 /// A file an email carries, fetched from `url` when it is sent.
@@ -352,6 +354,8 @@ pub struct SendSmsSettings {
     pub text: Option<String>,
     /// skip (default) or exit.
     pub if_no_mobile: Option<String>,
+    /// Contact pressure: wait (default) for the next allowed moment, or skip.
+    pub when_capped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -366,6 +370,8 @@ pub struct CallSettings {
     /// final status (completed, busy, no-answer) is the disposition, and a
     /// failed or canceled call, or no final status in time, fails the step.
     pub activation: Option<String>,
+    /// Contact pressure: wait (default) for the next allowed moment, or skip.
+    pub when_capped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -728,14 +734,17 @@ fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
             p.extend(one_of("activation", &s.activation, &["automatic", "manual"]));
             p.extend(one_of("timing", &s.timing, &["immediate", "business_hours_weekday", "business_hours_any_day"]));
             p.extend(one_of("if_no_email", &s.if_no_email, &["skip", "exit"]));
+            p.extend(one_of("when_capped", &s.when_capped, &["wait", "skip"]));
         }
         StepSettings::SendSms(s) => {
             require(p, "text", &s.text, "the SMS has no text");
             p.extend(one_of("if_no_mobile", &s.if_no_mobile, &["skip", "exit"]));
+            p.extend(one_of("when_capped", &s.when_capped, &["wait", "skip"]));
         }
         StepSettings::Call(s) => {
             check_owner(&s.owner, p);
             p.extend(one_of("activation", &s.activation, &["manual", "automatic"]));
+            p.extend(one_of("when_capped", &s.when_capped, &["wait", "skip"]));
         }
         StepSettings::ScheduleCallback(s) => match (&s.after, &s.at) {
             (Some(after), _) => check_duration("after", after, p),

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod logic;
 pub mod matcher_text;
 pub mod merge;
+pub mod pressure;
 pub mod simulate;
 pub mod sms;
 pub mod validate;

@@ -40,6 +40,8 @@ fn from_row(row: &DbRow) -> StoredContact {
             lists: BTreeSet::new(),
             opted_out: json(row, "opted_out"),
             blocked: row.get::<i64, _>("blocked") != 0,
+            recent: Vec::new(),
+            sends_version: row.try_get("sends_version").unwrap_or(0),
         },
     }
 }
@@ -80,7 +82,7 @@ pub async fn load_many(conn: &mut Conn, ids: &[i64]) -> Result<HashMap<i64, Cont
         return Ok(HashMap::new());
     }
     let mut query: Sql =
-        Sql::new("SELECT id, email, mobile, timezone, owner, fields, opted_out, blocked FROM contacts WHERE id IN (");
+        Sql::new("SELECT id, email, mobile, timezone, owner, fields, opted_out, blocked, sends_version FROM contacts WHERE id IN (");
     let mut list = query.separated(", ");
     for id in ids {
         list.push_bind(*id);
@@ -88,6 +90,18 @@ pub async fn load_many(conn: &mut Conn, ids: &[i64]) -> Result<HashMap<i64, Cont
     query.push(")");
     let rows = query.build().fetch_all(&mut *conn).await?;
     let mut contacts: HashMap<i64, Contact> = rows.iter().map(from_row).map(|c| (c.id, c.contact)).collect();
+
+    // Their recent sends, within the longest window a policy may have.
+    let from = super::millis(jiff::Timestamp::now()) - 24 * 3_600_000 * app::core::pressure::MAX_WINDOW_DAYS;
+    let sql = format!(
+        "SELECT contact_id, channel, at FROM contact_sends WHERE contact_id IN ({}) AND at > {from} ORDER BY at",
+        crate::db::id_list(ids)
+    );
+    for row in sqlx::query(&sql).fetch_all(&mut *conn).await? {
+        if let (Some(contact), Ok(at)) = (contacts.get_mut(&row.get::<i64, _>(0)), jiff::Timestamp::from_millisecond(row.get(2))) {
+            contact.recent.push(app::core::pressure::RecentSend { channel: row.get(1), at });
+        }
+    }
 
     let mut query: Sql =
         Sql::new("SELECT m.contact_id, l.name FROM list_members m JOIN lists l ON l.id = m.list_id WHERE m.contact_id IN (");
@@ -113,6 +127,58 @@ pub async fn save(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -
     save_except(conn, id, before, after, &Keep::default()).await
 }
 
+/// The sends in `after.recent` that `before.recent` does not have.
+fn new_sends<'a>(before: &Contact, after: &'a Contact) -> Vec<&'a app::core::pressure::RecentSend> {
+    let mut known: Vec<&app::core::pressure::RecentSend> = before.recent.iter().collect();
+    after
+        .recent
+        .iter()
+        .filter(|send| match known.iter().position(|k| *k == *send) {
+            Some(i) => {
+                known.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .collect()
+}
+
+/// An advance sent messages (`after` has sends `before` lacks): the next
+/// copy of the contact must be read at a newer sends version. Called on
+/// the advanced copy, so that a later participant of the same contact in
+/// the same batch builds on it.
+pub fn note_sends(before: &Contact, after: &mut Contact) {
+    if !new_sends(before, after).is_empty() {
+        after.sends_version = before.sends_version + 1;
+    }
+}
+
+/// Writes the sends an advance made, over the sends version it read:
+/// false, with nothing written, when another writer recorded sends for the
+/// contact meanwhile (its caps must be checked again with them).
+pub async fn claim_sends(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -> Result<bool> {
+    let sends = new_sends(before, after);
+    if sends.is_empty() {
+        return Ok(true);
+    }
+    let moved = sqlx::query("UPDATE contacts SET sends_version = $1 WHERE id = $2 AND sends_version = $3")
+        .bind(after.sends_version.max(before.sends_version + 1))
+        .bind(id)
+        .bind(before.sends_version)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if moved == 0 {
+        return Ok(false);
+    }
+    let mut query: Sql = Sql::new("INSERT INTO contact_sends (contact_id, channel, at) ");
+    query.push_values(sends, |mut row, send| {
+        row.push_bind(id).push_bind(send.channel.clone()).push_bind(super::millis(send.at));
+    });
+    query.build().execute(&mut *conn).await?;
+    Ok(true)
+}
+
 /// Participants a contact's change need not wake ([`nudge`]): those that
 /// already saw it (the advance that made it), and those the writing worker
 /// holds (a scheduler batch threads each contact through its participants).
@@ -124,7 +190,9 @@ pub struct Keep<'a> {
 
 /// [`save`], keeping `keep` from being woken.
 pub async fn save_except(conn: &mut Conn, id: i64, before: &Contact, after: &Contact, keep: &Keep<'_>) -> Result<()> {
-    if before == after {
+    // Sends are written by `claim_sends`; only the contact's data here.
+    let data = |c: &Contact| Contact { recent: Vec::new(), sends_version: 0, ..c.clone() };
+    if data(before) == data(after) {
         return Ok(());
     }
     nudge(conn, &[id], keep).await?;

@@ -81,9 +81,30 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
             None => fresh.push(i),
         }
     }
+    // An event for a contact without a participant in a flow, and that
+    // changes nothing on the contact, has nothing to reach: it is written
+    // delivered, and the delivery pass never reads it. (A participant
+    // entering later does so after the event, which then does not count
+    // for it: FLOW_FORMAT counts custom events from arrival.)
+    let mut contacts_of: Vec<i64> = fresh.iter().map(|&i| events[i].contact_id).collect();
+    contacts_of.sort_unstable();
+    contacts_of.dedup();
+    let reachable: HashSet<i64> = if contacts_of.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT DISTINCT contact_id FROM participants
+             WHERE contact_id IN ({}) AND status IN ('ready', 'waiting', 'held') AND step IS NOT NULL",
+            crate::db::id_list(&contacts_of)
+        ))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect()
+    };
     for chunk in fresh.chunks(INSERT_CHUNK) {
         let mut query: Sql = Sql::new(
-            "INSERT INTO contact_events (contact_id, participant_id, kind, name, step, body, machine, auto, source, happened_at, received_at, external_id) ",
+            "INSERT INTO contact_events (contact_id, participant_id, kind, name, step, body, machine, auto, source, happened_at, received_at, external_id, delivered_at) ",
         );
         query.push_values(chunk, |mut row, &i| {
             let e = &events[i];
@@ -104,6 +125,8 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
                 .push_bind(millis(e.received.at))
                 .push_bind(millis(now))
                 .push_bind(e.received.id.clone());
+            let nothing_to_reach = !reachable.contains(&e.contact_id) && !changes_consent(&e.received.event);
+            row.push_bind(nothing_to_reach.then(|| millis(now)));
         });
         query.push(" RETURNING id");
         // Both engines number one statement's rows in the order written.
@@ -233,9 +256,10 @@ impl Runtime {
     }
 
     async fn try_deliver_events(&self) -> Result<Delivered> {
-        let now = self.now();
         let backend = Backend::of(self.pool());
         let mut tx = crate::db::begin_write(self.pool()).await?;
+        // Read once the write turn is ours: what it writes happens now.
+        let now = self.now();
         // Several workers on PostgreSQL: each takes events no other holds.
         let rows = sqlx::query(&format!(
             "SELECT id, contact_id, participant_id, body FROM contact_events WHERE delivered_at IS NULL ORDER BY id LIMIT {DELIVERY_BATCH}{}",
@@ -325,7 +349,8 @@ impl Runtime {
                 }
                 let doc = self.version(&mut tx, p.flow_id, p.version).await?;
                 let contact = current.get_mut(contact_id).expect("present above");
-                let step = engine::advance_with(&doc, &groups, &p.state, contact, Event::Engagement { received: received.clone() }, now);
+                let mut step = engine::advance_with(&doc, &groups, &p.state, contact, Event::Engagement { received: received.clone() }, now);
+                contacts::note_sends(contact, &mut step.contact);
                 let effect = match step.event_effect {
                     Some(EventEffect::Met) => "met",
                     Some(EventEffect::Goal) => "goal",
@@ -361,6 +386,11 @@ impl Runtime {
             advanced.push(p.id);
         }
         for (id, before) in &originals {
+            if !contacts::claim_sends(&mut tx, *id, before, &current[id]).await? {
+                // Another process sent to the contact meanwhile (an agent's
+                // action): the pass rolls back and runs again.
+                return Err(Error::Conflict { code: "contact_sends_changed", message: format!("contact {id}'s sends changed during an event delivery pass") });
+            }
             let keep = contacts::Keep { participants: &advanced, leased_by: None };
             self.save_contact(&mut tx, *id, before, &current[id], &keep).await?;
         }

@@ -17,6 +17,7 @@ pub mod export;
 pub mod import;
 pub mod jobs;
 pub mod outbox;
+pub mod pressure;
 mod pages;
 
 use std::collections::HashMap;
@@ -460,7 +461,8 @@ impl Runtime {
                     (Some(_), None) => Event::Wake,
                 };
                 let before = contacts.get(&participant.contact_id).cloned().unwrap_or_default();
-                let step = engine::advance_with(&doc, &groups, &participant.state, &before, event, now);
+                let mut step = engine::advance_with(&doc, &groups, &participant.state, &before, event, now);
+                contacts::note_sends(&before, &mut step.contact);
                 // Later participants of the same contact in this batch see the change.
                 contacts.insert(participant.contact_id, step.contact.clone());
                 steps.push((before, step));
@@ -495,6 +497,18 @@ impl Runtime {
     /// Writes one participant's advance. False (and nothing written) when
     /// the lease was lost: another worker owns it now.
     async fn commit(&self, conn: &mut Conn, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
+        // Contact pressure: sends are written over the sends version read,
+        // so that two workers cannot both take a cap's last slot; the
+        // loser is released, and claimed again with the new sends.
+        if !contacts::claim_sends(conn, claimed.contact_id, before, &step.contact).await? {
+            sqlx::query("UPDATE participants SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+                .bind(claimed.id)
+                .bind(&self.worker)
+                .execute(&mut *conn)
+                .await?;
+            tracing::debug!(participant = claimed.id, "the contact's sends changed meanwhile; checked again next pass");
+            return Ok(false);
+        }
         if !save_state(conn, claimed.id, claimed.revision, Some(&self.worker), &step.participant, now, claimed.callback.is_some()).await? {
             tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
             return Ok(false);
@@ -558,7 +572,11 @@ impl Runtime {
         let doc = self.version(&mut tx, flow_id, version).await?;
         let before = contacts::load(&mut tx, contact_id).await?;
         let groups = load_groups(&mut tx).await?;
-        let step = engine::advance_with(&doc, &groups, &state, &before, event, now);
+        let mut step = engine::advance_with(&doc, &groups, &state, &before, event, now);
+        contacts::note_sends(&before, &mut step.contact);
+        if !contacts::claim_sends(&mut tx, contact_id, &before, &step.contact).await? {
+            return Ok(false);
+        }
         if !save_state(&mut tx, participant_id, revision, None, &step.participant, now, false).await? {
             return Ok(false);
         }
@@ -852,9 +870,10 @@ pub fn status_names() -> Vec<&'static str> {
 
 /// Action groups by lower-case name. Read per batch: groups are edited in
 /// place, and a change applies from the next run.
-async fn load_groups(conn: &mut Conn) -> Result<HashMap<String, FlowDocument>> {
+async fn load_groups(conn: &mut Conn) -> Result<engine::Installation> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, document FROM action_groups").fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().filter_map(|(name, text)| FlowDocument::from_json(&text).ok().map(|doc| (name.to_lowercase(), doc))).collect())
+    let groups = rows.into_iter().filter_map(|(name, text)| FlowDocument::from_json(&text).ok().map(|doc| (name.to_lowercase(), doc))).collect();
+    Ok(engine::Installation { groups, pressure: pressure::load(conn).await? })
 }
 
 /// Slow drip: the start of the first period (hour or day, UTC) from `now`

@@ -148,7 +148,7 @@ impl RuntimeBackend for Runtime {
     async fn test_run_inputs(
         &self,
         contact_id: Option<i64>,
-    ) -> Result<(Option<app::core::contact::Contact>, std::collections::HashMap<String, app::core::FlowDocument>), ServerFnError> {
+    ) -> Result<(Option<app::core::contact::Contact>, app::core::engine::Installation), ServerFnError> {
         let mut conn = self.pool().acquire().await.map_err(|err| Error::from(err).into_server_fn_error())?;
         let contact = match contact_id {
             Some(id) => Some(contacts::load(&mut conn, id).await.map_err(Error::into_server_fn_error)?),

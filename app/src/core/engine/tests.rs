@@ -688,6 +688,7 @@ fn a_merge_value_with_commas_cannot_add_email_recipients() {
 // Engagement (FLOW_FORMAT "Engagement (v1 additions)"): one test per row.
 
 use crate::core::engagement::{criteria_met_at, enrolls, ContactEvent, History, Received};
+use crate::core::engine::Installation;
 use crate::core::simulate::simulate_events;
 
 /// Contact events as a simulation's `--events` file holds them.
@@ -1156,4 +1157,88 @@ fn consent_changes_apply_to_the_contact_without_a_participant() {
     assert!(apply_consent(&mut c, &ContactEvent::Bounced { step: None, bounce: BounceType::Hard }));
     assert!(c.is_undeliverable("ada@example.com"));
     assert!(!apply_consent(&mut c, &ContactEvent::Custom { name: "purchase".into(), properties: Default::default() }));
+}
+
+fn with_policy(policy: Value) -> Installation {
+    Installation { pressure: serde_json::from_value(policy).unwrap(), ..Installation::default() }
+}
+
+fn pressured(flow: &FlowDocument, contact: &Contact, policy: Value) -> Simulation {
+    let options = Options { start: at("2026-11-23T09:00:00Z"), window: parse_span("30d").unwrap(), manual_after: None, seed: 7 };
+    crate::core::simulate::simulate_with(flow, &with_policy(policy), contact, &options)
+}
+
+/// start -> e1 -> wait 1d -> e2 -> wait 1d -> e3 (emails a day apart)
+fn three_emails(settings: Value, e3: Value) -> FlowDocument {
+    let mut e3_step = json!({"id": "e3", "kind": "send_email", "settings": {"subject": "Third", "body": "x"}});
+    e3_step["settings"].as_object_mut().unwrap().extend(e3.as_object().unwrap().clone());
+    flow(
+        settings,
+        json!([{"id": "s", "kind": "start"},
+               {"id": "e1", "kind": "send_email", "settings": {"subject": "First", "body": "x"}},
+               {"id": "w1", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               {"id": "e2", "kind": "send_email", "settings": {"subject": "Second", "body": "x"}},
+               {"id": "w2", "kind": "wait", "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+               e3_step,
+               {"id": "d", "kind": "update_contact", "settings": {"changes": [{"field": "done", "op": "set", "value": "yes"}]}}]),
+        &["s->e1", "e1->w1", "w1->e2", "e2->w2", "w2->e3", "e3->d"],
+    )
+}
+
+const TWO_A_WEEK: &str = r#"{"caps": [{"channel": "email", "max": 2, "per": {"amount": 7, "unit": "days"}}]}"#;
+
+#[test]
+fn a_capped_send_waits_until_the_oldest_counted_send_leaves_the_window_and_says_why() {
+    let f = three_emails(json!({}), json!({}));
+    let sim = pressured(&f, &ada(), serde_json::from_str(TWO_A_WEEK).unwrap());
+    let sends: Vec<Timestamp> = sim.effects.iter().map(|e| e.at).collect();
+    assert_eq!(sends, [at("2026-11-23T09:00:00Z"), at("2026-11-24T09:00:00Z"), at("2026-11-30T09:00:00Z")], "the third waits a week after the first");
+    let held = sim.actions.iter().find(|a| a.step == "e3").unwrap();
+    assert_eq!(held.due_at, at("2026-11-30T09:00:00Z"));
+    assert!(held.why.as_deref().unwrap().contains("cap of 2 email per 7 days"), "{held:?}");
+    assert_eq!(sim.contact.field_text("done"), "yes");
+    // Without a policy all three go a day apart.
+    let free = pressured(&f, &ada(), json!({}));
+    assert_eq!(free.effects[2].at, at("2026-11-25T09:00:00Z"));
+}
+
+#[test]
+fn when_capped_skip_skips_with_reason_capped_and_moves_on() {
+    let f = three_emails(json!({}), json!({"when_capped": "skip"}));
+    let sim = pressured(&f, &ada(), serde_json::from_str(TWO_A_WEEK).unwrap());
+    assert_eq!(sim.effects.len(), 2);
+    assert!(trail(&sim).contains(&"e3:Skipped:capped".to_owned()), "{:?}", trail(&sim));
+    assert_eq!(sim.contact.field_text("done"), "yes", "on to the next step at once");
+}
+
+#[test]
+fn transactional_flows_are_exempt_and_not_counted_and_recent_sends_elsewhere_count() {
+    let f = three_emails(json!({"transactional": true}), json!({}));
+    let sim = pressured(&f, &ada(), serde_json::from_str(TWO_A_WEEK).unwrap());
+    assert_eq!(sim.effects.len(), 3);
+    assert_eq!(sim.effects[2].at, at("2026-11-25T09:00:00Z"));
+    assert!(sim.contact.recent.is_empty(), "transactional sends are not counted");
+
+    // Two emails from other flows this week: the first send here waits.
+    let mut busy = ada();
+    busy.recent = serde_json::from_value(json!([{"channel": "email", "at": "2026-11-20T08:00:00Z"}, {"channel": "email", "at": "2026-11-22T10:00:00Z"}])).unwrap();
+    let sim = pressured(&three_emails(json!({}), json!({})), &busy, serde_json::from_str(TWO_A_WEEK).unwrap());
+    assert_eq!(sim.effects[0].at, at("2026-11-27T08:00:00Z"), "a week after the older send elsewhere");
+}
+
+#[test]
+fn quiet_hours_hold_an_sms_until_morning_in_the_contacts_zone() {
+    let f = flow(
+        json!({}),
+        json!([{"id": "s", "kind": "start"}, {"id": "t", "kind": "send_sms", "settings": {"text": "Hi"}}]),
+        &["s->t"],
+    );
+    let mut night_owl = ada();
+    night_owl.timezone = Some("America/New_York".into());
+    let options = Options { start: at("2026-11-24T03:00:00Z"), window: parse_span("2d").unwrap(), manual_after: None, seed: 7 };
+    let policy = with_policy(json!({"quiet_hours": {"channels": ["sms", "call"], "from": "21:00", "to": "08:00"}}));
+    let sim = crate::core::simulate::simulate_with(&f, &policy, &night_owl, &options);
+    assert_eq!(sim.effects[0].at, at("2026-11-24T13:00:00Z"), "22:00 in New York waits for 08:00");
+    let record = sim.actions.iter().find(|a| a.step == "t").unwrap();
+    assert!(record.why.as_deref().unwrap().contains("quiet hours 21:00–08:00 for sms in America/New_York"), "{record:?}");
 }
