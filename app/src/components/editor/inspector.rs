@@ -290,6 +290,16 @@ fn FlowSettingsForm(state: EditorState) -> impl IntoView {
                     on:change=move |ev| { let on = event_target_checked(&ev); edit_settings(state, |s| s.exit_on_reply = on.then_some(true)) }/>
                 "Exit on reply: a reply to any of the flow's messages ends the participant"
             </label>
+            <label class="check">
+                <input type="checkbox" name="transactional" prop:checked=move || settings.with(|s| s.transactional == Some(true))
+                    on:change=move |ev| { let on = event_target_checked(&ev); edit_settings(state, |s| s.transactional = on.then_some(true)) }/>
+                "Transactional (receipts, resets): exempt from contact pressure's caps and quiet hours, not counted, and sent without List-Unsubscribe"
+            </label>
+            <label class="check">
+                <input type="checkbox" name="tracking" prop:checked=move || settings.with(|s| s.tracking != Some(false))
+                    on:change=move |ev| { let on = event_target_checked(&ev); edit_settings(state, |s| s.tracking = (!on).then_some(false)) }/>
+                "Track opens and clicks in this flow's emails (an open pixel; links through the click redirect)"
+            </label>
         </section>
     }
     .into_any()
@@ -479,6 +489,7 @@ fn simple_form(f: Fields, kind: StepKind) -> Option<AnyView> {
             ])}
             {text_field(f, "owner", "Who calls (manual)", OWNER_HINT)}
             {text_area(f, "script", "Call script (an automatic call speaks it)", "What to say…")}
+            {choice(f, "when_capped", "If contact pressure holds it (caps, quiet hours)", &[("wait", "Wait for the next allowed moment"), ("skip", "Skip this step")])}
             <p class="hint">"An automatic call's final status — completed, busy or no-answer — is its disposition; failed, canceled or no status within 90 minutes fails the step."</p>
         }
         .into_any(),
@@ -1255,6 +1266,7 @@ fn EmailForm(f: Fields) -> impl IntoView {
             ("business_hours_any_day", "Business hours, any day"),
         ])}
         {choice(f, "if_no_email", "If the contact has no email", &[("skip", "Skip this step"), ("exit", "Leave the flow")])}
+        {choice(f, "when_capped", "If contact pressure holds it (caps, quiet hours)", &[("wait", "Wait for the next allowed moment"), ("skip", "Skip this step")])}
         <section class="email-preview" aria-label="Email preview">
             <h3>"Preview for a sample contact (Ada)"</h3>
             <p class="subject">{preview_subject}</p>
@@ -1296,6 +1308,7 @@ fn SmsForm(f: Fields) -> impl IntoView {
         <p class="sms-counter" class:warning=many aria-live="polite">{counter}</p>
         <MergeTags/>
         {choice(f, "if_no_mobile", "If the contact has no mobile number", &[("skip", "Skip this step"), ("exit", "Leave the flow")])}
+        {choice(f, "when_capped", "If contact pressure holds it (caps, quiet hours)", &[("wait", "Wait for the next allowed moment"), ("skip", "Skip this step")])}
     }
     .into_any()
 }

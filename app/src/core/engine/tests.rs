@@ -1242,3 +1242,85 @@ fn quiet_hours_hold_an_sms_until_morning_in_the_contacts_zone() {
     let record = sim.actions.iter().find(|a| a.step == "t").unwrap();
     assert!(record.why.as_deref().unwrap().contains("quiet hours 21:00–08:00 for sms in America/New_York"), "{record:?}");
 }
+
+mod event_sequences {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One of the events FLOW_FORMAT lists, about e1, e2 or no step.
+    fn contact_event(kind: u8, step: u8, flag: bool) -> ContactEvent {
+        let step = match step % 3 {
+            0 => Some("e1".to_owned()),
+            1 => Some("e2".to_owned()),
+            _ => None,
+        };
+        match kind % 7 {
+            0 => ContactEvent::EmailOpened { step, machine: flag },
+            1 => ContactEvent::LinkClicked { step, url: "https://x.test/p".into(), machine: flag },
+            2 => ContactEvent::Replied { step, auto: flag },
+            3 => ContactEvent::Bounced { step, bounce: if flag { crate::core::engagement::BounceType::Hard } else { crate::core::engagement::BounceType::Soft } },
+            4 => ContactEvent::Complained { step },
+            5 => ContactEvent::Unsubscribed { channel: if flag { "all".into() } else { "email".into() } },
+            _ => ContactEvent::Custom { name: if flag { "purchase".into() } else { "visit".into() }, properties: Default::default() },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever events come, in whatever order, twice or late: a
+        /// participant that finished (completed, converted, exited,
+        /// failed) never moves again, and an event delivered twice
+        /// changes nothing the second time.
+        #[test]
+        fn no_event_sequence_moves_a_finished_participant(
+            goal in any::<bool>(),
+            exit_on_reply in any::<bool>(),
+            sequence in proptest::collection::vec((0u8..8, 0u8..3, any::<bool>(), 0u32..200), 1..30),
+        ) {
+            let mut settings = json!({});
+            if goal { settings["goal"] = json!({"event": {"event": "custom", "name": "purchase"}}); }
+            if exit_on_reply { settings["exit_on_reply"] = json!(true); }
+            let f = flow(
+                settings,
+                json!([{"id": "s", "kind": "start"},
+                       {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "x"}},
+                       {"id": "w", "kind": "wait_until", "settings": {"until": [{"event": "email_opened", "step": "e1"}], "timeout": {"amount": 2, "unit": "days"}}},
+                       {"id": "e2", "kind": "send_email", "settings": {"subject": "Again", "body": "x"}},
+                       {"id": "x", "kind": "exit"}]),
+                &["s->e1", "e1->w", "w:met->e2", "w:timed_out->x", "e2->x"],
+            );
+            let mut now = at("2026-11-23T09:00:00Z");
+            let mut out = advance(&f, &Participant::new(1), &ada(), Event::Enroll, now);
+            let mut finished: Option<Participant> = None;
+            for (i, (kind, step, flag, minutes)) in sequence.into_iter().enumerate() {
+                now += SignedDuration::from_mins(minutes as i64 * 30);
+                let event = if kind == 7 {
+                    if matches!(out.participant.phase, Phase::Effect { .. }) {
+                        Event::Effect { result: EffectResult::Done { updates: Default::default() } }
+                    } else {
+                        Event::Wake
+                    }
+                } else {
+                    Event::Engagement { received: Received { id: Some(format!("ev{i}")), at: now, event: contact_event(kind, step, flag) } }
+                };
+                let next = advance(&f, &out.participant, &out.contact, event.clone(), now);
+                if let Some(done) = &finished {
+                    prop_assert_eq!(&next.participant.status, &done.status, "a finished participant's status never changes");
+                    prop_assert_eq!(&next.participant.step, &done.step);
+                    prop_assert!(next.commands.is_empty(), "nothing is sent after the end");
+                }
+                if let Event::Engagement { .. } = event {
+                    let again = advance(&f, &next.participant, &next.contact, event, now);
+                    prop_assert_eq!(&again.participant, &next.participant, "the same event twice changes nothing the second time");
+                    prop_assert!(again.commands.is_empty());
+                }
+                if next.participant.status.is_finished() && finished.is_none() {
+                    finished = Some(next.participant.clone());
+                }
+                out = next;
+            }
+        }
+    }
+}
