@@ -82,6 +82,8 @@ mod backend {
         /// Replaces one channel's settings; `secret` none keeps the stored one, `""` clears it.
         async fn save_integration(&self, actor: &str, channel: String, settings: serde_json::Value, secret: Option<String>) -> Result<(), ServerFnError>;
         async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError>;
+        /// Generates a DKIM key (`rsa-sha256` or `ed25519-sha256`) and stores it with the domain and selector.
+        async fn generate_dkim_key(&self, actor: &str, domain: String, selector: String, algorithm: String) -> Result<(), ServerFnError>;
     }
 
     pub type AdminHandle = Arc<dyn AdminBackend>;
@@ -186,6 +188,24 @@ pub async fn save_integration(channel: String, settings: String, secret: String,
         serde_json::from_str(&settings).map_err(|err| ServerFnError::new(format!("The {channel} settings are not JSON: {err}")))?;
     let secret = if clear_secret.is_some() { Some(String::new()) } else { Some(secret).filter(|s| !s.is_empty()) };
     backend::admin()?.save_integration(&viewer.actor(), channel, settings, secret).await
+}
+
+/// Saves the DKIM signing settings from the settings page's form; an empty
+/// `private_key` keeps the stored key.
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
+pub async fn save_dkim(domain: String, selector: String, algorithm: String, private_key: String) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
+    let settings = serde_json::json!({"domain": domain.trim(), "selector": selector.trim(), "algorithm": algorithm});
+    let key = Some(private_key).filter(|k| !k.trim().is_empty());
+    backend::admin()?.save_integration(&viewer.actor(), "dkim".into(), settings, key).await
+}
+
+/// Generates a new DKIM key for the domain and selector (the old key is
+/// replaced: publish the new record before mail is signed with it).
+#[server(prefix = "/fn", client = crate::auth::client::Client)]
+pub async fn generate_dkim_key(domain: String, selector: String, algorithm: String) -> Result<(), ServerFnError> {
+    let viewer = crate::auth::require(crate::auth::Access::Admin)?;
+    backend::admin()?.generate_dkim_key(&viewer.actor(), domain, selector, algorithm).await
 }
 
 /// Saves the SMTP server from the settings page's form.

@@ -107,6 +107,8 @@ pub const PAGES: &[(&str, Access)] = &[
     ("/admin/users", Access::Admin),
     ("/admin/tokens", Access::Admin),
     ("/admin/integrations", Access::Admin),
+    ("/admin/mailbox", Access::Admin),
+    ("/admin/pressure", Access::Admin),
     ("/audit", Access::Admin),
 ];
 
@@ -146,6 +148,8 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("list_tasks", Access::SignedIn),
     ("act_on_task", Access::SignedIn),
     ("get_participant", Access::SignedIn),
+    ("participant_conversations", Access::SignedIn),
+    ("contact_conversations", Access::Marketer),
     // administration
     ("validation_review", Access::Admin),
     ("acknowledge_finding", Access::Admin),
@@ -159,6 +163,15 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("integration_settings", Access::Admin),
     ("save_integration", Access::Admin),
     ("save_smtp", Access::Admin),
+    // the bounce and reply mailbox, provider webhooks
+    ("mailbox_settings", Access::Admin),
+    ("save_mailbox", Access::Admin),
+    ("save_email_webhook", Access::Admin),
+    ("poll_mailbox", Access::Admin),
+    ("pressure_policy", Access::Admin),
+    ("save_pressure", Access::Admin),
+    ("save_dkim", Access::Admin),
+    ("generate_dkim_key", Access::Admin),
 ];
 
 pub fn page_access(pattern: &str) -> Option<Access> {
@@ -183,6 +196,8 @@ pub const NAV: &[(&str, &str, Access)] = &[
     ("/admin/users", "Users", Access::Admin),
     ("/admin/tokens", "API tokens", Access::Admin),
     ("/admin/integrations", "Integrations", Access::Admin),
+    ("/admin/mailbox", "Bounces & replies", Access::Admin),
+    ("/admin/pressure", "Contact pressure", Access::Admin),
     ("/audit", "Audit log", Access::Admin),
 ];
 

@@ -9,8 +9,11 @@ pub mod api;
 pub mod auth;
 pub mod components;
 pub mod contacts_api;
+pub mod conversations;
 pub mod core;
+pub mod mailbox_api;
 pub mod pages;
+pub mod pressure_api;
 pub mod runtime_api;
 
 use leptos::prelude::*;
@@ -98,6 +101,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/admin/users") view={Lazy::<UsersRoute>::new()}/>
                         <Route path=path!("/admin/tokens") view={Lazy::<TokensRoute>::new()}/>
                         <Route path=path!("/admin/integrations") view={Lazy::<IntegrationsRoute>::new()}/>
+                        <Route path=path!("/admin/mailbox") view={Lazy::<MailboxRoute>::new()}/>
+                        <Route path=path!("/admin/pressure") view={Lazy::<PressureRoute>::new()}/>
                         <Route path=path!("/audit") view={Lazy::<AuditRoute>::new()}/>
                         <Route path=path!("/") view={Lazy::<FlowsRoute>::new()}/>
                         <Route path=path!("/flows/:id") view={Lazy::<FlowRoute>::new()}/>
@@ -206,6 +211,8 @@ lazy_pages! {
         UsersRoute => pages::admin::UsersPage,
         TokensRoute => pages::admin::TokensPage,
         IntegrationsRoute => pages::admin::IntegrationsPage,
+        MailboxRoute => pages::mailbox::MailboxPage,
+        PressureRoute => pages::pressure::PressurePage,
         AuditRoute => pages::admin::AuditPage,
     }
 }

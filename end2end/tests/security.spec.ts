@@ -57,7 +57,7 @@ test("stored markup renders as text, and the app raises no CSP violation", async
   const contactId = (await contact.json()).id;
 
   const pages = ["/", `/flows/${ids[0]}`, `/flows/${ids[1]}`, "/review", "/audit", "/admin/users", "/admin/tokens", "/inbox",
-    "/contacts", `/contacts/${contactId}`, "/participants"];
+    "/contacts", `/contacts/${contactId}`, "/participants", "/admin/pressure"];
   for (const url of pages) {
     await open(page, url);
     expect(await page.evaluate(() => (window as any).__violations), url).toEqual([]);

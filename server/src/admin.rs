@@ -152,6 +152,15 @@ impl AdminBackend for Admin {
         audit::record(&self.pool, actor, "settings.integrations", "integrations", &channel).await.map_err(Error::into_server_fn_error)
     }
 
+    async fn generate_dkim_key(&self, actor: &str, domain: String, selector: String, algorithm: String) -> Result<(), ServerFnError> {
+        let algorithm = serde_json::from_value(serde_json::Value::String(algorithm.clone()))
+            .map_err(|_| ServerFnError::new(format!("“{algorithm}” is not a DKIM algorithm: use rsa-sha256 or ed25519-sha256.")))?;
+        crate::channels::tracking::routes::generate_and_store(&self.pool, actor, algorithm, Some(domain), Some(selector))
+            .await
+            .map(|_| ())
+            .map_err(Error::into_server_fn_error)
+    }
+
     async fn set_review_required(&self, actor: &str, required: bool) -> Result<(), ServerFnError> {
         set_review_required(&self.pool, actor, required).await.map_err(Error::into_server_fn_error)
     }

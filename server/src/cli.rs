@@ -62,6 +62,13 @@ pub enum Command {
         /// Pause between passes when nothing is due, in milliseconds.
         #[arg(long, default_value_t = 250)]
         idle_ms: u64,
+        /// The address people reach Waymark's server at (as for `serve`):
+        /// the tracked links, open pixels and unsubscribe links this worker
+        /// puts into emails start with it. Without it (and without a
+        /// tracking `base_url` setting) its emails go out untracked, with a
+        /// mailto List-Unsubscribe only.
+        #[arg(long, env = "WAYMARK_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Manage users (sign-in accounts).
     #[command(subcommand)]

@@ -67,6 +67,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
         .chain(events_api::endpoints())
         .chain(runtime::pressure::endpoints())
         .chain(channels::api::endpoints())
+        .chain(channels::tracking::routes::api_endpoints())
         .collect()
 }
 
@@ -83,6 +84,9 @@ pub fn router(mut state: AppState) -> Router {
     let runtime: app::runtime_api::RuntimeHandle = Arc::new(state.runtime.clone());
     let admin: app::admin_api::AdminHandle = Arc::new(admin::Admin { pool: state.store.pool().clone() });
     let contacts: app::contacts_api::ContactsHandle = Arc::new(state.runtime.clone());
+    let conversations: app::conversations::ConversationsHandle = Arc::new(state.runtime.clone());
+    let pressure: app::pressure_api::PressureHandle = Arc::new(state.runtime.clone());
+    let mailbox: app::mailbox_api::MailboxHandle = Arc::new(channels::mailbox::page::Backend { runtime: state.runtime.clone() });
     // Generated once per process: leptos_server suppresses resource loads
     // process-wide while it runs (leptos#4773), so a page rendering at that
     // moment in another router (tests build many) would wait forever.
@@ -97,11 +101,17 @@ pub fn router(mut state: AppState) -> Router {
     }
     let pages = {
         let (backend, runtime, admin, contacts) = (backend.clone(), runtime.clone(), admin.clone(), contacts.clone());
+        let conversations = conversations.clone();
+        let pressure = pressure.clone();
+        let mailbox = mailbox.clone();
         move || {
             provide_context(backend.clone());
             provide_context(runtime.clone());
             provide_context(admin.clone());
             provide_context(contacts.clone());
+            provide_context(conversations.clone());
+            provide_context(pressure.clone());
+            provide_context(mailbox.clone());
         }
     };
     let site_root = std::path::Path::new(&*state.leptos_options.site_root).to_owned();
@@ -113,6 +123,7 @@ pub fn router(mut state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api.fallback(|| async { error::Error::RouteNotFound }))
         .merge(auth::routes::router())
+        .merge(channels::tracking::routes::router())
         .leptos_routes_with_context(&state, routes, pages, shell)
         // The browser code, gzipped at build time (.ci/package-site), goes
         // out compressed to browsers that take it. Its file names are not

@@ -54,14 +54,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(command) => cli::user_command(&cli.database_url, command).await,
         Command::Token(command) => cli::token_command(&cli.database_url, command).await,
         Command::Secrets(command) => cli::secrets_command(&cli.database_url, command).await,
-        Command::Worker { lease_secs, batch, idle_ms } => {
+        Command::Worker { lease_secs, batch, idle_ms, public_url } => {
             let pool = store::connect(&cli.database_url).await?;
             server::secrets::startup(&pool).await?;
             let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), server::runtime::worker_name("worker"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_batch(batch)
                 .with_files_dir(files_dir(&cli.database_url));
-            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(pool)));
+            let mut channels = Channels::new(pool);
+            match public_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+                Some(url) => channels = channels.with_public_url(cli::public_url(Some(url), "127.0.0.1:3000".parse()?)?),
+                None => tracing::warn!("no --public-url: emails this worker sends are not tracked unless the tracking settings name a base_url"),
+            }
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(channels));
             tracing::info!(worker = runtime.worker(), "Waymark worker running");
             let stop = CancellationToken::new();
             let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(idle_ms), stop.clone());
@@ -83,8 +88,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), server::runtime::worker_name("serve"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_files_dir(files_dir(&cli.database_url))
-                .with_public_url(public_url);
-            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone())));
+                .with_public_url(public_url.clone());
+            let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone()).with_public_url(public_url)));
             let stop = CancellationToken::new();
             let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(250), stop.clone());
             let mut state = AppState::new(leptos_options(addr), store, runtime.clone());

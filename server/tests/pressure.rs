@@ -155,3 +155,57 @@ async fn the_policy_is_an_admin_setting_checked_before_it_is_kept() {
     let (status, _) = send(cookies[1].clone(), Method::PUT, Some(json!({}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "marketers may not change it");
 }
+
+/// The admin page's server functions, called as the page calls them: they
+/// keep what the REST API reads, answer a refusal with every problem (the
+/// page shows each), and leave the stored policy as it was.
+#[tokio::test]
+async fn the_settings_page_saves_the_policy_and_lists_each_problem_of_a_refused_one() {
+    use app::pressure_api::{pressure_policy, save_pressure, PressureError, PressureHandle};
+    use leptos::prelude::provide_context;
+    use leptos::reactive::computed::ScopedFuture;
+    use leptos::reactive::owner::Owner;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let store = Store::new(store::connect(&db.url).await.unwrap());
+    let runtime = Runtime::new(store.pool().clone(), Arc::new(server::runtime::SystemClock), "test");
+    let owner = Owner::new();
+    let (mut parts, _) = Request::new(()).into_parts();
+    parts.extensions.insert(app::auth::Viewer { id: 1, email: "admin@x.test".into(), name: "A".into(), role: app::auth::Role::Admin, token: false });
+    let handle: PressureHandle = Arc::new(runtime.clone());
+    owner.with(|| {
+        provide_context(parts);
+        provide_context(handle);
+    });
+    let call = |future| owner.with(|| ScopedFuture::new(future));
+
+    let empty = call(pressure_policy()).await.unwrap();
+    assert_eq!((empty.policy.is_empty(), empty.updated_by), (true, None), "never saved");
+    let policy = json!({"caps": [{"channel": "email", "max": 2, "per": {"amount": 7, "unit": "days"}}],
+                        "quiet_hours": {"channels": ["sms", "call"], "from": "21:00", "to": "08:00"}});
+    let saved = owner.with(|| ScopedFuture::new(save_pressure(policy.to_string()))).await.unwrap();
+    assert_eq!(serde_json::to_value(&saved.policy).unwrap(), policy);
+    assert_eq!(saved.updated_by.as_deref(), Some("admin@x.test"));
+    let mut conn = runtime.pool().acquire().await.unwrap();
+    assert_eq!(serde_json::to_value(pressure::load(&mut conn).await.unwrap()).unwrap(), policy, "what the engine and the REST API read");
+
+    let bad = json!({"caps": [{"channel": "email", "max": 0, "per": {"amount": 7, "unit": "days"}},
+                              {"channel": "sms", "max": 1, "per": {"amount": 100, "unit": "days"}}],
+                     "quiet_hours": {"channels": ["sms"], "from": "9pm", "to": "08:00"}});
+    match owner.with(|| ScopedFuture::new(save_pressure(bad.to_string()))).await {
+        Err(PressureError::Refused(problems)) => {
+            assert_eq!(problems.len(), 3, "{problems:?}");
+            assert!(problems[0].starts_with("caps[0].max: a cap of 0 would never send"), "{problems:?}");
+            assert!(problems[1].starts_with("caps[1].per:"), "{problems:?}");
+            assert!(problems[2].starts_with("quiet_hours.from:"), "{problems:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(call(pressure_policy()).await.unwrap().policy, saved.policy, "a refused policy changes nothing");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'settings.pressure' AND actor = 'admin@x.test'")
+        .fetch_one(runtime.pool())
+        .await
+        .unwrap();
+    assert_eq!(audited, 1, "the save, not the refusal");
+}

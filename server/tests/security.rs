@@ -570,7 +570,7 @@ async fn no_spelling_of_a_route_gets_past_its_rule() {
 /// is in the table but not called here fails the test.
 #[tokio::test]
 async fn server_functions_check_the_role_themselves() {
-    use app::{admin_api as admin, api, contacts_api as contacts, runtime_api as runtime};
+    use app::{admin_api as admin, api, contacts_api as contacts, mailbox_api as mailbox, runtime_api as runtime};
     use leptos::prelude::provide_context;
     use leptos::reactive::computed::ScopedFuture;
     use leptos::reactive::owner::Owner;
@@ -624,6 +624,16 @@ async fn server_functions_check_the_role_themselves() {
             integration_settings => admin::integration_settings(),
             save_integration => admin::save_integration(s(), s(), s(), None),
             save_smtp => admin::save_smtp(s(), 25, s(), s(), s(), s()),
+            mailbox_settings => mailbox::mailbox_settings(),
+            save_mailbox => mailbox::save_mailbox(Default::default()),
+            save_email_webhook => mailbox::save_email_webhook(s(), None, None, None, None, None, None),
+            poll_mailbox => mailbox::poll_mailbox(),
+            save_dkim => admin::save_dkim(s(), s(), s(), s()),
+            generate_dkim_key => admin::generate_dkim_key(s(), s(), s()),
+            pressure_policy => app::pressure_api::pressure_policy(),
+            save_pressure => app::pressure_api::save_pressure(s()),
+            participant_conversations => app::conversations::participant_conversations(1),
+            contact_conversations => app::conversations::contact_conversations(1),
             list_flows => api::list_flows(),
             create_flow => api::create_flow(s()),
             import_flow => api::import_flow(s()),
@@ -848,6 +858,7 @@ async fn stored_payloads_in_every_field_render_as_text() {
         "/admin/users".into(),
         "/admin/tokens".into(),
         "/admin/integrations".into(),
+        "/admin/pressure".into(),
         "/contacts".into(),
         format!("/contacts/{contact}"),
         format!("/contacts/{contact}/edit"),

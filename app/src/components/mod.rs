@@ -1,5 +1,6 @@
 //! Pieces shared by pages.
 
+pub mod conversations;
 pub mod editor;
 pub mod findings;
 pub mod test_run;

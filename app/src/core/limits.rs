@@ -43,6 +43,40 @@ pub const EVENT_URL: usize = 2_048;
 /// Events in one `POST /api/v1/events` batch.
 pub const EVENTS_PER_BATCH: usize = 1_000;
 
+/// A tracked link's URL (longer ones go out as written, untracked).
+pub const TRACKED_URL: usize = EVENT_URL;
+/// Links tracked in one email; the ones after go out as written.
+pub const TRACKED_LINKS: usize = 200;
+/// A DKIM selector (one DNS label).
+pub const DKIM_SELECTOR: usize = 63;
+/// A DKIM signing domain (a DNS name).
+pub const DKIM_DOMAIN: usize = 253;
+/// A DKIM private key as pasted (PEM of an RSA-4096 key is about 3,300).
+pub const DKIM_PRIVATE_KEY: usize = 16 * 1024;
+/// An inbound SMS's text as the provider posts it (Twilio: 1,600).
+pub const SMS_INBOUND_TEXT: usize = 1_600;
+/// A consent change's detail (the SMS keyword, the page's note).
+pub const CONSENT_DETAIL: usize = NAME;
+
+/// Text received from outside (bounces, replies) is kept on the
+/// conversation record up to these lengths and cut there (marked with
+/// `…`): it is not ours to refuse.
+/// A reply's text, without the quoted message.
+pub const REPLY_EXCERPT: usize = 2_000;
+/// A bounce's diagnostic (the receiving server's words).
+pub const BOUNCE_DIAGNOSTIC: usize = 1_000;
+/// What the mailbox found in one message, as its log keeps it.
+pub const MAILBOX_NOTE: usize = 500;
+/// The bounce mailbox's settings: host name (RFC 1035), user, folder.
+pub const MAILBOX_HOST: usize = 253;
+pub const MAILBOX_USER: usize = EMAIL;
+pub const MAILBOX_FOLDER: usize = 200;
+/// A password, token or signing key of a mailbox or provider webhook.
+pub const INTEGRATION_SECRET: usize = 4_096;
+/// An Amazon SNS topic ARN, and how many may be listed.
+pub const TOPIC_ARN: usize = 256;
+pub const TOPIC_ARNS: usize = 20;
+
 /// A text over its limit: which field, and the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TooLong {

@@ -94,6 +94,14 @@ fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
     out
 }
 
+/// The merge tag of a message's unsubscribe and preference page link.
+pub const UNSUBSCRIBE_FIELD: &str = "unsubscribe_url";
+/// How [`render`] leaves `{{ unsubscribe_url }}` in email bodies, subjects
+/// and SMS text: the link is signed for the message's own record, which
+/// only exists when it is sent, so the sender puts it in then (elsewhere,
+/// in URLs and paths, the tag renders empty).
+pub const UNSUBSCRIBE_TAG: &str = "{{ unsubscribe_url }}";
+
 /// Fills every `{{ tag }}` in `template`. Text outside tags is kept as written.
 pub fn render(template: &str, contact: &Contact, escape: Escape) -> String {
     let mut out = String::with_capacity(template.len());
@@ -112,6 +120,12 @@ pub fn render(template: &str, contact: &Contact, escape: Escape) -> String {
             }
             None => (tag, None),
         };
+        if field == UNSUBSCRIBE_FIELD && matches!(escape, Escape::Html | Escape::None) {
+            // Filled when the message is sent: the link names its record.
+            out.push_str(UNSUBSCRIBE_TAG);
+            rest = &rest[open + 2 + close + 2..];
+            continue;
+        }
         let mut value = contact.field_text(field);
         if value.is_empty() {
             value = fallback.unwrap_or_default();
@@ -161,6 +175,14 @@ mod tests {
         assert_eq!(render("Hi {{first_name}}!", &c, Escape::Html), "Hi &lt;img src=x onerror=alert(1)&gt;!");
         assert_eq!(render("Hi {{ first_name }}", &c, Escape::None), "Hi <img src=x onerror=alert(1)>");
         assert_eq!(render("From {{ city }} ({{email}})", &c, Escape::Html), "From Zürich (a@b.c)");
+    }
+
+    #[test]
+    fn the_unsubscribe_link_is_left_for_the_sender_in_text_and_html_only() {
+        let c = contact();
+        assert_eq!(render("<a href=\"{{unsubscribe_url}}\">stop</a>", &c, Escape::Html), "<a href=\"{{ unsubscribe_url }}\">stop</a>");
+        assert_eq!(render("Stop: {{ unsubscribe_url }}", &c, Escape::None), "Stop: {{ unsubscribe_url }}");
+        assert_eq!(render("https://h.test/?u={{ unsubscribe_url }}", &c, Escape::Url), "https://h.test/?u=");
     }
 
     #[test]

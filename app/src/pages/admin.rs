@@ -219,10 +219,15 @@ fn channel_view(all: &serde_json::Value, channel: &str) -> (String, bool) {
 
 #[component]
 pub fn IntegrationsPage() -> impl IntoView {
-    use crate::admin_api::{integration_settings, SaveIntegration, SaveSmtp};
+    use crate::admin_api::{integration_settings, GenerateDkimKey, SaveDkim, SaveIntegration, SaveSmtp};
     let smtp = ServerAction::<SaveSmtp>::new();
     let other = ServerAction::<SaveIntegration>::new();
-    let settings = Resource::new(move || (smtp.version().get(), other.version().get()), |_| integration_settings());
+    let dkim = ServerAction::<SaveDkim>::new();
+    let generate = ServerAction::<GenerateDkimKey>::new();
+    let settings = Resource::new(
+        move || (smtp.version().get(), other.version().get(), dkim.version().get(), generate.version().get()),
+        |_| integration_settings(),
+    );
     let saved = move |version: usize, ok: bool| (version > 0 && ok).then(|| view! { <p class="notice" role="status">"Saved."</p> });
     view! {
         <Title text="Integrations"/>
@@ -230,9 +235,11 @@ pub fn IntegrationsPage() -> impl IntoView {
             <div class="page-head"><h1>"Integrations"</h1></div>
             <p class="hint">"Where messages, uploads and pushes go. Passwords and tokens are stored on the server and never shown again: leave the field empty to keep the stored one."</p>
             {move || smtp.value().get().and_then(Result::err).or_else(|| other.value().get().and_then(Result::err))
+                .or_else(|| dkim.value().get().and_then(Result::err)).or_else(|| generate.value().get().and_then(Result::err))
                 .map(|err| view! { <ErrorNote message=error_text(&err)/> })}
-            {move || saved(smtp.version().get() + other.version().get(),
-                smtp.value().get().is_none_or(|r| r.is_ok()) && other.value().get().is_none_or(|r| r.is_ok()))}
+            {move || saved(smtp.version().get() + other.version().get() + dkim.version().get() + generate.version().get(),
+                smtp.value().get().is_none_or(|r| r.is_ok()) && other.value().get().is_none_or(|r| r.is_ok())
+                    && dkim.value().get().is_none_or(|r| r.is_ok()) && generate.value().get().is_none_or(|r| r.is_ok()))}
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     let all: serde_json::Value = match settings.await {
@@ -245,26 +252,32 @@ pub fn IntegrationsPage() -> impl IntoView {
                     let port = current.get("port").and_then(|v| v.as_u64()).unwrap_or(587);
                     let tls = text("tls");
                     let password_set = current.get("password_set").and_then(|v| v.as_bool()).unwrap_or(false);
-                    let channels = ["sms", "s3", "ftp", "crm", "http"].map(|channel| {
+                    let signing = dkim_section(&all, dkim, generate);
+                    let channels = ["sms", "s3", "ftp", "crm", "http", "tracking"].map(|channel| {
                         let (fields, secret_set) = channel_view(&all, channel);
                         view! {
                             <details class="channel" data-channel=channel>
                                 <summary>{channel.to_uppercase()} {if fields.is_empty() { " · not configured" } else { "" }}</summary>
                                 <ActionForm action=other attr:class="stack">
                                     <input type="hidden" name="channel" value=channel/>
+                                    {(channel == "tracking").then(|| view! {
+                                        <p class="hint">"Opens and clicks for the whole installation: "
+                                            <code>"{\"opens\": true, \"clicks\": true, \"scanner_secs\": 10}"</code>
+                                            "; optional \"base_url\" (a tracking domain reaching this server) and \"unsubscribe_mailbox\" (List-Unsubscribe's mailto)."</p>
+                                    })}
                                     {(channel == "sms").then(|| view! {
                                         <p class="hint">"Automatic calls use this account and its senders: add "
                                             <code>"\"voice\": {\"status_callback\": \"https://…/api/v1/channels/calls/status\"}"</code>
                                             " (optional \"url\" for TwiML when a step has no script, \"ring_secs\")."</p>
                                     })}
                                     <label>"Settings (JSON)" <textarea name="settings" rows="7">{super::textarea_text(fields)}</textarea></label>
-                                    {(channel != "http").then(|| view! {
+                                    {(!matches!(channel, "http" | "tracking")).then(|| view! {
                                         <label>{if secret_set { "Secret (stored; empty keeps it)" } else { "Secret" }}
                                             <input type="password" name="secret" autocomplete="new-password"/>
                                         </label>
                                         <label class="check"><input type="checkbox" name="clear_secret" value="on"/> " Remove the stored secret"</label>
                                     })}
-                                    {(channel == "http").then(|| view! { <input type="hidden" name="secret" value=""/> })}
+                                    {matches!(channel, "http" | "tracking").then(|| view! { <input type="hidden" name="secret" value=""/> })}
                                     <button type="submit">"Save " {channel.to_uppercase()}</button>
                                 </ActionForm>
                             </details>
@@ -289,11 +302,75 @@ pub fn IntegrationsPage() -> impl IntoView {
                             <label>"From" <input name="from" value=from placeholder="Waymark <news@example.com>" required/></label>
                             <button type="submit" class="primary">"Save SMTP"</button>
                         </ActionForm>
+                        {signing}
                         <h2>"Other channels"</h2>
                         {channels.into_iter().collect_view()}
                     }.into_any()
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// The DKIM form: domain, selector, algorithm, a write-only private key,
+/// "generate a key", and the TXT record to publish.
+fn dkim_section(
+    all: &serde_json::Value,
+    save: ServerAction<crate::admin_api::SaveDkim>,
+    generate: ServerAction<crate::admin_api::GenerateDkimKey>,
+) -> impl IntoView {
+    let current = all.get("dkim").cloned().unwrap_or_default();
+    let text = |key: &str| current.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let (domain, selector, algorithm) = (text("domain"), text("selector"), text("algorithm"));
+    let key_set = current.get("private_key_set").and_then(|v| v.as_bool()).unwrap_or(false);
+    let record = current.get("dns_record").cloned().unwrap_or_default();
+    let shown = match (record.get("name").and_then(|v| v.as_str()), record.get("value").and_then(|v| v.as_str())) {
+        (Some(name), Some(value)) => view! {
+            <div class="dns-record" data-record="dkim">
+                <p>"Publish this DNS record; outgoing mail is signed with this key:"</p>
+                <dl>
+                    <dt>"Type"</dt><dd><code>"TXT"</code></dd>
+                    <dt>"Name"</dt><dd><code class="name">{name.to_owned()}</code></dd>
+                    <dt>"Value"</dt><dd><code class="value">{value.to_owned()}</code></dd>
+                </dl>
+            </div>
+        }
+        .into_any(),
+        _ => match record.get("problem").and_then(|v| v.as_str()) {
+            Some(problem) => view! { <p class="notice error">{problem.to_owned()}</p> }.into_any(),
+            None => view! { <p class="hint">"No key yet: paste one, or generate one below. Mail is not signed until there is."</p> }.into_any(),
+        },
+    };
+    let option = |value: &'static str, label: &'static str, current: &str| {
+        let selected = current == value || (current.is_empty() && value == "rsa-sha256");
+        view! { <option value=value selected=selected>{label}</option> }
+    };
+    let ready = !domain.is_empty() && !selector.is_empty();
+    let generator = ready.then(|| {
+        let (domain, selector) = (domain.clone(), selector.clone());
+        let (rsa, ed) = (option("rsa-sha256", "RSA-2048", &algorithm), option("ed25519-sha256", "Ed25519", &algorithm));
+        view! {
+            <ActionForm action=generate attr:class="inline-form generate-key">
+                <input type="hidden" name="domain" value=domain/>
+                <input type="hidden" name="selector" value=selector/>
+                <select name="algorithm" aria-label="Key type">{rsa}{ed}</select>
+                <button type="submit">{if key_set { "Generate a new key" } else { "Generate a key" }}</button>
+            </ActionForm>
+        }
+    });
+    let (rsa, ed) = (option("rsa-sha256", "RSA (SHA-256)", &algorithm), option("ed25519-sha256", "Ed25519 (SHA-256)", &algorithm));
+    view! {
+        <h2>"Email signing (DKIM)"</h2>
+        <ActionForm action=save attr:class="stack dkim" attr:data-channel="dkim">
+            <label>"Domain" <input name="domain" value=domain placeholder="example.com" required/></label>
+            <label>"Selector" <input name="selector" value=selector placeholder="mail2026" required/></label>
+            <label>"Algorithm" <select name="algorithm">{rsa}{ed}</select></label>
+            <label>{if key_set { "Private key (stored; empty keeps it)" } else { "Private key (PEM), or leave empty and generate one" }}
+                <textarea name="private_key" rows="4" autocomplete="off" spellcheck="false"></textarea>
+            </label>
+            <button type="submit" class="primary">"Save DKIM"</button>
+        </ActionForm>
+        {generator}
+        {shown}
     }
 }

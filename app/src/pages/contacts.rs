@@ -7,6 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use crate::api::error_text;
+use crate::components::conversations::ConversationList;
 use crate::contacts_api::{get_contact_detail, search_contacts, ChangeContactList, ContactDetail, SaveContact};
 use crate::pages::ErrorNote;
 
@@ -241,7 +242,9 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
             <thead><tr><th>"Due"</th><th>"Flow"</th><th>"Step"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
             <tbody>{timeline}</tbody>
         </table>
-        <h2>"Messages and calls out"</h2>
+        <h2>"Messages"</h2>
+        <ConversationList contact=id/>
+        <h2>"Outbox: messages and calls out"</h2>
         <table class="messages">
             <thead><tr><th>"When"</th><th>"Kind"</th><th>"Status"</th><th>"Error"</th></tr></thead>
             <tbody>{messages}</tbody>

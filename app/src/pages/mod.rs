@@ -7,8 +7,10 @@ pub mod flow;
 pub mod flows;
 pub mod inbox;
 pub mod login;
+pub mod mailbox;
 pub mod participant;
 pub mod participants;
+pub mod pressure;
 pub mod review;
 
 use leptos::prelude::*;

@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::error_text;
+use crate::components::conversations::ConversationList;
 use crate::pages::ErrorNote;
 use crate::runtime_api::{get_participant, ParticipantDetail, RetryParticipant};
 
@@ -102,6 +103,8 @@ fn Timeline(detail: ParticipantDetail, retry: ServerAction<RetryParticipant>) ->
             <thead><tr><th>"Step"</th><th>"Kind"</th><th>"Due"</th><th>"Done"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        <h2>"Messages"</h2>
+        <ConversationList participant=detail.id/>
         <h2>"Events"</h2>
         {if detail.events.is_empty() {
             view! { <p class="meta">"No opens, clicks, replies or custom events reached this participant yet."</p> }.into_any()

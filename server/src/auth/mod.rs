@@ -254,7 +254,7 @@ fn form_encoded(headers: &HeaderMap) -> bool {
 }
 
 /// What an unknown route answers: nothing about what is there.
-fn not_found(path: &str) -> Response {
+pub fn not_found(path: &str) -> Response {
     if wants_problem(path) {
         return Error::RouteNotFound.into_response();
     }
@@ -279,6 +279,18 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
         Err(NoRoute::Unknown) => return not_found(&path),
         Err(NoRoute::Method) => return Error::MethodNotAllowed(method.to_string()).into_response(),
     };
+    // Tracking pixels, click redirects and unsubscribe links are opened
+    // from mailboxes, by mail clients, proxies and mailbox providers (RFC
+    // 8058's one-click POST comes from the provider's servers). They act
+    // for no user: no session or token is read (a signed-in marketer who
+    // clicks one is nobody there), so no cross-site or anti-forgery check
+    // applies; the signed token in the path is the credential.
+    if crate::channels::tracking::routes::SESSIONLESS.iter().any(|prefix| path.starts_with(prefix)) {
+        if access != Access::Public {
+            return not_found(&path);
+        }
+        return next.run(request).await;
+    }
     let headers = request.headers();
     let mut csrf = None;
     let viewer = if let Some(token) = bearer(headers) {

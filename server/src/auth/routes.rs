@@ -156,7 +156,7 @@ pub fn policy(api: &[Endpoint], pages: &[String]) -> super::Policy {
             app::auth::server_fn_access(path).unwrap_or_else(|| panic!("server function {path} has no rule in app::auth::SERVER_FNS"));
         routes.push((method, path.to_owned(), access));
     }
-    for (method, path, access) in endpoints() {
+    for (method, path, access) in endpoints().into_iter().chain(crate::channels::tracking::routes::endpoints()) {
         routes.push((method, path.to_owned(), access));
     }
     routes.push((Method::GET, "/pkg/{*file}".to_owned(), Access::Public));

@@ -31,6 +31,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/channels/calls/status", Access::Public, call_status),
         Endpoint::new(Method::GET, "/participants/{id}/conversations", Access::Marketer, of_participant),
     ]
+    .into_iter()
+    .chain(super::mailbox::endpoints())
+    .chain(super::provider_hooks::endpoints())
+    .collect()
 }
 
 async fn show(State(state): State<AppState>) -> Result<impl IntoResponse> {
@@ -120,7 +124,7 @@ pub fn signature(token: &str, url: &str, fields: &[(String, String)]) -> String 
     base64::engine::general_purpose::STANDARD.encode(mac(token, url, fields).finalize().into_bytes())
 }
 
-fn signed(token: &str, url: &str, fields: &[(String, String)], given: &str) -> bool {
+pub(crate) fn signed(token: &str, url: &str, fields: &[(String, String)], given: &str) -> bool {
     let Ok(given) = base64::engine::general_purpose::STANDARD.decode(given) else { return false };
     mac(token, url, fields).verify_slice(&given).is_ok()
 }

@@ -4,7 +4,6 @@
 //! already placed) is not sent again.
 
 use jiff::Timestamp;
-use serde::Serialize;
 use sqlx::Row;
 
 use super::Job;
@@ -35,8 +34,9 @@ pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Option<Str
         return Err(Failure::permanent(crate::runtime::contacts::NOT_SENT));
     }
     sqlx::query(
-        "INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at)
-         VALUES ($1, $2, (SELECT contact_id FROM participants WHERE id = $3), $4, $5, $6, 'queued', $7, $8)
+        "INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at, step)
+         VALUES ($1, $2, (SELECT contact_id FROM participants WHERE id = $3), $4, $5, $6, 'queued', $7, $8,
+                 (SELECT step FROM outbox WHERE idempotency_key = $1))
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&job.key)
@@ -50,7 +50,7 @@ pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Option<Str
     .execute(pool)
     .await
     .map_err(unreadable)?;
-    let row = sqlx::query("SELECT status, provider_id FROM conversations WHERE idempotency_key = $1")
+    let row = sqlx::query("SELECT id, status, provider_id FROM conversations WHERE idempotency_key = $1")
         .bind(&job.key)
         .fetch_one(pool)
         .await
@@ -59,6 +59,25 @@ pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Option<Str
     // (or call), so it alone says whether an earlier try got through.
     let status: String = row.get("status");
     Ok(if status == "failed" { None } else { row.get("provider_id") })
+}
+
+/// The id of the record [`open`] opened for this job.
+pub async fn id_of(pool: &Pool, job: &Job) -> Result<i64, Failure> {
+    sqlx::query_scalar("SELECT id FROM conversations WHERE idempotency_key = $1")
+        .bind(&job.key)
+        .fetch_one(pool)
+        .await
+        .map_err(|err| Failure::transient(format!("the conversation record cannot be read: {err}")))
+}
+
+/// Marks a record as carrying an open pixel or tracked links.
+pub async fn mark_tracked(pool: &Pool, id: i64) -> Result<(), Failure> {
+    sqlx::query("UPDATE conversations SET tracked = 1 WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|err| Failure::transient(format!("the conversation record cannot be written: {err}")))
 }
 
 /// Records how the try went: `sent` with the sender and provider id, or `failed` with why.
@@ -115,7 +134,11 @@ pub async fn delivery(pool: &Pool, provider_id: &str, status: &str, error: Optio
         _ => return Ok(true),
     };
     if rank(next) > rank(&current) {
-        sqlx::query("UPDATE conversations SET status = $1, error = coalesce($2, error), updated_at = $3 WHERE provider_id = $4")
+        sqlx::query(
+            "UPDATE conversations SET status = $1, error = coalesce($2, error), updated_at = $3,
+                 delivered_at = CASE WHEN $1 = 'delivered' THEN coalesce(delivered_at, $3) ELSE delivered_at END
+             WHERE provider_id = $4",
+        )
             .bind(next)
             .bind(error)
             .bind(Timestamp::now().to_string())
@@ -179,35 +202,53 @@ pub async fn call_status(pool: &Pool, sid: &str, status: &str, duration: Option<
     Ok(Some(record))
 }
 
-#[derive(Debug, Serialize)]
-pub struct Conversation {
-    pub id: i64,
-    pub channel: String,
-    pub address: String,
-    pub sender: Option<String>,
-    pub subject: Option<String>,
-    pub status: String,
-    pub provider_id: Option<String>,
-    pub error: Option<String>,
-    pub created_at: String,
-    pub sent_at: Option<String>,
-    /// Calls: how long it lasted, and when its final status came.
-    pub duration_secs: Option<i64>,
-    pub ended_at: Option<String>,
+pub use app::conversations::{Conversation, LinkClicks};
+
+/// Whose messages to list.
+#[derive(Clone, Copy, Debug)]
+pub enum Of {
+    /// One participant's, oldest first.
+    Participant(i64),
+    /// Every message to a contact, newest first (the latest 500).
+    Contact(i64),
 }
 
 pub async fn of_participant(pool: &Pool, participant: i64) -> sqlx::Result<Vec<Conversation>> {
-    let rows = sqlx::query(
-        "SELECT id, channel, address, sender, subject, status, provider_id, error, created_at, sent_at, duration_secs, ended_at
-         FROM conversations WHERE participant_id = $1 ORDER BY id",
-    )
-    .bind(participant)
+    list(pool, Of::Participant(participant)).await
+}
+
+pub async fn of_contact(pool: &Pool, contact: i64) -> sqlx::Result<Vec<Conversation>> {
+    list(pool, Of::Contact(contact)).await
+}
+
+/// The messages with what became of them: sent, delivered, opened and
+/// clicked (with each link's clicks), unsubscribed through, replied to
+/// (with the reply's words), bounced, complained about. The reply mailbox
+/// and provider webhooks write the last three on the record; events that
+/// came another way (`POST /api/v1/events`) are tied to the message too:
+/// an event about a step goes to that step's message sent last before it.
+pub async fn list(pool: &Pool, of: Of) -> sqlx::Result<Vec<Conversation>> {
+    let (filter, order, id) = match of {
+        Of::Participant(id) => ("participant_id = $1", "id", id),
+        Of::Contact(id) => ("contact_id = $1", "id DESC LIMIT 500", id),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, participant_id, contact_id, step, channel, address, sender, subject, status, provider_id, error, created_at, sent_at,
+                duration_secs, ended_at, tracked, delivered_at, opened_at, open_count, machine_open_count, clicked_at, click_count,
+                machine_click_count, unsubscribed_at, replied_at, auto_replied_at, reply_excerpt, bounced_at, bounce_type,
+                bounce_status, bounce_diagnostic, complained_at
+         FROM conversations WHERE {filter} ORDER BY {order}"
+    ))
+    .bind(id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    let mut list: Vec<Conversation> = rows
         .into_iter()
         .map(|r| Conversation {
             id: r.get("id"),
+            participant_id: r.get("participant_id"),
+            contact_id: r.get("contact_id"),
+            step: r.get("step"),
             channel: r.get("channel"),
             address: r.get("address"),
             sender: r.get("sender"),
@@ -219,6 +260,107 @@ pub async fn of_participant(pool: &Pool, participant: i64) -> sqlx::Result<Vec<C
             sent_at: r.get("sent_at"),
             duration_secs: r.get("duration_secs"),
             ended_at: r.get("ended_at"),
+            tracked: r.get::<i64, _>("tracked") != 0,
+            delivered_at: r.get("delivered_at"),
+            opened_at: r.get("opened_at"),
+            opens: r.get("open_count"),
+            machine_opens: r.get("machine_open_count"),
+            clicked_at: r.get("clicked_at"),
+            clicks: r.get("click_count"),
+            machine_clicks: r.get("machine_click_count"),
+            unsubscribed_at: r.get("unsubscribed_at"),
+            replied_at: r.get("replied_at"),
+            auto_replied_at: r.get("auto_replied_at"),
+            reply_excerpt: r.get("reply_excerpt"),
+            bounced_at: r.get("bounced_at"),
+            bounce: r.get("bounce_type"),
+            bounce_diagnostic: match (r.get::<Option<String>, _>("bounce_status"), r.get::<Option<String>, _>("bounce_diagnostic")) {
+                (Some(status), Some(words)) if !words.contains(&status) => Some(format!("{status} {words}")),
+                (status, words) => words.or(status),
+            },
+            complained_at: r.get("complained_at"),
+            ..Conversation::default()
         })
-        .collect())
+        .collect();
+    if list.is_empty() {
+        return Ok(list);
+    }
+    let ids = crate::db::id_list(&list.iter().map(|c| c.id).collect::<Vec<_>>());
+    let links = sqlx::query(&format!(
+        "SELECT conversation_id, position, url, clicks, machine_clicks, first_clicked_at FROM conversation_links
+         WHERE conversation_id IN ({ids}) ORDER BY conversation_id, position"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for row in links {
+        let id: i64 = row.get("conversation_id");
+        if let Some(c) = list.iter_mut().find(|c| c.id == id) {
+            c.links.push(LinkClicks {
+                position: row.get("position"),
+                url: row.get("url"),
+                clicks: row.get("clicks"),
+                machine_clicks: row.get("machine_clicks"),
+                first_clicked_at: row.get("first_clicked_at"),
+            });
+        }
+    }
+    let mut contacts: Vec<i64> = list.iter().filter_map(|c| c.contact_id).collect();
+    contacts.sort_unstable();
+    contacts.dedup();
+    if contacts.is_empty() {
+        return Ok(list);
+    }
+    let events = sqlx::query(&format!(
+        "SELECT contact_id, participant_id, step, kind, happened_at, auto, body FROM contact_events
+         WHERE contact_id IN ({}) AND kind IN ('replied', 'bounced', 'complained') AND step IS NOT NULL ORDER BY happened_at, id",
+        crate::db::id_list(&contacts)
+    ))
+    .fetch_all(pool)
+    .await?;
+    let sent_ms = |c: &Conversation| {
+        c.sent_at.as_deref().unwrap_or(&c.created_at).parse::<Timestamp>().map(|t| t.as_millisecond()).unwrap_or(i64::MIN)
+    };
+    for row in events {
+        let (contact, participant, step): (i64, Option<i64>, String) = (row.get("contact_id"), row.get("participant_id"), row.get("step"));
+        let happened: i64 = row.get("happened_at");
+        let about = |c: &&mut Conversation| {
+            c.step.as_deref() == Some(step.as_str())
+                && match participant {
+                    Some(p) => c.participant_id == Some(p),
+                    None => c.contact_id == Some(contact),
+                }
+        };
+        // The one sent last at or before the event, else the first.
+        let mut candidates: Vec<&mut Conversation> = list.iter_mut().filter(about).collect();
+        candidates.sort_by_key(|c| sent_ms(c));
+        let at = candidates.iter().rposition(|c| sent_ms(c) <= happened).unwrap_or(0);
+        let Some(c) = candidates.into_iter().nth(at) else { continue };
+        let when = Timestamp::from_millisecond(happened).map(|t| t.to_string()).ok();
+        match row.get::<String, _>("kind").as_str() {
+            "replied" if row.get::<i64, _>("auto") != 0 => c.auto_replied_at = c.auto_replied_at.take().or(when),
+            "replied" => c.replied_at = c.replied_at.take().or(when),
+            "bounced" => {
+                if c.bounced_at.is_none() {
+                    let body: serde_json::Value = serde_json::from_str(row.get("body")).unwrap_or_default();
+                    c.bounce = body.get("type").and_then(|t| t.as_str()).map(str::to_owned).or(Some("soft".into()));
+                    c.bounced_at = when;
+                }
+            }
+            _ => c.complained_at = c.complained_at.take().or(when),
+        }
+    }
+    Ok(list)
+}
+
+#[async_trait::async_trait]
+impl app::conversations::ConversationsBackend for crate::runtime::Runtime {
+    async fn of_participant(&self, viewer: &app::auth::Viewer, participant: i64) -> Result<Vec<Conversation>, leptos::prelude::ServerFnError> {
+        use crate::error::Error;
+        crate::runtime_api::check_participant_owner(self.pool(), viewer, participant).await.map_err(Error::into_server_fn_error)?;
+        of_participant(self.pool(), participant).await.map_err(|err| Error::from(err).into_server_fn_error())
+    }
+
+    async fn of_contact(&self, contact: i64) -> Result<Vec<Conversation>, leptos::prelude::ServerFnError> {
+        of_contact(self.pool(), contact).await.map_err(|err| crate::error::Error::from(err).into_server_fn_error())
+    }
 }

@@ -6,14 +6,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::settings::{Secret, Smtp, TlsMode};
+use super::settings::{Dkim, Secret, Smtp, TlsMode};
 use crate::runtime::outbox::Failure;
 
 /// The most all attachments of one message may weigh together.
@@ -33,6 +33,12 @@ pub struct Outgoing {
     pub attachments: Vec<File>,
     /// Becomes the Message-ID (`<id>`), and so the provider id on record.
     pub id: String,
+    /// `List-Unsubscribe`'s value (`<https://…>, <mailto:…>`), for mail to contacts.
+    pub list_unsubscribe: Option<String>,
+    /// With `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    pub one_click: bool,
+    /// Signed with this DKIM configuration and key.
+    pub dkim: Option<(Dkim, Secret)>,
 }
 
 #[derive(Debug)]
@@ -148,7 +154,22 @@ pub fn build(smtp: &Smtp, mail: &Outgoing) -> Result<Message, Failure> {
         }
         mixed
     };
-    builder.multipart(body).map_err(|err| Failure::permanent(format!("the email cannot be built: {err}")))
+    if let Some(value) = &mail.list_unsubscribe {
+        builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), value.clone()));
+        if mail.one_click {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+        }
+    }
+    let mut message = builder.multipart(body).map_err(|err| Failure::permanent(format!("the email cannot be built: {err}")))?;
+    if let Some((dkim, key)) = &mail.dkim {
+        let config = super::dkim::config(dkim.algorithm, &dkim.domain, &dkim.selector, key.expose())
+            .map_err(|problem| Failure::permanent(format!("the email cannot be signed: {problem}")))?;
+        message.sign(&config);
+    }
+    Ok(message)
 }
 
 /// The plain-text part: the HTML's text, with paragraphs and line breaks
@@ -227,7 +248,7 @@ fn push_text(out: &mut String, raw: &str) {
     }
 }
 
-fn decode_entities(raw: &str) -> String {
+pub(crate) fn decode_entities(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(amp) = rest.find('&') {

@@ -11,13 +11,19 @@ pub mod api;
 pub mod calls;
 pub mod conversations;
 pub mod crm;
+pub mod dkim;
 pub mod email;
+pub mod feedback;
 pub mod ftp;
 pub mod http;
+pub mod mailbox;
+pub mod provider_hooks;
 pub mod s3;
+pub mod sealed;
 pub mod script;
 pub mod settings;
 pub mod sms;
+pub mod tracking;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
@@ -42,13 +48,76 @@ pub struct Channels {
     uploader: s3::Uploader,
     pusher: crm::Pusher,
     http: Mutex<Option<(settings::Http, Arc<http::Client>)>>,
+    /// Where people reach this server: tracked links, pixels and unsubscribe
+    /// pages start with it (unless the tracking settings name another).
+    /// Without one, nothing is tracked and List-Unsubscribe is mailto only.
+    public_url: Option<String>,
+    /// Flows' tracking and transactional flags, by (flow, version): published
+    /// versions never change.
+    flags: Mutex<std::collections::HashMap<(i64, i64), tracking::FlowFlags>>,
 }
 
 impl Channels {
     pub fn new(pool: Pool) -> Channels {
         Channels { pool, mailer: Mailer::default(), texter: Texter::default(), uploader: s3::Uploader::default(),
             pusher: crm::Pusher::default(),
-            http: Mutex::new(None) }
+            http: Mutex::new(None),
+            public_url: None,
+            flags: Mutex::default() }
+    }
+
+    /// The app's public base URL (`https://waymark.example.com`), for the
+    /// links put into messages.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Channels {
+        let url = url.into().trim_end_matches('/').to_owned();
+        self.public_url = Some(url).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// The base tracked links and unsubscribe pages use.
+    fn base<'a>(&'a self, tracking: &'a settings::Tracking) -> Option<&'a str> {
+        tracking.base_url.as_deref().map(|b| b.trim_end_matches('/')).or(self.public_url.as_deref())
+    }
+
+    /// The flags of the flow version a participant is on.
+    async fn flow_flags(&self, participant: i64) -> Result<tracking::FlowFlags, Failure> {
+        let unreadable = |err: crate::error::Error| Failure::transient(format!("the flow's settings cannot be read: {}", err.public_message()));
+        let at: Option<(i64, i64)> = sqlx::query_as("SELECT flow_id, version FROM participants WHERE id = $1")
+            .bind(participant)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| unreadable(err.into()))?;
+        let Some(at) = at else { return Ok(tracking::FlowFlags::default()) };
+        if let Some(flags) = self.flags.lock().expect("flags lock").get(&at) {
+            return Ok(*flags);
+        }
+        let (_, _, flags) = tracking::flow_flags(&self.pool, participant).await.map_err(unreadable)?;
+        self.flags.lock().expect("flags lock").insert(at, flags);
+        Ok(flags)
+    }
+
+    /// Tracking and unsubscribing for an email to a contact, on conversation `id`.
+    async fn track(&self, job: &Job, id: i64, tracking: &settings::Tracking, from: &str, mail: &mut Outgoing) -> Result<(), Failure> {
+        let key = tracking::key(&self.pool)
+            .await
+            .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
+        let flags = self.flow_flags(job.participant).await?;
+        let plan = tracking::Plan { key: &key, base: self.base(tracking), settings: tracking, flags, from };
+        let prepared = plan.prepare(id, &mail.subject, mail.html.as_deref(), &mail.text);
+        if !prepared.links.is_empty() {
+            tracking::save_links(&self.pool, id, &prepared.links)
+                .await
+                .map_err(|err| Failure::transient(format!("the tracked links cannot be recorded: {}", err.public_message())))?;
+        }
+        if prepared.tracked {
+            conversations::mark_tracked(&self.pool, id).await?;
+        }
+        mail.subject = prepared.subject;
+        mail.html = prepared.html;
+        mail.text = prepared.text;
+        mail.list_unsubscribe = prepared.list_unsubscribe;
+        mail.one_click = prepared.one_click;
+        Ok(())
     }
 
     /// The guarded client for the current HTTP settings (rebuilt when they change).
@@ -64,7 +133,9 @@ impl Channels {
         }
     }
 
-    /// Sends one email, fetching its attachments first, under one conversation record.
+    /// Sends one email, fetching its attachments first, under one conversation
+    /// record: to a contact (`channel` email) tracked and unsubscribable as
+    /// its flow and the installation say; DKIM-signed when a key is set.
     #[allow(clippy::too_many_arguments)]
     async fn email(
         &self,
@@ -75,12 +146,25 @@ impl Channels {
         mut mail: Outgoing,
         attachments: &[AttachmentRef],
         channel: &str,
+        integrations: &Integrations,
     ) -> Result<(), Failure> {
         let to = mail.to.join(", ");
-        let draft = Draft { channel, address: &to, subject: Some(&mail.subject) };
+        let shown = mail.subject.replace(app::core::merge::UNSUBSCRIBE_TAG, "…");
+        let draft = Draft { channel, address: &to, subject: Some(&shown) };
         if conversations::open(&self.pool, job, draft).await?.is_some() {
             return Ok(()); // an earlier try sent it
         }
+        if channel == "email" {
+            let tracked = match conversations::id_of(&self.pool, job).await {
+                Ok(id) => self.track(job, id, &integrations.tracking, &smtp.from, &mut mail).await,
+                Err(failure) => Err(failure),
+            };
+            if let Err(failure) = tracked {
+                conversations::close(&self.pool, job, &Err(failure.clone())).await;
+                return Err(failure);
+            }
+        }
+        mail.dkim = integrations.dkim.as_ref().and_then(|(dkim, key)| key.clone().map(|key| (dkim.clone(), key)));
         mail.id = message_id(&job.key, smtp);
         let result = match fetch_attachments(http, attachments).await {
             Ok(files) => {
@@ -93,11 +177,21 @@ impl Channels {
         result.map(|_| ())
     }
 
-    async fn text(&self, job: &Job, sms: &Sms, token: &Option<Secret>, to: &str, text: &str, channel: &str) -> Result<(), Failure> {
+    #[allow(clippy::too_many_arguments)]
+    async fn text(&self, job: &Job, sms: &Sms, token: &Option<Secret>, to: &str, text: &str, channel: &str, tracking: &settings::Tracking) -> Result<(), Failure> {
         if conversations::open(&self.pool, job, Draft { channel, address: to, subject: None }).await?.is_some() {
             return Ok(());
         }
-        let result = self.texter.send(sms, token, to, text).await.map(|sent| (sent.from, sent.sid));
+        let mut text = text.to_owned();
+        if text.contains(app::core::merge::UNSUBSCRIBE_TAG) {
+            let id = conversations::id_of(&self.pool, job).await?;
+            let key = tracking::key(&self.pool)
+                .await
+                .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
+            let plan = tracking::Plan { key: &key, base: self.base(tracking), settings: tracking, flags: Default::default(), from: "" };
+            text = text.replace(app::core::merge::UNSUBSCRIBE_TAG, &plan.unsubscribe_url(id).unwrap_or_default());
+        }
+        let result = self.texter.send(sms, token, to, &text).await.map(|sent| (sent.from, sent.sid));
         conversations::close(&self.pool, job, &result).await;
         result.map(|_| ())
     }
@@ -247,17 +341,17 @@ impl Executor for Channels {
                     html: Some(html.clone()),
                     ..Outgoing::default()
                 };
-                self.email(job, smtp, secret, &http, mail, attachments, "email").await?;
+                self.email(job, smtp, secret, &http, mail, attachments, "email", &settings).await?;
             }
             (Effect::NotifyEmail { to, subject, text }, Some((smtp, secret)), _) => {
                 let to = notify_address(&self.pool, to, "email").await?;
                 let mail = Outgoing { to: vec![to], subject: subject.clone(), text: text.clone(), ..Outgoing::default() };
-                self.email(job, smtp, secret, &http, mail, &[], "notify_email").await?;
+                self.email(job, smtp, secret, &http, mail, &[], "notify_email", &settings).await?;
             }
-            (Effect::Sms { to, text }, _, Some((sms, token))) => self.text(job, sms, token, to, text, "sms").await?,
+            (Effect::Sms { to, text }, _, Some((sms, token))) => self.text(job, sms, token, to, text, "sms", &settings.tracking).await?,
             (Effect::NotifySms { to, text }, _, Some((sms, token))) => {
                 let to = notify_address(&self.pool, to, "SMS").await?;
-                self.text(job, sms, token, &to, text, "notify_sms").await?
+                self.text(job, sms, token, &to, text, "notify_sms", &settings.tracking).await?
             }
             (Effect::Call { to, script }, _, Some((sms, token))) => self.call(job, sms, token, to, script).await?,
             (Effect::Webhook { method, url, format, headers, body }, _, _) => {

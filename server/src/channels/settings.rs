@@ -87,6 +87,12 @@ pub struct Sms {
     /// none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<Voice>,
+    /// Where the provider posts incoming messages (our
+    /// `/api/v1/channels/sms/inbound`, as the provider reaches it): STOP,
+    /// UNSUBSCRIBE and START there change the sender's SMS consent. The
+    /// provider signs each post over this URL, so it must be exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_url: Option<String>,
 }
 
 /// Automatic calls (Twilio-compatible `Calls.json`).
@@ -178,6 +184,59 @@ fn default_timeout() -> u64 {
     10
 }
 
+/// Opens, clicks and unsubscribe links for the whole installation
+/// (`channels::tracking`). Flows may turn tracking off for themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracking {
+    /// An open pixel in each email.
+    #[serde(default = "yes")]
+    pub opens: bool,
+    /// Links through the click redirect.
+    #[serde(default = "yes")]
+    pub clicks: bool,
+    /// Where pixels, redirects and unsubscribe pages point (a tracking
+    /// domain that reaches this server); the server's public URL when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The mailbox `List-Unsubscribe`'s mailto goes to, with the token after
+    /// a `+` (`unsubscribe@bounces.example.com` gives
+    /// `unsubscribe+TOKEN@bounces.example.com`); `unsubscribe@` the From
+    /// address's domain when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_mailbox: Option<String>,
+    /// Clicks this many seconds after a message was sent count as a link
+    /// scanner's (`machine`); 0 turns the rule off.
+    #[serde(default = "default_scanner_secs")]
+    pub scanner_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_scanner_secs() -> u64 {
+    10
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Tracking { opens: true, clicks: true, base_url: None, unsubscribe_mailbox: None, scanner_secs: default_scanner_secs() }
+    }
+}
+
+/// DKIM signing of outgoing mail (`channels::dkim`); the private key is the secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// The signing domain (`d=`), normally the From address's.
+    pub domain: String,
+    /// The selector (`s=`): the record sits at `{selector}._domainkey.{domain}`.
+    pub selector: String,
+    #[serde(default)]
+    pub algorithm: super::dkim::Algorithm,
+}
+
 /// Every channel's settings, with their secrets.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Integrations {
@@ -187,16 +246,20 @@ pub struct Integrations {
     pub ftp: Option<(Ftp, Option<Secret>)>,
     pub crm: Option<(Crm, Option<Secret>)>,
     pub http: Http,
+    pub tracking: Tracking,
+    pub dkim: Option<(Dkim, Option<Secret>)>,
 }
 
 /// The channels an admin can configure, with the name of each one's secret.
-const CHANNELS: [(&str, Option<&str>); 6] = [
+const CHANNELS: &[(&str, Option<&str>)] = &[
     ("smtp", Some("password")),
     ("sms", Some("token")),
     ("s3", Some("secret_access_key")),
     ("ftp", Some("password")),
     ("crm", Some("token")),
     ("http", None),
+    ("tracking", None),
+    ("dkim", Some("private_key")),
 ];
 
 /// The name of a channel's secret field (`password`, `token`…), if it has one.
@@ -227,10 +290,22 @@ impl Integrations {
                 "ftp" => all.ftp = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "crm" => all.crm = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 "http" => all.http = serde_json::from_str(&settings).map_err(bad)?,
+                "tracking" => all.tracking = serde_json::from_str(&settings).map_err(bad)?,
+                "dkim" => all.dkim = Some((serde_json::from_str(&settings).map_err(bad)?, secret)),
                 _ => {}
             }
         }
         Ok(all)
+    }
+
+    /// The tracking settings alone (the pixel and the redirect read them
+    /// on every hit; no secret is decrypted for it).
+    pub async fn tracking(pool: &Pool) -> Result<Tracking> {
+        let stored: Option<String> = sqlx::query_scalar("SELECT settings FROM integration_settings WHERE channel = 'tracking'").fetch_optional(pool).await?;
+        match stored {
+            None => Ok(Tracking::default()),
+            Some(text) => serde_json::from_str(&text).map_err(|err| anyhow::anyhow!("stored tracking settings are unreadable: {err}").into()),
+        }
     }
 
     /// What the browser may see: the settings, and `password_set`,
@@ -248,6 +323,17 @@ impl Integrations {
             "ftp": self.ftp.as_ref().map(|(s, secret)| with_flag(s, "password_set", secret)),
             "crm": self.crm.as_ref().map(|(s, secret)| with_flag(s, "token_set", secret)),
             "http": self.http,
+            "tracking": self.tracking,
+            "dkim": self.dkim.as_ref().map(|(d, secret)| {
+                let mut view = with_flag(d, "private_key_set", secret);
+                // What to publish, from the key's public half (never the key).
+                view["dns_record"] = match secret.as_ref().map(|key| super::dkim::record_value(d.algorithm, key.expose())) {
+                    Some(Ok(value)) => json!({"type": "TXT", "name": super::dkim::record_name(&d.selector, &d.domain), "value": value}),
+                    Some(Err(problem)) => json!({"problem": problem.to_string()}),
+                    None => Value::Null,
+                };
+                view
+            }),
         })
     }
 }
@@ -259,7 +345,8 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
     let mut writes = Vec::new();
     for (channel, value) in body {
         let Some(&(_, secret_name)) = CHANNELS.iter().find(|(name, _)| *name == channel) else {
-            return Err(invalid(&channel, "is not a channel; use smtp, sms, s3, ftp, crm or http"));
+            let names: Vec<&str> = CHANNELS.iter().map(|(name, _)| *name).collect();
+            return Err(invalid(&channel, &format!("is not a channel; use {}", names.join(", "))));
         };
         let mut fields = match value {
             Value::Object(fields) => fields,
@@ -269,10 +356,10 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
             }
             _ => return Err(invalid(&channel, "must be an object, or null to remove it")),
         };
-        for flag in ["password_set", "token_set", "secret_access_key_set"] {
+        for flag in ["password_set", "token_set", "secret_access_key_set", "private_key_set", "dns_record"] {
             fields.remove(flag);
         }
-        let secret = match secret_name.and_then(|name| fields.remove(name)) {
+        let mut secret = match secret_name.and_then(|name| fields.remove(name)) {
             None => SecretChange::Keep,
             Some(Value::String(s)) if s.is_empty() => SecretChange::Clear,
             Some(Value::String(s)) => SecretChange::Set(s),
@@ -286,6 +373,16 @@ pub async fn update(pool: &Pool, body: Map<String, Value>) -> Result<Integration
             "ftp" => check_ftp(&parse(&channel, settings.clone())?)?,
             "crm" => check_crm(&parse(&channel, settings.clone())?)?,
             "http" => check_http(&parse(&channel, settings.clone())?)?,
+            "tracking" => check_tracking(&parse(&channel, settings.clone())?)?,
+            "dkim" => {
+                let dkim: Dkim = parse(&channel, settings.clone())?;
+                check_dkim(&dkim)?;
+                // A pasted key is stored in the form it signs with.
+                if let SecretChange::Set(key) = &mut secret {
+                    app::core::limits::check("dkim.private_key", key, app::core::limits::DKIM_PRIVATE_KEY)?;
+                    *key = super::dkim::normalize(dkim.algorithm, key).map_err(|problem| invalid("dkim.private_key", &problem.to_string()))?;
+                }
+            }
             _ => unreachable!("channels are listed in CHANNELS"),
         }
         writes.push((channel, Some((settings, secret))));
@@ -406,6 +503,10 @@ fn check_sms(sms: &Sms) -> Result<()> {
     if let Some(bad) = sms.senders.iter().find(|n| !super::sms::is_e164(n)) {
         return Err(invalid("sms.senders", &format!("“{bad}” is not a number in E.164 form (+15551234567)")));
     }
+    app::core::limits::check("sms.inbound_url", sms.inbound_url.as_deref().unwrap_or_default(), app::core::limits::TRACKED_URL)?;
+    if sms.inbound_url.as_deref().is_some_and(|u| !u.is_empty() && !url::Url::parse(u).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))) {
+        return Err(invalid("sms.inbound_url", "is not an http(s) URL (the provider posts incoming messages there)"));
+    }
     if let Some(voice) = &sms.voice {
         let web = |text: &str| url::Url::parse(text).is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
         if !web(&voice.status_callback) {
@@ -463,6 +564,41 @@ fn check_http(http: &Http) -> Result<()> {
         }
     }
     check_timeout("http", http.timeout_secs)
+}
+
+fn check_tracking(tracking: &Tracking) -> Result<()> {
+    use app::core::limits;
+    limits::check("tracking.base_url", tracking.base_url.as_deref().unwrap_or_default(), limits::TRACKED_URL)?;
+    limits::check("tracking.unsubscribe_mailbox", tracking.unsubscribe_mailbox.as_deref().unwrap_or_default(), limits::EMAIL)?;
+    if let Some(base) = tracking.base_url.as_deref() {
+        match url::Url::parse(base) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none() => {}
+            _ => return Err(invalid("tracking.base_url", "is not an http(s) address without a query, like https://t.example.com")),
+        }
+    }
+    if let Some(mailbox) = tracking.unsubscribe_mailbox.as_deref() {
+        let valid = mailbox.parse::<lettre::Address>().is_ok_and(|a| a.user().len() <= 13 && !a.user().contains('+'));
+        if !valid {
+            return Err(invalid("tracking.unsubscribe_mailbox", "is not a plain address of at most 13 characters before the @ (the token takes the rest of the 64), like unsubscribe@example.com"));
+        }
+    }
+    if tracking.scanner_secs > 3_600 {
+        return Err(invalid("tracking.scanner_secs", "must be between 0 and 3600 seconds"));
+    }
+    Ok(())
+}
+
+fn check_dkim(dkim: &Dkim) -> Result<()> {
+    use app::core::limits;
+    limits::check("dkim.domain", &dkim.domain, limits::DKIM_DOMAIN)?;
+    limits::check("dkim.selector", &dkim.selector, limits::DKIM_SELECTOR)?;
+    if !super::dkim::valid_dns(&dkim.domain, false) {
+        return Err(invalid("dkim.domain", "is not a domain name like example.com"));
+    }
+    if !super::dkim::valid_dns(&dkim.selector, true) {
+        return Err(invalid("dkim.selector", "is not a selector: letters, digits and hyphens, like mail2026"));
+    }
+    Ok(())
 }
 
 fn check_timeout(channel: &str, secs: u64) -> Result<()> {

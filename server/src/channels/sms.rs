@@ -148,6 +148,7 @@ mod tests {
             status_callback: None,
             timeout_secs: 5,
             voice: None,
+            inbound_url: None,
         }
     }
 

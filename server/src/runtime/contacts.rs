@@ -680,6 +680,10 @@ pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
     // What the contact did (a form's fields, a purchase's properties) goes:
     // its events, and the copies every participant keeps in its history.
     sqlx::query(&format!("DELETE FROM contact_events WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
+    // What came back about its messages: reply excerpts, bounce diagnostics.
+    let conversations: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT id FROM conversations WHERE contact_id IN ({ids})")).fetch_all(&mut *conn).await?;
+    crate::channels::feedback::forget(conn, &conversations).await?;
     let backend = Backend::of_conn(conn);
     let forget = backend.json_set("state", &[("history", &backend.json_literal("{}"))]);
     sqlx::query(&format!("UPDATE participants SET state = {forget} WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
@@ -713,6 +717,10 @@ pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
         erasure::conversations(conn, &people, &of, &format!("participant_id IN ({pids}) AND contact_id IS NULL")).await?;
     }
     erasure::conversations(conn, &people, &of, &format!("contact_id IN ({ids})")).await?;
+    // Its consent choices go with its consent; its messages' tracked links
+    // (merge tags may have put its data in them) are scrubbed, their counts kept.
+    sqlx::query(&format!("DELETE FROM consent_changes WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;
+    erasure::conversation_links(conn, &people, &ids).await?;
     erasure::shared(conn, &people).await?;
     erasure::rate_buckets(conn, &people).await?;
     Ok(erased)
@@ -1219,6 +1227,26 @@ mod erasure {
                 .bind(after.1)
                 .bind(after.2)
                 .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The tracked links of the contacts' messages.
+    pub async fn conversation_links(conn: &mut Conn, people: &People, ids: &str) -> Result<()> {
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(&format!(
+            "SELECT l.conversation_id, l.position, l.url, v.contact_id FROM conversation_links l JOIN conversations v ON v.id = l.conversation_id
+             WHERE v.contact_id IN ({ids})"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        for (conversation, position, url, contact) in rows {
+            let Some(scrubbed) = people.get(contact).and_then(|person| person.scrub(&url)) else { continue };
+            sqlx::query("UPDATE conversation_links SET url = $1 WHERE conversation_id = $2 AND position = $3")
+                .bind(scrubbed)
+                .bind(conversation)
+                .bind(position)
                 .execute(&mut *conn)
                 .await?;
         }

@@ -125,7 +125,8 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
                 .push_bind(millis(e.received.at))
                 .push_bind(millis(now))
                 .push_bind(e.received.id.clone());
-            let nothing_to_reach = !reachable.contains(&e.contact_id) && !changes_consent(&e.received.event);
+            let consent_written = matches!(e.source, "unsubscribe" | "sms");
+            let nothing_to_reach = !reachable.contains(&e.contact_id) && (consent_written || !changes_consent(&e.received.event));
             row.push_bind(nothing_to_reach.then(|| millis(now)));
         });
         query.push(" RETURNING id");
@@ -262,7 +263,7 @@ impl Runtime {
         let now = self.now();
         // Several workers on PostgreSQL: each takes events no other holds.
         let rows = sqlx::query(&format!(
-            "SELECT id, contact_id, participant_id, body FROM contact_events WHERE delivered_at IS NULL ORDER BY id LIMIT {DELIVERY_BATCH}{}",
+            "SELECT id, contact_id, participant_id, body, source FROM contact_events WHERE delivered_at IS NULL ORDER BY id LIMIT {DELIVERY_BATCH}{}",
             backend.skip_locked()
         ))
         .fetch_all(&mut *tx)
@@ -274,7 +275,11 @@ impl Runtime {
         for row in &rows {
             let received: Received = serde_json::from_str(row.get("body"))
                 .map_err(|err| Error::Internal(anyhow::anyhow!("stored event {} unreadable: {err}", row.get::<i64, _>("id"))))?;
-            events.push((row.get::<i64, _>("id"), row.get::<i64, _>("contact_id"), row.get::<Option<i64>, _>("participant_id"), received));
+            // The unsubscribe page and SMS keywords change consent when they
+            // write the event (with its time and source); a later opt-in
+            // must not be undone by delivering the older event.
+            let consent_written = matches!(row.get::<&str, _>("source"), "unsubscribe" | "sms");
+            events.push((row.get::<i64, _>("id"), row.get::<i64, _>("contact_id"), row.get::<Option<i64>, _>("participant_id"), received, consent_written));
         }
         let event_ids: Vec<i64> = events.iter().map(|e| e.0).collect();
         let mut contact_ids: Vec<i64> = events.iter().map(|e| e.1).collect();
@@ -322,7 +327,7 @@ impl Runtime {
         // Only the contacts an event may change: those with participants
         // to reach, and those whose consent it changes.
         let mut needed: Vec<i64> = reached.iter().map(|p| p.contact_id).collect();
-        needed.extend(events.iter().filter(|e| changes_consent(&e.3.event)).map(|e| e.1));
+        needed.extend(events.iter().filter(|e| changes_consent(&e.3.event) && !e.4).map(|e| e.1));
         needed.sort_unstable();
         needed.dedup();
         let originals = contacts::load_many(&mut tx, &needed).await?;
@@ -331,12 +336,14 @@ impl Runtime {
         let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
         let mut done: Vec<i64> = Vec::with_capacity(events.len());
         let mut outcome = Delivered::default();
-        for (event_id, contact_id, only, received) in &events {
+        for (event_id, contact_id, only, received, consent_written) in &events {
             let Some(contact) = current.get_mut(contact_id) else {
                 done.push(*event_id); // nothing to reach or change (or the contact is gone)
                 continue;
             };
-            apply_consent(contact, &received.event);
+            if !consent_written {
+                apply_consent(contact, &received.event);
+            }
             let mut deferred = false;
             for &i in of_contact.get(contact_id).map(Vec::as_slice).unwrap_or_default() {
                 let p = &mut reached[i];
@@ -367,7 +374,11 @@ impl Runtime {
                     p.state = step.participant;
                     p.dirty = true;
                 }
+                let opted_out = contact.opted_out.clone();
                 *contact = step.contact;
+                if *consent_written {
+                    contact.opted_out = opted_out; // as the writer left it
+                }
             }
             if deferred {
                 outcome.deferred += 1;

@@ -956,6 +956,8 @@ pub fn spawn_workers_until(
     // Events are delivered by a task of their own, so that a long
     // scheduler or outbox pass does not hold them up.
     let events = tokio::spawn(deliver_events_until(runtime.clone(), idle, stop.clone()));
+    // The bounce and reply mailbox, while it is enabled (one process at a time).
+    let mailbox = tokio::spawn(crate::channels::mailbox::poll_until(runtime.clone(), stop.clone()));
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
         let mut first = true;
@@ -998,6 +1000,7 @@ pub fn spawn_workers_until(
             }
         }
         let _ = events.await;
+        let _ = mailbox.await;
     })
 }
 

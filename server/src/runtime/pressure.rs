@@ -2,7 +2,8 @@
 //! pressure"; DESIGN §13), kept as a JSON document in
 //! `installation_settings` and read with the action groups for every
 //! scheduler batch, so that a change applies from the next send.
-//! `GET`/`PUT /api/v1/settings/pressure` (admins).
+//! `GET`/`PUT /api/v1/settings/pressure` (admins), and the store behind
+//! the admin page `/admin/pressure` (`app::pressure_api`).
 
 use axum::extract::State;
 use axum::http::Method;
@@ -11,10 +12,13 @@ use axum::Extension;
 
 use app::auth::{Access, Viewer};
 use app::core::pressure::Policy;
+use app::pressure_api::{PressureBackend, PressureSettings};
+use leptos::prelude::ServerFnError;
 
 use crate::auth::Endpoint;
 use crate::db::Conn;
 use crate::error::{Error, Json, Result};
+use crate::runtime::Runtime;
 use crate::AppState;
 
 /// The policy document at most, as JSON text.
@@ -55,6 +59,39 @@ pub async fn save(conn: &mut Conn, policy: &Policy, by: &str) -> Result<()> {
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The policy with who changed it last, for the settings page.
+async fn settings(conn: &mut Conn) -> Result<PressureSettings> {
+    let policy = load(&mut *conn).await?;
+    let changed: Option<(String, String)> =
+        sqlx::query_as("SELECT updated_at, updated_by FROM installation_settings WHERE name = 'pressure'").fetch_optional(&mut *conn).await?;
+    let (updated_at, updated_by) = changed.unzip();
+    Ok(PressureSettings { policy, updated_at, updated_by })
+}
+
+/// The settings page's store. Its server functions check the viewer and
+/// the policy's problems before they get here; `save` checks them again.
+#[async_trait::async_trait]
+impl PressureBackend for Runtime {
+    async fn pressure(&self) -> Result<PressureSettings, ServerFnError> {
+        let mut conn = self.pool().acquire().await.map_err(fail)?;
+        settings(&mut conn).await.map_err(fail)
+    }
+
+    async fn save_pressure(&self, actor: &str, policy: Policy) -> Result<PressureSettings, ServerFnError> {
+        let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
+        save(&mut tx, &policy, actor).await.map_err(fail)?;
+        let saved = settings(&mut tx).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        let detail = serde_json::to_string(&policy).expect("policies serialize");
+        crate::audit::record(self.pool(), actor, "settings.pressure", "contact pressure", &detail).await.map_err(fail)?;
+        Ok(saved)
+    }
+}
+
+fn fail(err: impl Into<Error>) -> ServerFnError {
+    err.into().into_server_fn_error()
 }
 
 async fn get_policy(State(state): State<AppState>, Extension(viewer): Extension<Viewer>) -> Result<impl IntoResponse> {

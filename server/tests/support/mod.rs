@@ -61,6 +61,25 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// The `n`-th message (from 1) as it arrived, headers and body.
+    pub fn raw(&self, n: usize) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(format!("{n:06}.eml"))).unwrap()
+    }
+}
+
+/// Verifies a message's DKIM signature with dkimpy, an independent
+/// verifier, answering the key lookup of `name` with the TXT `record`
+/// (no DNS is asked). Its verdict and what it said.
+pub fn dkim_verify(raw: &[u8], name: &str, record: &str) -> (bool, String) {
+    ensure_python("dkim", "dkimpy");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), raw).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dkim_verify.py");
+    let out = Command::new("python3").arg(script).arg(file.path()).arg(name).arg(record).output().expect("python3 runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -312,3 +331,6 @@ pub async fn publish(store: &server::store::Store, name: &str, steps: Value, wir
     store.publish(flow.id, None, "test").await.unwrap();
     flow.id
 }
+
+/// Dovecot, the IMAP server the bounce-mailbox tests read from.
+pub mod dovecot;

@@ -1,5 +1,6 @@
 """A local SMTP server for tests (aiosmtpd): every message it receives is
-written to OUT_DIR as JSON (envelope, headers, decoded parts). With --auth,
+written to OUT_DIR as JSON (envelope, headers, decoded parts), and as it
+arrived beside it (NNNNNN.eml, for signature checks). With --auth,
 only the login user/secret is accepted. Prints "ready PORT" once listening
 and stops when its stdin closes, so it never outlives the test."""
 
@@ -42,6 +43,8 @@ class Sink:
         }
         self.count += 1
         path = os.path.join(self.out, "%06d.json" % self.count)
+        with open(os.path.join(self.out, "%06d.eml" % self.count), "wb") as f:
+            f.write(envelope.original_content or envelope.content)
         with open(path + ".tmp", "w") as f:
             json.dump(record, f)
         os.rename(path + ".tmp", path)
