@@ -53,6 +53,12 @@ test.afterAll(() => {
   sink?.kill();
 });
 
+// The e2e server is shared by every spec: leave no SMTP server configured,
+// as the others expect (runtime.spec fails a send for want of one).
+test.afterEach(async ({ request }) => {
+  await request.put("/api/v1/settings/integrations", { data: { smtp: null } });
+});
+
 /// The message the SMTP server received for `to`, once it is there.
 async function mailTo(to: string): Promise<any> {
   const find = () =>
