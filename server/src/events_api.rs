@@ -30,7 +30,7 @@ use app::core::limits::EVENTS_PER_BATCH;
 use crate::auth::{Auth, Endpoint};
 use crate::error::{Error, Json, Result};
 use crate::runtime::events::{self, NewEvent};
-use crate::runtime::import::{normalize_mobile, valid_email};
+use crate::runtime::import::{existing, normalize_mobile, valid_email};
 use crate::AppState;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -158,9 +158,16 @@ async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> 
         let sql = format!("SELECT id FROM contacts WHERE deleted_at IS NULL AND id IN ({})", crate::db::id_list(&ids));
         by_id.extend(sqlx::query_scalar::<_, i64>(&sql).fetch_all(&mut *tx).await?);
     }
-    let mut by_email = find(&mut tx, "SELECT lower(email), id FROM contacts WHERE email IS NOT NULL AND deleted_at IS NULL AND lower(email) IN (", &emails).await?;
-    let mut by_mobile =
-        find(&mut tx, "SELECT mobile, min(id) FROM contacts WHERE mobile IS NOT NULL AND deleted_at IS NULL AND mobile IN (", &mobiles).await?;
+    let mut by_email =
+        existing(&mut tx, "SELECT id, lower(email) FROM contacts WHERE email IS NOT NULL AND deleted_at IS NULL AND lower(email) IN (", &emails, "")
+            .await?;
+    let mut by_mobile = existing(
+        &mut tx,
+        "SELECT min(id), mobile FROM contacts WHERE mobile IS NOT NULL AND deleted_at IS NULL AND mobile IN (",
+        &mobiles,
+        " GROUP BY mobile",
+    )
+    .await?;
 
     let mut events = Vec::with_capacity(posted.len());
     for (at, key, event, received) in posted {
@@ -195,25 +202,4 @@ async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> 
     let stored = events::record(&state.runtime, &mut tx, &events).await?;
     tx.commit().await?;
     Ok(stored)
-}
-
-/// `select` ends in `IN (`; the rows are (value, contact id).
-async fn find(conn: &mut crate::db::Conn, select: &str, values: &[&str]) -> Result<std::collections::HashMap<String, i64>> {
-    let mut found = std::collections::HashMap::new();
-    for chunk in values.chunks(500) {
-        let mut query: crate::db::Sql = crate::db::Sql::new(select);
-        let mut list = query.separated(", ");
-        for value in chunk {
-            list.push_bind(*value);
-        }
-        query.push(")");
-        if select.contains("min(id)") {
-            query.push(" GROUP BY mobile");
-        }
-        for row in query.build().fetch_all(&mut *conn).await? {
-            use sqlx::Row;
-            found.insert(row.get::<String, _>(0), row.get::<i64, _>(1));
-        }
-    }
-    Ok(found)
 }

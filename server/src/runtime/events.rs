@@ -64,7 +64,7 @@ const INSERT_CHUNK: usize = 200;
 pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> Result<(Vec<Stored>, usize)> {
     let now = runtime.now();
     let external: Vec<&str> = events.iter().filter_map(|e| e.received.id.as_deref()).collect();
-    let mut known = stored_ids(conn, &external).await?;
+    let mut known = super::import::existing(conn, "SELECT id, external_id FROM contact_events WHERE external_id IN (", &external, "").await?;
     // Each event's row when it is a duplicate; the rest are written.
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
@@ -180,23 +180,6 @@ fn flags(event: &ContactEvent) -> (bool, bool) {
         ContactEvent::Replied { auto, .. } => (false, *auto),
         _ => (false, false),
     }
-}
-
-/// Rows of the caller ids already stored.
-async fn stored_ids(conn: &mut Conn, external: &[&str]) -> Result<HashMap<String, i64>> {
-    let mut known = HashMap::new();
-    for chunk in external.chunks(500) {
-        let mut query: Sql = Sql::new("SELECT external_id, id FROM contact_events WHERE external_id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            known.insert(row.get::<String, _>(0), row.get::<i64, _>(1));
-        }
-    }
-    Ok(known)
 }
 
 /// What one delivery pass did.

@@ -685,13 +685,13 @@ impl Writer<'_> {
 }
 
 /// `prefix` + placeholders for `values` + `suffix`, as a map from the second column to the first.
-async fn existing(conn: &mut Conn, prefix: &str, values: &[String], suffix: &str) -> Result<HashMap<String, i64>> {
+pub(crate) async fn existing<S: AsRef<str>>(conn: &mut Conn, prefix: &str, values: &[S], suffix: &str) -> Result<HashMap<String, i64>> {
     let mut found = HashMap::new();
     for chunk in values.chunks(2_000) {
         let mut query: Sql = Sql::new(prefix);
         let mut list = query.separated(", ");
         for value in chunk {
-            list.push_bind(value);
+            list.push_bind(value.as_ref().to_owned());
         }
         query.push(")").push(suffix);
         for row in query.build().fetch_all(&mut *conn).await? {
