@@ -12,7 +12,10 @@ export PATH := $(TOOLS)/bin:$(TOOLS)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH
 # .cargo/config.toml, so a bare cargo command builds what make builds.
 export LEPTOS_OUTPUT_NAME := waymark
 
-SITE_DEBUG := $(CARGO_TARGET_DIR)/site-debug
+# The debug site and the server e2e runs are kept per checkout: the target
+# directory may be shared by several checkouts building at once.
+SITE_DEBUG := $(CURDIR)/target/site-debug
+E2E_BIN := $(CURDIR)/target/waymark-e2e
 SITE_RELEASE := $(CARGO_TARGET_DIR)/site
 DATABASE_URL ?= sqlite://data/waymark.db
 ADDR ?= 127.0.0.1:3000
@@ -65,7 +68,8 @@ pg:
 
 e2e:
 	cargo build -p server --locked
-	cd end2end && WAYMARK_BIN=$(CARGO_TARGET_DIR)/debug/waymark LEPTOS_SITE_ROOT=$(SITE_DEBUG) \
+	mkdir -p $(dir $(E2E_BIN)) && cp $(CARGO_TARGET_DIR)/debug/waymark $(E2E_BIN)
+	cd end2end && WAYMARK_BIN=$(E2E_BIN) LEPTOS_SITE_ROOT=$(SITE_DEBUG) \
 		NODE_PATH=$(TOOLS)/node_modules $(TOOLS)/node_modules/.bin/playwright test
 
 ## bench: validator figures (median of repeated runs), runtime throughput and lateness
