@@ -12,8 +12,15 @@
 //! next one, and a message handled but not yet flagged is only flagged.
 //! One process polls at a time (a lease in `mailbox_state`).
 //!
+//! A message sent to a `List-Unsubscribe` mailto address
+//! (`unsubscribe+TOKEN@…`, the mailbox the tracking settings name)
+//! unsubscribes the contact its signed token names from email. A hard
+//! bounce, a complaint, or the soft bounce that makes `soft_bounce_limit`
+//! in a row is also written to the contact's `consent_changes`, in the
+//! transaction that records it.
+//!
 //! It never deletes a message, and never acts on one that names none of
-//! our Message-IDs.
+//! our Message-IDs (or, sent to an unsubscribe address, no token of ours).
 
 pub mod classify;
 pub mod page;
@@ -36,6 +43,7 @@ use axum::response::IntoResponse;
 use axum::Extension;
 
 use super::feedback::{self, Applied, Feedback, Outcome};
+use super::tracking;
 use super::sealed::{self, SecretChange, SecretText};
 use crate::db::Pool;
 use crate::auth::Endpoint;
@@ -617,6 +625,9 @@ pub struct Handled {
 /// itself in the mailbox's log, in one transaction.
 pub async fn handle(runtime: &Runtime, key: &str, validity: i64, uid: u32, raw: &[u8], soft_limit: u32) -> Result<Handled> {
     let Classified { message_id, finding } = classify::classify(raw);
+    if let Finding::Unsubscribe { to } = &finding {
+        return unsubscribe(runtime, key, validity, uid, message_id.as_deref(), to).await;
+    }
     let base = match &message_id {
         Some(id) => format!("mailbox:{id}"),
         None => format!("mailbox:{key}:{validity}:{uid}"),
@@ -636,6 +647,9 @@ pub async fn handle(runtime: &Runtime, key: &str, validity: i64, uid: u32, raw: 
                     events += usize::from(event);
                     if undeliverable {
                         notes.push("soft bounces in a row: the address is now undeliverable".into());
+                    }
+                    if let Some((why, detail)) = consent_lost(&feedback.outcome, event, undeliverable, soft_limit) {
+                        tracking::record_feedback_consent(&mut tx, id, why, detail.as_deref(), runtime.now()).await?;
                     }
                 }
                 Applied::Duplicate { conversation: id } => {
@@ -660,6 +674,49 @@ pub async fn handle(runtime: &Runtime, key: &str, validity: i64, uid: u32, raw: 
         Ok::<_, Error>(Handled { events, unmatched: kind == "unmatched" || kind == "ignored" })
     })
     .await
+}
+
+/// Whether feedback turned email off for the contact, and the words that
+/// go with its `consent_changes` row: a hard bounce or a complaint that
+/// reached the contact (`event`), or the soft bounce that made `limit` in a
+/// row (`undeliverable`).
+fn consent_lost(outcome: &Outcome, event: bool, undeliverable: bool, limit: u32) -> Option<(tracking::FeedbackConsent, Option<String>)> {
+    use app::core::engagement::BounceType;
+    use tracking::FeedbackConsent;
+    match outcome {
+        Outcome::Bounce { bounce: BounceType::Hard, status, diagnostic } if event => {
+            let words = [status.as_deref(), diagnostic.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+            Some((FeedbackConsent::HardBounce, (!words.is_empty()).then_some(words)))
+        }
+        Outcome::Bounce { bounce: BounceType::Soft, .. } if undeliverable => {
+            Some((FeedbackConsent::SoftBounces, Some(format!("{limit} soft bounces in a row"))))
+        }
+        Outcome::Complaint if event => Some((FeedbackConsent::Complaint, None)),
+        _ => None,
+    }
+}
+
+/// A message to a `List-Unsubscribe` mailto address: the contact whose
+/// token it carries is unsubscribed from email at once (like the one-click
+/// POST: consent, its `consent_changes` row and the `unsubscribed` event in
+/// one transaction), then the message is remembered. Were the poll cut
+/// short between the two, the message is read again, and unsubscribing an
+/// unsubscribed contact changes nothing.
+async fn unsubscribe(runtime: &Runtime, key: &str, validity: i64, uid: u32, message_id: Option<&str>, to: &[String]) -> Result<Handled> {
+    let mut found = None;
+    for address in to {
+        if let Some(conversation) = tracking::unsubscribe_by_mail(runtime, address).await? {
+            found = Some((conversation, address));
+            break;
+        }
+    }
+    let (kind, conversation, note) = match found {
+        Some((conversation, address)) => ("unsubscribe", Some(conversation), format!("unsubscribe from email, sent to {address}")),
+        None => ("unmatched", None, format!("sent to {}, an unsubscribe address with no token of ours", to.join(", "))),
+    };
+    let note = classify::cut(&note, limits::MAILBOX_NOTE);
+    remember(runtime.pool(), key, validity, uid, message_id, kind, conversation, &note).await?;
+    Ok(Handled { events: usize::from(found.is_some()), unmatched: found.is_none() })
 }
 
 /// The feedback a finding gives, with its kind and a note for the log.
@@ -708,6 +765,7 @@ fn feedbacks(base: &str, finding: Finding) -> (&'static str, String, Vec<Feedbac
             (kind, note, vec![Feedback { id: base.to_owned(), source: "reply", originals, recipient: None, by_address: false, outcome }])
         }
         Finding::Other(why) => ("ignored", why, Vec::new()),
+        Finding::Unsubscribe { .. } => ("ignored", "an unsubscribe, handled apart".into(), Vec::new()),
     }
 }
 

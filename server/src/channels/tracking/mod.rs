@@ -26,6 +26,7 @@
 //! master key re-encrypts it but never changes it, so links already sent
 //! keep working). Nothing here sets a cookie or reads a session.
 
+mod hits;
 pub mod links;
 pub mod machine;
 mod page;
@@ -271,33 +272,13 @@ async fn message(conn: &mut Conn, conversation: i64) -> Result<Option<Message>> 
 
 /// An open of `conversation`: counted on its record, and an event while
 /// the message has had fewer than [`EVENTS_PER_MESSAGE`]. False when no
-/// such message exists.
+/// such message exists. Answered once written (with the other hits that
+/// came meanwhile, see [`hits`]).
 pub async fn open(runtime: &Runtime, conversation: i64, hit: &Hit) -> Result<bool> {
-    let machine = machine::by_request(hit.head, hit.user_agent.as_deref()).is_some();
-    let now = runtime.now();
-    let mut tx = crate::db::begin_write(runtime.pool()).await?;
-    let Some(message) = message(&mut tx, conversation).await? else { return Ok(false) };
-    if message.erased || message.contact.is_none() {
-        return Ok(true);
+    match hits::write(runtime, conversation, hits::Kind::Open, hit).await? {
+        hits::Answer::Opened(found) => Ok(found),
+        hits::Answer::Clicked(_) => Err(Error::Internal(anyhow::anyhow!("an open was answered as a click"))),
     }
-    sqlx::query(
-        "UPDATE conversations SET open_count = open_count + $1, machine_open_count = machine_open_count + $2,
-             opened_at = CASE WHEN $1 = 1 THEN coalesce(opened_at, $3) ELSE opened_at END
-         WHERE id = $4",
-    )
-    .bind(i64::from(!machine))
-    .bind(i64::from(machine))
-    .bind(now.to_string())
-    .bind(conversation)
-    .execute(&mut *tx)
-    .await?;
-    if message.hits < EVENTS_PER_MESSAGE {
-        let event = ContactEvent::EmailOpened { step: message.step.clone(), machine };
-        hear(runtime, &mut tx, &message, event, "pixel", now).await?;
-    }
-    tx.commit().await?;
-    runtime.events_arrived();
-    Ok(true)
 }
 
 /// A click on the `link`-th link of `conversation`: where it leads (`None`
@@ -305,72 +286,142 @@ pub async fn open(runtime: &Runtime, conversation: i64, hit: &Hit) -> Result<boo
 /// and the link and, while the message has had fewer than
 /// [`EVENTS_PER_MESSAGE`] opens and clicks, as an event. A person's click
 /// on a message not seen opened (images blocked) counts as its open too.
+/// Answered once written, like [`open`].
 pub async fn click(runtime: &Runtime, conversation: i64, link: u16, hit: &Hit, scanner: SignedDuration) -> Result<Option<String>> {
-    let now = runtime.now();
-    let mut tx = crate::db::begin_write(runtime.pool()).await?;
+    match hits::write(runtime, conversation, hits::Kind::Click { link, scanner }, hit).await? {
+        hits::Answer::Clicked(target) => Ok(target),
+        hits::Answer::Opened(_) => Err(Error::Internal(anyhow::anyhow!("a click was answered as an open"))),
+    }
+}
+
+/// Opens of one message (`hits`, in order of arrival), in the caller's
+/// write transaction: one update of its counts, an event each while the
+/// message has had fewer than [`EVENTS_PER_MESSAGE`] opens and clicks.
+async fn opens_in(runtime: &Runtime, conn: &mut Conn, conversation: i64, hits: &[&Hit], now: Timestamp) -> Result<Written<bool>> {
+    let Some(message) = message(conn, conversation).await? else { return Ok(Written::nothing(false)) };
+    if message.erased || message.contact.is_none() {
+        return Ok(Written::nothing(true));
+    }
+    let machine: Vec<bool> = hits.iter().map(|hit| machine::by_request(hit.head, hit.user_agent.as_deref()).is_some()).collect();
+    let machines = machine.iter().filter(|m| **m).count() as i64;
+    let people = machine.len() as i64 - machines;
+    sqlx::query(
+        "UPDATE conversations SET open_count = open_count + $1, machine_open_count = machine_open_count + $2,
+             opened_at = CASE WHEN $1 > 0 THEN coalesce(opened_at, $3) ELSE opened_at END
+         WHERE id = $4",
+    )
+    .bind(people)
+    .bind(machines)
+    .bind(now.to_string())
+    .bind(conversation)
+    .execute(&mut *conn)
+    .await?;
+    let room = usize::try_from(EVENTS_PER_MESSAGE - message.hits).unwrap_or(0);
+    let heard: Vec<ContactEvent> = machine.iter().take(room).map(|&machine| ContactEvent::EmailOpened { step: message.step.clone(), machine }).collect();
+    let events = heard.len();
+    hear(runtime, conn, &message, heard, "pixel", now).await?;
+    Ok(Written { answer: true, events })
+}
+
+/// Clicks on one link of one message (`hits`, in order of arrival, none
+/// on another link of it in between), in the caller's write transaction:
+/// where the link leads (`None`: the message never had it), one update of
+/// the link's and the message's counts, and the events (see [`click`]).
+/// Each click is judged person or machine on its own; the timing rules
+/// read the wall clock once for the run.
+async fn clicks_in(runtime: &Runtime, conn: &mut Conn, conversation: i64, link: u16, hits: &[&Hit], scanner: SignedDuration, now: Timestamp) -> Result<Written<Option<String>>> {
     let url: Option<String> = sqlx::query_scalar("SELECT url FROM conversation_links WHERE conversation_id = $1 AND position = $2")
         .bind(conversation)
         .bind(i64::from(link))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
-    let Some(url) = url else { return Ok(None) };
-    let Some(message) = message(&mut tx, conversation).await? else { return Ok(None) };
+    let Some(url) = url else { return Ok(Written::nothing(None)) };
+    let Some(message) = message(conn, conversation).await? else { return Ok(Written::nothing(None)) };
     if message.erased || message.contact.is_none() {
-        return Ok(Some(url));
+        return Ok(Written::nothing(Some(url)));
     }
     // Timing rules compare wall-clock times: when it was sent, when this came.
     let wall = Timestamp::now();
     let other: Option<i64> = sqlx::query_scalar("SELECT max(last_clicked_ms) FROM conversation_links WHERE conversation_id = $1 AND position <> $2")
         .bind(conversation)
         .bind(i64::from(link))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
     let since_other = other.map(|ms| SignedDuration::from_millis(millis(wall) - ms));
     let since_sent = message.sent_at.map(|sent| wall.duration_since(sent));
-    let machine = machine::click(hit.head, hit.user_agent.as_deref(), since_sent, scanner, since_other).is_some();
+    let machine: Vec<bool> =
+        hits.iter().map(|hit| machine::click(hit.head, hit.user_agent.as_deref(), since_sent, scanner, since_other).is_some()).collect();
+    let machines = machine.iter().filter(|m| **m).count() as i64;
+    let people = machine.len() as i64 - machines;
     let at = now.to_string();
     sqlx::query(
         "UPDATE conversation_links SET clicks = clicks + $1, machine_clicks = machine_clicks + $2,
-             first_clicked_at = CASE WHEN $1 = 1 THEN coalesce(first_clicked_at, $3) ELSE first_clicked_at END, last_clicked_ms = $4
+             first_clicked_at = CASE WHEN $1 > 0 THEN coalesce(first_clicked_at, $3) ELSE first_clicked_at END, last_clicked_ms = $4
          WHERE conversation_id = $5 AND position = $6",
     )
-    .bind(i64::from(!machine))
-    .bind(i64::from(machine))
+    .bind(people)
+    .bind(machines)
     .bind(&at)
     .bind(millis(wall))
     .bind(conversation)
     .bind(i64::from(link))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "UPDATE conversations SET click_count = click_count + $1, machine_click_count = machine_click_count + $2,
-             clicked_at = CASE WHEN $1 = 1 THEN coalesce(clicked_at, $3) ELSE clicked_at END,
-             opened_at = CASE WHEN $1 = 1 THEN coalesce(opened_at, $3) ELSE opened_at END
+             clicked_at = CASE WHEN $1 > 0 THEN coalesce(clicked_at, $3) ELSE clicked_at END,
+             opened_at = CASE WHEN $1 > 0 THEN coalesce(opened_at, $3) ELSE opened_at END
          WHERE id = $4",
     )
-    .bind(i64::from(!machine))
-    .bind(i64::from(machine))
+    .bind(people)
+    .bind(machines)
     .bind(&at)
     .bind(conversation)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    if message.hits < EVENTS_PER_MESSAGE {
-        if !machine && !message.opened {
-            hear(runtime, &mut tx, &message, ContactEvent::EmailOpened { step: message.step.clone(), machine: false }, "click", now).await?;
+    // As if one by one: each click an event while the message has had
+    // fewer than EVENTS_PER_MESSAGE hits, and a person's first click on a
+    // message not seen opened its open too.
+    let (mut seen, mut opened) = (message.hits, message.opened);
+    let mut heard = Vec::new();
+    for &machine in &machine {
+        if seen < EVENTS_PER_MESSAGE {
+            if !machine && !opened {
+                heard.push(ContactEvent::EmailOpened { step: message.step.clone(), machine: false });
+            }
+            heard.push(ContactEvent::LinkClicked { step: message.step.clone(), url: url.clone(), machine });
         }
-        let event = ContactEvent::LinkClicked { step: message.step.clone(), url: url.clone(), machine };
-        hear(runtime, &mut tx, &message, event, "click", now).await?;
+        opened |= !machine;
+        seen += 1;
     }
-    tx.commit().await?;
-    runtime.events_arrived();
-    Ok(Some(url))
+    let events = heard.len();
+    hear(runtime, conn, &message, heard, "click", now).await?;
+    Ok(Written { answer: Some(url), events })
 }
 
-/// Writes one event about a message's participant.
-async fn hear(runtime: &Runtime, conn: &mut Conn, message: &Message, event: ContactEvent, source: &'static str, now: Timestamp) -> Result<()> {
+/// What writing hits answered, and how many events it wrote.
+struct Written<T> {
+    answer: T,
+    events: usize,
+}
+
+impl<T> Written<T> {
+    fn nothing(answer: T) -> Self {
+        Written { answer, events: 0 }
+    }
+}
+
+/// Writes events about a message's participant.
+async fn hear(runtime: &Runtime, conn: &mut Conn, message: &Message, heard: Vec<ContactEvent>, source: &'static str, now: Timestamp) -> Result<()> {
     let Some(contact_id) = message.contact else { return Ok(()) };
-    let received = Received { id: None, at: now, event };
-    events::record(runtime, conn, &[NewEvent { contact_id, participant_id: message.participant, received, source }]).await?;
+    if heard.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewEvent> = heard
+        .into_iter()
+        .map(|event| NewEvent { contact_id, participant_id: message.participant, received: Received { id: None, at: now, event }, source })
+        .collect();
+    events::record(runtime, conn, &new).await?;
     Ok(())
 }
 
@@ -411,7 +462,8 @@ pub struct ConsentChange<'a> {
     pub contact: i64,
     /// (channel, subscribe) pairs, applied in order.
     pub channels: Vec<(&'a str, bool)>,
-    /// one_click, preference_page, mailto, sms_keyword.
+    /// one_click, preference_page, mailto, sms_keyword (and, written by
+    /// [`record_feedback_consent`], hard_bounce, complaint, soft_bounces).
     pub source: &'static str,
     pub detail: Option<String>,
     pub conversation: Option<i64>,
@@ -494,14 +546,16 @@ pub async fn conversation_contact(pool: &Pool, conversation: i64) -> Result<Opti
 }
 
 /// Unsubscribes from email through a `mailto:` List-Unsubscribe: `to` is
-/// the address the mail came to (`unsubscribe+TOKEN@…`). For the reply
-/// mailbox to call on such a message. False when `to` holds no valid token.
-pub async fn unsubscribe_by_mail(runtime: &Runtime, to: &str) -> Result<bool> {
+/// the address the mail came to (`unsubscribe+TOKEN@…`). The bounce and
+/// reply mailbox calls it on such a message. The conversation the token
+/// names, or `None` when `to` holds no valid token. Unsubscribing someone
+/// already unsubscribed changes nothing, so a message read twice is harmless.
+pub async fn unsubscribe_by_mail(runtime: &Runtime, to: &str) -> Result<Option<i64>> {
     let local = to.trim().trim_start_matches('<').split('@').next().unwrap_or_default();
-    let Some((_, text)) = local.split_once('+') else { return Ok(false) };
+    let Some((_, text)) = local.rsplit_once('+') else { return Ok(None) };
     let key = key(runtime.pool()).await?;
-    let Some(Token::Unsubscribe { conversation }) = Token::verify(&key, &text.to_ascii_lowercase()) else { return Ok(false) };
-    let Some((contact, participant)) = conversation_contact(runtime.pool(), conversation).await? else { return Ok(false) };
+    let Some(Token::Unsubscribe { conversation }) = Token::verify(&key, &text.to_ascii_lowercase()) else { return Ok(None) };
+    let Some((contact, participant)) = conversation_contact(runtime.pool(), conversation).await? else { return Ok(None) };
     let change = ConsentChange {
         contact,
         channels: vec![("email", false)],
@@ -512,6 +566,81 @@ pub async fn unsubscribe_by_mail(runtime: &Runtime, to: &str) -> Result<bool> {
         external: None,
     };
     change_consent(runtime, change).await?;
+    Ok(Some(conversation))
+}
+
+/// Why feedback about a message turned email off for its contact, without
+/// the contact asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackConsent {
+    /// A hard bounce: the address is undeliverable.
+    HardBounce,
+    /// A feedback-loop complaint: email consent off.
+    Complaint,
+    /// Soft bounces in a row (the mailbox's `soft_bounce_limit`) marked
+    /// the address undeliverable.
+    SoftBounces,
+}
+
+impl FeedbackConsent {
+    /// The `consent_changes.source`.
+    pub fn source(self) -> &'static str {
+        match self {
+            FeedbackConsent::HardBounce => "hard_bounce",
+            FeedbackConsent::Complaint => "complaint",
+            FeedbackConsent::SoftBounces => "soft_bounces",
+        }
+    }
+}
+
+/// Records in `consent_changes`, in the caller's write transaction, that
+/// feedback about `conversation` turned email off for its contact: a hard
+/// bounce or a complaint (which the event's delivery then applies to the
+/// contact), or soft bounces in a row (already applied by the caller).
+/// Nothing is written when it changes nothing: the contact is already
+/// opted out of email (a complaint) or its address already undeliverable
+/// (a hard bounce), the contact is erased or gone, or this conversation's
+/// feedback already wrote the same row. True when a row was written.
+pub async fn record_feedback_consent(conn: &mut Conn, conversation: i64, why: FeedbackConsent, detail: Option<&str>, now: Timestamp) -> Result<bool> {
+    let row: Option<(Option<i64>, String)> =
+        sqlx::query_as("SELECT contact_id, address FROM conversations WHERE id = $1").bind(conversation).fetch_optional(&mut *conn).await?;
+    let Some((Some(contact), address)) = row else { return Ok(false) };
+    let deleted: Option<Option<String>> =
+        sqlx::query_scalar("SELECT deleted_at FROM contacts WHERE id = $1").bind(contact).fetch_optional(&mut *conn).await?;
+    if !matches!(deleted, Some(None)) {
+        return Ok(false);
+    }
+    let written: Option<i64> = sqlx::query_scalar("SELECT id FROM consent_changes WHERE conversation_id = $1 AND source = $2")
+        .bind(conversation)
+        .bind(why.source())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if written.is_some() {
+        return Ok(false);
+    }
+    let current = contacts::load(conn, contact).await?;
+    let address = address.split(',').next().unwrap_or_default().trim().to_owned();
+    let already = match why {
+        FeedbackConsent::Complaint => !subscribed(&current.opted_out, "email"),
+        FeedbackConsent::HardBounce => current.is_undeliverable(&address),
+        FeedbackConsent::SoftBounces => false,
+    };
+    if already {
+        return Ok(false);
+    }
+    let detail = detail.map(|d| crate::channels::mailbox::classify::cut(d, app::core::limits::CONSENT_DETAIL));
+    sqlx::query(
+        "INSERT INTO consent_changes (contact_id, channel, opted_out, source, detail, conversation_id, at, at_ms)
+         VALUES ($1, 'email', 1, $2, $3, $4, $5, $6)",
+    )
+    .bind(contact)
+    .bind(why.source())
+    .bind(detail)
+    .bind(conversation)
+    .bind(now.to_string())
+    .bind(millis(now))
+    .execute(&mut *conn)
+    .await?;
     Ok(true)
 }
 
