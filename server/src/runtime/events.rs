@@ -25,9 +25,10 @@ use sqlx::Row;
 
 use app::core::contact::Contact;
 use app::core::engagement::{apply_consent, ContactEvent, Received};
-use app::core::engine::{self, Event, EventEffect, Participant, Status};
+use app::core::engine::{self, ActionRecord, Command, Event, EventEffect, Participant, Status};
 
-use super::{contacts, load_groups, millis, read_state, save_state, write_records, Runtime};
+use super::writes::{self, Records, StateWrite};
+use super::{contacts, load_groups, millis, read_state, Runtime};
 use crate::db::{Backend, Conn, Sql};
 use crate::error::{Error, Result};
 
@@ -317,6 +318,7 @@ impl Runtime {
         let mut current: HashMap<i64, Contact> = originals.clone();
         let groups = load_groups(&mut tx).await?;
         let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
+        let mut records: Vec<(i64, Vec<ActionRecord>, Vec<Command>)> = Vec::new();
         let mut done: Vec<i64> = Vec::with_capacity(events.len());
         let mut outcome = Delivered::default();
         for (event_id, contact_id, only, received, consent_written) in &events {
@@ -353,9 +355,9 @@ impl Runtime {
                 }
                 notes.push((p.id, *event_id, effect, p.state.step.clone()));
                 if step.participant != p.state || !step.actions.is_empty() || !step.commands.is_empty() {
-                    write_records(&mut tx, p.id, &step, now).await?;
-                    p.state = step.participant;
+                    p.state = step.participant.clone();
                     p.dirty = true;
+                    records.push((p.id, std::mem::take(&mut step.actions), std::mem::take(&mut step.commands)));
                 }
                 let opted_out = contact.opted_out.clone();
                 *contact = step.contact;
@@ -370,15 +372,17 @@ impl Runtime {
             }
         }
 
-        let mut advanced = Vec::new();
-        for p in reached.iter().filter(|p| p.dirty) {
-            if !save_state(&mut tx, p.id, p.revision, None, &p.state, now, false).await? {
-                // Locked above (PostgreSQL) or the only writer (SQLite): a
-                // moved revision means another writer broke the rules.
-                return Err(Error::Internal(anyhow::anyhow!("participant {} changed during an event delivery pass", p.id)));
-            }
-            advanced.push(p.id);
+        // What the events did, written many participants to a statement.
+        let records: Vec<Records> = records.iter().map(|(id, actions, commands)| Records { participant: *id, actions, commands }).collect();
+        writes::write_records_many(&mut tx, &records, now).await?;
+        let states: Vec<StateWrite> =
+            reached.iter().filter(|p| p.dirty).map(|p| StateWrite { id: p.id, revision: p.revision, state: &p.state }).collect();
+        if writes::save_states(&mut tx, &states, now).await? != states.len() {
+            // Locked above (PostgreSQL) or the only writer (SQLite): a
+            // moved revision means another writer broke the rules.
+            return Err(Error::Internal(anyhow::anyhow!("a participant changed during an event delivery pass")));
         }
+        let advanced: Vec<i64> = states.iter().map(|s| s.id).collect();
         for (id, before) in &originals {
             if !contacts::claim_sends(&mut tx, *id, before, &current[id]).await? {
                 // Another process sent to the contact meanwhile (an agent's

@@ -18,6 +18,7 @@ pub mod import;
 pub mod jobs;
 pub mod outbox;
 pub mod pressure;
+mod writes;
 mod pages;
 
 use std::collections::HashMap;
@@ -789,63 +790,7 @@ pub(crate) async fn save_contact(&self, conn: &mut Conn, contact_id: i64, before
 
 /// The timeline records and the outbox entries of one advance.
 pub(crate) async fn write_records(conn: &mut Conn, participant_id: i64, step: &Advance, now: Timestamp) -> Result<()> {
-    if !step.actions.is_empty() {
-        let mut query: Sql = Sql::new(
-            "INSERT INTO participant_actions (participant_id, visit, step, kind, due_at, done_at, outcome, reason, manual, owner, subject, why) ",
-        );
-        // Later records of a visit replace earlier ones; one row per visit.
-        let mut latest: Vec<&ActionRecord> = Vec::new();
-        for record in &step.actions {
-            match latest.iter().position(|r| r.visit == record.visit) {
-                Some(i) => latest[i] = record,
-                None => latest.push(record),
-            }
-        }
-        query.push_values(latest, |mut row, r| {
-            row.push_bind(participant_id)
-                .push_bind(r.visit as i64)
-                .push_bind(r.step.clone())
-                .push_bind(r.kind.clone())
-                .push_bind(r.due_at.to_string())
-                .push_bind(r.done_at.map(|t| t.to_string()))
-                .push_bind(r.outcome.as_str())
-                .push_bind(r.reason.clone())
-                .push_bind(r.manual as i64)
-                .push_bind(r.owner.clone())
-                .push_bind(r.subject.clone())
-                .push_bind(r.why.clone());
-        });
-        query.push(
-            " ON CONFLICT (participant_id, visit) DO UPDATE SET due_at = excluded.due_at, done_at = excluded.done_at,
-                outcome = excluded.outcome, reason = coalesce(excluded.reason, participant_actions.reason),
-                manual = CASE WHEN excluded.manual > participant_actions.manual THEN excluded.manual ELSE participant_actions.manual END,
-                owner = coalesce(excluded.owner, participant_actions.owner),
-                subject = coalesce(excluded.subject, participant_actions.subject), why = coalesce(excluded.why, participant_actions.why)",
-        );
-        query.build().execute(&mut *conn).await?;
-    }
-    for command in &step.commands {
-        let mut key = format!("{participant_id}:{}:{}:{}", command.step, command.visit, command.attempt);
-        if command.seq > 0 {
-            key.push_str(&format!(":{}", command.seq));
-        }
-        sqlx::query(
-            "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(participant_id)
-        .bind(&command.step)
-        .bind(command.visit as i64)
-        .bind(key)
-        .bind(command.effect.kind())
-        .bind(serde_json::to_string(&command.effect).expect("effects serialize"))
-        .bind(command.awaited as i64)
-        .bind(millis(now))
-        .bind(now.to_string())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    writes::write_records_many(conn, &[writes::Records::of(participant_id, step)], now).await
 }
 
 /// Statuses a participant can be searched by.
