@@ -15,6 +15,7 @@ pub mod mailbox_api;
 pub mod pages;
 pub mod pressure_api;
 pub mod runtime_api;
+pub mod workspace_api;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -109,6 +110,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/flows/:id/participants") view={Lazy::<ParticipantsRoute>::new()}/>
                         <Route path=path!("/review") view={Lazy::<ReviewRoute>::new()}/>
                         <Route path=path!("/inbox") view={Lazy::<InboxRoute>::new()}/>
+                        <Route path=path!("/workspace") view={Lazy::<WorkspaceRoute>::new()}/>
+                        <Route path=path!("/workspace/:id") view={Lazy::<WorkspaceRoute>::new()}/>
+                        <Route path=path!("/templates") view={Lazy::<TemplatesRoute>::new()}/>
                         <Route path=path!("/participants/:id") view={Lazy::<ParticipantRoute>::new()}/>
                         <Route path=path!("/participants") view={Lazy::<ParticipantSearchRoute>::new()}/>
                         <Route path=path!("/bulk-runs/:id") view={Lazy::<BulkRunRoute>::new()}/>
@@ -194,6 +198,8 @@ lazy_pages! {
         FlowsRoute => pages::flows::FlowsPage,
         ReviewRoute => pages::review::ReviewPage,
         InboxRoute => pages::inbox::InboxPage,
+        WorkspaceRoute => pages::workspace::WorkspacePage,
+        TemplatesRoute => pages::workspace_templates::TemplatesPage,
         ParticipantsRoute => pages::participants::ParticipantsPage,
         ParticipantRoute => pages::participant::ParticipantPage,
         ParticipantSearchRoute => pages::bulk::ParticipantSearchPage,

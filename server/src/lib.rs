@@ -20,6 +20,7 @@ pub mod runtime_api;
 pub mod secrets;
 pub mod seed;
 pub mod store;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -68,6 +69,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
         .chain(runtime::pressure::endpoints())
         .chain(channels::api::endpoints())
         .chain(channels::tracking::routes::api_endpoints())
+        .chain(workspace::endpoints())
         .collect()
 }
 
@@ -87,6 +89,7 @@ pub fn router(mut state: AppState) -> Router {
     let conversations: app::conversations::ConversationsHandle = Arc::new(state.runtime.clone());
     let pressure: app::pressure_api::PressureHandle = Arc::new(state.runtime.clone());
     let mailbox: app::mailbox_api::MailboxHandle = Arc::new(channels::mailbox::page::Backend { runtime: state.runtime.clone() });
+    let workspace: app::workspace_api::WorkspaceHandle = Arc::new(workspace::Backend::new(state.runtime.clone()));
     // Generated once per process: leptos_server suppresses resource loads
     // process-wide while it runs (leptos#4773), so a page rendering at that
     // moment in another router (tests build many) would wait forever.
@@ -104,6 +107,7 @@ pub fn router(mut state: AppState) -> Router {
         let conversations = conversations.clone();
         let pressure = pressure.clone();
         let mailbox = mailbox.clone();
+        let workspace = workspace.clone();
         move || {
             provide_context(backend.clone());
             provide_context(runtime.clone());
@@ -112,6 +116,7 @@ pub fn router(mut state: AppState) -> Router {
             provide_context(conversations.clone());
             provide_context(pressure.clone());
             provide_context(mailbox.clone());
+            provide_context(workspace.clone());
         }
     };
     let site_root = std::path::Path::new(&*state.leptos_options.site_root).to_owned();

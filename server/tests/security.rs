@@ -663,6 +663,21 @@ async fn server_functions_check_the_role_themselves() {
             migrate_participants => runtime::migrate_participants(1, s()),
             step_counts => runtime::step_counts(1),
             retry_participant => runtime::retry_participant(1),
+            my_queue => app::workspace_api::my_queue(),
+            workspace_task => app::workspace_api::workspace_task(1),
+            send_task_email => app::workspace_api::send_task_email(Default::default()),
+            send_task_sms => app::workspace_api::send_task_sms(1, s(), s()),
+            place_task_call => app::workspace_api::place_task_call(1),
+            task_call => app::workspace_api::task_call(1),
+            finish_task => app::workspace_api::finish_task(1, s(), None, None, None),
+            contact_thread => app::workspace_api::contact_thread(1),
+            list_templates => app::workspace_api::list_templates(None),
+            save_template => app::workspace_api::save_template(Default::default()),
+            delete_template => app::workspace_api::delete_template(1),
+            my_phone => app::workspace_api::my_phone(),
+            save_my_phone => app::workspace_api::save_my_phone(s()),
+            flow_task_owners => app::workspace_api::flow_task_owners(),
+            set_flow_task_owner => app::workspace_api::set_flow_task_owner(1, None),
         };
         let called: std::collections::BTreeSet<&str> = answers.iter().map(|(name, _)| *name).collect();
         let listed: std::collections::BTreeSet<&str> =

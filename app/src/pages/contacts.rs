@@ -178,6 +178,10 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
                     <td>{t.owner.clone().unwrap_or_else(|| "unassigned".into())}</td>
                     <td><span class=format!("pill {}", t.status)>{t.status.clone()}</span></td>
                     <td>{t.due_at.clone()}</td>
+                    // Emails, calls and texts are worked in the agent's workspace.
+                    <td>{matches!(t.status.as_str(), "pending" | "deferred").then(|| view! {
+                        <a class="button" href=format!("/workspace/{}", t.participant_id)>"Work it"</a>
+                    })}</td>
                 </tr>
             }
         })
@@ -234,7 +238,7 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
         }}
         <h2>"Tasks and follow-ups"</h2>
         <table class="contact-tasks">
-            <thead><tr><th>"Task"</th><th>"Flow"</th><th>"Owner"</th><th>"Status"</th><th>"Due"</th></tr></thead>
+            <thead><tr><th>"Task"</th><th>"Flow"</th><th>"Owner"</th><th>"Status"</th><th>"Due"</th><th></th></tr></thead>
             <tbody>{tasks}</tbody>
         </table>
         <h2>"Timeline"</h2>
@@ -242,6 +246,8 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
             <thead><tr><th>"Due"</th><th>"Flow"</th><th>"Step"</th><th>"Outcome"</th><th>"Why"</th></tr></thead>
             <tbody>{timeline}</tbody>
         </table>
+        <h2>"Conversation"</h2>
+        <ContactThread contact=id/>
         <h2>"Messages"</h2>
         <ConversationList contact=id/>
         <h2>"Outbox: messages and calls out"</h2>
@@ -251,6 +257,22 @@ fn ContactView(detail: ContactDetail, change: ServerAction<ChangeContactList>) -
         </table>
     }
     .into_any()
+}
+
+/// Every email, SMS (both ways) and call with the contact, newest first.
+#[component]
+fn ContactThread(contact: i64) -> impl IntoView {
+    let thread = Resource::new(move || contact, crate::workspace_api::contact_thread);
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading the conversation…"</p> }>
+            {move || Suspend::new(async move {
+                match thread.await {
+                    Ok(items) => view! { <crate::pages::workspace::Thread items/> }.into_any(),
+                    Err(err) => view! { <ErrorNote message=crate::api::error_text(&err)/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
 }
 
 /// The create (no id) and edit form.

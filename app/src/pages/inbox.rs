@@ -1,5 +1,7 @@
 //! The task inbox: calls, manual emails, tasks and callbacks waiting for a
-//! person, soonest first; complete (with a disposition), skip, or defer.
+//! person, soonest first; complete (with a disposition), skip, or defer;
+//! or work one in the workspace ("Work it", "Start my day": the email
+//! composer, click-to-call, texts, the contact beside it).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -31,6 +33,7 @@ pub fn InboxPage() -> impl IntoView {
         <section class="page">
             <div class="page-head">
                 <h1>"Task inbox"</h1>
+                <a class="button primary" href="/workspace" id="start-my-day">"Start my day"</a>
                 <form method="get" class="filters">
                     <label>"Owner "
                         <Suspense fallback=|| view! { <select name="owner"><option>"…"</option></select> }>
@@ -94,6 +97,7 @@ fn TaskRow(task: Task, act: ServerAction<ActOnTask>) -> impl IntoView {
             <td><a href=format!("/flows/{}", task.flow_id)>{task.flow_name.clone()}</a></td>
             <td>{task.owner.clone().unwrap_or_else(|| "unassigned".into())}</td>
             <td class="row-actions">
+                <a class="button" href=format!("/workspace/{id}")>"Work it"</a>
                 <ActionForm action=act attr:class="inline-form">
                     <input type="hidden" name="participant" value=id/>
                     <input type="hidden" name="outcome" value="completed"/>

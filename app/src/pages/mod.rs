@@ -12,6 +12,8 @@ pub mod participant;
 pub mod participants;
 pub mod pressure;
 pub mod review;
+pub mod workspace;
+pub mod workspace_templates;
 
 use leptos::prelude::*;
 use leptos_router::components::A;

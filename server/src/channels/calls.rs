@@ -54,6 +54,45 @@ impl Texter {
     }
 }
 
+impl Texter {
+    /// Click-to-call (the agent's workspace): rings the agent's own phone
+    /// `agent` from a caller number, and once they answer dials `contact`
+    /// with that number shown (TwiML `<Dial>`), reporting the call's
+    /// progress to `callback`. The provider's call sid.
+    pub async fn bridge(&self, sms: &Sms, token: &Option<Secret>, agent: &str, contact: &str, callback: &str, ring_secs: u64) -> Result<Sent, Failure> {
+        for (number, whose) in [(agent, "your phone"), (contact, "the contact's number")] {
+            if !is_e164(number) {
+                return Err(Failure::permanent(format!("“{number}” ({whose}) is not a phone number in E.164 form (+15551234567)")));
+            }
+        }
+        let Some(token) = token else { return Err(Failure::permanent("the telephony provider's token is not set")) };
+        if sms.senders.is_empty() {
+            return Err(Failure::permanent("no caller number is configured (the SMS provider's senders)"));
+        }
+        let from = self.sender(sms, contact).to_owned();
+        let dial = format!("<Response><Dial callerId=\"{}\"><Number>{}</Number></Dial></Response>", escape(&from), escape(contact));
+        let url = format!("{}/2010-04-01/Accounts/{}/Calls.json", sms.base_url.trim_end_matches('/'), sms.account_sid);
+        let (ring, limit) = (ring_secs.to_string(), CALL_TIME_LIMIT.as_secs().to_string());
+        let mut form = vec![
+            ("To", agent),
+            ("From", from.as_str()),
+            ("Twiml", dial.as_str()),
+            ("StatusCallback", callback),
+            ("StatusCallbackMethod", "POST"),
+            ("Timeout", ring.as_str()),
+            ("TimeLimit", limit.as_str()),
+        ];
+        form.extend(EVENTS.iter().map(|event| ("StatusCallbackEvent", *event)));
+        let accepted = self.post(sms, token, &url, &form, "telephony provider", "call").await?;
+        Ok(Sent { sid: accepted.sid, from, status: accepted.status.unwrap_or_else(|| "queued".into()) })
+    }
+}
+
+/// Text for TwiML: XML-escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
 /// TwiML that says `script` (XML-escaped: merge values cannot add verbs).
 pub fn twiml(script: &str) -> String {
     let mut escaped = String::with_capacity(script.len());

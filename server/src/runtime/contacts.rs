@@ -684,6 +684,7 @@ pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
     let conversations: Vec<i64> =
         sqlx::query_scalar(&format!("SELECT id FROM conversations WHERE contact_id IN ({ids})")).fetch_all(&mut *conn).await?;
     crate::channels::feedback::forget(conn, &conversations).await?;
+    crate::workspace::forget(conn, &conversations).await?;
     let backend = Backend::of_conn(conn);
     let forget = backend.json_set("state", &[("history", &backend.json_literal("{}"))]);
     sqlx::query(&format!("UPDATE participants SET state = {forget} WHERE contact_id IN ({ids})")).execute(&mut *conn).await?;

@@ -356,6 +356,8 @@ async fn sms_inbound(State(state): State<AppState>, headers: HeaderMap, body: St
             super::change_consent(&state.runtime, change).await?;
         }
     }
+    // The reply joins the contact's thread (the agent's workspace).
+    crate::workspace::record_inbound_sms(pool, from, text, field("MessageSid")).await?;
     let mut response = (StatusCode::OK, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>").into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
     Ok(response)
