@@ -64,6 +64,7 @@ pg:
 	echo "PostgreSQL tests against $$url"; \
 	WAYMARK_TEST_POSTGRES=$$url cargo test -p server --locked \
 		--test api --test runtime --test contacts --test channels --test security --test scale_out \
+		--test templating \
 		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test workspace
 
 e2e:

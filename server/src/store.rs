@@ -48,7 +48,15 @@ pub struct Draft {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The custom field names contacts have, read at most once a minute
+    /// (a scan of every contact), for the merge tags' `unknown_field` check.
+    fields: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Option<Vec<String>>)>>>,
 }
+
+/// How long the field names read for the validator are reused.
+const FIELD_NAMES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Past this many distinct field names the check is left out.
+const MAX_FIELD_NAMES: usize = 2_000;
 
 const SUMMARY_COLUMNS: &str = "f.id, f.name, f.revision, f.error_count, f.warning_count, f.updated_at,
     (SELECT max(number) FROM flow_versions v WHERE v.flow_id = f.id) AS published_version,
@@ -110,7 +118,7 @@ fn clean_name(name: &str) -> Result<String> {
 
 impl Store {
     pub fn new(pool: Pool) -> Self {
-        Store { pool }
+        Store { pool, fields: Default::default() }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -172,7 +180,32 @@ impl Store {
             .collect();
         let groups = self.groups().await?;
         let groups = groups.values().map(|doc| LinkedGroup { name: doc.name.clone(), runs: runs(doc) }).collect();
-        Ok(Context { flow_id: flow_id.map(|id| id.to_string()), flows: Some(flows), groups: Some(groups) })
+        let fields = self.field_names().await?;
+        Ok(Context { flow_id: flow_id.map(|id| id.to_string()), flows: Some(flows), groups: Some(groups), fields })
+    }
+
+    /// The custom field names some contact has; `None` when there are too
+    /// many to check against.
+    async fn field_names(&self) -> Result<Option<Vec<String>>> {
+        if let Some((at, names)) = self.fields.lock().expect("not poisoned").as_ref() {
+            if at.elapsed() < FIELD_NAMES_FOR {
+                return Ok(names.clone());
+            }
+        }
+        let sql = match crate::db::Backend::of(&self.pool) {
+            crate::db::Backend::Sqlite => {
+                "SELECT DISTINCT j.key FROM contacts c, json_each(c.fields) j WHERE c.deleted_at IS NULL LIMIT $1"
+            }
+            crate::db::Backend::Postgres => {
+                "SELECT DISTINCT j.key FROM contacts c, json_each(c.fields::json) j WHERE c.deleted_at IS NULL LIMIT $1"
+            }
+        };
+        let names: Vec<String> = sqlx::query_scalar(sql).bind(MAX_FIELD_NAMES as i64 + 1).fetch_all(&self.pool).await?;
+        // With no field on any contact (a new installation) there is
+        // nothing to tell a typo from a field yet to be imported.
+        let names = (!names.is_empty() && names.len() <= MAX_FIELD_NAMES).then_some(names);
+        *self.fields.lock().expect("not poisoned") = Some((std::time::Instant::now(), names.clone()));
+        Ok(names)
     }
 
     pub async fn validate(&self, flow_id: Option<i64>, doc: &FlowDocument) -> Result<Findings> {
@@ -428,6 +461,7 @@ impl Store {
                 flow_id: Some(id.to_string()),
                 flows: all.flows.as_ref().map(|flows| flows.iter().filter(|f| f.id != id.to_string()).cloned().collect()),
                 groups: all.groups.clone(),
+                fields: all.fields.clone(),
             };
             let findings = validate(&doc, &context);
             let acks = crate::admin::acks(&self.pool, id).await?;

@@ -931,7 +931,14 @@ impl Run<'_> {
             }
             let next = match self.check_guard(&step) {
                 Some(next) => next,
-                None => self.execute(&step),
+                None => {
+                    // A template that cannot be filled fails the step
+                    // before anything half-filled is sent.
+                    if let Some(why) = crate::core::merge::step_error(&step, &self.contact) {
+                        return self.fail(&why);
+                    }
+                    self.execute(&step)
+                }
             };
             let port = match next {
                 Next::Stay => return,
@@ -1248,6 +1255,9 @@ impl Run<'_> {
                 passed_over.push(format!("{} (criteria unmet)", step.id));
                 Some("next".into())
             } else {
+                if let Some(why) = crate::core::merge::step_error(step, &self.contact) {
+                    return Err(format!("action group “{name}”: {why}"));
+                }
                 match StepSettings::read(step) {
                     Ok(StepSettings::Start(_)) => Some("next".into()),
                     Ok(StepSettings::UpdateContact(u)) => {

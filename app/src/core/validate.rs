@@ -44,6 +44,7 @@ pub enum Code {
     #[serde(rename = "split_not_100")]
     SplitNot100,
     SmsMultiSegment,
+    UnknownField,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ pub enum Level {
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::UnsupportedFormat,
         Code::InvalidDocument,
         Code::UnknownKind,
@@ -75,13 +76,17 @@ impl Code {
         Code::NoWayOut,
         Code::SplitNot100,
         Code::SmsMultiSegment,
+        Code::UnknownField,
     ];
 
     pub fn level(self) -> Level {
         match self {
-            Code::UnreachableStep | Code::UnconnectedOutput | Code::NoWayOut | Code::SplitNot100 | Code::SmsMultiSegment => {
-                Level::Warning
-            }
+            Code::UnreachableStep
+            | Code::UnconnectedOutput
+            | Code::NoWayOut
+            | Code::SplitNot100
+            | Code::SmsMultiSegment
+            | Code::UnknownField => Level::Warning,
             _ => Level::Error,
         }
     }
@@ -108,6 +113,7 @@ impl Code {
             Code::NoWayOut => "no_way_out",
             Code::SplitNot100 => "split_not_100",
             Code::SmsMultiSegment => "sms_multi_segment",
+            Code::UnknownField => "unknown_field",
         }
     }
 }
@@ -190,6 +196,9 @@ pub struct Context {
     pub flows: Option<Vec<LinkedFlow>>,
     /// Every action group; `None` when unknown.
     pub groups: Option<Vec<LinkedGroup>>,
+    /// The custom field names some contact has, for the merge tags'
+    /// `unknown_field` check; `None` when unknown (no check).
+    pub fields: Option<Vec<String>>,
 }
 
 /// Validates any JSON value: problems with its shape are findings too.
@@ -450,6 +459,7 @@ pub fn validate(doc: &FlowDocument, context: &Context) -> Findings {
     // Settings, guards, logic, splits, SMS length, links.
     for step in &doc.steps {
         check_step(step, &mut findings);
+        check_templates(step, context, &mut findings);
         check_links(doc, step, context, &mut findings);
         check_engagement(doc, step, &mut findings);
     }
@@ -659,6 +669,39 @@ fn check_step(step: &Step, findings: &mut Findings) {
             }
         }
         _ => {}
+    }
+}
+
+/// Merge-tag templates: one that cannot be read, or uses a filter the
+/// engine lacks, is an error (it would fail the step when sent); a tag
+/// naming a field no contact has is a warning (it renders empty).
+fn check_templates(step: &Step, context: &Context, findings: &mut Findings) {
+    use crate::core::merge::{self, TemplateErrorKind};
+    let nobody = crate::core::contact::Contact::default();
+    for template in merge::step_templates(step) {
+        let setting = template.setting;
+        let finding = |code, message| Finding { code, step: Some(step.id.clone()), port: None, setting: Some(setting.clone()), message };
+        let problem = match merge::check(&template.text) {
+            Err(err) => Some(err),
+            // Filled for a contact with no fields: what fails whatever the
+            // contact (an unknown filter, a loop past the fuel budget).
+            Ok(()) => merge::try_render(&template.text, &nobody, template.escape)
+                .err()
+                .filter(|err| matches!(err.kind, TemplateErrorKind::Unknown | TemplateErrorKind::Limit)),
+        };
+        if let Some(err) = problem {
+            findings.push(finding(Code::InvalidSetting, format!("{}: the {setting} cannot be used as a template: {err}.", named(step))));
+            continue;
+        }
+        let Some(known) = &context.fields else { continue };
+        for name in merge::tags(&template.text) {
+            if !merge::BUILT_IN_NAMES.contains(&name.as_str()) && !known.iter().any(|field| *field == name) {
+                findings.push(finding(
+                    Code::UnknownField,
+                    format!("{}: the {setting} uses {{{{ {name} }}}}, a field no contact has; it will be empty.", named(step)),
+                ));
+            }
+        }
     }
 }
 

@@ -1283,7 +1283,9 @@ fn MergeTags() -> impl IntoView {
             <summary>"Merge tags"</summary>
             <p class="hint">
                 "Put a contact's details in the text. Any custom field works, like " <code>"{{company}}"</code>
-                "; a missing one is left empty unless you give a fallback: " <code>"{{ first_name | default: \"there\" }}"</code> "."
+                "; a missing one is left empty unless you give a fallback: " <code>"{{ first_name | default(\"there\") }}"</code> "."
+                " Conditions and lists work too: " <code>"{% if vip %}…{% endif %}"</code> ", "
+                <code>"{% for item in interests %}{{ item }} {% endfor %}"</code> ", dates: " <code>"{{ renewal | date(\"%d %B %Y\") }}"</code> "."
             </p>
             <ul>{MERGE_TAGS.iter().map(|(tag, what)| view! { <li><code>{format!("{{{{{tag}}}}}")}</code> " " {*what}</li> }).collect_view()}</ul>
         </details>

@@ -43,7 +43,7 @@ pub fn Editor(
     let name = document.name.clone();
     let state = EditorState::new(flow_id, document, revision);
     if let Some(findings) = findings {
-        state.server_findings.set(findings.errors);
+        state.server_findings.set(findings.errors.into_iter().chain(findings.warnings).collect());
     }
     // Participant counts per step: loaded in the browser only (the page
     // renders the same with or without them), refreshed every 15 seconds.
@@ -417,7 +417,7 @@ pub fn save_now(state: EditorState) {
         match result {
             Ok(saved) => {
                 state.revision.set(saved.revision);
-                state.server_findings.set(saved.findings.errors);
+                state.server_findings.set(saved.findings.errors.into_iter().chain(saved.findings.warnings).collect());
                 if edits_now == edits {
                     state.save.set(SaveState::Saved);
                 } else {

@@ -115,6 +115,19 @@ impl EditorState {
                         if cross_flow && still_there && !findings.errors.contains(finding) {
                             findings.errors.push(finding.clone());
                         }
+                        // The server knows the contacts' fields: its
+                        // warning stands while the setting still uses the tag.
+                        if finding.code == Code::UnknownField && still_there && !findings.warnings.contains(finding) {
+                            let uses = doc.step(finding.step.as_deref().unwrap_or_default()).is_some_and(|step| {
+                                crate::core::merge::step_templates(step).iter().any(|t| {
+                                    Some(&t.setting) == finding.setting.as_ref()
+                                        && crate::core::merge::tags(&t.text).iter().any(|name| finding.message.contains(&format!("{{{{ {name} }}}}")))
+                                })
+                            });
+                            if uses {
+                                findings.warnings.push(finding.clone());
+                            }
+                        }
                     }
                 });
                 findings

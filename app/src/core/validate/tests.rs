@@ -313,6 +313,7 @@ fn go_to_flow_recursion_and_unknown_targets() {
             LinkedFlow { id: "4".into(), name: "Archive".into(), goes_to: vec![] },
         ]),
         groups: None,
+        fields: None,
     };
     let via = validate_value(&goto("Nurture"), &context);
     let recursion: Vec<_> = via.iter().filter(|f| f.code == Code::Recursion).collect();
@@ -350,7 +351,7 @@ fn action_group_recursion() {
 #[test]
 fn every_code_is_listed_with_its_level() {
     let warnings: Vec<&str> = Code::ALL.iter().filter(|c| c.level() == Level::Warning).map(|c| c.as_str()).collect();
-    assert_eq!(warnings, ["unreachable_step", "unconnected_output", "no_way_out", "split_not_100", "sms_multi_segment"]);
+    assert_eq!(warnings, ["unreachable_step", "unconnected_output", "no_way_out", "split_not_100", "sms_multi_segment", "unknown_field"]);
     for code in Code::ALL {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
     }
