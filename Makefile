@@ -115,6 +115,17 @@ chaos:
 	fi; \
 	cargo bench -p server --bench chaos --locked -- --seed $(SEED) --rounds $(ROUNDS) --db $(DB) $${pg:+--postgres $$pg} $(CHAOS_ARGS)
 
+## bench-engagement: the open pixel and the click redirect under wrk beside
+## nginx's static GIF (requests/s, p99, paced 2,000 requests/s, every hit
+## recorded, a SIGKILL mid-run), then 100,000 emails from the outbox to
+## Postfix's smtp-sink beside smtp-source (emails/s), both on SQLite.
+## Installs Debian's nginx, wrk and postfix first. A measurement, not a test.
+.PHONY: bench-engagement
+bench-engagement:
+	.ci/install-bench-tools
+	cargo bench -p server --bench tracking --locked
+	cargo bench -p server --bench sending --locked
+
 fmt:
 	cargo fmt --all
 
