@@ -64,6 +64,7 @@ pg:
 	echo "PostgreSQL tests against $$url"; \
 	WAYMARK_TEST_POSTGRES=$$url cargo test -p server --locked \
 		--test api --test runtime --test contacts --test channels --test security --test scale_out \
+		--test ops \
 		--test templating \
 		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test workspace
 
@@ -125,6 +126,20 @@ bench-engagement:
 	.ci/install-bench-tools
 	cargo bench -p server --bench tracking --locked
 	cargo bench -p server --bench sending --locked
+
+## dist: the one file to deploy: the release binary with the release site
+## inside (the `embed-site` feature), stripped, in target/dist/ with its
+## SHA-256 checksum; then .ci/check-dist runs it from an empty temporary
+## folder and fetches the editor page, its wasm, JS, CSS and favicon (exit 1
+## if one fails), and prints its size and start-up time.
+DIST := $(CURDIR)/target/dist
+.PHONY: dist
+dist: tools site-release
+	WAYMARK_EMBED_SITE=$(SITE_RELEASE) cargo build -p server --release --locked --features embed-site
+	mkdir -p $(DIST)
+	strip -o $(DIST)/waymark $(CARGO_TARGET_DIR)/release/waymark
+	cd $(DIST) && sha256sum waymark > waymark.sha256
+	.ci/check-dist $(DIST)/waymark
 
 fmt:
 	cargo fmt --all

@@ -193,6 +193,10 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("generate_dkim_key", Access::Admin),
 ];
 
+/// The health probes (`server::ops`), outside the pages and the API: public,
+/// JSON. (`/metrics` is served on its own address only: `--metrics-addr`.)
+pub const PROBES: &[(&str, Access)] = &[("/healthz", Access::Public), ("/readyz", Access::Public)];
+
 pub fn page_access(pattern: &str) -> Option<Access> {
     PAGES.iter().find(|(page, _)| *page == pattern).map(|(_, access)| *access)
 }

@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/waymark.db", global = true)]
     pub database_url: String,
 
+    /// How log lines are written to standard error: `text`, or `json` (one
+    /// object per line, with the request's or the job's id) for log shippers.
+    #[arg(long, env = "WAYMARK_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: crate::ops::logs::LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +53,8 @@ pub enum Command {
         /// for links sent by email; default `http://ADDR`.
         #[arg(long, env = "WAYMARK_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Run the scheduler and the outbox without serving HTTP. Any number of
     /// workers (and servers) may share one PostgreSQL database: each claims
@@ -69,6 +76,8 @@ pub enum Command {
         /// mailto List-Unsubscribe only.
         #[arg(long, env = "WAYMARK_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Manage users (sign-in accounts).
     #[command(subcommand)]
@@ -143,6 +152,26 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+/// Where Prometheus scrapes this process (`serve` and `worker`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve `/metrics` (Prometheus text format), with `/healthz` and
+    /// `/readyz`, on this separate address, e.g. `127.0.0.1:9464`; keep it
+    /// off the public network. Without it no metrics are served.
+    #[arg(long, env = "WAYMARK_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Also require `Authorization: Bearer TOKEN` on `/metrics` (for a
+    /// metrics address others can reach).
+    #[arg(long, env = "WAYMARK_METRICS_TOKEN", requires = "metrics_addr", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+impl MetricsArgs {
+    pub fn listener(&self) -> Option<crate::ops::MetricsListener> {
+        self.metrics_addr.map(|addr| crate::ops::MetricsListener { addr, token: self.metrics_token.clone() })
+    }
 }
 
 /// Reads a file as a JSON object, or says why not (exit code 2).

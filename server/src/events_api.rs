@@ -138,6 +138,7 @@ async fn post_events(
     };
     state.runtime.events_arrived();
     let accepted = stored.iter().filter(|s| !s.duplicate).count();
+    stored.iter().zip(&posted).for_each(|(s, (_, _, event, _))| crate::ops::metrics::event_received(event.event.kind(), s.duplicate));
     let answer: Vec<Value> = stored
         .iter()
         .zip(&posted)

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod db;
 pub mod error;
 pub mod events_api;
+pub mod ops;
 pub mod runtime;
 pub mod runtime_api;
 pub mod secrets;
@@ -30,7 +31,6 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Auth, Limits};
@@ -76,7 +76,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
 /// Leptos options from the environment cargo-leptos (or the Makefile) sets,
 /// with Waymark's defaults.
 pub fn leptos_options(addr: std::net::SocketAddr) -> LeptosOptions {
-    let site_root = std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into());
+    let site_root = ops::site::root();
     LeptosOptions::builder().output_name("waymark").site_root(site_root).site_pkg_dir("pkg").site_addr(addr).build()
 }
 
@@ -116,6 +116,7 @@ pub fn router(mut state: AppState) -> Router {
             provide_context(conversations.clone());
             provide_context(pressure.clone());
             provide_context(mailbox.clone());
+            ops::site::provide_split_manifest();
             provide_context(workspace.clone());
         }
     };
@@ -134,13 +135,10 @@ pub fn router(mut state: AppState) -> Router {
         // out compressed to browsers that take it. Its file names are not
         // hashed, so a browser asks again each time (a 304 when unchanged)
         // and never mixes a cached chunk with a newer first module.
-        .nest_service(
-            "/pkg",
-            tower::ServiceBuilder::new()
-                .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-                .service(ServeDir::new(pkg_dir).precompressed_gzip()),
-        )
-        .route_service("/favicon.svg", tower_http::services::ServeFile::new(site_root.join("favicon.svg")))
+        // From the site folder, or from inside the binary (see ops::site).
+        .nest_service("/pkg", ops::site::pkg(pkg_dir))
+        .route_service("/favicon.svg", ops::site::public(&site_root, "favicon.svg"))
+        .merge(ops::probes())
         // The guard refuses every path it has no rule for, so nothing
         // reaches here but a declared route the router lacks: never render
         // the app for it (the page router would match looser spellings).
@@ -157,5 +155,7 @@ pub fn router(mut state: AppState) -> Router {
             header::HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ))
+        // Outermost: a request id, a log line and metrics for every request.
+        .layer(middleware::from_fn(ops::http::observe))
         .with_state(state)
 }

@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use server::cli::{self, Cli, Command};
 use std::sync::Arc;
@@ -14,11 +13,8 @@ use server::{leptos_options, router, seed, AppState};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    server::ops::logs::init(cli.log_format);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the Tokio runtime starts");
     let code = tokio.block_on(async {
         match run(cli).await {
@@ -54,7 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(command) => cli::user_command(&cli.database_url, command).await,
         Command::Token(command) => cli::token_command(&cli.database_url, command).await,
         Command::Secrets(command) => cli::secrets_command(&cli.database_url, command).await,
-        Command::Worker { lease_secs, batch, idle_ms, public_url } => {
+        Command::Worker { lease_secs, batch, idle_ms, public_url, metrics } => {
             let pool = store::connect(&cli.database_url).await?;
             server::secrets::startup(&pool).await?;
             let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), server::runtime::worker_name("worker"))
@@ -69,6 +65,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(channels));
             tracing::info!(worker = runtime.worker(), "Waymark worker running");
             let stop = CancellationToken::new();
+            if let Some(listener) = metrics.listener() {
+                server::ops::serve_metrics(listener, runtime.clone(), stop.clone()).await?;
+            }
             let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(idle_ms), stop.clone());
             shutdown().await;
             // Graceful: no new claims; what is claimed is finished or handed back within the lease.
@@ -78,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stopped(&runtime, since, runtime.wind_down(workers, since).await).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, no_demo, lease_secs, secure_cookies, public_url } => {
+        Command::Serve { addr, no_demo, lease_secs, secure_cookies, public_url, metrics } => {
             let public_url = cli::public_url(public_url.as_deref(), addr)?;
             let store = Store::new(store::connect(&cli.database_url).await?);
             server::secrets::startup(store.pool()).await?;
@@ -91,6 +90,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_public_url(public_url.clone());
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone()).with_public_url(public_url)));
             let stop = CancellationToken::new();
+            if let Some(listener) = metrics.listener() {
+                server::ops::serve_metrics(listener, runtime.clone(), stop.clone()).await?;
+            }
             let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(250), stop.clone());
             let mut state = AppState::new(leptos_options(addr), store, runtime.clone());
             state.auth.secure_cookies = secure_cookies;

@@ -159,6 +159,9 @@ pub fn policy(api: &[Endpoint], pages: &[String]) -> super::Policy {
     for (method, path, access) in endpoints().into_iter().chain(crate::channels::tracking::routes::endpoints()) {
         routes.push((method, path.to_owned(), access));
     }
+    for (path, access) in app::auth::PROBES {
+        routes.push((Method::GET, (*path).to_owned(), *access));
+    }
     routes.push((Method::GET, "/pkg/{*file}".to_owned(), Access::Public));
     routes.push((Method::GET, "/favicon.svg".to_owned(), Access::Public));
     super::Policy::new(routes)

@@ -664,6 +664,7 @@ pub fn spawn(runtime: &Runtime, id: i64) {
 /// it stay applied and counted (`done` says how far it got). The runtime
 /// must own the run (it started it, or took it over): another process
 /// taking it over meanwhile stops this one with nothing more written.
+#[tracing::instrument(name = "job", skip_all, fields(job_kind = "bulk", job_id = id))]
 pub async fn run(runtime: &Runtime, id: i64) -> Result<RunView> {
     let pool = runtime.pool();
     let outcome = jobs::beating(runtime, jobs::Table::BulkRuns, id, run_chunks(runtime, id)).await;
@@ -690,6 +691,7 @@ pub async fn run(runtime: &Runtime, id: i64) -> Result<RunView> {
         .bind(runtime.worker())
         .execute(pool)
         .await?;
+    tracing::info!(status, "bulk run ended");
     outcome?;
     view(pool, id).await
 }
@@ -741,6 +743,7 @@ async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
             return Err(Error::JobTakenOver(id));
         }
         tx.commit().await?;
+        crate::ops::metrics::bulk_chunk(action.as_str(), seen, changed);
         Ok(Some(last))
     })
     .await?

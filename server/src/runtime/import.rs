@@ -313,6 +313,7 @@ pub async fn create_job(runtime: &Runtime, path: &Path, file_name: Option<&str>,
 /// it stay imported and counted. Only the job's owner (the process that
 /// created it) writes to it; if it went quiet and the job was marked
 /// failed meanwhile ([`super::jobs::recover`]), the import stops there.
+#[tracing::instrument(name = "job", skip_all, fields(job_kind = "import", job_id = job))]
 pub async fn run(runtime: &Runtime, job: i64, path: PathBuf, options: ImportOptions) -> Result<()> {
     let outcome = super::jobs::beating(runtime, super::jobs::Table::Imports, job, import(runtime, job, path, &options)).await;
     let now = runtime.now().to_string();
@@ -329,6 +330,7 @@ pub async fn run(runtime: &Runtime, job: i64, path: PathBuf, options: ImportOpti
             .bind(runtime.worker())
             .execute(runtime.pool())
             .await?;
+            tracing::info!(rows, "contact import done");
         }
         Err(err) => {
             tracing::error!(job, error = %err, "contact import failed");
@@ -631,6 +633,7 @@ impl Writer<'_> {
             return Err(Error::JobTakenOver(self.job));
         }
         tx.commit().await?;
+        crate::ops::metrics::import_rows(created, updated, skipped, failed);
         Ok(())
     }
 

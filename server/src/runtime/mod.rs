@@ -397,7 +397,7 @@ impl Runtime {
                  WHERE next_run_at <= $3 AND status IN ('ready', 'waiting', 'held')
                    AND (lease_until IS NULL OR lease_until < $4)
                  ORDER BY next_run_at LIMIT $5{})
-             RETURNING id, flow_id, version, contact_id, revision, state, callback_at, callback_owner",
+             RETURNING id, flow_id, version, contact_id, revision, state, callback_at, callback_owner, next_run_at",
             Backend::of(&self.pool).skip_locked()
         );
         // A write transaction of its own, to wait its turn with the others
@@ -422,6 +422,7 @@ impl Runtime {
         rows.sort_by_key(|row| (row.get::<i64, _>("contact_id"), row.get::<i64, _>("id")));
         rows.iter()
             .map(|row| {
+                crate::ops::metrics::lateness(now, row.get("next_run_at"));
                 Ok(Claimed {
                     id: row.get("id"),
                     flow_id: row.get("flow_id"),
@@ -483,13 +484,16 @@ impl Runtime {
         crate::db::retry_busy("a scheduler batch", move || async move {
             let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
             let mut tx = crate::db::begin_write(&self.pool).await?;
+            let mut entered = Vec::with_capacity(batch.claimed.len());
             for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
                 if self.commit(&mut tx, participant, before, step, batch.now).await? {
                     tick.committed += 1;
                     tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
+                    entered.push((participant.state.visit, step));
                 }
             }
             tx.commit().await?;
+            entered.into_iter().for_each(|(from, step)| crate::ops::metrics::transitions(from, step));
             Ok(tick)
         })
         .await
@@ -583,6 +587,7 @@ impl Runtime {
         }
         self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
         tx.commit().await?;
+        crate::ops::metrics::transitions(state.visit, &step);
         Ok(true)
     }
 
@@ -921,6 +926,7 @@ pub fn spawn_workers_until(
             let mut busy = false;
             match runtime.tick().await {
                 Ok(tick) => {
+                    crate::ops::health::scheduler_passed();
                     busy |= tick.claimed > 0;
                     if first && tick.transitions > 0 {
                         // When a (re)started process is working again.
@@ -934,7 +940,10 @@ pub fn spawn_workers_until(
                 break;
             }
             match dispatcher.dispatch().await {
-                Ok(done) => busy |= done != outbox::Dispatch::default(),
+                Ok(done) => {
+                    crate::ops::health::scheduler_passed();
+                    busy |= done != outbox::Dispatch::default()
+                }
                 Err(err) => tracing::error!(error = %err, "outbox pass failed"),
             }
             if !busy {

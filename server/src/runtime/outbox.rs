@@ -247,6 +247,7 @@ impl Dispatcher {
         for (entry, result) in done {
             let Claimed { id, participant, awaited, tries, .. } = entry;
             let later = entry.effect.as_ref().is_ok_and(Effect::outcome_comes_later);
+            let channel = entry.effect.as_ref().map_or("unreadable", Effect::kind);
             let result = match (&entry.effect, result) {
                 _ if skipped.contains(&id) => Err(Failure::permanent(super::contacts::NOT_SENT)),
                 (Err(unreadable), _) => Err(Failure::permanent(unreadable.clone())),
@@ -270,6 +271,7 @@ impl Dispatcher {
                     .execute(pool)
                     .await?;
                     report.retried += 1;
+                    crate::ops::metrics::send(channel, "retried");
                 }
                 result => {
                     if result.is_ok() {
@@ -277,6 +279,7 @@ impl Dispatcher {
                     } else {
                         report.failed += 1;
                     }
+                    crate::ops::metrics::send(channel, if result.is_ok() { "sent" } else { "failed" });
                     let result = result.map_err(|failure| Failure {
                         reason: if tries > 1 { format!("{} (after {tries} tries)", failure.reason) } else { failure.reason },
                         ..failure
