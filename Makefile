@@ -66,7 +66,7 @@ pg:
 		--test api --test runtime --test contacts --test channels --test security --test scale_out \
 		--test ops \
 		--test templating \
-		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test workspace
+		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test reports --test workspace
 
 e2e:
 	cargo build -p server --locked

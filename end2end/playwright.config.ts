@@ -47,7 +47,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `WAYMARK_PASSWORD='${admin.password}' ${bin} --database-url ${db} user add --admin --email ${admin.email} --name "E2E Admin" && ${bin} --database-url ${db} serve --addr 127.0.0.1:${port}`,
+    command: `WAYMARK_PASSWORD='${admin.password}' ${bin} --database-url ${db} user add --admin --email ${admin.email} --name "E2E Admin" && ${bin} --database-url ${db} serve --no-demo-data --addr 127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}/api/v1/flows`,
     timeout: 60_000,
     reuseExistingServer: false,

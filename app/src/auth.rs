@@ -94,6 +94,7 @@ pub const PAGES: &[(&str, Access)] = &[
     ("/", Access::Marketer),
     ("/flows/{id}", Access::Marketer),
     ("/flows/{id}/participants", Access::Marketer),
+    ("/flows/{id}/report", Access::Marketer),
     ("/inbox", Access::SignedIn),
     ("/workspace", Access::SignedIn),
     ("/workspace/{id}", Access::SignedIn),
@@ -133,6 +134,9 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("flow_participants", Access::Marketer),
     ("migrate_participants", Access::Marketer),
     ("step_counts", Access::Marketer),
+    ("get_flow_report", Access::Marketer),
+    ("home_dashboard", Access::Marketer),
+    ("choose_branch", Access::Marketer),
     ("retry_participant", Access::Marketer),
     ("list_task_owners", Access::Marketer),
     // contacts and bulk actions

@@ -11,9 +11,11 @@ pub mod components;
 pub mod contacts_api;
 pub mod conversations;
 pub mod core;
+pub mod dashboard_api;
 pub mod mailbox_api;
 pub mod pages;
 pub mod pressure_api;
+pub mod report_api;
 pub mod runtime_api;
 pub mod workspace_api;
 
@@ -108,6 +110,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view={Lazy::<FlowsRoute>::new()}/>
                         <Route path=path!("/flows/:id") view={Lazy::<FlowRoute>::new()}/>
                         <Route path=path!("/flows/:id/participants") view={Lazy::<ParticipantsRoute>::new()}/>
+                        <Route path=path!("/flows/:id/report") view={Lazy::<ReportRoute>::new()}/>
                         <Route path=path!("/review") view={Lazy::<ReviewRoute>::new()}/>
                         <Route path=path!("/inbox") view={Lazy::<InboxRoute>::new()}/>
                         <Route path=path!("/workspace") view={Lazy::<WorkspaceRoute>::new()}/>
@@ -201,6 +204,7 @@ lazy_pages! {
         WorkspaceRoute => pages::workspace::WorkspacePage,
         TemplatesRoute => pages::workspace_templates::TemplatesPage,
         ParticipantsRoute => pages::participants::ParticipantsPage,
+        ReportRoute => pages::report::ReportPage,
         ParticipantRoute => pages::participant::ParticipantPage,
         ParticipantSearchRoute => pages::bulk::ParticipantSearchPage,
         BulkRunRoute => pages::bulk::BulkRunPage,

@@ -103,6 +103,14 @@ pub struct StepCount {
     pub passed: i64,
     /// Participants that failed at the step.
     pub failed: i64,
+    /// For message steps: messages the provider accepted, and the
+    /// participants who opened and clicked them (people, not machines).
+    #[serde(default)]
+    pub delivered: i64,
+    #[serde(default)]
+    pub opened: i64,
+    #[serde(default)]
+    pub clicked: i64,
 }
 
 impl StepCount {
@@ -114,6 +122,14 @@ impl StepCount {
             .map(|(n, what)| format!("{n} {what}"))
             .collect();
         parts.join(" · ")
+    }
+
+    /// `42.0% opened · 8.5% clicked` for a message step that delivered.
+    pub fn rates(&self) -> Option<String> {
+        (self.delivered > 0).then(|| {
+            let of = |n: i64| crate::core::stats::percent(n.max(0) as u64, self.delivered as u64);
+            format!("{} opened · {} clicked", of(self.opened), of(self.clicked))
+        })
     }
 }
 

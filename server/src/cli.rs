@@ -40,6 +40,10 @@ pub enum Command {
         /// Do not seed the demo flow into a new database.
         #[arg(long)]
         no_demo: bool,
+        /// Seed the demo flow, but not the live demo (its sample contacts
+        /// and 30 days run by the engine); the browser tests use this.
+        #[arg(long)]
+        no_demo_data: bool,
         /// How long a worker's claim on due participants lasts; a crashed
         /// worker's participants are picked up again after it. On SIGTERM
         /// (or Ctrl-C) the process stops within it: no new work, requests
@@ -55,6 +59,20 @@ pub enum Command {
         public_url: Option<String>,
         #[command(flatten)]
         metrics: MetricsArgs,
+    },
+    /// The live demo: a published flow and sample contacts (example.com,
+    /// field `sample` = `demo`) whose last days were run by the engine on a
+    /// virtual clock, nothing sent. Stop the server while it runs.
+    Demo {
+        /// Remove the demo flow and the sample contacts first, then run it again.
+        #[arg(long)]
+        reset: bool,
+        /// How many sample contacts.
+        #[arg(long, default_value_t = 2_500)]
+        contacts: usize,
+        /// How many days back it starts.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
     },
     /// Run the scheduler and the outbox without serving HTTP. Any number of
     /// workers (and servers) may share one PostgreSQL database: each claims

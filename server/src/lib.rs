@@ -13,10 +13,12 @@ pub mod backend;
 pub mod channels;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod events_api;
 pub mod ops;
 pub mod runtime;
+pub mod reports;
 pub mod runtime_api;
 pub mod secrets;
 pub mod seed;
@@ -69,6 +71,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
         .chain(runtime::pressure::endpoints())
         .chain(channels::api::endpoints())
         .chain(channels::tracking::routes::api_endpoints())
+        .chain(reports::endpoints())
         .chain(workspace::endpoints())
         .collect()
 }
@@ -88,6 +91,8 @@ pub fn router(mut state: AppState) -> Router {
     let contacts: app::contacts_api::ContactsHandle = Arc::new(state.runtime.clone());
     let conversations: app::conversations::ConversationsHandle = Arc::new(state.runtime.clone());
     let pressure: app::pressure_api::PressureHandle = Arc::new(state.runtime.clone());
+    let reports: app::report_api::ReportHandle = Arc::new(state.runtime.clone());
+    let dashboard: app::dashboard_api::DashboardHandle = Arc::new(reports::DashboardBackend { runtime: state.runtime.clone(), store: state.store.clone() });
     let mailbox: app::mailbox_api::MailboxHandle = Arc::new(channels::mailbox::page::Backend { runtime: state.runtime.clone() });
     let workspace: app::workspace_api::WorkspaceHandle = Arc::new(workspace::Backend::new(state.runtime.clone()));
     // Generated once per process: leptos_server suppresses resource loads
@@ -106,6 +111,8 @@ pub fn router(mut state: AppState) -> Router {
         let (backend, runtime, admin, contacts) = (backend.clone(), runtime.clone(), admin.clone(), contacts.clone());
         let conversations = conversations.clone();
         let pressure = pressure.clone();
+        let reports = reports.clone();
+        let dashboard = dashboard.clone();
         let mailbox = mailbox.clone();
         let workspace = workspace.clone();
         move || {
@@ -115,6 +122,8 @@ pub fn router(mut state: AppState) -> Router {
             provide_context(contacts.clone());
             provide_context(conversations.clone());
             provide_context(pressure.clone());
+            provide_context(reports.clone());
+            provide_context(dashboard.clone());
             provide_context(mailbox.clone());
             ops::site::provide_split_manifest();
             provide_context(workspace.clone());

@@ -42,6 +42,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ImportContacts { file, map, dedupe, match_on, list } => {
             cli::import_contacts_command(&cli.database_url, &file, &map, &dedupe, &match_on, list).await
         }
+        Command::Demo { reset, contacts, days } => {
+            let store = Store::new(store::connect(&cli.database_url).await?);
+            let options = server::demo::Options { contacts, days, ..Default::default() };
+            let summary = if reset {
+                server::demo::reset(&store, &options, jiff::Timestamp::now()).await?
+            } else {
+                server::demo::run(&store, &options, jiff::Timestamp::now()).await?
+            };
+            println!(
+                "Live demo: flow {} with {} sample contacts, {} participants, {} messages recorded (none sent), {} events.",
+                summary.flow_id, summary.contacts, summary.participants, summary.sends, summary.events
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             store::connect(&cli.database_url).await?;
             println!("database at {} is up to date", cli.database_url);
@@ -77,12 +91,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stopped(&runtime, since, runtime.wind_down(workers, since).await).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, no_demo, lease_secs, secure_cookies, public_url, metrics } => {
+        Command::Serve { addr, no_demo, no_demo_data, lease_secs, secure_cookies, public_url, metrics } => {
             let public_url = cli::public_url(public_url.as_deref(), addr)?;
             let store = Store::new(store::connect(&cli.database_url).await?);
             server::secrets::startup(store.pool()).await?;
             if !no_demo && seed::seed_demo(&store).await? {
                 tracing::info!("seeded the demo flow");
+            }
+            if !no_demo && !no_demo_data {
+                // Before the workers start: the demo's participants run on its own clock.
+                if let Some(summary) = server::demo::seed_once(&store, &server::demo::Options::default()).await? {
+                    tracing::info!(?summary, "seeded the live demo (sample contacts, 30 days run by the engine; `waymark demo --reset` redoes it)");
+                }
             }
             let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), server::runtime::worker_name("serve"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))

@@ -130,6 +130,14 @@ pub struct Participant {
     /// replay takes the same branch.
     #[serde(default)]
     pub draws: BTreeMap<String, f64>,
+    /// The branch (port) taken at each split step passed, for reports
+    /// comparing a split's branches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub branches: BTreeMap<String, String>,
+    /// When each split's branch was taken (a branch's clicks and replies
+    /// count from then).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub branched_at: BTreeMap<String, Timestamp>,
     /// Seeds this participant's draws.
     pub seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +162,8 @@ impl Participant {
             visit: 0,
             due_at: None,
             draws: BTreeMap::new(),
+            branches: BTreeMap::new(),
+            branched_at: BTreeMap::new(),
             seed,
             reason: None,
             history: History::default(),
@@ -435,6 +445,12 @@ pub trait Groups {
     /// The installation's contact-pressure policy (it goes with the action
     /// groups: both are installation-wide settings the engine reads).
     fn pressure(&self) -> Option<&crate::core::pressure::Policy> {
+        None
+    }
+
+    /// What the runtime knows of a split's automatic-winner test (see
+    /// [`winner`]); `None` where there is none (the simulator, a test run).
+    fn split_state(&self, _step: &str) -> Option<&winner::SplitState> {
         None
     }
 }
@@ -1014,6 +1030,27 @@ impl Run<'_> {
             }
             StepSettings::Split(s) => {
                 let draw = *self.p.draws.entry(step.id.clone()).or_insert_with(|| draw(self.p.seed, &step.id, self.p.visit));
+                let routed = s.winner.as_ref().map(|w| winner::route(&s, w, self.groups.split_state(&step.id), draw, self.now));
+                match routed {
+                    Some(winner::Route::Branch { port, reason }) => {
+                        let record = self.record(Outcome::Completed, Some(reason));
+                        self.actions.push(record);
+                        self.p.branches.insert(step.id.clone(), port.clone());
+                        self.p.branched_at.insert(step.id.clone(), self.now);
+                        return Next::Branch(port);
+                    }
+                    Some(winner::Route::Wait { until, why }) => {
+                        self.p.phase = Phase::Due;
+                        self.p.status = Status::Waiting;
+                        self.p.next_run_at = Some(until);
+                        self.p.due_at = Some(until);
+                        let mut record = self.record(Outcome::Pending, None);
+                        record.why = Some(why);
+                        self.actions.push(record);
+                        return Next::Stay;
+                    }
+                    Some(winner::Route::Percentages { .. }) | None => {}
+                }
                 let mut floor = 0.0;
                 let branch = s.branches.iter().find(|b| {
                     floor += b.percent.unwrap_or(0.0);
@@ -1023,6 +1060,8 @@ impl Run<'_> {
                     Some(branch) => {
                         let record = self.record(Outcome::Completed, Some(format!("branch {} (draw {draw:.1})", branch.port)));
                         self.actions.push(record);
+                        self.p.branches.insert(step.id.clone(), branch.port.clone());
+                        self.p.branched_at.insert(step.id.clone(), self.now);
                         Next::Branch(branch.port.clone())
                     }
                     None => {
@@ -1699,6 +1738,8 @@ pub fn apply_changes(contact: &mut Contact, changes: &[FieldChange]) -> String {
     }
     done.join(", ")
 }
+
+pub mod winner;
 
 #[cfg(test)]
 mod tests;

@@ -289,6 +289,9 @@ pub struct ConditionSettings {
 pub struct SplitSettings {
     #[serde(default)]
     pub branches: Vec<SplitBranch>,
+    /// The automatic winner (FLOW_FORMAT split `winner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<crate::core::engine::winner::WinnerSettings>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -702,6 +705,9 @@ fn check(settings: &StepSettings, p: &mut Vec<SettingProblem>) {
         StepSettings::Split(s) => {
             if s.branches.is_empty() {
                 p.push(missing("branches", "add the branches to split between"));
+            }
+            for (setting, why) in s.winner.as_ref().map(crate::core::engine::winner::problems).unwrap_or_default() {
+                p.push(invalid(&setting, why));
             }
             let mut seen = std::collections::HashSet::new();
             for (i, branch) in s.branches.iter().enumerate() {

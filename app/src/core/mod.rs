@@ -7,6 +7,7 @@
 //! the browser and the server alike and is tested as plain functions.
 
 pub mod calendar;
+pub mod charts;
 pub mod contact;
 pub mod editor;
 pub mod engagement;
@@ -22,6 +23,7 @@ pub mod merge;
 pub mod pressure;
 pub mod simulate;
 pub mod sms;
+pub mod stats;
 pub mod validate;
 
 pub use flow::{DocumentError, Edge, FlowDocument, Step, FORMAT_V1};

@@ -49,6 +49,7 @@ pub fn FlowsPage() -> impl IntoView {
             {move || failure(rename.value().get()).map(|message| view! { <ErrorNote message/> })}
             {move || failure(delete.value().get()).map(|message| view! { <ErrorNote message/> })}
             {move || import_error.get().map(|message| view! { <ErrorNote message/> })}
+            <crate::pages::dashboard::HomeDashboard/>
             <Transition fallback=|| view! { <p class="loading">"Loading flows…"</p> }>
                 {move || Suspend::new(async move {
                     match flows.await {
@@ -109,6 +110,7 @@ fn FlowRow(flow: FlowSummary, rename: ServerAction<RenameFlow>, delete: ServerAc
             <td class="row-actions">
                 <button type="button" on:click=move |_| renaming.set(true)>"Rename"</button>
                 <a class="button" href=format!("/flows/{id}/participants")>"Participants"</a>
+                <a class="button" href=format!("/flows/{id}/report")>"Report"</a>
                 <a class="button" href=format!("/api/v1/flows/{id}/export") download>"Export"</a>
                 <button type="button" class="danger" on:click=move |_| confirming.set(true)>"Delete"</button>
                 <Show when=move || confirming.get()>

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bulk;
 pub mod contacts;
+pub mod dashboard;
 pub mod flow;
 pub mod flows;
 pub mod inbox;
@@ -11,6 +12,7 @@ pub mod mailbox;
 pub mod participant;
 pub mod participants;
 pub mod pressure;
+pub mod report;
 pub mod review;
 pub mod workspace;
 pub mod workspace_templates;

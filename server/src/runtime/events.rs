@@ -144,6 +144,7 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
     for (i, first) in same_as {
         out[i] = out[first].map(|s| Stored { id: s.id, duplicate: true });
     }
+    super::rollups::record_events(conn, events, &out).await?;
     // Entry on an event: each new custom event enrolls its contact into
     // the flows starting on its name (looked up once per name).
     let mut starting: HashMap<&str, Vec<i64>> = HashMap::new();
@@ -319,6 +320,7 @@ impl Runtime {
         let groups = load_groups(&mut tx).await?;
         let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
         let mut records: Vec<(i64, Vec<ActionRecord>, Vec<Command>)> = Vec::new();
+        let mut tally = super::rollups::Tally::default();
         let mut done: Vec<i64> = Vec::with_capacity(events.len());
         let mut outcome = Delivered::default();
         for (event_id, contact_id, only, received, consent_written) in &events {
@@ -355,6 +357,7 @@ impl Runtime {
                 }
                 notes.push((p.id, *event_id, effect, p.state.step.clone()));
                 if step.participant != p.state || !step.actions.is_empty() || !step.commands.is_empty() {
+                    tally.advance(p.flow_id, p.version, &p.state, &step, now);
                     p.state = step.participant.clone();
                     p.dirty = true;
                     records.push((p.id, std::mem::take(&mut step.actions), std::mem::take(&mut step.commands)));
@@ -375,6 +378,7 @@ impl Runtime {
         // What the events did, written many participants to a statement.
         let records: Vec<Records> = records.iter().map(|(id, actions, commands)| Records { participant: *id, actions, commands }).collect();
         writes::write_records_many(&mut tx, &records, now).await?;
+        tally.write(&mut tx).await?;
         let states: Vec<StateWrite> =
             reached.iter().filter(|p| p.dirty).map(|p| StateWrite { id: p.id, revision: p.revision, state: &p.state }).collect();
         if writes::save_states(&mut tx, &states, now).await? != states.len() {

@@ -20,6 +20,8 @@ pub mod outbox;
 pub mod pressure;
 mod writes;
 mod pages;
+pub mod rollups;
+pub mod winner;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -455,6 +457,7 @@ impl Runtime {
             let contact_ids: Vec<i64> = claimed.iter().map(|c| c.contact_id).collect();
             let mut contacts = contacts::load_many(&mut conn, &contact_ids).await?;
             let groups = load_groups(&mut conn).await?;
+            let splits = winner::ready(self).await?;
             for participant in &claimed {
                 let doc = self.version(&mut conn, participant.flow_id, participant.version).await?;
                 let event = match (&participant.state.step, &participant.callback) {
@@ -463,6 +466,7 @@ impl Runtime {
                     (Some(_), None) => Event::Wake,
                 };
                 let before = contacts.get(&participant.contact_id).cloned().unwrap_or_default();
+                let groups = splits.groups(&groups, participant.flow_id, participant.version);
                 let mut step = engine::advance_with(&doc, &groups, &participant.state, &before, event, now);
                 contacts::note_sends(&before, &mut step.contact);
                 // Later participants of the same contact in this batch see the change.
@@ -484,14 +488,17 @@ impl Runtime {
         crate::db::retry_busy("a scheduler batch", move || async move {
             let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
             let mut tx = crate::db::begin_write(&self.pool).await?;
+            let mut tally = rollups::Tally::default();
             let mut entered = Vec::with_capacity(batch.claimed.len());
             for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
                 if self.commit(&mut tx, participant, before, step, batch.now).await? {
                     tick.committed += 1;
                     tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
+                    tally.advance(participant.flow_id, participant.version, &participant.state, step, batch.now);
                     entered.push((participant.state.visit, step));
                 }
             }
+            tally.write(&mut tx).await?;
             tx.commit().await?;
             entered.into_iter().for_each(|(from, step)| crate::ops::metrics::transitions(from, step));
             Ok(tick)
@@ -586,6 +593,7 @@ impl Runtime {
             return Ok(false);
         }
         self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
+        rollups::Tally::of(flow_id, version, &state, &step, now).write(&mut tx).await?;
         tx.commit().await?;
         crate::ops::metrics::transitions(state.visit, &step);
         Ok(true)

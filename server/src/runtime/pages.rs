@@ -107,22 +107,29 @@ impl RuntimeBackend for Runtime {
     }
 
     async fn step_counts(&self, flow: i64) -> Result<Vec<app::runtime_api::StepCount>, ServerFnError> {
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT step, CAST(sum(here) AS BIGINT), CAST(sum(passed) AS BIGINT), CAST(sum(failed) AS BIGINT) FROM (
-                 SELECT step, count(*) AS here, 0 AS passed, 0 AS failed FROM participants
+        // Passed, delivered, opened and clicked come from the rollups
+        // (runtime/rollups.rs), not the raw timeline.
+        let rows: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT step, CAST(sum(here) AS BIGINT), CAST(sum(passed) AS BIGINT), CAST(sum(failed) AS BIGINT),
+                    CAST(sum(delivered) AS BIGINT), CAST(sum(opened) AS BIGINT), CAST(sum(clicked) AS BIGINT) FROM (
+                 SELECT step, count(*) AS here, 0 AS passed, 0 AS failed, 0 AS delivered, 0 AS opened, 0 AS clicked FROM participants
                    WHERE flow_id = $1 AND step IS NOT NULL AND status IN ('ready', 'waiting', 'held') GROUP BY step
                  UNION ALL
-                 SELECT step, 0, 0, count(*) FROM participants WHERE flow_id = $1 AND step IS NOT NULL AND status = 'failed' GROUP BY step
+                 SELECT step, 0, 0, count(*), 0, 0, 0 FROM participants WHERE flow_id = $1 AND step IS NOT NULL AND status = 'failed' GROUP BY step
                  UNION ALL
-                 SELECT a.step, 0, count(*), 0 FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-                   WHERE p.flow_id = $1 AND a.outcome IN ('completed', 'skipped') GROUP BY a.step) AS counts
+                 SELECT step, 0, sum(CASE WHEN metric = 'passed' THEN count ELSE 0 END), 0, sum(CASE WHEN metric = 'delivered' THEN count ELSE 0 END),
+                        sum(CASE WHEN metric = 'opened' THEN count ELSE 0 END), sum(CASE WHEN metric = 'clicked' THEN count ELSE 0 END)
+                   FROM flow_rollups WHERE flow_id = $1 AND machine = 0 AND metric IN ('passed', 'delivered', 'opened', 'clicked') GROUP BY step) AS counts
              GROUP BY step ORDER BY step",
         )
         .bind(flow)
         .fetch_all(self.pool())
         .await
         .map_err(|err| Error::from(err).into_server_fn_error())?;
-        Ok(rows.into_iter().map(|(step, here, passed, failed)| app::runtime_api::StepCount { step, here, passed, failed }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(step, here, passed, failed, delivered, opened, clicked)| app::runtime_api::StepCount { step, here, passed, failed, delivered, opened, clicked })
+            .collect())
     }
 
     async fn retry(&self, actor: &str, participant: i64) -> Result<(), ServerFnError> {

@@ -159,6 +159,9 @@ pub fn lift_touch(state: EditorState, id: i32) -> bool {
 
 #[component]
 pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) -> impl IntoView {
+    // Each step's counts (and a message's open and click rates), unless hidden.
+    let show_counts = RwSignal::new(true);
+    provide_context(ShowCounts(show_counts));
     // Each wheel notch bumps the count; the zoom has ended when a notch's
     // timer finds the count unchanged.
     let notches = StoredValue::new(0_u64);
@@ -266,6 +269,10 @@ pub fn Canvas(state: EditorState, surface: Surface, space_held: RwSignal<bool>) 
             on:pointerdown=on_background_down
             on:wheel=on_wheel
         >
+            <label class="counts-toggle" on:pointerdown=|ev| ev.stop_propagation()>
+                <input type="checkbox" checked=move || show_counts.get() on:change=move |ev| show_counts.set(event_target_checked(&ev))/>
+                " Show counts"
+            </label>
             <div class="flow-view" style=transform>
             <svg class="flow-graph" class:wordless=move || wordless.get()>
                 <defs>
@@ -568,11 +575,19 @@ fn StepNode(state: EditorState, id: String, space_held: RwSignal<bool>, surface:
             }
         })
     };
+    let show_counts = use_context::<ShowCounts>().map(|s| s.0);
     let counts = {
         let id = id.clone();
         move || {
-            state.counts.with(|counts| counts.get(&id).map(|c| c.label())).filter(|label| !label.is_empty()).map(|label| {
-                view! { <text class="step-counts" x="2" y=num(NODE_HEIGHT + 14.0)>{label}</text> }
+            if show_counts.is_some_and(|s| !s.get()) {
+                return None;
+            }
+            let (label, rates) = state.counts.with(|counts| counts.get(&id).map(|c| (c.label(), c.rates())))?;
+            (!label.is_empty() || rates.is_some()).then(|| {
+                view! {
+                    <text class="step-counts" x="2" y=num(NODE_HEIGHT + 14.0)>{label}</text>
+                    {rates.map(|rates| view! { <text class="step-counts step-rates" x="2" y=num(NODE_HEIGHT + 28.0)>{rates}</text> })}
+                }
             })
         }
     };
@@ -672,3 +687,7 @@ fn truncate(text: &str, max: usize) -> String {
         cut
     }
 }
+
+/// Whether the canvas shows each step's counts (a switch on the canvas).
+#[derive(Clone, Copy)]
+struct ShowCounts(RwSignal<bool>);
