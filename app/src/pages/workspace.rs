@@ -211,7 +211,7 @@ fn Work(work: Workspace, next: Option<i64>, done: RwSignal<u32>) -> impl IntoVie
                 <Show when=move || message_open.get() fallback=move || view! {
                     <button type="button" id="ws-message" on:click=move |_| message_open.set(true)>"Message (m)"</button>
                 }>
-                    <SmsPanel participant reach=sms_reach.clone() done/>
+                    <SmsPanel participant reach=sms_reach.clone()/>
                 </Show>
                 <div class="outcome">
                     <h3>"Outcome"</h3>
@@ -403,17 +403,17 @@ fn Composer(
 
 /// "Message": a text from a template or typed, its segments counted live.
 #[component]
-fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach, done: RwSignal<u32>) -> impl IntoView {
+fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach) -> impl IntoView {
     let to = RwSignal::new(reach.address.clone().unwrap_or_default());
     let text = RwSignal::new(String::new());
     let send = Action::new(|args: &(i64, String, String)| {
         let (p, to, text) = args.clone();
         send_task_sms(p, to, text)
     });
+    // The task stays open: only the text is cleared (the thread shows it on the next task load).
     Effect::new(move || {
         if let Some(Ok(_)) = send.value().get() {
             text.set(String::new());
-            done.update(|d| *d += 1);
         }
     });
     let templates = Resource::new(|| (), |_| list_templates(Some("sms".into())));
