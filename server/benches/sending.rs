@@ -69,6 +69,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `waymark` binary: this build's, or `WAYMARK_BIN` (a copy of it, safe
+/// from another build of the shared target directory meanwhile).
+fn waymark_binary() -> String {
+    std::env::var("WAYMARK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_waymark").to_owned())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -223,7 +229,7 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
 
     // `waymark serve`: its scheduler and outbox do the sending.
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+    let child = Command::new(waymark_binary())
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-demo"])
         .args(["--public-url", "https://waymark.shop.test"])
         .env("DATABASE_URL", &url)

@@ -86,6 +86,12 @@ fn main() -> ExitCode {
 
 // ---------------------------------------------------------------- processes
 
+/// The `waymark` binary: this build's, or `WAYMARK_BIN` (a copy of it, safe
+/// from another build of the shared target directory meanwhile).
+fn waymark_binary() -> String {
+    std::env::var("WAYMARK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_waymark").to_owned())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -107,7 +113,7 @@ struct Serve {
 impl Serve {
     fn start(url: &str, port: u16, dir: &std::path::Path) -> anyhow::Result<Serve> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        let child = Command::new(waymark_binary())
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-demo", "--lease-secs", "5"])
             .args(["--public-url", &format!("http://127.0.0.1:{port}")])
             .env("DATABASE_URL", url)

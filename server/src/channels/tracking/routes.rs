@@ -79,6 +79,26 @@ fn gif() -> Response {
     response
 }
 
+/// How long the pixel and the redirect keep the tracking settings they
+/// read: they ask on every hit, and a database read per hit was most of
+/// the pixel's cost. A change takes effect within this.
+const SETTINGS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The tracking settings, read at most once per [`SETTINGS_FOR`] per database.
+async fn hit_settings(pool: &crate::db::Pool) -> settings::Tracking {
+    type Kept = std::collections::HashMap<String, (std::time::Instant, settings::Tracking)>;
+    static KEPT: std::sync::LazyLock<std::sync::Mutex<Kept>> = std::sync::LazyLock::new(Default::default);
+    let database = pool.connect_options().database_url.to_string();
+    if let Some((at, kept)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).get(&database) {
+        if at.elapsed() < SETTINGS_FOR {
+            return kept.clone();
+        }
+    }
+    let fresh = Integrations::tracking(pool).await.unwrap_or_default();
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).insert(database, (std::time::Instant::now(), fresh.clone()));
+    fresh
+}
+
 fn hit(method: &Method, headers: &HeaderMap) -> Hit {
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(512).collect());
     Hit { head: method == Method::HEAD, user_agent }
@@ -95,7 +115,7 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
         }
     };
     let Some(Token::Open { conversation }) = Token::verify(&key, &text) else { return not_found(&path) };
-    let settings = Integrations::tracking(runtime.pool()).await.unwrap_or_default();
+    let settings = hit_settings(runtime.pool()).await;
     if !settings.opens {
         return gif(); // tracking was turned off since: shown, not recorded
     }
@@ -118,7 +138,7 @@ async fn redirect(State(state): State<AppState>, Path(text): Path<String>, metho
         Err(err) => return err.into_response(),
     };
     let Some(Token::Click { conversation, link }) = Token::verify(&key, &text) else { return not_found(&path) };
-    let settings = Integrations::tracking(runtime.pool()).await.unwrap_or_default();
+    let settings = hit_settings(runtime.pool()).await;
     let target = if settings.clicks {
         let scanner = SignedDuration::from_secs(settings.scanner_secs as i64);
         match super::click(runtime, conversation, link, &hit(&method, &headers), scanner).await {
