@@ -220,6 +220,8 @@ test("an agent works the day: edits and sends the email, places the call, picks 
       await expect(sms.locator(".segments")).toContainText("1 segment(s) · Unicode");
       await sms.getByRole("button", { name: "Send text" }).click();
       await expect(sms.getByRole("status")).toContainText("Text to +14155551234 queued (1 segment).");
+      // The thread beside the task shows it at once.
+      await expect(page.locator('.work-context ol.thread li[data-channel="sms"]')).toContainText("Hi Bo, calling you in a minute");
       await expect.poll(() => arrivals.filter((a) => a.path.endsWith("/Messages.json")).length, { timeout: 20_000 }).toBe(1);
       const text = arrivals.find((a) => a.path.endsWith("/Messages.json"))!;
       expect(text.form.get("To")).toBe("+14155551234");
@@ -248,6 +250,7 @@ test("an agent works the day: edits and sends the email, places the call, picks 
       await expect(page.locator("p.call-state")).toContainText("Call completed", { timeout: 10_000 });
       await expect(page.locator("p.call-state")).toContainText("answered");
       await expect(page.locator("p.call-state")).toContainText("95 s");
+      await expect(page.locator('.work-context ol.thread li[data-channel="call"]')).toContainText("95 s");
       await page.screenshot({ path: path.join("screenshots", "41-workspace-call.png"), fullPage: true });
       const outcome = page.locator("div.outcome");
       await outcome.getByLabel("Disposition").selectOption("Interested");

@@ -195,6 +195,8 @@ fn Work(work: Workspace, next: Option<i64>, done: RwSignal<u32>) -> impl IntoVie
     let has_email = work.email.is_some();
     let task = work.task.clone();
     let sms_reach = work.sms_reach.clone();
+    // Bumped by a text sent or a call over: the thread beside loads again.
+    let refresh = RwSignal::new(0u32);
     view! {
         <div class="work" data-participant=participant data-kind=task.kind.clone()>
             <div class="work-main">
@@ -207,11 +209,11 @@ fn Work(work: Workspace, next: Option<i64>, done: RwSignal<u32>) -> impl IntoVie
                     </p>
                 </div>
                 {work.email.clone().map(|draft| view! { <Composer participant draft reach=work.email_reach.clone() dispositions=dispositions.clone() done/> })}
-                <CallPanel work=work.clone()/>
+                <CallPanel work=work.clone() refresh/>
                 <Show when=move || message_open.get() fallback=move || view! {
                     <button type="button" id="ws-message" on:click=move |_| message_open.set(true)>"Message (m)"</button>
                 }>
-                    <SmsPanel participant reach=sms_reach.clone()/>
+                    <SmsPanel participant reach=sms_reach.clone() refresh/>
                 </Show>
                 <div class="outcome">
                     <h3>"Outcome"</h3>
@@ -259,7 +261,7 @@ fn Work(work: Workspace, next: Option<i64>, done: RwSignal<u32>) -> impl IntoVie
                 </div>
             </div>
             <aside class="work-context">
-                <ContactContext work/>
+                <ContactContext work refresh/>
             </aside>
         </div>
     }
@@ -403,17 +405,18 @@ fn Composer(
 
 /// "Message": a text from a template or typed, its segments counted live.
 #[component]
-fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach) -> impl IntoView {
+fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach, refresh: RwSignal<u32>) -> impl IntoView {
     let to = RwSignal::new(reach.address.clone().unwrap_or_default());
     let text = RwSignal::new(String::new());
     let send = Action::new(|args: &(i64, String, String)| {
         let (p, to, text) = args.clone();
         send_task_sms(p, to, text)
     });
-    // The task stays open: only the text is cleared (the thread shows it on the next task load).
+    // The task stays open: the text is cleared, the thread shows it.
     Effect::new(move || {
         if let Some(Ok(_)) = send.value().get() {
             text.set(String::new());
+            refresh.update(|r| *r += 1);
         }
     });
     let templates = Resource::new(|| (), |_| list_templates(Some("sms".into())));
@@ -466,7 +469,7 @@ fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach) -> impl IntoVi
 /// "Call now": rings the agent, bridges the contact, shows the call's
 /// progress from the provider's reports; a `tel:` link without a provider.
 #[component]
-fn CallPanel(work: Workspace) -> impl IntoView {
+fn CallPanel(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
     let participant = work.task.participant_id;
     let reach = work.call_reach.clone();
     let place = Action::new(|p: &i64| place_task_call(*p));
@@ -474,7 +477,16 @@ fn CallPanel(work: Workspace) -> impl IntoView {
     Effect::new(move || {
         if let Some(Ok(view)) = place.value().get() {
             call.set(Some(view));
+            refresh.update(|r| *r += 1);
         }
+    });
+    // Once over, the thread shows the call's times.
+    Effect::new(move |was_over: Option<bool>| {
+        let over = call.with(|c| c.as_ref().is_some_and(CallView::over));
+        if over && was_over == Some(false) {
+            refresh.update(|r| *r += 1);
+        }
+        over
     });
     // While the call is not over, ask for its state every two seconds.
     #[cfg(feature = "hydrate")]
@@ -533,8 +545,11 @@ fn CallPanel(work: Workspace) -> impl IntoView {
 
 /// The contact beside the task: fields, flows, the thread, the timeline.
 #[component]
-fn ContactContext(work: Workspace) -> impl IntoView {
+fn ContactContext(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
     let contact = work.contact.clone();
+    let contact_id = contact.id;
+    // Loaded with the page, then again after each send.
+    let thread = Resource::new(move || (contact_id, refresh.get()), |(contact, _)| crate::workspace_api::contact_thread(contact));
     let fields: Vec<(String, String)> = contact.contact.fields.iter().map(|(k, v)| (k.clone(), match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -554,7 +569,14 @@ fn ContactContext(work: Workspace) -> impl IntoView {
             }).collect_view()}
         </ul>
         <h3>"Conversation"</h3>
-        <Thread items=work.thread.clone()/>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match thread.await {
+                    Ok(items) => view! { <Thread items/> }.into_any(),
+                    Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                }
+            })}
+        </Transition>
         <h3>"Timeline"</h3>
         <ul class="timeline">
             {contact.timeline.iter().take(20).map(|t| view! {
