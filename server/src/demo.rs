@@ -60,9 +60,9 @@ pub struct Summary {
 }
 
 /// The demo flow: welcome email, two days' wait, an A/B offer (its branches
-/// compared on clicks in the report), then a reminder for those who
-/// clicked and a sales call task for those who did not; a purchase is the
-/// goal.
+/// compared on clicks in the report), then a day later a reminder for
+/// those who clicked and a sales call task for those who did not; a
+/// purchase is the goal.
 pub fn flow_document() -> FlowDocument {
     let email = |subject: &str, body: &str| json!({"subject": subject, "body": body, "activation": "automatic"});
     let doc = json!({
@@ -82,11 +82,12 @@ pub fn flow_document() -> FlowDocument {
              "settings": email("Free shipping, this week only", "Hi {{ first_name }}, shipping is on us until Sunday.")},
             {"id": "clicked", "kind": "wait_until", "name": "Clicked within 3 days?", "position": {"x": 1140, "y": 200},
              "settings": {"until": [{"event": "link_clicked"}], "timeout": {"amount": 3, "unit": "days"}}},
-            {"id": "reminder", "kind": "send_email", "name": "Cart reminder", "position": {"x": 1360, "y": 100},
+            {"id": "wait_1d", "kind": "wait", "name": "Wait a day", "position": {"x": 1360, "y": 40}, "settings": {"mode": "duration", "amount": 1, "unit": "days"}},
+            {"id": "reminder", "kind": "send_email", "name": "Cart reminder", "position": {"x": 1580, "y": 100},
              "settings": email("Still thinking it over?", "Hi {{ first_name }}, your offer is waiting.")},
             {"id": "sales_call", "kind": "task", "name": "Sales call", "position": {"x": 1360, "y": 300},
              "settings": {"subject": "Call {{ first_name }} about the spring offer", "priority": "normal"}},
-            {"id": "done", "kind": "exit", "name": "Done", "position": {"x": 1580, "y": 200}}
+            {"id": "done", "kind": "exit", "name": "Done", "position": {"x": 1800, "y": 200}}
         ],
         "edges": [
             {"from": "start", "port": "next", "to": "welcome"},
@@ -96,7 +97,8 @@ pub fn flow_document() -> FlowDocument {
             {"from": "offer_test", "port": "b", "to": "offer_b"},
             {"from": "offer_a", "port": "next", "to": "clicked"},
             {"from": "offer_b", "port": "next", "to": "clicked"},
-            {"from": "clicked", "port": "met", "to": "reminder"},
+            {"from": "clicked", "port": "met", "to": "wait_1d"},
+            {"from": "wait_1d", "port": "next", "to": "reminder"},
             {"from": "clicked", "port": "timed_out", "to": "sales_call"},
             {"from": "reminder", "port": "next", "to": "done"},
             {"from": "sales_call", "port": "next", "to": "done"}
@@ -356,7 +358,7 @@ pub async fn run(store: &Store, options: &Options, end: Timestamp) -> Result<Sum
                     let url = format!("https://shop.example.com/spring?offer={step}");
                     planned.push(Planned { at: clicked, ..about(json!({"event": "link_clicked", "step": step, "url": url})) });
                     if offer && draws.chance(0.35) {
-                        let bought = clicked + draws.soon(60.0);
+                        let bought = clicked + draws.soon(20.0);
                         planned.push(Planned {
                             at: bought,
                             contact,

@@ -206,7 +206,7 @@ fn assemble(
     let get = |step: &str, metric: &str, machine: bool| by_step.get(&(step, metric, machine)).copied().unwrap_or(0);
     // The newest version's steps in its order, then steps only older versions had.
     let mut order: Vec<(String, String, String)> =
-        doc.steps.iter().map(|s| (s.id.clone(), s.display_name().to_string(), s.kind.as_str().to_owned())).collect();
+        flow_order(doc).into_iter().map(|s| (s.id.clone(), s.display_name().to_string(), s.kind.as_str().to_owned())).collect();
     let mut extra: Vec<&str> = by_step
         .keys()
         .filter(|(step, metric, _)| !step.is_empty() && matches!(*metric, "reached" | "passed" | "step_failed" | "sent"))
@@ -281,6 +281,28 @@ fn assemble(
         splits,
         versions: versions.into_values().collect(),
     }
+}
+
+/// The steps in the order participants meet them: breadth first from the
+/// start along the wires (ports in drawing order), then any not reached.
+fn flow_order(doc: &FlowDocument) -> Vec<&app::core::Step> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut order = Vec::new();
+    let mut queue: std::collections::VecDeque<&str> = doc.steps.iter().filter(|s| s.kind == StepKind::Start).map(|s| s.id.as_str()).collect();
+    while let Some(id) = queue.pop_front() {
+        let Some(step) = doc.step(id) else { continue };
+        if !seen.insert(step.id.as_str()) {
+            continue;
+        }
+        order.push(step);
+        for port in app::core::kinds::ports(step) {
+            for edge in doc.edges.iter().filter(|e| e.from == step.id && e.port == port) {
+                queue.push_back(edge.to.as_str());
+            }
+        }
+    }
+    order.extend(doc.steps.iter().filter(|s| !seen.contains(s.id.as_str())));
+    order
 }
 
 impl Runtime {
