@@ -28,7 +28,7 @@ run: tools site-release
 	LEPTOS_SITE_ROOT=$(SITE_RELEASE) $(CARGO_TARGET_DIR)/release/waymark --database-url $(DATABASE_URL) serve --addr $(ADDR)
 
 ## test: every test: unit, property, integration (real SQLite), CLI, browser (headless Chromium)
-test: tools browser site-debug unit pg e2e
+test: tools browser site-debug unit pg api-contract e2e
 
 ## tools: the wasm target, wasm-bindgen (same version as Cargo.lock), wasm-opt
 tools:
@@ -67,6 +67,16 @@ pg:
 		--test ops \
 		--test templating \
 		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test reports --test workspace
+
+## api-contract: schemathesis against a running server (debug build, a
+## fresh SQLite database, an API token) over /api/v1/openapi.json: any 5xx
+## or an answer the description does not allow fails it
+API_CONTRACT_BIN := $(CURDIR)/target/waymark-api-contract
+.PHONY: api-contract
+api-contract:
+	cargo build -p server --locked
+	mkdir -p $(dir $(API_CONTRACT_BIN)) && cp $(CARGO_TARGET_DIR)/debug/waymark $(API_CONTRACT_BIN)
+	.ci/api-contract $(API_CONTRACT_BIN)
 
 e2e:
 	cargo build -p server --locked

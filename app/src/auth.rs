@@ -201,6 +201,10 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
 /// JSON. (`/metrics` is served on its own address only: `--metrics-addr`.)
 pub const PROBES: &[(&str, Access)] = &[("/healthz", Access::Public), ("/readyz", Access::Public)];
 
+/// The API's OpenAPI description (`server::openapi`), under `/api/v1`:
+/// public, like the shape of the API it tells.
+pub const API_DESCRIPTION: (&str, Access) = ("/openapi.json", Access::Public);
+
 pub fn page_access(pattern: &str) -> Option<Access> {
     PAGES.iter().find(|(page, _)| *page == pattern).map(|(_, access)| *access)
 }

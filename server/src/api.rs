@@ -76,9 +76,12 @@ async fn list_flows(State(state): State<AppState>) -> Result<impl IntoResponse> 
     Ok(Json(state.store.list().await?))
 }
 
-#[derive(Deserialize)]
-struct NewFlow {
+/// `{"name": ...}` for a fresh draft, or `{"document": ...}` to import one.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewFlow {
     name: Option<String>,
+    /// A `waymark.flow/v1` document.
+    #[schema(value_type = Option<Object>)]
     document: Option<Value>,
 }
 
@@ -97,8 +100,8 @@ async fn get_flow(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(state.store.summary(flow_id(&id)?).await?))
 }
 
-#[derive(Deserialize)]
-struct Rename {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Rename {
     name: String,
 }
 
@@ -132,10 +135,12 @@ async fn get_draft(State(state): State<AppState>, Path(id): Path<String>) -> Res
     Ok(([(header::ETAG, etag)], Json(draft)).into_response())
 }
 
-#[derive(Deserialize)]
-struct SaveDraft {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct SaveDraft {
     /// The revision the edit started from.
     revision: i64,
+    /// A `waymark.flow/v1` document.
+    #[schema(value_type = Object)]
     document: Value,
 }
 
@@ -177,8 +182,8 @@ async fn validate_document(State(state): State<AppState>, Json(body): Json<Value
     Ok(Json(findings))
 }
 
-#[derive(Deserialize, Default)]
-struct Publish {
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub(crate) struct Publish {
     /// When given, publish only if the draft is still at this revision.
     revision: Option<i64>,
 }

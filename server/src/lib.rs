@@ -17,6 +17,7 @@ pub mod demo;
 pub mod error;
 pub mod events_api;
 pub mod ops;
+pub mod openapi;
 pub mod runtime;
 pub mod reports;
 pub mod runtime_api;
@@ -68,6 +69,7 @@ pub fn api_endpoints() -> Vec<auth::Endpoint> {
         .into_iter()
         .chain(runtime_api::endpoints())
         .chain(events_api::endpoints())
+        .chain(openapi::endpoints())
         .chain(runtime::pressure::endpoints())
         .chain(channels::api::endpoints())
         .chain(channels::tracking::routes::api_endpoints())

@@ -175,8 +175,13 @@ async fn enroll_csv(
     State(auth): State<Auth>,
     Extension(viewer): Extension<Viewer>,
     Path(raw): Path<String>,
-    body: String,
+    body: std::result::Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<Response> {
+    let body = body.map_err(|err| Error::BadBody {
+        status: err.status(),
+        code: "invalid_body",
+        message: format!("The body cannot be read as text: {}", err.body_text()),
+    })?;
     enroll_allowed(&auth, &viewer).await?;
     let flow = id(&raw, Error::FlowNotFound)?;
     let bad = |message: String| Error::BadBody { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid_csv", message };
@@ -484,8 +489,19 @@ fn bad_import(message: String) -> Error {
 /// mapping, dedupe, match_on, list — and a `file` part). The file is
 /// streamed to disk as it arrives, checked (header, mapping), then
 /// imported in the background: 202 with the job to poll.
-async fn import_contacts(State(state): State<AppState>, actor: Actor, mut multipart: Multipart) -> Result<Response> {
+async fn import_contacts(
+    State(state): State<AppState>,
+    actor: Actor,
+    multipart: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response> {
     use tokio::io::AsyncWriteExt;
+    // Not multipart, or no boundary: a problem like any other refusal
+    // (axum's own answer is plain text).
+    let mut multipart = multipart.map_err(|err| Error::BadBody {
+        status: err.status(),
+        code: "invalid_multipart",
+        message: format!("The upload cannot be read: {}", err.body_text()),
+    })?;
     let multipart_error = |err: axum::extract::multipart::MultipartError| Error::BadBody {
         status: err.status(),
         code: if err.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_multipart" },
