@@ -178,10 +178,10 @@ pub fn compare(split: &SplitFigures, metric: Metric) -> Comparison {
             match runner {
                 None => "Not enough participants yet to compare.".to_owned(),
                 Some(t) if l.significant => format!(
-                    "“{}” leads by {:.1} points (p = {:.3}): significant at {:.0}%.",
+                    "“{}” leads by {:.1} points ({}): significant at {:.0}%.",
                     best.port,
                     t.difference * 100.0,
-                    t.p_value,
+                    p_text(t.p_value),
                     (1.0 - ALPHA) * 100.0
                 ),
                 Some(t) if !t.enough_data => format!(
@@ -189,11 +189,20 @@ pub fn compare(split: &SplitFigures, metric: Metric) -> Comparison {
                     best.port,
                     t.difference * 100.0
                 ),
-                Some(t) => format!("“{}” leads by {:.1} points (p = {:.3}): not yet significant.", best.port, t.difference * 100.0, t.p_value),
+                Some(t) => format!("“{}” leads by {:.1} points ({}): not yet significant.", best.port, t.difference * 100.0, p_text(t.p_value)),
             }
         }
     };
     Comparison { metric, rates, leader: lead, test, verdict }
+}
+
+/// A p-value as people read it: `p = 0.007`, or `p < 0.001`.
+fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".into()
+    } else {
+        format!("p = {p:.3}")
+    }
 }
 
 /// The charts of a report, by name (`days`, `funnel`, `messages`,
@@ -390,7 +399,9 @@ mod tests {
     #[test]
     fn a_clear_difference_is_called_and_a_small_one_is_not_yet() {
         let c = compare(&split((200, 1000), (250, 1000)), Metric::Conversion);
-        assert!(c.verdict.contains("“b” leads by 5.0 points") && c.verdict.contains("significant at 95%"), "{}", c.verdict);
+        assert!(c.verdict.contains("“b” leads by 5.0 points (p = 0.007)") && c.verdict.contains("significant at 95%"), "{}", c.verdict);
+        let c = compare(&split((100, 1000), (300, 1000)), Metric::Conversion);
+        assert!(c.verdict.contains("(p < 0.001)"), "{}", c.verdict);
         let c = compare(&split((120, 1000), (100, 1000)), Metric::Conversion);
         assert!(c.verdict.ends_with("not yet significant."), "{}", c.verdict);
         let c = compare(&split((1, 10), (9, 10)), Metric::Conversion);

@@ -146,7 +146,7 @@ async fn generate(pool: &Pool, store: &Store, opts: &Options) -> Vec<i64> {
         "INSERT INTO participants (flow_id, version, contact_id, status, step, state, next_run_at, starts_at, enrolled_at, updated_at)
          SELECT {first_flow} + (s.i % {nflows}), 1, {min_contact} + s.i - 1,
                 CASE WHEN s.i % 10 < 7 THEN 'completed' WHEN s.i % 10 = 7 THEN 'converted' ELSE 'waiting' END,
-                's' || ((s.i / 7) % 10), '{{}}', NULL, {day} * 86400000, {}, {}
+                's' || ((s.i / 7) % 10), '{{}}', NULL, CAST({day} AS BIGINT) * 86400000, {}, {}
          FROM {}",
         day_text(&day), day_text(&day), series(backend, people)
     )).await;
@@ -163,7 +163,7 @@ async fn generate(pool: &Pool, store: &Store, opts: &Options) -> Vec<i64> {
         "INSERT INTO contact_events (contact_id, participant_id, kind, step, body, machine, auto, source, happened_at, received_at, delivered_at)
          SELECT {min_contact} + (s.i % {people}), {min_participant} + (s.i % {people}),
                 CASE WHEN s.i % 3 = 0 THEN 'link_clicked' ELSE 'email_opened' END, 's1', '{{}}', CASE WHEN s.i % 5 = 0 THEN 1 ELSE 0 END, 0, 'api',
-                {eday} * 86400000, {eday} * 86400000, {eday} * 86400000
+                CAST({eday} AS BIGINT) * 86400000, CAST({eday} AS BIGINT) * 86400000, CAST({eday} AS BIGINT) * 86400000
          FROM {}",
         series(backend, opts.events)
     )).await;
