@@ -386,6 +386,22 @@ async fn each_providers_signed_events_reach_the_conversation_the_contact_and_the
         assert_eq!(loaded.field_text("path"), "bounced", "{address}'s participant left its wait by `met`");
     }
     assert!(w.load(cy).await.opted_out.contains("email"), "a spam report turns email consent off");
+    // Each change of consent is on the contact's record, with its source.
+    let consent = |contact: i64| {
+        let pool = w.runtime.pool().clone();
+        async move {
+            sqlx::query_as::<_, (String, i64, String)>("SELECT channel, opted_out, source FROM consent_changes WHERE contact_id = $1 ORDER BY id")
+                .bind(contact)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    for contact in [ada, bob, dee, eve] {
+        assert_eq!(consent(contact).await, [("email".to_owned(), 1, "hard_bounce".to_owned())], "contact {contact}'s hard bounce");
+    }
+    assert_eq!(consent(cy).await, [("email".to_owned(), 1, "complaint".to_owned())]);
+    assert!(consent(fay).await.is_empty(), "a delivery changes no consent");
     assert_eq!(w.load(fay).await.field_text("path"), "", "a delivery is not a bounce");
     let row = w.conversation(&sent[0]).await;
     assert_eq!(

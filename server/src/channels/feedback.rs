@@ -323,3 +323,23 @@ mod tests {
         assert_eq!(hashed, event_id(&long));
     }
 }
+
+/// Whether feedback turned email off for the contact, and the words that
+/// go with its `consent_changes` row: a hard bounce or a complaint that
+/// reached the contact (`event`), or the soft bounce that made `limit` in a
+/// row (`undeliverable`).
+pub fn consent_lost(outcome: &Outcome, event: bool, undeliverable: bool, limit: u32) -> Option<(super::tracking::FeedbackConsent, Option<String>)> {
+    use app::core::engagement::BounceType;
+    use super::tracking::FeedbackConsent;
+    match outcome {
+        Outcome::Bounce { bounce: BounceType::Hard, status, diagnostic } if event => {
+            let words = [status.as_deref(), diagnostic.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+            Some((FeedbackConsent::HardBounce, (!words.is_empty()).then_some(words)))
+        }
+        Outcome::Bounce { bounce: BounceType::Soft, .. } if undeliverable => {
+            Some((FeedbackConsent::SoftBounces, Some(format!("{limit} soft bounces in a row"))))
+        }
+        Outcome::Complaint if event => Some((FeedbackConsent::Complaint, None)),
+        _ => None,
+    }
+}

@@ -648,7 +648,7 @@ pub async fn handle(runtime: &Runtime, key: &str, validity: i64, uid: u32, raw: 
                     if undeliverable {
                         notes.push("soft bounces in a row: the address is now undeliverable".into());
                     }
-                    if let Some((why, detail)) = consent_lost(&feedback.outcome, event, undeliverable, soft_limit) {
+                    if let Some((why, detail)) = feedback::consent_lost(&feedback.outcome, event, undeliverable, soft_limit) {
                         tracking::record_feedback_consent(&mut tx, id, why, detail.as_deref(), runtime.now()).await?;
                     }
                 }
@@ -674,26 +674,6 @@ pub async fn handle(runtime: &Runtime, key: &str, validity: i64, uid: u32, raw: 
         Ok::<_, Error>(Handled { events, unmatched: kind == "unmatched" || kind == "ignored" })
     })
     .await
-}
-
-/// Whether feedback turned email off for the contact, and the words that
-/// go with its `consent_changes` row: a hard bounce or a complaint that
-/// reached the contact (`event`), or the soft bounce that made `limit` in a
-/// row (`undeliverable`).
-fn consent_lost(outcome: &Outcome, event: bool, undeliverable: bool, limit: u32) -> Option<(tracking::FeedbackConsent, Option<String>)> {
-    use app::core::engagement::BounceType;
-    use tracking::FeedbackConsent;
-    match outcome {
-        Outcome::Bounce { bounce: BounceType::Hard, status, diagnostic } if event => {
-            let words = [status.as_deref(), diagnostic.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            Some((FeedbackConsent::HardBounce, (!words.is_empty()).then_some(words)))
-        }
-        Outcome::Bounce { bounce: BounceType::Soft, .. } if undeliverable => {
-            Some((FeedbackConsent::SoftBounces, Some(format!("{limit} soft bounces in a row"))))
-        }
-        Outcome::Complaint if event => Some((FeedbackConsent::Complaint, None)),
-        _ => None,
-    }
 }
 
 /// A message to a `List-Unsubscribe` mailto address: the contact whose

@@ -321,9 +321,12 @@ async fn record(state: &AppState, list: Vec<Feedback>) -> Result<Json<Value>> {
         let (mut recorded, mut unmatched, mut events) = (0, 0, 0);
         for item in &list {
             match feedback::apply(runtime, &mut tx, item, limit).await? {
-                Applied::Recorded { event, .. } => {
+                Applied::Recorded { conversation, event, undeliverable } => {
                     recorded += 1;
                     events += usize::from(event);
+                    if let Some((why, detail)) = feedback::consent_lost(&item.outcome, event, undeliverable, limit) {
+                        super::tracking::record_feedback_consent(&mut tx, conversation, why, detail.as_deref(), runtime.now()).await?;
+                    }
                 }
                 Applied::Duplicate { .. } => {}
                 Applied::Unmatched => unmatched += 1,
