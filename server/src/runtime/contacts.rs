@@ -190,30 +190,49 @@ pub struct Keep<'a> {
 
 /// [`save`], keeping `keep` from being woken.
 pub async fn save_except(conn: &mut Conn, id: i64, before: &Contact, after: &Contact, keep: &Keep<'_>) -> Result<()> {
-    // Sends are written by `claim_sends`; only the contact's data here.
+    save_many_except(conn, &[(id, before, after)], keep).await
+}
+
+/// [`save_except`] for many contacts at once, each `(id, before, after)`:
+/// one statement wakes the participants of those whose data changed and
+/// one writes them all; only a change of lists costs statements of its own.
+pub async fn save_many_except(conn: &mut Conn, changes: &[(i64, &Contact, &Contact)], keep: &Keep<'_>) -> Result<()> {
+    // Sends are written by `claim_sends`; only the contacts' data here.
     let data = |c: &Contact| Contact { recent: Vec::new(), sends_version: 0, ..c.clone() };
-    if data(before) == data(after) {
+    let changed: Vec<&(i64, &Contact, &Contact)> = changes.iter().filter(|(_, before, after)| data(before) != data(after)).collect();
+    if changed.is_empty() {
         return Ok(());
     }
-    nudge(conn, &[id], keep).await?;
-    sqlx::query(
-        "UPDATE contacts SET email = $1, mobile = $2, timezone = $3, owner = $4, fields = $5, opted_out = $6, blocked = $7, updated_at = $8,
-             search_name = $9
-         WHERE id = $10",
-    )
-    .bind(&after.email)
-    .bind(&after.mobile)
-    .bind(&after.timezone)
-    .bind(&after.owner)
-    .bind(serde_json::to_string(&after.fields).expect("maps serialize"))
-    .bind(serde_json::to_string(&after.opted_out).expect("sets serialize"))
-    .bind(after.blocked as i64)
-    .bind(now_text())
-    .bind(search_name(&after.fields))
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    save_lists(conn, id, &before.lists, &after.lists).await
+    let ids: Vec<i64> = changed.iter().map(|(id, _, _)| *id).collect();
+    nudge(conn, &ids, keep).await?;
+    let updated = now_text();
+    for chunk in changed.chunks(500) {
+        let mut query: Sql = Sql::new("WITH v (id, email, mobile, timezone, owner, fields, opted_out, blocked, search_name) AS (");
+        query.push_values(chunk, |mut row, (id, _, after)| {
+            row.push_bind(*id)
+                .push_bind(after.email.clone())
+                .push_bind(after.mobile.clone())
+                .push_bind(after.timezone.clone())
+                .push_bind(after.owner.clone())
+                .push_bind(serde_json::to_string(&after.fields).expect("maps serialize"))
+                .push_bind(serde_json::to_string(&after.opted_out).expect("sets serialize"))
+                .push_bind(after.blocked as i64)
+                .push_bind(search_name(&after.fields));
+        });
+        query.push(
+            ") UPDATE contacts SET email = v.email, mobile = v.mobile, timezone = v.timezone, owner = v.owner, fields = v.fields,
+                 opted_out = v.opted_out, blocked = v.blocked, search_name = v.search_name, updated_at = ",
+        );
+        query.push_bind(updated.clone());
+        query.push(" FROM v WHERE contacts.id = v.id");
+        query.build().execute(&mut *conn).await?;
+    }
+    for (id, before, after) in changed {
+        if before.lists != after.lists {
+            save_lists(conn, *id, &before.lists, &after.lists).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The contacts `ids` changed: their active participants that have

@@ -792,10 +792,18 @@ async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Con
 /// A contact's changes by an advance (or an event): saved, its other
 /// participants woken to re-check, and lists it joined may enroll it.
 pub(crate) async fn save_contact(&self, conn: &mut Conn, contact_id: i64, before: &Contact, after: &Contact, keep: &contacts::Keep<'_>) -> Result<()> {
-    contacts::save_except(conn, contact_id, before, after, keep).await?;
-    let joined: Vec<String> = after.lists.difference(&before.lists).cloned().collect();
-    if !joined.is_empty() {
-        self.enroll_by_lists(conn, contact_id, &joined).await?;
+    self.save_contacts(conn, &[(contact_id, before, after)], keep).await
+}
+
+/// [`Runtime::save_contact`] for many contacts, in a constant number of
+/// statements (but those joining lists).
+pub(crate) async fn save_contacts(&self, conn: &mut Conn, changes: &[(i64, &Contact, &Contact)], keep: &contacts::Keep<'_>) -> Result<()> {
+    contacts::save_many_except(conn, changes, keep).await?;
+    for (contact_id, before, after) in changes {
+        let joined: Vec<String> = after.lists.difference(&before.lists).cloned().collect();
+        if !joined.is_empty() {
+            self.enroll_by_lists(conn, *contact_id, &joined).await?;
+        }
     }
     Ok(())
 }
