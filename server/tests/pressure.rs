@@ -209,3 +209,64 @@ async fn the_settings_page_saves_the_policy_and_lists_each_problem_of_a_refused_
         .unwrap();
     assert_eq!(audited, 1, "the save, not the refusal");
 }
+
+/// The editor's Test run applies the installation's policy: a stored
+/// contact emailed two days ago under a cap of one email a week has its
+/// email deferred to when the week is over, and the record says why.
+#[tokio::test]
+async fn the_editor_test_run_defers_by_the_installations_policy() {
+    use app::runtime_api::{test_run, RuntimeHandle, TestRunRequest};
+    use leptos::prelude::provide_context;
+    use leptos::reactive::computed::ScopedFuture;
+    use leptos::reactive::owner::Owner;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let store = Store::new(store::connect(&db.url).await.unwrap());
+    let runtime = Runtime::new(store.pool().clone(), Arc::new(server::runtime::SystemClock), "test");
+    let mut conn = runtime.pool().acquire().await.unwrap();
+    let policy: app::core::pressure::Policy =
+        serde_json::from_value(json!({"caps": [{"channel": "email", "max": 1, "per": {"amount": 7, "unit": "days"}}]})).unwrap();
+    pressure::save(&mut conn, &policy, "admin@x.test").await.unwrap();
+    let contact = contacts::insert(&mut conn, &Contact { email: Some("ada@example.test".into()), ..Contact::default() }).await.unwrap();
+    let start = t0();
+    let earlier = start - SignedDuration::from_hours(48);
+    sqlx::query("INSERT INTO contact_sends (contact_id, channel, at) VALUES ($1, 'email', $2)")
+        .bind(contact)
+        .bind(earlier.as_millisecond())
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let owner = Owner::new();
+    let (mut parts, _) = Request::new(()).into_parts();
+    parts.extensions.insert(app::auth::Viewer { id: 1, email: "m@x.test".into(), name: "M".into(), role: app::auth::Role::Marketer, token: false });
+    let handle: RuntimeHandle = Arc::new(runtime.clone());
+    owner.with(|| {
+        provide_context(parts);
+        provide_context(handle);
+    });
+    let flow = json!({"format": "waymark.flow/v1", "name": "Capped",
+        "steps": [{"id": "s", "kind": "start"},
+                  {"id": "e1", "kind": "send_email", "settings": {"subject": "Hello", "body": "Hi"}}],
+        "edges": [{"from": "s", "port": "next", "to": "e1"}]});
+    let run = |contact_id: Option<i64>| TestRunRequest {
+        document: flow.to_string(),
+        contact_id,
+        sample: Contact { email: Some("sample@example.test".into()), ..Contact::default() },
+        start: Some(start.to_string()),
+        window: "14d".into(),
+        manual_after: None,
+        events: Vec::new(),
+    };
+    let capped = owner.with(|| ScopedFuture::new(test_run(run(Some(contact))))).await.unwrap().simulation;
+    let email = capped.actions.iter().find(|a| a.step == "e1").expect("the email step is reached");
+    let why = email.why.clone().unwrap_or_default();
+    assert!(why.contains("1 email per 7 days"), "the record names the cap: {why:?}");
+    let sent = capped.effects.iter().find(|e| e.step == "e1").expect("the email is sent once the week is over");
+    assert_eq!(sent.at, earlier + SignedDuration::from_hours(7 * 24), "sent when the earlier email leaves the window");
+    // The sample contact has no recent sends: sent at once.
+    let free = owner.with(|| ScopedFuture::new(test_run(run(None)))).await.unwrap().simulation;
+    assert_eq!(free.effects.iter().find(|e| e.step == "e1").map(|e| e.at), Some(start));
+}
