@@ -41,7 +41,7 @@ test("a page loads only its own code; the editor's and the step form's come when
   expect(editorOnly.filter((file) => fetched.has(file))).toEqual([]);
 
   // In-app navigation to the editor fetches its chunks, and it works.
-  await page.getByRole("link", { name: "Welcome series (demo)" }).click();
+  await page.getByRole("table").getByRole("link", { name: "Welcome series (demo)" }).click();
   await expect(page.locator("svg.flow-graph g.step")).toHaveCount(20);
   expect(editorOnly.filter((file) => !fetched.has(file))).toEqual([]);
   expect(formOnly.filter((file) => fetched.has(file))).toEqual([]);

@@ -66,7 +66,7 @@ test("an agent completes a call from the inbox and the timeline shows it", async
 
 test("a test run shows the demo flow's timeline in the contact's zone", async ({ page }) => {
   await open(page, "/");
-  await page.getByRole("link", { name: "Welcome series (demo)" }).click();
+  await page.getByRole("table").getByRole("link", { name: "Welcome series (demo)" }).click();
   await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
   const panel = page.locator("section.test-run");
   await panel.getByLabel("Time zone").fill("Europe/Paris");

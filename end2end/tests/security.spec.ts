@@ -64,7 +64,7 @@ test("stored markup renders as text, and the app raises no CSP violation", async
   }
   await open(page, "/");
   for (const payload of payloads) {
-    await expect(page.getByText(`${payload} e2e`, { exact: true })).toBeVisible();
+    await expect(page.getByRole("table").getByText(`${payload} e2e`, { exact: true })).toBeVisible();
   }
   await expect(page.locator("svg[onload], img[onerror]")).toHaveCount(0);
   await expect(page.locator('a[href^="javascript:"]')).toHaveCount(0);
