@@ -2,7 +2,8 @@
 //! `make pg`): the health probes; `/metrics` on its own address, behind
 //! its token, scraped while the server does real work (webhooks to a
 //! local HTTP server, one that refuses connections, events, an import, a
-//! bulk run, a participant stuck in a dead worker's claim) and read with
+//! bulk run, a participant stuck in a dead worker's claim, participants
+//! moved on by delivered events) and read with
 //! Python's `prometheus_client` parser, whose values must have moved by
 //! exactly that work; request ids; and the JSON log lines of requests and
 //! jobs.
@@ -117,6 +118,12 @@ async fn a_working_server_is_ready_and_its_metrics_logs_and_request_ids_report_t
     let step = |url: &str| json!([{"id": "start", "kind": "start"}, {"id": "hook", "kind": "webhook", "settings": {"url": url}}, {"id": "x", "kind": "exit"}]);
     let answered = support::publish(&store, "Answered", step(&hooks.url("/hook")), &["start->hook", "hook->x"]).await;
     let unanswered = support::publish(&store, "Refused", step(&refused), &["start->hook", "hook->x"]).await;
+    // Moved only by an event delivery pass: waiting for a purchase.
+    let waits = json!([{"id": "start", "kind": "start"},
+        {"id": "w", "kind": "wait_until", "settings": {"until": [{"event": "custom", "name": "purchase"}], "timeout": {"amount": 3, "unit": "days"}}},
+        {"id": "bought", "kind": "update_contact", "settings": {"changes": [{"field": "bought", "op": "set", "value": "yes"}]}},
+        {"id": "late", "kind": "exit"}]);
+    let waiting = support::publish(&store, "Waits", waits, &["start->w", "w:met->bought", "w:timed_out->late"]).await;
     let mut contacts = Vec::new();
     for i in 0..N + 3 {
         let id: i64 = sqlx::query_scalar("INSERT INTO contacts (email, created_at, updated_at) VALUES ($1, $2, $2) RETURNING id")
@@ -197,6 +204,10 @@ async fn a_working_server_is_ready_and_its_metrics_logs_and_request_ids_report_t
     assert_eq!(enrolled.status(), 201);
     let generated = enrolled.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 24, "an id is made when the caller sends none: {generated}");
+    let enrolled = http.post(api(&format!("/flows/{waiting}/enroll"))).bearer_auth(&token).header("content-type", "application/json").body(json!({"contact_ids": contacts[..2]}).to_string()).send().await.unwrap();
+    assert_eq!(enrolled.status(), 201);
+    let at_wait = format!("SELECT count(*) FROM participants WHERE flow_id = {waiting} AND step = 'w' AND status = 'waiting'");
+    wait_for("both wait for a purchase", &serve, async || sqlx::query_scalar::<_, i64>(&at_wait).fetch_one(&pool).await.unwrap() == 2).await;
     let refused_id = http.get(format!("{}/healthz", serve.base)).header("x-request-id", "no spaces allowed").send().await.unwrap();
     assert_ne!(refused_id.headers()["x-request-id"], "no spaces allowed");
     let events = json!([
@@ -228,6 +239,8 @@ async fn a_working_server_is_ready_and_its_metrics_logs_and_request_ids_report_t
     wait_for("both refused webhooks wait for a retry", &serve, async || sqlx::query_scalar::<_, i64>(retried).fetch_one(&pool).await.unwrap() == 2).await;
     let imported = format!("SELECT count(*) FROM contact_imports WHERE id = {import_id} AND status = 'done'");
     wait_for("the import ends", &serve, async || sqlx::query_scalar::<_, i64>(&imported).fetch_one(&pool).await.unwrap() == 1).await;
+    let bought = format!("SELECT count(*) FROM participants WHERE flow_id = {waiting} AND status = 'completed'");
+    wait_for("the purchases move both waiting", &serve, async || sqlx::query_scalar::<_, i64>(&bought).fetch_one(&pool).await.unwrap() == 2).await;
     let sent = "SELECT count(*) FROM outbox WHERE status = 'sent'";
     wait_for("the sends are recorded", &serve, async || sqlx::query_scalar::<_, i64>(sent).fetch_one(&pool).await.unwrap() == N as i64).await;
     // The two waiting for their retry (the stuck one is in another's claim, and stays).
@@ -264,6 +277,9 @@ async fn a_working_server_is_ready_and_its_metrics_logs_and_request_ids_report_t
     // webhook and exit; each refused one start and webhook (so far).
     assert_eq!(sample(&m, "waymark_transitions_total", &[("kind", "webhook")]), Some((N + 2) as f64), "{text}");
     assert_eq!(sample(&m, "waymark_transitions_total", &[("kind", "exit")]), Some(N as f64), "{text}");
+    // The event delivery pass's: the two purchases moved their contacts on.
+    assert_eq!(sample(&m, "waymark_transitions_total", &[("kind", "update_contact")]), Some(2.0), "{text}");
+    assert_eq!(sample(&m, "waymark_transitions_total", &[("kind", "wait_until")]), Some(2.0), "{text}");
     assert_eq!(sample(&m, "waymark_sends_total", &[("channel", "webhook"), ("outcome", "sent")]), Some(N as f64), "{text}");
     // (Tried again 30 s after the first try: twice more if this test was that slow.)
     let retried = sample(&m, "waymark_sends_total", &[("channel", "webhook"), ("outcome", "retried")]).unwrap();
@@ -292,10 +308,10 @@ async fn a_working_server_is_ready_and_its_metrics_logs_and_request_ids_report_t
     assert_eq!(sample(&m, "waymark_jobs_running", &[("kind", "bulk")]), Some(0.0));
     // HTTP: by the route's template and status, never the path as sent.
     let enroll = "/api/v1/flows/{id}/enroll";
-    assert_eq!(sample(&m, "waymark_http_requests_total", &[("method", "POST"), ("route", enroll), ("status", "201")]), Some(2.0), "{text}");
+    assert_eq!(sample(&m, "waymark_http_requests_total", &[("method", "POST"), ("route", enroll), ("status", "201")]), Some(3.0), "{text}");
     assert_eq!(
         sample(&m, "waymark_http_request_duration_seconds_count", &[("method", "POST"), ("route", enroll), ("status", "201")]),
-        Some(2.0)
+        Some(3.0)
     );
     assert!(total(&m, "waymark_http_requests_total", &[("route", "/readyz"), ("status", "200")]) >= 2.0);
     assert_eq!(total(&m, "waymark_http_requests_total", &[("route", "/api/v1/events"), ("status", "202")]), 1.0);

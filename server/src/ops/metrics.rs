@@ -107,8 +107,27 @@ fn describe() {
 /// A committed advance of a participant that was at visit `from`: one
 /// transition per step entered.
 pub fn transitions(from: u32, step: &Advance) {
-    for record in step.actions.iter().filter(|r| r.visit > from) {
-        counter!("waymark_transitions_total", "kind" => record.kind.clone()).increment(1);
+    let mut entered = Entered::default();
+    entered.note(from, step);
+    entered.count();
+}
+
+/// The steps entered by the advances of one transaction (an event
+/// delivery pass), counted once it commits.
+#[derive(Default)]
+pub struct Entered(Vec<String>);
+
+impl Entered {
+    /// An advance of a participant that was at visit `from`.
+    pub fn note(&mut self, from: u32, step: &Advance) {
+        self.0.extend(step.actions.iter().filter(|r| r.visit > from).map(|r| r.kind.clone()));
+    }
+
+    /// The transaction committed: one transition per step entered.
+    pub fn count(self) {
+        for kind in self.0 {
+            counter!("waymark_transitions_total", "kind" => kind).increment(1);
+        }
     }
 }
 

@@ -321,6 +321,7 @@ impl Runtime {
         let mut notes: Vec<(i64, i64, &'static str, Option<String>)> = Vec::new();
         let mut records: Vec<(i64, Vec<ActionRecord>, Vec<Command>)> = Vec::new();
         let mut tally = super::rollups::Tally::default();
+        let mut entered = crate::ops::metrics::Entered::default();
         let mut done: Vec<i64> = Vec::with_capacity(events.len());
         let mut outcome = Delivered::default();
         for (event_id, contact_id, only, received, consent_written) in &events {
@@ -357,6 +358,7 @@ impl Runtime {
                 }
                 notes.push((p.id, *event_id, effect, p.state.step.clone()));
                 if step.participant != p.state || !step.actions.is_empty() || !step.commands.is_empty() {
+                    entered.note(p.state.visit, &step);
                     tally.advance(p.flow_id, p.version, &p.state, &step, now);
                     p.state = step.participant.clone();
                     p.dirty = true;
@@ -414,6 +416,7 @@ impl Runtime {
                 .await?;
         }
         tx.commit().await?;
+        entered.count();
         outcome.events = done.len();
         Ok(outcome)
     }
