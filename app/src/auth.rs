@@ -161,6 +161,7 @@ pub const SERVER_FNS: &[(&str, Access)] = &[
     ("my_queue", Access::SignedIn),
     ("workspace_task", Access::SignedIn),
     ("send_task_email", Access::SignedIn),
+    ("preview_email", Access::SignedIn),
     ("send_task_sms", Access::SignedIn),
     ("place_task_call", Access::SignedIn),
     ("task_call", Access::SignedIn),

@@ -168,201 +168,24 @@ pub fn addresses(list: &str) -> Vec<String> {
     list.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
 }
 
-/// Elements dropped with everything inside them.
-const DROPPED: &[&str] = &["script", "style", "iframe", "object", "embed", "form", "frame", "frameset", "applet", "base", "meta", "link", "svg", "math", "template", "noscript"];
-
-/// An agent's HTML made safe to send and to preview, as templates are
-/// meant to be: scripts, styles, frames, forms and embedded objects are
-/// dropped with their content, event-handler attributes (`on…`) and
-/// `style` removed, and links or images whose address is not http(s),
-/// mailto, tel or relative lose it. Text and ordinary markup (paragraphs,
-/// links, lists, emphasis, tables, images) stay as written.
+/// An agent's or a template's HTML made safe to send and to preview, by
+/// one sanitiser (ammonia, on the server): scripts, styles, frames, forms
+/// and embedded objects go with what is inside them, event handlers and
+/// `style` attributes go, and a link or image keeps its address only when
+/// it is http(s), mailto, tel or relative. Text and ordinary formatting
+/// (paragraphs, emphasis, links, lists, tables, images) stay.
+#[cfg(feature = "ssr")]
 pub fn sanitize_html(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open..];
-        if let Some(comment) = after.strip_prefix("<!--") {
-            rest = comment.find("-->").map(|end| &comment[end + 3..]).unwrap_or("");
-            continue;
-        }
-        let Some(close) = tag_end(after) else {
-            // An unclosed `<`: kept as text.
-            out.push_str("&lt;");
-            rest = &after[1..];
-            continue;
-        };
-        let tag = &after[1..close];
-        rest = &after[close + 1..];
-        let closing = tag.starts_with('/');
-        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-        if name.is_empty() {
-            if tag.starts_with('!') || tag.starts_with('?') {
-                continue; // doctype, processing instruction
-            }
-            out.push_str("&lt;");
-            out.push_str(&tag.replace('<', "&lt;").replace('>', "&gt;"));
-            out.push_str("&gt;");
-            continue;
-        }
-        if DROPPED.contains(&name.as_str()) {
-            if !closing && !tag.ends_with('/') {
-                let end = format!("</{name}");
-                let lower = rest.to_ascii_lowercase();
-                rest = match lower.find(&end) {
-                    Some(at) => {
-                        let tail = &rest[at..];
-                        tail.find('>').map(|gt| &tail[gt + 1..]).unwrap_or("")
-                    }
-                    None => "",
-                };
-            }
-            continue;
-        }
-        if closing {
-            out.push_str(&format!("</{name}>"));
-            continue;
-        }
-        out.push('<');
-        out.push_str(&name);
-        for (attr, value) in attributes(&tag[name.len()..]) {
-            if attr.starts_with("on") || attr == "style" || attr == "srcdoc" || attr == "formaction" || attr.contains(':') {
-                continue;
-            }
-            if matches!(attr.as_str(), "href" | "src" | "action" | "background" | "poster" | "xlink") && !safe_url(&value) {
-                continue;
-            }
-            out.push(' ');
-            out.push_str(&attr);
-            out.push_str("=\"");
-            out.push_str(&crate::core::merge::escape_html(&value));
-            out.push('"');
-        }
-        if tag.trim_end().ends_with('/') {
-            out.push_str(" /");
-        }
-        out.push('>');
-    }
-    out.push_str(&rest.replace('>', "&gt;"));
-    out
-}
-
-/// Where the tag opened at 0 ends, skipping `>` inside quoted values.
-fn tag_end(text: &str) -> Option<usize> {
-    let mut quote: Option<char> = None;
-    for (i, c) in text.char_indices().skip(1) {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '>') => return Some(i),
-            (None, '<') => return None,
-            _ => {}
-        }
-    }
-    None
-}
-
-/// A tag's attributes as (lower-case name, decoded value).
-fn attributes(text: &str) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == '/') {
-            i += 1;
-        }
-        let start = i;
-        while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '=' && chars[i] != '/' {
-            i += 1;
-        }
-        let name: String = chars[start..i].iter().collect::<String>().to_ascii_lowercase();
-        if name.is_empty() {
-            i += 1;
-            continue;
-        }
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        let mut value = String::new();
-        if i < chars.len() && chars[i] == '=' {
-            i += 1;
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            if i < chars.len() && (chars[i] == '"' || chars[i] == '\'') {
-                let q = chars[i];
-                i += 1;
-                while i < chars.len() && chars[i] != q {
-                    value.push(chars[i]);
-                    i += 1;
-                }
-                i += 1;
-            } else {
-                while i < chars.len() && !chars[i].is_whitespace() {
-                    value.push(chars[i]);
-                    i += 1;
-                }
-            }
-        }
-        found.push((name, decode(&value)));
-    }
-    found
-}
-
-/// The few entities an attribute may hide a scheme behind.
-fn decode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let tail = &rest[amp..];
-        let Some(semi) = tail.find(';').filter(|&s| s <= 10) else {
-            out.push('&');
-            rest = &tail[1..];
-            continue;
-        };
-        let entity = &tail[1..semi];
-        let c = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            "colon" => Some(':'),
-            "tab" | "Tab" => Some('\t'),
-            "newline" | "NewLine" => Some('\n'),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match c {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// http(s), mailto, tel, or no scheme at all (relative, `#anchor`).
-fn safe_url(url: &str) -> bool {
-    let squeezed: String = url.chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect::<String>().to_ascii_lowercase();
-    match squeezed.find(':') {
-        None => true,
-        Some(colon) if squeezed[..colon].contains(['/', '?', '#']) => true,
-        Some(colon) => matches!(&squeezed[..colon], "http" | "https" | "mailto" | "tel"),
-    }
+    use std::sync::OnceLock;
+    static CLEANER: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    CLEANER
+        .get_or_init(|| {
+            let mut builder = ammonia::Builder::default();
+            builder.url_schemes(["http", "https", "mailto", "tel"].into()).link_rel(Some("noopener noreferrer"));
+            builder
+        })
+        .clean(html)
+        .to_string()
 }
 
 #[cfg(feature = "ssr")]
@@ -435,6 +258,17 @@ pub async fn workspace_task(participant: i64) -> Result<Workspace, ServerFnError
 pub async fn send_task_email(email: EmailSend) -> Result<String, ServerFnError> {
     let viewer = crate::auth::require(crate::auth::Access::SignedIn)?;
     backend::workspace()?.send_email(&viewer, email).await
+}
+
+/// The email's body as it would be sent: sanitised by the server's one
+/// sanitiser (the page shows it in a sandboxed frame).
+#[server(prefix = "/fn", client = crate::auth::client::Client, input = leptos::server_fn::codec::Json)]
+pub async fn preview_email(body: String) -> Result<String, ServerFnError> {
+    crate::auth::require(crate::auth::Access::SignedIn)?;
+    if body.len() > MAX_BODY {
+        return Err(ServerFnError::new(format!("The body is over {} KB.", MAX_BODY / 1024)));
+    }
+    Ok(sanitize_html(&body))
 }
 
 #[server(prefix = "/fn", client = crate::auth::client::Client)]
@@ -524,21 +358,51 @@ pub async fn set_flow_task_owner(flow: i64, owner: Option<String>) -> Result<(),
 mod tests {
     use super::*;
 
+    #[cfg(feature = "ssr")]
     #[test]
-    fn sanitizing_keeps_markup_and_drops_what_runs() {
+    fn sanitizing_keeps_formatting_and_drops_what_runs() {
+        // What the editor makes stays as written.
+        let kept = "<p>Hi <b>Ada</b> &amp; <i>Bo</i>, <strong>read</strong> <em>this</em>:</p><ul><li>one</li></ul><ol><li>two</li></ol><br>";
+        assert_eq!(sanitize_html(kept), kept);
         assert_eq!(
-            sanitize_html("<p class=\"x\">Hi <b>Ada</b> &amp; <a href=\"https://x.test/a?b=1&amp;c=2\">guide</a></p>"),
-            "<p class=\"x\">Hi <b>Ada</b> &amp; <a href=\"https://x.test/a?b=1&amp;c=2\">guide</a></p>"
+            sanitize_html("<a href=\"https://x.test/a?b=1&amp;c=2\">guide</a> <a href=\"mailto:a@b.test\">m</a> <a href=\"/rel\">r</a>"),
+            "<a href=\"https://x.test/a?b=1&amp;c=2\" rel=\"noopener noreferrer\">guide</a> <a href=\"mailto:a@b.test\" rel=\"noopener noreferrer\">m</a> \
+             <a href=\"/rel\" rel=\"noopener noreferrer\">r</a>"
         );
-        assert_eq!(sanitize_html("a<script>alert('<p>')</script>b<style>p{}</style>c"), "abc");
-        assert_eq!(sanitize_html("<img src=x onerror=alert(1)>"), "<img src=\"x\">");
-        assert_eq!(sanitize_html("<a href=\"java&#x09;script:alert(1)\">x</a>"), "<a>x</a>");
-        assert_eq!(sanitize_html("<a href=' JavaScript:alert(1)'>x</a>"), "<a>x</a>");
-        assert_eq!(sanitize_html("<a href=\"mailto:a@b.test\" style=\"x\">m</a>"), "<a href=\"mailto:a@b.test\">m</a>");
-        assert_eq!(sanitize_html("<iframe src=\"https://x\"></iframe><!-- <script> -->ok"), "ok");
-        assert_eq!(sanitize_html("<p title=\"a>b\">x</p>"), "<p title=\"a&gt;b\">x</p>");
-        assert_eq!(sanitize_html("1 < 2 > 0"), "1 &lt; 2 &gt; 0");
-        assert_eq!(sanitize_html("<br/><SCRIPT SRC=//x></SCRIPT>"), "<br />");
+        for (attack, expected) in [
+            ("a<script>alert('<p>')</script>b<style>p{}</style>c", "abc"),
+            ("<SCRIPT SRC=//x.test/x.js></SCRIPT>ok", "ok"),
+            ("<img src=x onerror=alert(1)>", "<img src=\"x\">"),
+            ("<p onclick=\"x()\" onmouseover='y()'>Hi</p>", "<p>Hi</p>"),
+            ("<a href=\"javascript:alert(1)\">x</a>", "<a rel=\"noopener noreferrer\">x</a>"),
+            ("<a href=\" JavaScript:alert(1)\">x</a>", "<a rel=\"noopener noreferrer\">x</a>"),
+            ("<a href=\"java&#x09;script:alert(1)\">x</a>", "<a rel=\"noopener noreferrer\">x</a>"),
+            ("<a href=\"&#106;avascript&colon;alert(1)\">x</a>", "<a rel=\"noopener noreferrer\">x</a>"),
+            ("<a href=\"data:text/html,<script>alert(1)</script>\">x</a>", "<a rel=\"noopener noreferrer\">x</a>"),
+            ("<img src=\"vbscript:msgbox(1)\">", "<img>"),
+            ("<p style=\"width: expression(alert(1)); background: url(javascript:alert(2))\">s</p>", "<p>s</p>"),
+            ("<div style=\"behavior: url(x.htc)\">b</div>", "<div>b</div>"),
+            ("<iframe src=\"https://x\"></iframe><!-- <script> -->ok", "ok"),
+            ("<svg><script>alert(1)</script></svg><math><mi>x</mi></math>ok", "ok"),
+            ("<form action=\"https://x\"><input name=a><button formaction=javascript:alert(1)>b</button></form>ok", "bok"),
+            ("<object data=x></object><embed src=x><meta http-equiv=refresh content=0;url=javascript:alert(1)>ok", "ok"),
+            // Nested and broken markup cannot reassemble a tag.
+            ("<scr<script>ipt>alert(1)</script>", "ipt&gt;alert(1)"),
+            ("<<img src=x onerror=alert(1)//<", "&lt;"),
+            ("\"><script>alert(1)</script>", "\"&gt;"),
+            // Encoded markup stays text.
+            ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+            ("<p title=\"a&quot;><script>x</script>\">t</p>", "<p title=\"a&quot;&gt;&lt;script&gt;x&lt;/script&gt;\">t</p>"),
+            ("1 < 2 > 0", "1 &lt; 2 &gt; 0"),
+        ] {
+            let clean = sanitize_html(attack);
+            assert_eq!(clean, expected, "{attack}");
+            let lower = clean.to_ascii_lowercase();
+            assert!(
+                !lower.contains("<script") && !lower.contains("onerror") && !lower.contains("javascript:") && !lower.contains("style="),
+                "{attack} → {clean}"
+            );
+        }
     }
 
     #[test]

@@ -25,9 +25,9 @@ use sqlx::Row;
 use app::auth::{Access, Role, Viewer};
 use app::contacts_api::ContactsBackend;
 use app::core::calendar::{zone_for, Calendar};
-use app::core::flow::CalendarZone;
 use app::core::contact::{Channel, Contact};
 use app::core::engine::{Effect, Event, ManualOutcome};
+use app::core::flow::CalendarZone;
 use app::core::kinds::{read_settings, CallSettings, SendEmailSettings};
 use app::core::merge::{render, Escape};
 use app::core::pressure::{RecentSend, Verdict};
@@ -124,8 +124,7 @@ impl TaskRow {
     /// Whether `viewer` may work it: anyone but an agent; an agent when it
     /// is theirs, or the contact is.
     fn visible_to(&self, viewer: &Viewer) -> bool {
-        viewer.role != Role::Agent
-            || [&self.owner, &self.contact_owner].iter().any(|o| o.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(&viewer.email)))
+        viewer.role != Role::Agent || [&self.owner, &self.contact_owner].iter().any(|o| o.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(&viewer.email)))
     }
 
     fn label(&self) -> String {
@@ -147,11 +146,8 @@ async fn owned_task(conn: &mut Conn, viewer: &Viewer, participant: i64) -> Resul
 }
 
 async fn document(conn: &mut Conn, flow: i64, version: i64) -> Result<FlowDocument> {
-    let text: Option<String> = sqlx::query_scalar("SELECT document FROM flow_versions WHERE flow_id = $1 AND number = $2")
-        .bind(flow)
-        .bind(version)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT document FROM flow_versions WHERE flow_id = $1 AND number = $2").bind(flow).bind(version).fetch_optional(&mut *conn).await?;
     let text = text.ok_or(Error::VersionNotFound { flow, number: version })?;
     FlowDocument::from_json(&text).map_err(|err| Error::Internal(anyhow::anyhow!("flow {flow} version {version} unreadable: {err}")))
 }
@@ -197,7 +193,9 @@ async fn pressure_warning(conn: &mut Conn, contact: &Contact, doc: &FlowDocument
     let (zone, name) = zone(contact, doc);
     Ok(match policy.check(channel, &contact.recent, &zone, &name, now) {
         Verdict::Send => None,
-        Verdict::Defer { why, .. } => Some(format!("An automatic {channel} would have been held now by the contact-pressure policy: {why}. This one goes anyway and counts.")),
+        Verdict::Defer { why, .. } => {
+            Some(format!("An automatic {channel} would have been held now by the contact-pressure policy: {why}. This one goes anyway and counts."))
+        }
     })
 }
 
@@ -299,7 +297,8 @@ fn email_draft(doc: &FlowDocument, step: &str, contact: &Contact) -> Option<Emai
         cc: list(settings.cc.as_ref()),
         bcc: list(settings.bcc.as_ref()),
         subject: render(settings.subject.as_deref().unwrap_or_default(), contact, Escape::None),
-        body: render(settings.body.as_deref().unwrap_or_default(), contact, Escape::Html),
+        // Sanitised before it reaches the editor: it goes into the page's DOM.
+        body: sanitize_html(&render(settings.body.as_deref().unwrap_or_default(), contact, Escape::Html)),
         attachments: settings.attachments.iter().map(|a| a.name.clone()).collect(),
     })
 }
@@ -622,7 +621,11 @@ impl WorkspaceBackend for Backend {
             return Err(invalid("Calls are not set up with the provider (its voice settings): dial the number yourself."));
         };
         let callback = status_url(&voice.status_callback).ok_or_else(|| invalid("The provider's status callback is not a usable URL."))?;
-        let placed = self.texter.bridge(sms, token, &agent, &number, &callback, voice.ring_secs).await.map_err(|failure| invalid(format!("The call was not placed: {}.", failure.reason)))?;
+        let placed = self
+            .texter
+            .bridge(sms, token, &agent, &number, &callback, voice.ring_secs)
+            .await
+            .map_err(|failure| invalid(format!("The call was not placed: {}.", failure.reason)))?;
         let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
         let key = format!("agent-call:{}:{}:{}", task.participant, task.visit, placed.sid);
         let id: i64 = sqlx::query_scalar(
@@ -686,7 +689,8 @@ impl WorkspaceBackend for Backend {
             }
             other => return Err(invalid(format!("“{other}” is not completed, skipped or deferred."))),
         };
-        let disposition = if matches!(outcome, ManualOutcome::Completed) { chosen_disposition(&dispositions(&doc, &task.step), disposition)? } else { disposition };
+        let disposition =
+            if matches!(outcome, ManualOutcome::Completed) { chosen_disposition(&dispositions(&doc, &task.step), disposition)? } else { disposition };
         if let Some(notes) = &notes {
             app::core::limits::check("notes", notes, app::core::limits::NOTE).map_err(fail)?;
         }
@@ -756,7 +760,15 @@ impl WorkspaceBackend for Backend {
             .fetch_all(self.pool())
             .await
             .map_err(fail)?;
-        Ok(rows.iter().map(|r| Template { id: r.get(0), name: r.get(1), channel: r.get(2), subject: r.get(3), body: r.get(4) }).collect())
+        // Email bodies were sanitised on save; again here, as they go into the editor.
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let (channel, body): (String, String) = (r.get(2), r.get(4));
+                let body = if channel == "email" { sanitize_html(&body) } else { body };
+                Template { id: r.get(0), name: r.get(1), channel, subject: r.get(3), body }
+            })
+            .collect())
     }
 
     async fn save_template(&self, viewer: &Viewer, template: Template) -> Result<Template, ServerFnError> {
@@ -797,17 +809,18 @@ impl WorkspaceBackend for Backend {
             return Err(fail(Error::NameTaken(name)));
         }
         let id: i64 = if template.id > 0 {
-            let changed = sqlx::query("UPDATE message_templates SET name = $1, subject = $2, body = $3, updated_by = $4, updated_at = $5 WHERE id = $6 AND channel = $7")
-                .bind(&name)
-                .bind(&subject)
-                .bind(&body)
-                .bind(viewer.actor())
-                .bind(&now)
-                .bind(template.id)
-                .bind(&template.channel)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
+            let changed =
+                sqlx::query("UPDATE message_templates SET name = $1, subject = $2, body = $3, updated_by = $4, updated_at = $5 WHERE id = $6 AND channel = $7")
+                    .bind(&name)
+                    .bind(&subject)
+                    .bind(&body)
+                    .bind(viewer.actor())
+                    .bind(&now)
+                    .bind(template.id)
+                    .bind(&template.channel)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
             if changed.rows_affected() == 0 {
                 return Err(invalid(format!("There is no {} template {}.", template.channel, template.id)));
             }
@@ -842,7 +855,8 @@ impl WorkspaceBackend for Backend {
     }
 
     async fn phone(&self, viewer: &Viewer) -> Result<Option<String>, ServerFnError> {
-        let phone: Option<Option<String>> = sqlx::query_scalar("SELECT phone FROM users WHERE id = $1").bind(viewer.id).fetch_optional(self.pool()).await.map_err(fail)?;
+        let phone: Option<Option<String>> =
+            sqlx::query_scalar("SELECT phone FROM users WHERE id = $1").bind(viewer.id).fetch_optional(self.pool()).await.map_err(fail)?;
         Ok(phone.flatten())
     }
 

@@ -669,6 +669,7 @@ async fn server_functions_check_the_role_themselves() {
             my_queue => app::workspace_api::my_queue(),
             workspace_task => app::workspace_api::workspace_task(1),
             send_task_email => app::workspace_api::send_task_email(Default::default()),
+            preview_email => app::workspace_api::preview_email(s()),
             send_task_sms => app::workspace_api::send_task_sms(1, s(), s()),
             place_task_call => app::workspace_api::place_task_call(1),
             task_call => app::workspace_api::task_call(1),

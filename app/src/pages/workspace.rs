@@ -15,10 +15,11 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::error_text;
+use crate::components::rich_text::RichText;
 use crate::pages::{textarea_text, ErrorNote};
 use crate::workspace_api::{
-    finish_task, list_templates, my_phone, my_queue, place_task_call, sanitize_html, save_my_phone, send_task_email, send_task_sms, task_call,
-    workspace_task, CallView, EmailSend, QueueEntry, ThreadItem, Workspace,
+    finish_task, list_templates, my_phone, my_queue, place_task_call, preview_email, save_my_phone, send_task_email, send_task_sms, task_call, workspace_task,
+    CallView, EmailSend, QueueEntry, ThreadItem, Workspace,
 };
 
 /// `2026-11-23T09:00:12.5Z` as `2026-11-23 09:00`.
@@ -278,10 +279,10 @@ fn keyboard(go_next: impl Fn() + Clone + 'static, message_open: RwSignal<bool>, 
             }
         };
         let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-            let typing = ev
-                .target()
-                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-                .is_some_and(|el| matches!(el.tag_name().to_ascii_lowercase().as_str(), "input" | "textarea" | "select"));
+            let typing = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(|el| {
+                matches!(el.tag_name().to_ascii_lowercase().as_str(), "input" | "textarea" | "select")
+                    || el.dyn_ref::<web_sys::HtmlElement>().is_some_and(|el| el.is_content_editable())
+            });
             if typing || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
                 return;
             }
@@ -319,6 +320,7 @@ fn Composer(
     let body = RwSignal::new(draft.body.clone());
     let disposition = RwSignal::new(String::new());
     let previewing = RwSignal::new(false);
+    let preview = Action::new(|body: &String| preview_email(body.clone()));
     let send = Action::new(|email: &EmailSend| send_task_email(email.clone()));
     Effect::new(move || {
         if let Some(Ok(_)) = send.value().get() {
@@ -373,11 +375,10 @@ fn Composer(
             <label>"Cc " <input type="text" name="cc" prop:value=move || cc.get() on:input=move |ev| cc.set(event_target_value(&ev))/></label>
             <label>"Bcc " <input type="text" name="bcc" prop:value=move || bcc.get() on:input=move |ev| bcc.set(event_target_value(&ev))/></label>
             <label>"Subject " <input type="text" name="subject" prop:value=move || subject.get() on:input=move |ev| subject.set(event_target_value(&ev))/></label>
-            <label>"Body (HTML) "
-                <textarea name="body" rows="10" prop:value=move || body.get() on:input=move |ev| body.set(event_target_value(&ev))>
-                    {textarea_text(draft.body.clone())}
-                </textarea>
-            </label>
+            <div class="field">
+                <span class="label" id="ws-body-label">"Body"</span>
+                <RichText html=body label="Body" id="ws-body"/>
+            </div>
             {(!attachments.is_empty()).then(|| view! { <p class="meta">"Attached: " {attachments.join(", ")}</p> })}
             {(!dispositions.is_empty()).then(|| view! {
                 <label>"Disposition "
@@ -388,14 +389,23 @@ fn Composer(
                 </label>
             })}
             <div class="buttons">
-                <button type="button" id="ws-preview" on:click=move |_| previewing.update(|p| *p = !*p)>"Preview"</button>
+                <button type="button" id="ws-preview" on:click=move |_| {
+                    previewing.set(true);
+                    preview.dispatch(body.get_untracked());
+                }>"Preview"</button>
                 <button type="submit" class="primary" id="ws-send" disabled=blocked.is_some()>"Send (s)"</button>
             </div>
             <Show when=move || previewing.get()>
                 <div class="preview">
                     <p class="meta">{move || format!("To {} · Cc {} · Subject: {}", to.get(), cc.get(), subject.get())}</p>
-                    // Sandboxed with no permissions: scripts, forms and navigation cannot run.
-                    <iframe title="Email preview" sandbox="" srcdoc=move || sanitize_html(&body.get())></iframe>
+                    // As the server's sanitiser leaves it, in a frame sandboxed with no
+                    // permissions: scripts, forms and navigation cannot run.
+                    {move || match preview.value().get() {
+                        Some(Ok(html)) => view! { <iframe title="Email preview" sandbox="" srcdoc=html></iframe> }.into_any(),
+                        Some(Err(err)) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+                        None => view! { <p class="loading">"Preparing the preview…"</p> }.into_any(),
+                    }}
+                    <button type="button" id="ws-preview-close" on:click=move |_| previewing.set(false)>"Close the preview"</button>
                 </div>
             </Show>
             {move || send.value().get().and_then(Result::err).map(|err| view! { <ErrorNote message=error_text(&err)/> })}
@@ -550,10 +560,20 @@ fn ContactContext(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
     let contact_id = contact.id;
     // Loaded with the page, then again after each send.
     let thread = Resource::new(move || (contact_id, refresh.get()), |(contact, _)| crate::workspace_api::contact_thread(contact));
-    let fields: Vec<(String, String)> = contact.contact.fields.iter().map(|(k, v)| (k.clone(), match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })).collect();
+    let fields: Vec<(String, String)> = contact
+        .contact
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            )
+        })
+        .collect();
     view! {
         <h3>"Contact"</h3>
         <dl class="fields">
@@ -625,5 +645,6 @@ pub fn Thread(items: Vec<ThreadItem>) -> impl IntoView {
                 }
             }).collect_view()}
         </ol>
-    }.into_any()
+    }
+    .into_any()
 }
