@@ -120,3 +120,25 @@ async fn a_tag_naming_a_field_no_stored_contact_has_is_a_warning_that_does_not_b
     let (status, refused) = api.json(Method::POST, &format!("/api/v1/flows/{id}/publish"), json!({})).await;
     assert!(status.is_client_error(), "{status}: {refused}");
 }
+
+/// An email's style sheet is text: `{#` in CSS starts no comment (comments
+/// are `{## … ##}`), so a body with CSS publishes and its styles are kept.
+#[tokio::test]
+async fn css_in_an_email_body_is_not_a_comment() {
+    let api = Api::new().await;
+    let body = "<style>a{#x} .b{#id .c{color:red}}</style><p>Hi {{ first_name | default: 'there' }}</p>{## not sent ##}";
+    let (status, created) = api.json(Method::POST, "/api/v1/flows", json!({"document": flow("Hello {#1}", body)})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, findings) = api.json(Method::POST, &format!("/api/v1/flows/{id}/validate"), json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{findings}");
+    assert_eq!(findings["errors"], json!([]), "{findings}");
+    let (status, published) = api.json(Method::POST, &format!("/api/v1/flows/{id}/publish"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+
+    let contact: app::core::contact::Contact = serde_json::from_value(json!({"email": "ada@x.test", "fields": {"first_name": "Ada & co"}})).unwrap();
+    let filled = app::core::merge::try_render(body, &contact, app::core::merge::Escape::Html).unwrap();
+    assert_eq!(filled, "<style>a{#x} .b{#id .c{color:red}}</style><p>Hi Ada &amp; co</p>");
+    // With Jinja's `{# … #}` comments, `{#x} .b{#id … {## not sent ##}` was one comment.
+    assert_eq!(app::core::merge::try_render("a{#x} b {#y#}", &contact, app::core::merge::Escape::Html).unwrap(), "a{#x} b {#y#}");
+}

@@ -19,6 +19,13 @@
 //! template's own text. In URLs and paths even values marked `safe` (or
 //! passed through `escape`) are encoded: there a value is always data.
 //!
+//! Comments are written `{## … ##}`, not Jinja's usual `{# … #}`: `{#` is
+//! ordinary CSS in an email's style sheet (`a{#x}`, a nested `{#id .c}`
+//! rule), where it would start a comment, swallow the styles up to the
+//! next `#}` or make the body unreadable. `{{`, `{%` and `{##` never occur
+//! in CSS; to print one of them as text, write it as a string:
+//! `{{ "{{" }}`.
+//!
 //! A tag naming a field the contact lacks renders empty (the validator
 //! warns when no contact has it: `unknown_field`); `default` gives a
 //! fallback for a missing or empty value, written either way:
@@ -218,10 +225,13 @@ impl TemplateError {
     }
 }
 
-/// Is there anything for the engine to do? Text without `{{`, `{%` or `{#`
+/// Where comments start and end: see the module's note on CSS.
+const COMMENT: (&str, &str) = ("{##", "##}");
+
+/// Is there anything for the engine to do? Text without `{{`, `{%` or `{##`
 /// is kept as written without compiling it (most settings).
 fn has_tags(template: &str) -> bool {
-    template.as_bytes().windows(2).any(|w| w[0] == b'{' && matches!(w[1], b'{' | b'%' | b'#'))
+    ["{{", "{%", COMMENT.0].iter().any(|start| template.contains(start))
 }
 
 /// The one environment every template is compiled in.
@@ -229,8 +239,12 @@ fn environment() -> &'static Environment<'static> {
     static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
     ENVIRONMENT.get_or_init(|| {
         let mut env = Environment::new();
-        // Text is kept as written, to its last line break.
-        let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build().expect("the default delimiters");
+        // Text is kept as written, to its last line break; `{#` is text.
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .comment_delimiters(COMMENT.0, COMMENT.1)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("distinct start delimiters");
         env.set_syntax(syntax);
         // A missing field, or a missing key of one, is empty: the validator
         // warns about names no contact has, the send goes on.
@@ -782,6 +796,21 @@ mod tests {
         let err = try_render("Hi {% if %}", &c, Escape::None).unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::Syntax);
         assert!(err.message.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn css_in_an_html_body_is_text_and_comments_are_double_hashed() {
+        let c = named("<Ada>");
+        let body = "<style>a{#x} .b{#id .c{color:red}} p{margin:0}</style>\n<p>Hi {{ first_name }}{## a note ##}</p>{#x}";
+        let filled = try_render(body, &c, Escape::Html).unwrap();
+        assert_eq!(filled, "<style>a{#x} .b{#id .c{color:red}} p{margin:0}</style>\n<p>Hi &lt;Ada&gt;</p>{#x}");
+        // a lone `{#` is no tag: kept as written, even with a `#}` after it
+        assert_eq!(try_render("a{#x} b #} c", &c, Escape::Html).unwrap(), "a{#x} b #} c");
+        assert!(check("<style>{#id .c}</style>").is_ok());
+        assert!(tags("<style>{#id .c}</style>{{ plan }}") == ["plan"]);
+        // an unclosed comment is still an error; a delimiter is printed as a string
+        assert_eq!(check("{## open").unwrap_err().kind, TemplateErrorKind::Syntax);
+        assert_eq!(try_render("{{ \"{{\" }} {{ \"{##\" }}", &c, Escape::None).unwrap(), "{{ {##");
     }
 
     /// Strict undefined as the validator's warning: a tag naming a field
