@@ -73,10 +73,12 @@ pub async fn check_participant_owner(pool: &Pool, viewer: &Viewer, participant: 
     if viewer.role != Role::Agent {
         return Ok(());
     }
+    // A step's own owner, or the flow's default owner when the step names nobody.
     let owned: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM participants p JOIN contacts c ON c.id = p.contact_id
+        "SELECT 1 FROM participants p JOIN contacts c ON c.id = p.contact_id JOIN flows f ON f.id = p.flow_id
          WHERE p.id = $1 AND (lower(c.owner) = lower($2) OR EXISTS (
-             SELECT 1 FROM participant_actions a WHERE a.participant_id = p.id AND a.manual = 1 AND lower(a.owner) = lower($2)))",
+             SELECT 1 FROM participant_actions a WHERE a.participant_id = p.id AND a.manual = 1
+               AND lower(coalesce(a.owner, f.task_owner)) = lower($2)))",
     )
     .bind(participant)
     .bind(&viewer.email)
@@ -345,9 +347,9 @@ async fn tasks(State(state): State<AppState>, Extension(viewer): Extension<Viewe
     // An agent's inbox is their own, whatever they ask for.
     let owner = if viewer.role == Role::Agent { Some(viewer.email.clone()) } else { query.owner };
     let rows = sqlx::query(
-        "SELECT a.participant_id, a.step, a.kind, a.due_at, coalesce(p.reserved_for, a.owner), a.subject, a.outcome, p.contact_id, p.flow_id
-         FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower($1))
+        "SELECT a.participant_id, a.step, a.kind, a.due_at, coalesce(p.reserved_for, a.owner, f.task_owner), a.subject, a.outcome, p.contact_id, p.flow_id
+         FROM participant_actions a JOIN participants p ON p.id = a.participant_id JOIN flows f ON f.id = p.flow_id
+         WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner, f.task_owner)) = lower($1))
          ORDER BY a.due_at LIMIT 500",
     )
     .bind(owner)

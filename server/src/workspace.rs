@@ -92,6 +92,9 @@ struct TaskRow {
     mobile: Option<String>,
 }
 
+/// Whose a manual step is: the participant's reservation, else the step's
+/// owner, else the flow's default owner (delegation at the flow's level);
+/// the inbox (`runtime/pages.rs`, `GET /tasks`) reads it the same way.
 const TASK_SELECT: &str = "SELECT a.participant_id, a.visit, a.step, a.kind, a.subject, a.due_at,
         coalesce(p.reserved_for, a.owner, f.task_owner) AS who, p.contact_id, c.owner AS contact_owner, p.flow_id, f.name, p.version,
         c.email, c.mobile
@@ -235,7 +238,7 @@ struct Queued<'a> {
     agent: &'a str,
 }
 
-async fn enqueue(conn: &mut Conn, queued: Queued<'_>, now: Timestamp) -> Result<i64> {
+async fn enqueue(conn: &mut Conn, queued: &Queued<'_>, now: Timestamp) -> Result<i64> {
     let Queued { task, key, effect, channel, address, subject, body, agent } = queued;
     sqlx::query(
         "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, next_attempt_at, created_at)
@@ -268,6 +271,23 @@ async fn enqueue(conn: &mut Conn, queued: Queued<'_>, now: Timestamp) -> Result<
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)
+}
+
+/// A send from the workspace as one set of writes: the outbox entry, its
+/// conversation record and the contact's counted send. A manual email's
+/// are written in the transaction that completes its step
+/// ([`Runtime::deliver_along`]), so there is never one without the other.
+struct Sending<'a> {
+    queued: Queued<'a>,
+    now: Timestamp,
+}
+
+#[async_trait::async_trait]
+impl crate::runtime::AlsoWrite for Sending<'_> {
+    async fn write(&self, conn: &mut Conn) -> Result<()> {
+        enqueue(&mut *conn, &self.queued, self.now).await?;
+        count_send(conn, self.queued.task.contact_id, self.queued.channel, self.now).await
+    }
 }
 
 /// The step's dispositions, as configured (`{"Interested": "group", …}`).
@@ -559,15 +579,13 @@ impl WorkspaceBackend for Backend {
         let disposition = chosen_disposition(&dispositions(&doc, &task.step), email.disposition)?;
         let attachments = doc.step(&task.step).and_then(|s| read_settings::<SendEmailSettings>(s).ok()).map(|s| s.attachments).unwrap_or_default();
         drop(conn);
-        // The step completes first: only a task still pending sends.
-        self.deliver_manual(task.participant, ManualOutcome::Completed, disposition).await.map_err(fail)?;
-        let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
         let key = format!("{}:{}:{}:manual", task.participant, task.step, task.visit);
         let effect = Effect::Email { to: to.clone(), subject: subject.clone(), html, cc, bcc, attachments };
         let queued = Queued { task: &task, key, effect, channel: "email", address: &to, subject: Some(&subject), body: None, agent: &viewer.email };
-        enqueue(&mut tx, queued, now).await.map_err(fail)?;
-        count_send(&mut tx, task.contact_id, "email", now).await.map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        // One transaction: the step completes (only a task still pending
+        // does) and the email is queued with its record, or nothing is.
+        let event = Event::Manual { outcome: ManualOutcome::Completed, disposition };
+        self.runtime.deliver_along(task.participant, event, &Sending { queued, now }).await.map_err(fail)?;
         Ok(format!("Sent to {to}; the step is completed."))
     }
 
@@ -590,8 +608,7 @@ impl WorkspaceBackend for Backend {
         let key = format!("{}:{}:{}:sms:{}", task.participant, task.step, task.visit, now.as_millisecond());
         let effect = Effect::Sms { to: to.clone(), text: text.clone() };
         let queued = Queued { task: &task, key, effect, channel: "sms", address: &to, subject: None, body: Some(&text), agent: &viewer.email };
-        enqueue(&mut tx, queued, now).await.map_err(fail)?;
-        count_send(&mut tx, task.contact_id, "sms", now).await.map_err(fail)?;
+        crate::runtime::AlsoWrite::write(&Sending { queued, now }, &mut tx).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         let length = app::core::sms::measure(&text);
         Ok(format!("Text to {to} queued ({} segment{}).", length.segments, if length.segments == 1 { "" } else { "s" }))

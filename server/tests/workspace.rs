@@ -47,7 +47,8 @@ async fn world() -> World {
     let pool = store::connect(&db.url).await.unwrap();
     let clock = ManualClock::new(NOW.parse().unwrap());
     let runtime = Runtime::new(pool.clone(), clock.clone(), "worker");
-    let viewer = |user: app::admin_api::UserInfo, email: &str| Viewer { id: user.id, email: email.into(), name: "Agent".into(), role: Role::Agent, token: false };
+    let viewer =
+        |user: app::admin_api::UserInfo, email: &str| Viewer { id: user.id, email: email.into(), name: "Agent".into(), role: Role::Agent, token: false };
     let a = server::auth::accounts::add_user(&pool, "agent@x.test", "Agent", Role::Agent, "a long enough password").await.unwrap();
     let b = server::auth::accounts::add_user(&pool, "other@x.test", "Other", Role::Agent, "a long enough password").await.unwrap();
     World {
@@ -125,9 +126,8 @@ async fn the_agent_edits_and_sends_the_manual_email_and_the_step_completes() {
     let smtp = SmtpSink::start(false);
     w.configure(json!({"smtp": smtp_settings(smtp.port)})).await;
     let flow = w.flow("Outreach", email_flow(), &["s->e", "e->after"]).await;
-    let p = w
-        .enroll(flow, json!({"email": "ada@example.test", "owner": "agent@x.test", "fields": {"first_name": "Ada <3", "manager": "boss@example.test"}}))
-        .await;
+    let p =
+        w.enroll(flow, json!({"email": "ada@example.test", "owner": "agent@x.test", "fields": {"first_name": "Ada <3", "manager": "boss@example.test"}})).await;
 
     // The composer opens prefilled, merge tags filled for this contact.
     let work = w.backend.task(&w.agent, p).await.unwrap();
@@ -224,7 +224,8 @@ async fn an_opted_out_contact_or_one_without_email_cannot_be_sent_to_and_pressur
     // A cap the contact has reached: the composer says which rule; the send goes and counts.
     sqlx::query("UPDATE contacts SET email = 'bo@example.test' WHERE id = $1").bind(contact).execute(w.runtime.pool()).await.unwrap();
     let mut conn = w.runtime.pool().acquire().await.unwrap();
-    let policy: app::core::pressure::Policy = serde_json::from_value(json!({"caps": [{"channel": "email", "max": 1, "per": {"amount": 7, "unit": "days"}}]})).unwrap();
+    let policy: app::core::pressure::Policy =
+        serde_json::from_value(json!({"caps": [{"channel": "email", "max": 1, "per": {"amount": 7, "unit": "days"}}]})).unwrap();
     server::runtime::pressure::save(&mut conn, &policy, "admin@x.test").await.unwrap();
     let earlier = server::runtime::millis(NOW.parse::<jiff::Timestamp>().unwrap() - SignedDuration::from_hours(24));
     sqlx::query("INSERT INTO contact_sends (contact_id, channel, at) VALUES ($1, 'email', $2)").bind(contact).bind(earlier).execute(&mut *conn).await.unwrap();
@@ -258,7 +259,8 @@ async fn a_text_from_the_workspace_goes_to_the_provider_and_the_reply_joins_the_
     let addr = w.served().await;
     let inbound = format!("http://{addr}/api/v1/channels/sms/inbound");
     w.configure(voice(&provider.url(""), &format!("http://{addr}/api/v1/channels/calls/status"), &inbound)).await;
-    let flow = w.flow("Calls", json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "call", "settings": {"script": "Hi {{first_name}}"}}]), &["s->c"]).await;
+    let flow =
+        w.flow("Calls", json!([{"id": "s", "kind": "start"}, {"id": "c", "kind": "call", "settings": {"script": "Hi {{first_name}}"}}]), &["s->c"]).await;
     let p = w.enroll(flow, json!({"mobile": "+14155551234", "owner": "agent@x.test", "fields": {"first_name": "Cy"}})).await;
     let contact: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
 
@@ -413,13 +415,16 @@ async fn templates_are_kept_by_marketers_and_sanitised() {
     let marketer = Viewer { role: Role::Marketer, ..w.agent.clone() };
     let saved = w
         .backend
-        .save_template(&marketer, app::workspace_api::Template {
-            id: 0,
-            name: "Follow-up".into(),
-            channel: "email".into(),
-            subject: Some("Following up".into()),
-            body: "<p onclick=\"x()\">Hi</p><script>bad()</script>".into(),
-        })
+        .save_template(
+            &marketer,
+            app::workspace_api::Template {
+                id: 0,
+                name: "Follow-up".into(),
+                channel: "email".into(),
+                subject: Some("Following up".into()),
+                body: "<p onclick=\"x()\">Hi</p><script>bad()</script>".into(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(saved.body, "<p>Hi</p>");
@@ -432,4 +437,129 @@ async fn templates_are_kept_by_marketers_and_sanitised() {
     assert_eq!(w.backend.templates(None).await.unwrap().len(), 2);
     w.backend.delete_template(&marketer, saved.id).await.unwrap();
     assert_eq!(w.backend.templates(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_send_completes_the_step_and_queues_the_email_in_one_transaction() {
+    let w = world().await;
+    let flow = w.flow("Outreach", email_flow(), &["s->e", "e->after"]).await;
+    let p = w.enroll(flow, json!({"email": "ada@example.test", "owner": "agent@x.test", "fields": {"first_name": "Ada"}})).await;
+    let pool = w.runtime.pool();
+    let visit: i64 =
+        sqlx::query_scalar("SELECT visit FROM participant_actions WHERE participant_id = $1 AND step = 'e'").bind(p).fetch_one(pool).await.unwrap();
+    let key = format!("{p}:e:{visit}:manual");
+    // Something already holds the key the send's outbox entry takes: that insert fails.
+    sqlx::query(
+        "INSERT INTO outbox (participant_id, step, visit, idempotency_key, kind, effect, awaited, status, next_attempt_at, created_at)
+         VALUES ($1, 'elsewhere', 0, $2, 'email', '{}', 0, 'failed', 0, $3)",
+    )
+    .bind(p)
+    .bind(&key)
+    .bind(NOW)
+    .execute(pool)
+    .await
+    .unwrap();
+    let send = EmailSend {
+        participant: p,
+        to: "ada@example.test".into(),
+        subject: "Hi".into(),
+        body: "<p>Hi</p>".into(),
+        disposition: Some("sent".into()),
+        ..EmailSend::default()
+    };
+    assert!(w.backend.send_email(&w.agent, send.clone()).await.is_err());
+    // The step is still open, and nothing of the send was kept.
+    let view = w.runtime.participant(p).await.unwrap();
+    assert_eq!((view.status.as_str(), view.step.as_deref()), ("waiting", Some("e")));
+    assert_eq!(w.runtime.timeline(p).await.unwrap()[1].outcome, app::core::engine::Outcome::Pending);
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).bind(p).fetch_one(pool).await.unwrap() };
+    assert_eq!(count("SELECT count(*) FROM conversations WHERE participant_id = $1").await, 0);
+    assert_eq!(count("SELECT count(*) FROM outbox WHERE participant_id = $1 AND status = 'queued'").await, 0);
+    assert_eq!(count("SELECT count(*) FROM contact_sends WHERE contact_id = (SELECT contact_id FROM participants WHERE id = $1)").await, 0);
+    assert!(w.backend.queue(&w.agent).await.unwrap().iter().any(|e| e.participant_id == p), "still in the agent's queue");
+
+    // With the key free, the same send completes the step with its disposition and queues one email.
+    sqlx::query("DELETE FROM outbox WHERE idempotency_key = $1").bind(&key).execute(pool).await.unwrap();
+    w.backend.send_email(&w.agent, send).await.unwrap();
+    let timeline = w.runtime.timeline(p).await.unwrap();
+    assert_eq!((timeline[1].outcome, timeline[1].reason.as_deref()), (app::core::engine::Outcome::Completed, Some("disposition: sent")));
+    assert_eq!(count("SELECT count(*) FROM outbox WHERE participant_id = $1 AND kind = 'email' AND status = 'queued'").await, 1);
+    assert_eq!(count("SELECT count(*) FROM conversations WHERE participant_id = $1 AND channel = 'email'").await, 1);
+    assert_eq!(w.runtime.participant(p).await.unwrap().step.as_deref(), Some("after"));
+}
+
+/// Signs `email` in over HTTP; the session cookie (`waymark_session=…`).
+async fn session(addr: std::net::SocketAddr, email: &str) -> String {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = format!("email={}&password=a+long+enough+password&next=%2F", email.replace('@', "%40"));
+    let reply = client
+        .post(format!("http://{addr}/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 303, "signed in");
+    reply.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+/// A request with a session, as our own pages send it; status, content type, body.
+async fn api(addr: std::net::SocketAddr, cookie: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String, Value) {
+    let mut request =
+        reqwest::Client::new().request(method, format!("http://{addr}/api/v1{path}")).header("cookie", cookie).header("sec-fetch-site", "same-origin");
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let reply = request.send().await.unwrap();
+    let kind = reply.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (reply.status().as_u16(), kind, serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_flow_default_owner_owns_steps_that_name_nobody_in_the_inbox_the_participant_page_and_the_workspace() {
+    use app::runtime_api::RuntimeBackend;
+    let w = world().await;
+    let addr = w.served().await;
+    let tasks = w.flow("Tasks", json!([{"id": "s", "kind": "start"}, {"id": "t", "kind": "task", "settings": {"subject": "Research"}}]), &["s->t"]).await;
+    // Neither the step nor the contact names an owner.
+    let p = w.enroll(tasks, json!({"email": "u@example.test"})).await;
+    let in_inbox = |list: Vec<app::runtime_api::Task>| list.iter().any(|t| t.participant_id == p);
+    assert!(!in_inbox(w.runtime.tasks(Some("agent@x.test".into())).await.unwrap()));
+    let marketer = Viewer { role: Role::Marketer, ..w.other.clone() };
+    w.backend.set_flow_owner(&marketer, tasks, Some("agent@x.test".into())).await.unwrap();
+
+    // The inbox list and the owner filter.
+    let inbox = w.runtime.tasks(Some("AGENT@x.test".into())).await.unwrap();
+    assert!(inbox.iter().any(|t| t.participant_id == p && t.owner.as_deref() == Some("agent@x.test")), "{inbox:?}");
+    assert!(!in_inbox(w.runtime.tasks(Some("other@x.test".into())).await.unwrap()));
+    assert!(w.runtime.task_owners().await.unwrap().contains(&"agent@x.test".to_owned()));
+    // The ownership check every participant route and page makes.
+    server::runtime_api::check_participant_owner(w.runtime.pool(), &w.agent, p).await.unwrap();
+    assert_eq!(server::runtime_api::check_participant_owner(w.runtime.pool(), &w.other, p).await.unwrap_err().code(), "participant_not_found");
+
+    // Over HTTP, as each agent: the owner sees and acts; the other is refused with a problem.
+    let (agent, other) = (session(addr, "agent@x.test").await, session(addr, "other@x.test").await);
+    let (status, _, tasks_seen) = api(addr, &agent, reqwest::Method::GET, "/tasks", None).await;
+    assert_eq!(status, 200);
+    assert!(tasks_seen.as_array().unwrap().iter().any(|t| t["participant_id"] == p), "{tasks_seen}");
+    let (status, _, others_seen) = api(addr, &other, reqwest::Method::GET, "/tasks", None).await;
+    assert_eq!((status, others_seen.as_array().unwrap().iter().any(|t| t["participant_id"] == p)), (200, false));
+    assert_eq!(api(addr, &agent, reqwest::Method::GET, &format!("/participants/{p}"), None).await.0, 200);
+    for (method, path, body) in [
+        (reqwest::Method::GET, format!("/participants/{p}"), None),
+        (reqwest::Method::GET, format!("/participants/{p}/timeline"), None),
+        (reqwest::Method::POST, format!("/participants/{p}/action"), Some(json!({"outcome": "completed"}))),
+    ] {
+        let (status, kind, problem) = api(addr, &other, method, &path, body).await;
+        assert_eq!((status, kind.as_str(), problem["code"].as_str()), (404, "application/problem+json", Some("participant_not_found")), "{path}");
+    }
+    assert_eq!(w.status(p).await, "waiting", "the other agent changed nothing");
+    // The workspace: the other agent cannot open or finish it; its owner does.
+    assert!(w.backend.task(&w.other, p).await.is_err());
+    assert!(w.backend.finish(&w.other, p, "completed".into(), None, None, None).await.is_err());
+    assert_eq!(w.backend.task(&w.agent, p).await.unwrap().task.owner.as_deref(), Some("agent@x.test"));
+    let (status, _, _) = api(addr, &agent, reqwest::Method::POST, &format!("/participants/{p}/action"), Some(json!({"outcome": "completed"}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(w.status(p).await, "completed");
 }

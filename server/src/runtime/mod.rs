@@ -545,18 +545,29 @@ impl Runtime {
         self.deliver_with(participant_id, event, Some(outcome)).await
     }
 
+    /// Delivers `event` and, in the same transaction once the step has
+    /// moved, writes what `also` writes (the workspace's manual send: its
+    /// outbox entry and conversation record): both are kept, or neither.
+    pub async fn deliver_along(&self, participant_id: i64, event: Event, also: &dyn AlsoWrite) -> Result<()> {
+        self.deliver_inner(participant_id, event, None, Some(also)).await
+    }
+
     async fn deliver_with(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<()> {
+        self.deliver_inner(participant_id, event, outcome, None).await
+    }
+
+    async fn deliver_inner(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>, also: Option<&dyn AlsoWrite>) -> Result<()> {
         // A scheduler pass may commit the same participant meanwhile: write
         // only over the revision read, and read again if it moved.
         for _ in 0..5 {
-            if self.try_deliver(participant_id, event.clone(), outcome).await? {
+            if self.try_deliver(participant_id, event.clone(), outcome, also).await? {
                 return Ok(());
             }
         }
         Err(Error::Internal(anyhow::anyhow!("participant {participant_id} kept changing; event not delivered")))
     }
 
-    async fn try_deliver(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<bool> {
+    async fn try_deliver(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>, also: Option<&dyn AlsoWrite>) -> Result<bool> {
         let now = self.now();
         let mut tx = crate::db::begin_write(&self.pool).await?;
         if let Some(outcome) = outcome {
@@ -594,6 +605,9 @@ impl Runtime {
         }
         self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
         rollups::Tally::of(flow_id, version, &state, &step, now).write(&mut tx).await?;
+        if let Some(also) = also {
+            also.write(&mut tx).await?;
+        }
         tx.commit().await?;
         crate::ops::metrics::transitions(state.visit, &step);
         Ok(true)
@@ -1095,4 +1109,10 @@ impl Runtime {
         tracing::info!(worker = self.worker(), ?handed, "stopped; handed back what was still held");
         Ok(handed)
     }
+}
+
+/// What a caller writes in a delivery's own transaction ([`Runtime::deliver_along`]).
+#[async_trait::async_trait]
+pub trait AlsoWrite: Send + Sync {
+    async fn write(&self, conn: &mut Conn) -> Result<()>;
 }

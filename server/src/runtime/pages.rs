@@ -21,13 +21,13 @@ impl RuntimeBackend for Runtime {
     async fn tasks(&self, owner: Option<String>) -> Result<Vec<Task>, ServerFnError> {
         let rows = sqlx::query(
             "SELECT a.participant_id, p.flow_id, f.name, p.contact_id, c.email, c.mobile, a.step, a.kind, a.subject,
-                    coalesce(p.reserved_for, a.owner), a.due_at, a.outcome
+                    coalesce(p.reserved_for, a.owner, f.task_owner), a.due_at, a.outcome
              FROM participant_actions a
              JOIN participants p ON p.id = a.participant_id
              JOIN flows f ON f.id = p.flow_id
              JOIN contacts c ON c.id = p.contact_id
              WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND p.status = 'waiting'
-               AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner)) = lower($1))
+               AND ($1 IS NULL OR lower(coalesce(p.reserved_for, a.owner, f.task_owner)) = lower($1))
              ORDER BY a.due_at LIMIT 500",
         )
         .bind(owner)
@@ -54,8 +54,9 @@ impl RuntimeBackend for Runtime {
 
     async fn task_owners(&self) -> Result<Vec<String>, ServerFnError> {
         sqlx::query_scalar(
-            "SELECT DISTINCT coalesce(p.reserved_for, a.owner) AS who FROM participant_actions a JOIN participants p ON p.id = a.participant_id
-             WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND who IS NOT NULL ORDER BY who",
+            "SELECT DISTINCT coalesce(p.reserved_for, a.owner, f.task_owner) AS who FROM participant_actions a
+             JOIN participants p ON p.id = a.participant_id JOIN flows f ON f.id = p.flow_id
+             WHERE a.manual = 1 AND a.outcome IN ('pending', 'deferred') AND coalesce(p.reserved_for, a.owner, f.task_owner) IS NOT NULL ORDER BY who",
         )
         .fetch_all(self.pool())
         .await
