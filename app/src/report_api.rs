@@ -26,6 +26,9 @@ pub struct DayFigures {
     pub converted: u64,
     pub exited: u64,
     pub failed: u64,
+    /// Stopped by a person (a bulk cancel or a contact's deletion).
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 /// A step of the funnel over the period; `waiting` is now.
@@ -96,6 +99,8 @@ pub struct VersionFigures {
     pub converted: u64,
     pub exited: u64,
     pub failed: u64,
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -225,6 +230,7 @@ pub fn charts(report: &FlowReport, metric: Metric, machine: bool) -> Vec<(String
                 series("converted", |d| d.converted),
                 series("exited", |d| d.exited),
                 series("failed", |d| d.failed),
+                series("cancelled", |d| d.cancelled),
             ],
         ),
     ));
@@ -237,7 +243,7 @@ pub fn charts(report: &FlowReport, metric: Metric, machine: bool) -> Vec<(String
         "funnel".to_owned(),
         bar_chart(
             "Steps",
-            "How many participants reached and passed each step in the period, and how many wait at it now.",
+            "How many times each step was reached and passed in the period (visits: a participant who comes back to a step counts each time), and how many wait at it now.",
             &["reached".into(), "passed".into(), "waiting now".into()],
             &funnel,
             Unit::Count,
@@ -290,19 +296,37 @@ pub fn charts(report: &FlowReport, metric: Metric, machine: bool) -> Vec<(String
     let versions: Vec<Group> = report
         .versions
         .iter()
-        .map(|v| Group { label: format!("version {}", v.version), values: vec![v.entered as f64, v.completed as f64, v.converted as f64, v.exited as f64, v.failed as f64] })
+        .map(|v| Group {
+            label: format!("version {}", v.version),
+            values: vec![v.entered as f64, v.completed as f64, v.converted as f64, v.exited as f64, v.failed as f64, v.cancelled as f64],
+        })
         .collect();
     out.push((
         "versions".to_owned(),
         bar_chart(
             "Versions",
             "Participants entering and leaving per published version in the period.",
-            &["entered".into(), "completed".into(), "converted".into(), "exited".into(), "failed".into()],
+            &["entered".into(), "completed".into(), "converted".into(), "exited".into(), "failed".into(), "cancelled".into()],
             &versions,
             Unit::Count,
         ),
     ));
     out
+}
+
+/// Why the funnel can show a step reached more often than participants
+/// entered: `reached` and `passed` count visits (the engine records each
+/// stay at a step), so a loop, a retry or a participant who entered before
+/// the period counts again. `None` when no step shows more than entered.
+pub fn funnel_note(report: &FlowReport) -> Option<String> {
+    let entered: u64 = report.days.iter().map(|d| d.entered).sum();
+    let step = report.steps.iter().filter(|s| s.reached > entered).max_by_key(|s| s.reached)?;
+    Some(format!(
+        "“{}” was reached {} times while {} participants entered in the period: reached and passed count visits, not people. \
+         A participant who comes back to a step (a loop, a retry, a wait that looks again) counts at each visit, \
+         and so does one who entered before the period.",
+        step.name, step.reached, entered
+    ))
 }
 
 /// The messages table as people read it (counts with rates), also its CSV.
@@ -406,6 +430,18 @@ mod tests {
         assert!(c.verdict.ends_with("not yet significant."), "{}", c.verdict);
         let c = compare(&split((1, 10), (9, 10)), Metric::Conversion);
         assert!(c.verdict.contains("too few"), "{}", c.verdict);
+    }
+
+    #[test]
+    fn the_funnel_explains_a_step_reached_more_often_than_entered() {
+        let day = DayFigures { date: "2026-11-02".into(), entered: 10, ..Default::default() };
+        let step = |name: &str, reached| StepFigures { step: name.into(), name: name.into(), reached, ..Default::default() };
+        let mut report = FlowReport { days: vec![day], steps: vec![step("Start", 10), step("Wait", 10)], ..Default::default() };
+        assert_eq!(funnel_note(&report), None);
+        report.steps[1].reached = 14;
+        let note = funnel_note(&report).expect("a note once a step shows more visits than entries");
+        assert!(note.starts_with("“Wait” was reached 14 times while 10 participants entered"), "{note}");
+        assert!(note.contains("count visits, not people"), "{note}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the raw timeline: a few queries over at most a year of daily counters,
 //! plus the participants waiting at each step now. The page's server
 //! function and the REST endpoints (`GET /api/v1/flows/{id}/report`, and
-//! each chart as `.csv` or `.svg`) share [`report`], and draw their charts
+//! each chart as `.csv`, `.svg` or `.png`) share [`report`], and draw their charts
 //! with `app::report_api::charts`, so all of them say the same numbers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,7 +76,8 @@ struct Count {
     step: String,
     metric: String,
     machine: bool,
-    count: u64,
+    /// Negative where a bulk action took a finished participant back.
+    count: i64,
 }
 
 /// The newest published version's document (else the draft) and the flow's name.
@@ -112,13 +113,13 @@ pub async fn report(conn: &mut Conn, flow_id: i64, from: Date, to: Date) -> Resu
         step: r.get("step"),
         metric: r.get("metric"),
         machine: r.get::<i64, _>("machine") != 0,
-        count: r.get::<i64, _>("count").max(0) as u64,
+        count: r.get::<i64, _>("count"),
     })
     .collect();
     // Active at the start: entered before the period less finished before it.
     let before: i64 = sqlx::query_scalar(
         "SELECT CAST(coalesce(sum(CASE WHEN metric = 'entered' THEN count ELSE -count END), 0) AS BIGINT) FROM flow_rollups
-         WHERE flow_id = $1 AND day < $2 AND metric IN ('entered', 'completed', 'converted', 'exited', 'failed')",
+         WHERE flow_id = $1 AND day < $2 AND metric IN ('entered', 'completed', 'converted', 'exited', 'failed', 'cancelled')",
     )
     .bind(flow_id)
     .bind(first)
@@ -168,42 +169,44 @@ fn assemble(
         .map(|i| DayFigures { date: from.checked_add(i.days()).map(|d| d.to_string()).unwrap_or_default(), ..Default::default() })
         .collect();
     // (step, metric, machine) over the period, all versions.
-    let mut by_step: HashMap<(&str, &str, bool), u64> = HashMap::new();
-    let mut versions: BTreeMap<i64, VersionFigures> = BTreeMap::new();
+    let mut by_step: HashMap<(&str, &str, bool), i64> = HashMap::new();
+    // Per day and per version: entered, completed, converted, exited, failed, cancelled.
+    const FLOW_METRICS: [&str; 6] = ["entered", "completed", "converted", "exited", "failed", "cancelled"];
+    let mut per_day = vec![[0i64; 6]; days.len()];
+    let mut per_version: BTreeMap<i64, [i64; 6]> = BTreeMap::new();
     for c in counts {
         *by_step.entry((c.step.as_str(), c.metric.as_str(), c.machine)).or_default() += c.count;
-        let Some(day) = usize::try_from(c.day - first).ok().and_then(|i| days.get_mut(i)) else { continue };
-        let version = versions.entry(c.version).or_insert_with(|| VersionFigures { version: c.version, ..Default::default() });
-        match c.metric.as_str() {
-            "entered" => {
-                day.entered += c.count;
-                version.entered += c.count;
-            }
-            "completed" => {
-                day.completed += c.count;
-                version.completed += c.count;
-            }
-            "converted" => {
-                day.converted += c.count;
-                version.converted += c.count;
-            }
-            "exited" => {
-                day.exited += c.count;
-                version.exited += c.count;
-            }
-            "failed" => {
-                day.failed += c.count;
-                version.failed += c.count;
-            }
-            _ => {}
-        }
+        let Some(day) = usize::try_from(c.day - first).ok().and_then(|i| per_day.get_mut(i)) else { continue };
+        let Some(m) = FLOW_METRICS.iter().position(|m| *m == c.metric) else { continue };
+        day[m] += c.count;
+        per_version.entry(c.version).or_default()[m] += c.count;
     }
+    // A day's figure is never shown below 0 (a bulk reset taking back more
+    // than finished that day); who is active is counted from the signed figures.
+    let shown = |n: i64| n.max(0) as u64;
     let mut active = active_before;
-    for day in &mut days {
-        active += day.entered as i64 - (day.completed + day.converted + day.exited + day.failed) as i64;
+    for (day, [entered, completed, converted, exited, failed, cancelled]) in days.iter_mut().zip(per_day) {
+        active += entered - (completed + converted + exited + failed + cancelled);
         day.active = active.max(0) as u64;
+        (day.entered, day.completed, day.converted, day.exited, day.failed, day.cancelled) =
+            (shown(entered), shown(completed), shown(converted), shown(exited), shown(failed), shown(cancelled));
     }
-    let get = |step: &str, metric: &str, machine: bool| by_step.get(&(step, metric, machine)).copied().unwrap_or(0);
+    let versions: BTreeMap<i64, VersionFigures> = per_version
+        .into_iter()
+        .map(|(version, [entered, completed, converted, exited, failed, cancelled])| {
+            let figures = VersionFigures {
+                version,
+                entered: shown(entered),
+                completed: shown(completed),
+                converted: shown(converted),
+                exited: shown(exited),
+                failed: shown(failed),
+                cancelled: shown(cancelled),
+            };
+            (version, figures)
+        })
+        .collect();
+    let get = |step: &str, metric: &str, machine: bool| shown(by_step.get(&(step, metric, machine)).copied().unwrap_or(0));
     // The newest version's steps in its order, then steps only older versions had.
     let mut order: Vec<(String, String, String)> =
         flow_order(doc).into_iter().map(|s| (s.id.clone(), s.display_name().to_string(), s.kind.as_str().to_owned())).collect();
@@ -348,7 +351,7 @@ async fn get_report(State(state): State<AppState>, Extension(viewer): Extension<
     Ok(Json(state.runtime.flow_report(flow_id(&raw)?, q.from.as_deref(), q.to.as_deref()).await?))
 }
 
-/// A chart's numbers as CSV, or the chart as SVG: `{chart}.csv`, `{chart}.svg`.
+/// A chart's numbers as CSV, or the chart as SVG or PNG: `{chart}.csv`, `{chart}.svg`, `{chart}.png`.
 async fn get_report_file(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -362,7 +365,7 @@ async fn get_report_file(
     let not_found = || Error::BadBody {
         status: axum::http::StatusCode::NOT_FOUND,
         code: "chart_not_found",
-        message: format!("This report has no chart “{file}”; ask for days, funnel, messages, split-STEP or versions, as .csv or .svg."),
+        message: format!("This report has no chart “{file}”; ask for days, funnel, messages, split-STEP or versions, as .csv, .svg or .png."),
     };
     let (chart, format) = file.rsplit_once('.').ok_or_else(not_found)?;
     let metric = match q.metric.as_deref() {
@@ -373,14 +376,51 @@ async fn get_report_file(
     let report = state.runtime.flow_report(id, q.from.as_deref(), q.to.as_deref()).await?;
     let all = charts(&report, metric, machine);
     let (_, found) = all.iter().find(|(name, _)| name == chart).ok_or_else(not_found)?;
-    let filename = format!("flow-{id}-{chart}-{}-{}.{format}", report.from, report.to);
+    // A split's chart is named after its step id: only safe characters go into the header.
+    let safe: String = chart.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let filename = format!("flow-{id}-{safe}-{}-{}.{format}", report.from, report.to);
     let (content_type, body) = match format {
         "csv" if chart == "messages" => ("text/csv; charset=utf-8", message_table(&report, machine).to_csv()),
         "csv" => ("text/csv; charset=utf-8", found.table.to_csv()),
         "svg" => ("image/svg+xml", found.to_svg()),
+        "png" => {
+            let svg = found.to_svg();
+            let png = tokio::task::spawn_blocking(move || chart_png(&svg)).await.map_err(|err| Error::Internal(err.into()))??;
+            let disposition = format!("attachment; filename=\"{filename}\"");
+            return Ok(([(header::CONTENT_TYPE, "image/png".to_owned()), (header::CONTENT_DISPOSITION, disposition)], png).into_response());
+        }
         _ => return Err(not_found()),
     };
     Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""))], body).into_response())
+}
+
+/// How many pixels a chart's PNG has per unit of its view box: twice, so
+/// that it stays sharp on a high-density screen or in a slide.
+pub const PNG_SCALE: f32 = 2.0;
+
+/// A chart's standalone SVG ([`app::core::charts::Chart::to_svg`]) as a
+/// PNG, [`PNG_SCALE`] times its size, text in the system's sans-serif font.
+/// CPU work: call it from `spawn_blocking`.
+pub fn chart_png(svg: &str) -> Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    static FONTS: std::sync::OnceLock<std::sync::Arc<usvg::fontdb::Database>> = std::sync::OnceLock::new();
+    let fonts = FONTS.get_or_init(|| {
+        let mut db = usvg::fontdb::Database::new();
+        db.load_system_fonts();
+        // `sans-serif` is Arial by default, seldom installed on a server.
+        let families: Vec<String> = db.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+        if let Some(family) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial"].iter().find(|f| families.iter().any(|n| n == *f)) {
+            db.set_sans_serif_family(*family);
+        }
+        std::sync::Arc::new(db)
+    });
+    let failed = |what: &str, err: String| Error::Internal(anyhow::anyhow!("chart PNG: {what}: {err}"));
+    let options = usvg::Options { fontdb: fonts.clone(), ..usvg::Options::default() };
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| failed("SVG", e.to_string()))?;
+    let size = tree.size().to_int_size().scale_by(PNG_SCALE).ok_or_else(|| failed("size", "empty".into()))?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| failed("size", format!("{size:?}")))?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(PNG_SCALE, PNG_SCALE), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| failed("encode", e.to_string()))
 }
 
 #[cfg(test)]

@@ -117,6 +117,14 @@ enum Op {
     Engaged(usize, u8),
     /// The `n`-th contact buys (the goal).
     Purchase(usize),
+    /// A bulk action on the flow's participants: 0 cancel the waiting, 1
+    /// pause the waiting, 2 make the paused ready, 3 cancel the paused, 4
+    /// suppress the finished, 5 unsuppress, 6 pause the finished, 7 undo
+    /// the last pause. (A deletion erases the contact's events, which the
+    /// recount would need, and a reset's rerun is a visit the timeline
+    /// keeps as one record: `bulk_actions_count_in_the_report_like_the_engine`
+    /// checks both.)
+    Bulk(u8, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -126,6 +134,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..8usize, prop::bool::weighted(0.85)).prop_map(|(n, ok)| Op::Sent(n, ok)),
         4 => (0..8usize, 0..8u8).prop_map(|(n, k)| Op::Engaged(n, k)),
         1 => (0..8usize).prop_map(Op::Purchase),
+        2 => (0..8u8, 0..8usize).prop_map(|(k, n)| Op::Bulk(k, n)),
     ]
 }
 
@@ -136,8 +145,37 @@ async fn run_history(ops: Vec<Op>) {
     let mut contacts: Vec<i64> = Vec::new();
     let mut done_sends: BTreeSet<i64> = BTreeSet::new();
     let mut n = 0;
+    let mut last_pause = None;
     for op in ops {
         match op {
+            Op::Bulk(kind, _) => {
+                use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Params};
+                let statuses = |s: &[&str]| Criteria { flow_ids: vec![flow], statuses: s.iter().map(|s| s.to_string()).collect(), ..Criteria::default() };
+                let (action, criteria) = match kind {
+                    0 => (Action::Cancel, statuses(&["waiting"])),
+                    1 => (Action::Pause, statuses(&["waiting"])),
+                    2 => (Action::Ready, statuses(&["paused"])),
+                    3 => (Action::Cancel, statuses(&["paused"])),
+                    4 => (Action::Suppress, statuses(&["completed", "converted"])),
+                    5 => (Action::Unsuppress, statuses(&["suppressed"])),
+                    6 => (Action::Pause, statuses(&["completed", "converted"])),
+                    _ => {
+                        if let Some(run) = last_pause.take() {
+                            let _ = bulk::undo(w.runtime.pool(), run, "test", w.runtime.now()).await;
+                        }
+                        continue;
+                    }
+                };
+                let request = BulkRequest { action, criteria, disposition: None, params: Params::default() };
+                // Nothing matching is refused, with nothing written.
+                if let Ok(run) = bulk::start(&w.runtime, &request, "test").await {
+                    bulk::run(&w.runtime, run).await.unwrap();
+                    if action == Action::Pause {
+                        last_pause = Some(run);
+                    }
+                }
+                w.runtime.run_until_idle().await.unwrap();
+            }
             Op::Enroll(k) => {
                 let mut new = Vec::new();
                 for _ in 0..k {
@@ -225,6 +263,8 @@ async fn rollups(w: &World, flow: i64) -> Counts {
         let day = dated.then(|| r.get::<i64, _>("day"));
         *out.entry((r.get("version"), r.get("step"), metric, r.get::<i64, _>("machine") != 0, day)).or_default() += r.get::<i64, _>("count");
     }
+    // A count a bulk action took back to nothing is no count.
+    out.retain(|_, n| *n != 0);
     out
 }
 
@@ -239,17 +279,22 @@ async fn recount(w: &World, flow: i64) -> Counts {
     let mut add = |version: i64, step: &str, metric: &str, machine: bool, day: Option<i64>| {
         *out.entry((version, step.to_owned(), metric.to_owned(), machine, day)).or_default() += 1;
     };
-    let participants = sqlx::query("SELECT id, version, status, step, state FROM participants WHERE flow_id = $1").bind(flow).fetch_all(pool).await.unwrap();
+    let participants =
+        sqlx::query("SELECT id, version, status, prior_status, step, state FROM participants WHERE flow_id = $1").bind(flow).fetch_all(pool).await.unwrap();
     let mut version_of = BTreeMap::new();
     for p in &participants {
-        let (id, version, status): (i64, i64, String) = (p.get("id"), p.get("version"), p.get("status"));
+        let (id, version, mut status): (i64, i64, String) = (p.get("id"), p.get("version"), p.get("status"));
+        // A suppressed participant counts as the status it keeps.
+        if status == "suppressed" {
+            status = p.get::<Option<String>, _>("prior_status").unwrap_or_default();
+        }
         version_of.insert(id, version);
         let step: Option<String> = p.get("step");
         let state: Participant = serde_json::from_str(p.get("state")).unwrap();
         if step.is_some() {
             add(version, "", "entered", false, None);
         }
-        if matches!(status.as_str(), "completed" | "converted" | "exited" | "failed") {
+        if matches!(status.as_str(), "completed" | "converted" | "exited" | "failed" | "cancelled") {
             add(version, step.as_deref().unwrap_or_default(), &status, false, None);
         }
         for (split, port) in &state.branches {
@@ -431,7 +476,7 @@ async fn the_report_api_reads_the_rollups_and_its_charts_download() {
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/csv"));
     let csv = String::from_utf8(body).unwrap();
-    assert!(csv.starts_with("day,entered,active,completed,converted,exited,failed\r\n"), "{csv}");
+    assert!(csv.starts_with("day,entered,active,completed,converted,exited,failed,cancelled\r\n"), "{csv}");
     assert!(csv.contains("2026-11-02,40,"), "{csv}");
     let (status, content_type, body) = w.get(&format!("/api/v1/flows/{flow}/report/split-sp.svg?metric=click"), &w.cookie).await;
     assert_eq!(status, StatusCode::OK);
@@ -564,4 +609,201 @@ async fn the_live_demo_runs_the_engine_and_a_reset_redoes_it() {
     // New contacts, new split draws: the same people and rates, not the same sends.
     assert_eq!(again.participants, first.participants);
     assert!(again.sends > again.participants, "{again:?}");
+}
+
+/// start → wait 2 days → update.
+async fn waiting_flow(store: &Store, name: &str) -> i64 {
+    let steps = json!([
+        {"id": "s", "kind": "start"},
+        {"id": "w", "kind": "wait", "settings": {"mode": "duration", "amount": 2, "unit": "days"}},
+        {"id": "u", "kind": "update_contact", "settings": {"changes": [{"field": "done", "op": "set", "value": "yes"}]}}
+    ]);
+    publish(store, name, steps, &["s->w", "w->u"]).await
+}
+
+async fn bulk_run(w: &World, action: server::runtime::bulk::Action, criteria: server::runtime::bulk::Criteria, params: server::runtime::bulk::Params) -> i64 {
+    use server::runtime::bulk::{self, BulkRequest};
+    let request = BulkRequest { action, criteria, disposition: None, params };
+    let run = bulk::start(&w.runtime, &request, "test").await.unwrap();
+    bulk::run(&w.runtime, run).await.unwrap();
+    run
+}
+
+fn totals(report: &app::report_api::FlowReport) -> [u64; 6] {
+    let sum = |f: fn(&app::report_api::DayFigures) -> u64| report.days.iter().map(f).sum::<u64>();
+    [sum(|d| d.entered), sum(|d| d.completed), sum(|d| d.exited), sum(|d| d.cancelled), report.days.last().unwrap().active, sum(|d| d.failed)]
+}
+
+/// The participants of `flow` in `statuses` whose contacts are in `group` (a custom field).
+fn group(flow: i64, group: &str, statuses: &[&str]) -> server::runtime::bulk::Criteria {
+    server::runtime::bulk::Criteria {
+        flow_ids: vec![flow],
+        statuses: statuses.iter().map(|s| s.to_string()).collect(),
+        contact: vec![serde_json::from_value(json!({"field": "group", "value": group})).unwrap()],
+        ..Default::default()
+    }
+}
+
+/// Participants a bulk action moves, cancels, deletes, pauses (and its
+/// undo) or resets count in the report as the engine's own transitions do.
+#[tokio::test]
+async fn bulk_actions_count_in_the_report_like_the_engine() {
+    use server::runtime::bulk::{Action, MoveMode, Params};
+    let w = world().await;
+    let (source, target) = (waiting_flow(&w.store, "Source").await, waiting_flow(&w.store, "Target").await);
+    let mut ids = Vec::new();
+    for (n, name) in ["move"; 5].into_iter().chain(["cancel"; 3]).chain(["delete"; 2]).chain(["reset"; 2]).chain(["stay"; 8]).enumerate() {
+        let mut tx = w.runtime.pool().begin().await.unwrap();
+        let contact: Contact = serde_json::from_value(json!({"email": format!("person{n}@example.com"), "fields": {"group": name}})).unwrap();
+        ids.push(contacts::insert(&mut tx, &contact).await.unwrap());
+        tx.commit().await.unwrap();
+    }
+    w.runtime.enroll(source, &ids).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    let report = |flow| w.runtime.flow_report(flow, Some("2026-11-01"), Some("2026-11-30"));
+    assert_eq!(totals(&report(source).await.unwrap()), [20, 0, 0, 0, 20, 0]);
+
+    // Five move to the target: they exit the source and enter the target when it runs them.
+    let params = Params { flow_id: Some(target), mode: MoveMode::Move, ..Params::default() };
+    bulk_run(&w, Action::MoveToFlow, group(source, "move", &["waiting"]), params).await;
+    w.runtime.run_until_idle().await.unwrap();
+    // Three are cancelled, two deleted (their participants cancelled).
+    bulk_run(&w, Action::Cancel, group(source, "cancel", &["waiting"]), Params::default()).await;
+    bulk_run(&w, Action::Delete, group(source, "delete", &[]), Params::default()).await;
+    let source_report = report(source).await.unwrap();
+    assert_eq!(totals(&source_report), [20, 0, 5, 5, 10, 0], "entered, completed, exited, cancelled, active, failed");
+    assert_eq!(totals(&report(target).await.unwrap()), [5, 0, 0, 0, 5, 0]);
+    // A pause of the three cancelled (finished → paused) takes them off `cancelled`; its undo puts them back.
+    let pause = bulk_run(&w, Action::Pause, group(source, "cancel", &["cancelled"]), Params::default()).await;
+    assert_eq!(totals(&report(source).await.unwrap()), [20, 0, 5, 2, 13, 0]);
+    server::runtime::bulk::undo(w.runtime.pool(), pause, "test", w.runtime.now()).await.unwrap();
+    assert_eq!(totals(&report(source).await.unwrap()), [20, 0, 5, 5, 10, 0]);
+
+    // The rest finish; a reset of two finished ones takes them back, and they finish again.
+    w.clock.advance(SignedDuration::from_hours(49));
+    w.runtime.run_until_idle().await.unwrap();
+    assert_eq!(totals(&report(source).await.unwrap()), [20, 10, 5, 5, 0, 0]);
+    for flow in [source, target] {
+        assert_eq!(rollups(&w, flow).await, recount(&w, flow).await, "flow {flow}: rollups (left) against the recount (right)");
+    }
+    bulk_run(&w, Action::Reset, group(source, "reset", &["completed"]), Params::default()).await;
+    w.runtime.run_until_idle().await.unwrap();
+    let after = report(source).await.unwrap();
+    assert_eq!(totals(&after), [20, 10, 5, 5, 0, 0], "finished once each: {:?}", after.days);
+    // The rerun is another visit of the last step (the timeline keeps it as the same record).
+    let last = after.steps.iter().find(|s| s.step == "u").unwrap();
+    assert_eq!((last.reached, last.passed), (12, 12));
+}
+
+/// A chart downloads as a PNG twice the size of its view box, with the
+/// chart drawn on it (its first series' colour, dark text), not blank.
+#[tokio::test]
+async fn a_chart_downloads_as_a_png_of_its_size_with_the_chart_drawn() {
+    let w = world().await;
+    let flow = waiting_flow(&w.store, "Drawn").await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(w.contact(n).await);
+    }
+    w.runtime.enroll(flow, &ids).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    let report = w.runtime.flow_report(flow, Some("2026-11-01"), Some("2026-11-30")).await.unwrap();
+    let charts = app::report_api::charts(&report, app::report_api::Metric::Conversion, false);
+    for (name, chart) in charts.iter().filter(|(name, _)| ["days", "funnel"].contains(&name.as_str())) {
+        let (status, content_type, body) = w.get(&format!("/api/v1/flows/{flow}/report/{name}.png?from=2026-11-01&to=2026-11-30"), &w.cookie).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(content_type, "image/png");
+        assert_eq!(&body[..8], b"\x89PNG\r\n\x1a\n", "a PNG signature");
+        let png = resvg::tiny_skia::Pixmap::decode_png(&body).expect("a PNG that decodes");
+        let legend = if chart.legend.is_empty() { 0.0 } else { 22.0 };
+        assert_eq!((png.width(), png.height()), ((chart.width * 2.0) as u32, ((chart.height + legend) * 2.0) as u32), "{name}");
+        let pixels = png.pixels();
+        let near = |p: &resvg::tiny_skia::PremultipliedColorU8, (r, g, b): (u8, u8, u8)| {
+            p.red().abs_diff(r) < 24 && p.green().abs_diff(g) < 24 && p.blue().abs_diff(b) < 24 && p.alpha() == 255
+        };
+        let blue = pixels.iter().filter(|p| near(p, (0x00, 0x72, 0xB2))).count();
+        let dark = pixels.iter().filter(|p| near(p, (0x11, 0x11, 0x11)) || near(p, (0x55, 0x55, 0x55))).count();
+        let white = pixels.iter().filter(|p| near(p, (0xff, 0xff, 0xff))).count();
+        assert!(blue > 200, "{name}: the first series is drawn ({blue} pixels)");
+        assert!(dark > 200, "{name}: the labels are drawn ({dark} pixels)");
+        assert!(white > pixels.len() / 2, "{name}: on a white ground");
+    }
+}
+
+/// Markup and formulas typed into a flow's name, its steps' names and a
+/// split's branch names stay text on the report page, in its SVG, PNG and
+/// CSV downloads and on the home dashboard.
+#[tokio::test]
+async fn markup_and_formulas_in_names_stay_text_in_reports_and_the_dashboard() {
+    let w = world().await;
+    let attacks = [
+        "<img src=x onerror=alert(1)>",
+        "\"><svg onload=alert(2)>",
+        "&lt;img src=x onerror=alert(3)&gt;",
+        "=cmd|' /C calc'!A0",
+        "' onmouseover='alert(4)",
+    ];
+    let steps = json!([
+        {"id": "s", "kind": "start", "name": attacks[0]},
+        {"id": "sp", "kind": "split", "name": attacks[1], "settings": {"branches": [{"port": attacks[0], "percent": 50}, {"port": attacks[3], "percent": 50}]}},
+        {"id": "ea", "kind": "send_email", "name": attacks[3], "settings": {"subject": "A", "body": "A"}},
+        {"id": "eb", "kind": "send_email", "name": attacks[2], "settings": {"subject": "B", "body": "B"}}
+    ]);
+    let wires = [format!("s->sp"), format!("sp:{}->ea", attacks[0]), format!("sp:{}->eb", attacks[3])];
+    let wires: Vec<&str> = wires.iter().map(String::as_str).collect();
+    let flow = publish(&w.store, attacks[4], steps, &wires).await;
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(w.contact(n).await);
+    }
+    w.runtime.enroll(flow, &ids).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    // A person's choice of a branch puts the branch's name on the home dashboard.
+    server::runtime::winner::choose(&w.runtime, "admin@x.test", flow, "sp", Some(attacks[0])).await.unwrap();
+
+    let no_markup = |what: &str, html: &str| {
+        let document = scraper::Html::parse_document(html);
+        for element in document.root_element().descendants().filter_map(scraper::ElementRef::wrap) {
+            let value = element.value();
+            assert!(!["img", "iframe"].contains(&value.name()), "{what}: an injected <{}>", value.name());
+            if value.name() == "script" {
+                let code: String = element.text().collect();
+                assert!(!code.contains("<img") && !code.contains("<svg"), "{what}: markup unescaped in a script: {code}");
+            }
+            assert!(!(value.name() == "svg" && value.attr("onload").is_some()), "{what}: an injected <svg onload>");
+            for (name, attr) in value.attrs() {
+                assert!(!name.starts_with("on"), "{what}: <{} {name}={attr}>", value.name());
+            }
+        }
+        document.root_element().text().collect::<String>()
+    };
+    let (status, _, body) = w.get(&format!("/flows/{flow}/report?from=2026-11-01&to=2026-11-30"), &w.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = no_markup("the report page", &String::from_utf8(body).unwrap());
+    for attack in attacks {
+        assert!(text.contains(attack), "the report page shows “{attack}” as text");
+    }
+    let (status, _, body) = w.get("/", &w.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = no_markup("the home dashboard", &String::from_utf8(body).unwrap());
+    assert!(text.contains(&format!("admin@x.test chose branch “{}”", attacks[0])), "the dashboard names the branch as text: {text}");
+
+    for (chart, shown) in [("funnel", attacks[0]), ("messages", attacks[2]), ("split-sp", attacks[0]), ("days", "")] {
+        let (status, content_type, body) = w.get(&format!("/api/v1/flows/{flow}/report/{chart}.svg"), &w.cookie).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/svg+xml"), "{chart}");
+        let text = no_markup(chart, &String::from_utf8(body).unwrap());
+        assert!(text.contains(shown), "{chart} shows “{shown}” as text: {text}");
+        let (status, content_type, body) = w.get(&format!("/api/v1/flows/{flow}/report/{chart}.png"), &w.cookie).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "{chart}");
+        assert!(resvg::tiny_skia::Pixmap::decode_png(&body).is_ok());
+    }
+    // In the CSV a formula is written as text (a leading '), quoted where it must be.
+    let (_, _, body) = w.get(&format!("/api/v1/flows/{flow}/report/funnel.csv"), &w.cookie).await;
+    let csv = String::from_utf8(body).unwrap();
+    let firsts: Vec<&str> = csv.lines().map(|l| l.split(',').next().unwrap_or_default()).collect();
+    assert!(firsts.iter().all(|f| !f.starts_with(['=', '+', '-', '@'])), "{csv}");
+    assert!(csv.contains("'=cmd|' /C calc'!A0"), "{csv}");
+    let (_, _, body) = w.get(&format!("/api/v1/flows/{flow}/report/split-sp.csv"), &w.cookie).await;
+    let csv = String::from_utf8(body).unwrap();
+    assert!(csv.contains("\"'=cmd|' /C calc'!A0 (") || csv.contains("'=cmd|' /C calc'!A0 ("), "{csv}");
 }

@@ -54,8 +54,9 @@ pub struct Table {
 
 impl Table {
     /// RFC 4180 CSV, every field quoted when it needs to be; a field a
-    /// spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) is
-    /// written with a leading `'` unless it is a plain number.
+    /// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, a tab or a
+    /// carriage return first: OWASP's list) is written with a leading `'`
+    /// unless it is a plain number.
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
         for row in std::iter::once(&self.head).chain(&self.rows) {
@@ -68,8 +69,9 @@ impl Table {
 }
 
 fn csv_field(field: &str) -> String {
-    let number = field.parse::<f64>().is_ok();
-    let mut text = if !number && field.starts_with(['=', '+', '-', '@']) { format!("'{field}") } else { field.to_owned() };
+    // Plain numbers as this module writes them (no `inf`, no exponent).
+    let number = field.parse::<f64>().is_ok_and(f64::is_finite) && !field.contains(|c: char| c.is_alphabetic());
+    let mut text = if !number && field.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{field}") } else { field.to_owned() };
     if text.contains([',', '"', '\n', '\r']) {
         text = format!("\"{}\"", text.replace('"', "\"\""));
     }
@@ -390,6 +392,40 @@ mod tests {
     fn csv_quotes_and_defuses_formulas() {
         let table = Table { head: vec!["step".into(), "n".into()], rows: vec![vec!["=HYPERLINK(\"x\")".into(), "-3".into()], vec!["a,b".into(), "4".into()]] };
         assert_eq!(table.to_csv(), "step,n\r\n\"'=HYPERLINK(\"\"x\"\")\",-3\r\n\"a,b\",4\r\n");
+    }
+
+    #[test]
+    fn csv_defuses_every_formula_a_spreadsheet_would_run() {
+        let attacks = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1", "-inf"];
+        let table = Table { head: vec!["name".into()], rows: attacks.iter().map(|a| vec![a.to_string()]).collect() };
+        let csv = table.to_csv();
+        let lines: Vec<&str> = csv.split("\r\n").skip(1).filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "'=cmd|' /C calc'!A0");
+        assert_eq!(lines[1], "'+1+1");
+        assert_eq!(lines[2], "'-2+3");
+        assert_eq!(lines[3], "'@SUM(A1)");
+        assert_eq!(lines[4], "'\t=1+1");
+        assert!(csv.contains("\"'\r=1+1\""), "{csv:?}");
+        assert!(csv.contains("'-inf"), "{csv:?}");
+        // Numbers stay numbers.
+        let numbers = Table { head: vec!["n".into()], rows: vec![vec!["-3".into()], vec!["0.2500".into()], vec!["+4".into()]] };
+        assert_eq!(numbers.to_csv(), "n\r\n-3\r\n0.2500\r\n+4\r\n");
+    }
+
+    #[test]
+    fn markup_in_labels_stays_text_in_the_svg() {
+        let attacks = ["<img src=x onerror=alert(1)>", "\"><svg onload=alert(1)>", "&lt;script&gt;alert(1)&lt;/script&gt;", "' onmouseover='alert(1)"];
+        let groups: Vec<Group> = attacks.iter().map(|a| Group { label: a.to_string(), values: vec![1.0] }).collect();
+        let series = [Series { name: attacks[1].into(), values: vec![1.0, 2.0] }];
+        for chart in [bar_chart(attacks[0], attacks[1], &[attacks[3].into()], &groups, Unit::Count), line_chart(attacks[2], attacks[0], &days(2), &series)] {
+            let svg = chart.to_svg();
+            // Every `<` that starts a tag is one of ours; every quote in an attribute closes our own value.
+            let tags: Vec<&str> = svg.split('<').skip(1).map(|t| t.split([' ', '>', '/']).next().unwrap_or_default()).collect();
+            assert!(tags.iter().all(|t| ["svg", "title", "desc", "rect", "polyline", "text", "line", ""].contains(t)), "{tags:?}");
+            assert!(!svg.contains("onerror=") || svg.contains("&lt;img src=x onerror=alert(1)&gt;"), "{svg}");
+            assert!(!svg.contains("\"><svg"), "{svg}");
+            assert!(!svg.contains("&lt;script&gt;alert") || svg.contains("&amp;lt;script&amp;gt;"), "{svg}");
+        }
     }
 
     #[test]

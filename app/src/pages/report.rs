@@ -3,7 +3,9 @@
 //! compared (with "not yet significant" until they are), and the versions.
 //! Every chart is drawn on the server as SVG (readable without the wasm),
 //! has a title and summary for screen readers and the table of its
-//! numbers behind it, and downloads as CSV and SVG. The period, the
+//! numbers behind it, and downloads as CSV, SVG and PNG. Charts fill their
+//! card (the view box scales); on a narrow screen they keep a width their
+//! text stays readable at and scroll sideways. The period, the
 //! split metric and the machine-opens switch are the page's query, so a
 //! plain GET form changes them.
 
@@ -15,7 +17,7 @@ use crate::api::error_text;
 use crate::core::charts::{points, Chart, Mark, Table};
 use crate::core::stats::percent;
 use crate::pages::ErrorNote;
-use crate::report_api::{charts, compare, get_flow_report, message_table, ChooseBranch, FlowReport, Metric};
+use crate::report_api::{charts, compare, funnel_note, get_flow_report, message_table, ChooseBranch, FlowReport, Metric};
 
 #[component]
 pub fn ReportPage() -> impl IntoView {
@@ -59,8 +61,9 @@ fn Report(report: FlowReport, metric: Metric, machine: bool, choose: ServerActio
     let query = download_query(&report, metric, machine);
     let all = charts(&report, metric, machine);
     let total = |f: fn(&crate::report_api::DayFigures) -> u64| report.days.iter().map(f).sum::<u64>();
-    let (entered, completed, converted, exited, failed) =
-        (total(|d| d.entered), total(|d| d.completed), total(|d| d.converted), total(|d| d.exited), total(|d| d.failed));
+    let (entered, completed, converted, exited, failed, cancelled) =
+        (total(|d| d.entered), total(|d| d.completed), total(|d| d.converted), total(|d| d.exited), total(|d| d.failed), total(|d| d.cancelled));
+    let funnel_note = funnel_note(&report);
     let active_now: u64 = report.steps.iter().map(|s| s.waiting).sum();
     let chart_of = |name: &str| all.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
     let base = format!("/api/v1/flows/{flow_id}/report");
@@ -139,10 +142,12 @@ fn Report(report: FlowReport, metric: Metric, machine: bool, choose: ServerActio
             <div><dt>"Converted"</dt><dd data-total="converted">{converted}</dd><dd class="meta">{percent(converted, entered)}</dd></div>
             <div><dt>"Exited"</dt><dd data-total="exited">{exited}</dd></div>
             <div><dt>"Failed"</dt><dd data-total="failed">{failed}</dd></div>
+            <div><dt>"Cancelled"</dt><dd data-total="cancelled">{cancelled}</dd></div>
         </dl>
         <h2>"Participants per day"</h2>
         {view_chart("days", chart_of("days").expect("days chart"), None)}
         <h2>"Steps"</h2>
+        {funnel_note.map(|note| view! { <p class="chart-note" data-note="funnel">{note}</p> })}
         {view_chart("funnel", chart_of("funnel").expect("funnel chart"), None)}
         {messages.map(|m| view! { <h2>"Messages"</h2> {m} })}
         {(!report.splits.is_empty()).then(|| view! { <h2>"Splits"</h2> })}
@@ -199,21 +204,27 @@ fn ChartView(name: String, chart: Chart, table: Option<Table>, base: String, que
         })
         .collect_view();
     let labelled_by = format!("{title_id} {desc_id}");
-    let (csv, svg) = (format!("{base}/{name}.csv?{query}"), format!("{base}/{name}.svg?{query}"));
+    // A split's chart is named after its step id, which may hold any character.
+    let file = crate::core::merge::escape_url(&name);
+    let (csv, svg, png) = (format!("{base}/{file}.csv?{query}"), format!("{base}/{file}.svg?{query}"), format!("{base}/{file}.png?{query}"));
     let (figure_attr, table_attr, open) = (name.clone(), name.clone(), name == "messages");
     view! {
         <figure class="chart" data-chart=figure_attr>
-            <svg viewBox=format!("0 0 {} {}", chart.width, chart.height) role="img" aria-labelledby=labelled_by class="chart-svg">
-                <title id=title_id>{chart.title.clone()}</title>
-                <desc id=desc_id>{chart.summary.clone()}</desc>
-                {marks}
-            </svg>
+            <div class="chart-scroll">
+                <svg viewBox=format!("0 0 {} {}", chart.width, chart.height) preserveAspectRatio="xMinYMin meet" role="img" aria-labelledby=labelled_by class="chart-svg">
+                    <title id=title_id>{chart.title.clone()}</title>
+                    <desc id=desc_id>{chart.summary.clone()}</desc>
+                    {marks}
+                </svg>
+            </div>
             <figcaption>
                 <ul class="legend">{legend}</ul>
                 <span class="downloads">
                     <a href=csv download>"CSV"</a>
                     " · "
                     <a href=svg download>"SVG"</a>
+                    " · "
+                    <a href=png download>"PNG"</a>
                 </span>
             </figcaption>
             <details class="chart-table" open=open>

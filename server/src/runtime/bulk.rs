@@ -729,7 +729,9 @@ async fn run_chunks(runtime: &Runtime, id: i64) -> Result<Option<String>> {
         .await?;
         let Some(last) = last else { return Ok(None) };
         let chunk = Chunk { run: id, after: cursor, last };
+        let counted = super::rollups::BulkChanges::before(&mut tx, action.as_str(), &chunk.ids()).await?;
         let (seen, changed) = apply_chunk(&mut tx, action, params, target_version, chunk, started).await?;
+        counted.count(&mut tx, started).await?;
         let mine = sqlx::query("UPDATE bulk_runs SET cursor = $1, done = done + $2, count = count + $3 WHERE id = $4 AND owner = $5")
             .bind(last)
             .bind(seen)
@@ -968,6 +970,7 @@ pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64>
         ),
         _ => unreachable!("only reversible actions get here"),
     };
+    let counted = super::rollups::BulkChanges::before(&mut tx, "undo", &format!("SELECT participant_id FROM bulk_run_items WHERE run_id = {id} AND changed = 1")).await?;
     let undone = sqlx::query(&format!(
         "UPDATE participants SET {set}, revision = revision + 1, updated_at = $3
          FROM bulk_run_items i WHERE i.run_id = $4 AND i.changed = 1 AND i.participant_id = participants.id AND {still}"
@@ -979,6 +982,7 @@ pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64>
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    counted.count(&mut tx, now).await?;
     sqlx::query("UPDATE bulk_runs SET status = 'undone', undone_by = $1, undone_at = $2, message = $3 WHERE id = $4")
         .bind(by)
         .bind(&at)

@@ -7,7 +7,7 @@
 //! | metric | step | counts |
 //! | --- | --- | --- |
 //! | `entered` | '' | participants entering the flow (their first step run) |
-//! | `completed`, `converted`, `exited`, `failed` | where it ended | participants whose status became that |
+//! | `completed`, `converted`, `exited`, `failed`, `cancelled` | where it ended | participants whose status became that (less those a bulk action took back) |
 //! | `reached` | the step | timeline records made (one per visit) |
 //! | `passed` | the step | timeline records closed completed or skipped |
 //! | `step_failed` | the step | timeline records closed failed |
@@ -23,9 +23,18 @@
 //! scanner's click, an auto-reply. Unsubscribes name no step: they go to
 //! the participant's latest message.
 //!
+//! Bulk actions (`runtime::bulk`) count like the engine: a participant a
+//! run cancels, moves out (exited) or deletes counts as `cancelled` or
+//! `exited` at its step; one a run takes out of a finished status (reset,
+//! ready, pause, and their undo) is taken off that status's count on the
+//! day of the run, so that `entered` less the finishing counts is always
+//! who is still in the flow. A suppressed participant counts as the
+//! status it keeps. See [`BulkChanges`]. A step a reset runs again is
+//! reached (and passed) again: another visit, though the timeline keeps
+//! it as the same record.
+//!
 //! This module only adds to counters: it never reads them back to decide
-//! anything, and nothing but these counters is written here. Bulk actions
-//! (cancel, pause, move) are not counted: they are not the engine's doing.
+//! anything, and nothing but these counters is written here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,11 +87,19 @@ pub struct Tally(pub BTreeMap<Key, i64>);
 
 /// Statuses counted when a participant takes them.
 fn finishing(status: Status) -> Option<&'static str> {
+    finishing_name(status.as_str(), None)
+}
+
+/// [`finishing`] for a status column; a suppressed participant counts as
+/// the status it keeps (`prior`).
+fn finishing_name(status: &str, prior: Option<&str>) -> Option<&'static str> {
     match status {
-        Status::Completed => Some("completed"),
-        Status::Converted => Some("converted"),
-        Status::Exited => Some("exited"),
-        Status::Failed => Some("failed"),
+        "completed" => Some("completed"),
+        "converted" => Some("converted"),
+        "exited" => Some("exited"),
+        "failed" => Some("failed"),
+        "cancelled" => Some("cancelled"),
+        "suppressed" => prior.and_then(|p| finishing_name(p, None)),
         _ => None,
     }
 }
@@ -185,6 +202,106 @@ impl Tally {
             query.build().execute(&mut *conn).await?;
         }
         Ok(())
+    }
+}
+
+/// Bulk actions that can change what a participant counts as: the rest
+/// (a manual pass, callbacks, reservations, suppress and unsuppress, a
+/// data file) leave every finishing count as it is.
+fn bulk_may_finish(action: &str) -> bool {
+    matches!(action, "reset" | "cancel" | "pause" | "ready" | "delete" | "move_to_flow" | "undo")
+}
+
+/// One participant as a bulk action found it (or left it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Counted {
+    flow_id: i64,
+    version: i64,
+    step: String,
+    outcome: Option<&'static str>,
+    /// The split branches it took, when it passed a split.
+    branches: Vec<(String, String)>,
+}
+
+/// The participants a bulk action is about to change, read in its
+/// transaction before it writes; [`BulkChanges::count`] reads them again
+/// after and counts the difference, as the engine would have.
+#[derive(Debug, Default)]
+pub struct BulkChanges {
+    ids: String,
+    before: HashMap<i64, Counted>,
+}
+
+impl BulkChanges {
+    /// `action` is a bulk action's name (or `undo`); `ids` a query of the
+    /// participants it applies to. A deletion also cancels the contacts'
+    /// participants in other flows: those are read too.
+    pub async fn before(conn: &mut Conn, action: &str, ids: &str) -> Result<BulkChanges> {
+        if !bulk_may_finish(action) || !ENABLED.load(Ordering::Relaxed) {
+            return Ok(BulkChanges::default());
+        }
+        let ids = match action {
+            "delete" => format!("SELECT id FROM participants WHERE contact_id IN (SELECT contact_id FROM participants WHERE id IN ({ids}))"),
+            _ => ids.to_owned(),
+        };
+        let before = Self::read(conn, &ids).await?;
+        Ok(BulkChanges { ids, before })
+    }
+
+    async fn read(conn: &mut Conn, ids: &str) -> Result<HashMap<i64, Counted>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, flow_id, version, step, status, prior_status, CASE WHEN state LIKE '%\"branches\":%' THEN state END AS state
+             FROM participants WHERE id IN ({ids})"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let branches = r
+                    .get::<Option<String>, _>("state")
+                    .and_then(|s| serde_json::from_str::<Participant>(&s).ok())
+                    .map(|p| p.branches.into_iter().collect())
+                    .unwrap_or_default();
+                let counted = Counted {
+                    flow_id: r.get("flow_id"),
+                    version: r.get("version"),
+                    step: r.get::<Option<String>, _>("step").unwrap_or_default(),
+                    outcome: finishing_name(r.get("status"), r.get::<Option<&str>, _>("prior_status")),
+                    branches,
+                };
+                (r.get::<i64, _>("id"), counted)
+            })
+            .collect())
+    }
+
+    /// Reads the participants again and adds up what changed, on `now`'s day.
+    pub async fn count(self, conn: &mut Conn, now: Timestamp) -> Result<()> {
+        if self.before.is_empty() {
+            return Ok(());
+        }
+        let after = Self::read(conn, &self.ids).await?;
+        let mut tally = Tally::default();
+        let day = day_of(now);
+        for (id, old) in &self.before {
+            let Some(new) = after.get(id) else { continue };
+            if old.outcome == new.outcome {
+                continue;
+            }
+            for (p, sign) in [(old, -1), (new, 1)] {
+                let Some(metric) = p.outcome else { continue };
+                let mut add = |step: String, metric: &'static str| {
+                    tally.add(Key { flow_id: p.flow_id, day, version: p.version, step, metric, machine: false }, sign);
+                };
+                add(p.step.clone(), metric);
+                if metric == "converted" {
+                    for (split, port) in &p.branches {
+                        add(branch_step(split, port), "branch_converted");
+                    }
+                }
+            }
+        }
+        tally.write(conn).await
     }
 }
 

@@ -74,11 +74,23 @@ use crate::db::Conn;
 /// a decision applies from the next batch, in every process).
 #[derive(Clone, Debug, Default)]
 pub struct Splits {
-    tests: HashMap<(i64, i64), HashMap<String, (WinnerSettings, SplitState)>>,
+    tests: Tests,
 }
 
+/// Per (flow, version): each split step with a `winner`, its settings and state.
+type Tests = HashMap<(i64, i64), HashMap<String, (WinnerSettings, SplitState)>>;
+
+/// The tests and decisions, read afresh: every published document is
+/// scanned and parsed (the anchor of the reports bench; the scheduler
+/// uses [`ready`], which keeps the parsed tests).
 pub async fn load(conn: &mut Conn) -> Result<Splits> {
-    let mut splits = Splits::default();
+    let tests = load_tests(conn).await?;
+    with_decisions(conn, tests).await
+}
+
+/// The split tests the published documents set, with no decision yet.
+async fn load_tests(conn: &mut Conn) -> Result<Tests> {
+    let mut all = Tests::new();
     let rows = sqlx::query("SELECT flow_id, number, published_at, document FROM flow_versions WHERE document LIKE '%\"winner\"%'")
         .fetch_all(&mut *conn)
         .await?;
@@ -93,22 +105,69 @@ pub async fn load(conn: &mut Conn) -> Result<Splits> {
             }
         }
         if !tests.is_empty() {
-            splits.tests.insert((row.get("flow_id"), row.get("number")), tests);
+            all.insert((row.get("flow_id"), row.get("number")), tests);
         }
     }
+    Ok(all)
+}
+
+/// `tests` with the decisions taken so far (a small table: one row per decided split).
+async fn with_decisions(conn: &mut Conn, mut tests: Tests) -> Result<Splits> {
     // Choices by a person count for any split, with or without a test.
     for row in sqlx::query("SELECT flow_id, version, step, port, figures, overridden_by FROM split_decisions").fetch_all(&mut *conn).await? {
         let key = (row.get::<i64, _>("flow_id"), row.get::<i64, _>("version"));
         let step: String = row.get("step");
-        let tests = splits.tests.entry(key).or_default();
-        let entry = tests.entry(step).or_insert_with(|| (WinnerSettings::default(), SplitState::default()));
+        let version_tests = tests.entry(key).or_default();
+        let entry = version_tests.entry(step).or_insert_with(|| (WinnerSettings::default(), SplitState::default()));
         entry.1.decided = Some(row.get("port"));
         entry.1.note = Some(match row.get::<Option<String>, _>("overridden_by") {
             Some(who) => format!("chosen by {who}"),
             None => row.get("figures"),
         });
     }
-    Ok(splits)
+    Ok(Splits { tests })
+}
+
+/// The parsed tests of one runtime (and so one database), and what the
+/// versions table looked like when they were read.
+struct Kept {
+    /// The runtime's version cache: its identity says which runtime this is
+    /// (held weakly, so a dropped runtime's entry is never mistaken for a
+    /// new one's).
+    owner: std::sync::Weak<std::sync::Mutex<super::VersionCache>>,
+    /// How many versions there were, and the newest publication.
+    seen: (i64, Option<String>),
+    tests: Tests,
+}
+
+/// Published versions never change, so their tests are parsed once per
+/// runtime and kept until a version is published or a flow deleted.
+static KEPT: std::sync::Mutex<Vec<Kept>> = std::sync::Mutex::new(Vec::new());
+
+/// The tests of the published versions, parsed only when the versions
+/// changed since the last look (one small query otherwise).
+async fn kept_tests(runtime: &Runtime, conn: &mut Conn) -> Result<Tests> {
+    let seen: (i64, Option<String>) = sqlx::query_as("SELECT count(*), max(published_at) FROM flow_versions").fetch_one(&mut *conn).await?;
+    let owner = std::sync::Arc::downgrade(&runtime.versions);
+    {
+        let kept = KEPT.lock().expect("split tests lock");
+        if let Some(k) = kept.iter().find(|k| k.owner.ptr_eq(&owner) && k.seen == seen) {
+            return Ok(k.tests.clone());
+        }
+    }
+    let tests = load_tests(conn).await?;
+    let mut kept = KEPT.lock().expect("split tests lock");
+    kept.retain(|k| k.owner.strong_count() > 0 && !k.owner.ptr_eq(&owner));
+    kept.push(Kept { owner, seen, tests: tests.clone() });
+    Ok(tests)
+}
+
+/// The tests and decisions as the scheduler needs them: the parsed tests
+/// kept ([`kept_tests`]), the decisions read each time.
+async fn current(runtime: &Runtime) -> Result<Splits> {
+    let mut conn = runtime.pool().acquire().await?;
+    let tests = kept_tests(runtime, &mut conn).await?;
+    with_decisions(&mut conn, tests).await
 }
 
 impl Splits {
@@ -143,23 +202,18 @@ impl Groups for WithSplits<'_> {
 /// clicked or replied); the participants waiting at the split go on at
 /// their next look. Returns how many were decided.
 pub async fn decide_due(runtime: &Runtime) -> Result<usize> {
-    let mut conn = runtime.pool().acquire().await?;
-    let splits = load(&mut conn).await?;
-    drop(conn);
+    let splits = current(runtime).await?;
     decide(runtime, &splits).await
 }
 
 /// The split tests for a scheduler batch, any that came due decided first
 /// (so that participants waking at a window's end find its decision).
 pub async fn ready(runtime: &Runtime) -> Result<Splits> {
-    let mut conn = runtime.pool().acquire().await?;
-    let splits = load(&mut conn).await?;
-    drop(conn);
+    let splits = current(runtime).await?;
     if decide(runtime, &splits).await? == 0 {
         return Ok(splits);
     }
-    let mut conn = runtime.pool().acquire().await?;
-    load(&mut conn).await
+    current(runtime).await
 }
 
 async fn decide(runtime: &Runtime, splits: &Splits) -> Result<usize> {
