@@ -117,6 +117,18 @@ pub struct ThreadItem {
     pub ended_at: Option<String>,
     pub duration_secs: Option<i64>,
     pub notes: Option<String>,
+    /// A click-to-call's leg to the contact.
+    pub contact_leg: Option<CallLeg>,
+}
+
+/// The leg of a click-to-call that rings the contact, as its status reports leave it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLeg {
+    pub status: String,
+    pub started_at: Option<String>,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_secs: Option<i64>,
 }
 
 /// A click-to-call call as its status reports leave it.
@@ -129,6 +141,8 @@ pub struct CallView {
     pub ended_at: Option<String>,
     pub duration_secs: Option<i64>,
     pub error: Option<String>,
+    /// The contact's leg, once the agent's call has dialled it.
+    pub contact_leg: Option<CallLeg>,
 }
 
 impl CallView {

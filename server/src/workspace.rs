@@ -32,7 +32,9 @@ use app::core::kinds::{read_settings, CallSettings, SendEmailSettings};
 use app::core::merge::{render, Escape};
 use app::core::pressure::{RecentSend, Verdict};
 use app::core::FlowDocument;
-use app::workspace_api::{addresses, sanitize_html, CallView, EmailDraft, EmailSend, QueueEntry, Reach, Template, ThreadItem, Workspace, WorkspaceBackend};
+use app::workspace_api::{
+    addresses, sanitize_html, CallLeg, CallView, EmailDraft, EmailSend, QueueEntry, Reach, Template, ThreadItem, Workspace, WorkspaceBackend,
+};
 
 use crate::auth::Endpoint;
 use crate::channels::settings::Integrations;
@@ -395,7 +397,8 @@ impl Backend {
     async fn thread_rows(&self, contact: i64) -> Result<Vec<ThreadItem>> {
         let rows = sqlx::query(
             "SELECT id, created_at, channel, direction, address, subject, body, status, agent, error, opened_at, clicked_at, replied_at,
-                    reply_excerpt, answered_at, ended_at, duration_secs, notes
+                    reply_excerpt, answered_at, ended_at, duration_secs, notes,
+                    contact_leg_status, contact_leg_started_at, contact_leg_answered_at, contact_leg_ended_at, contact_leg_duration_secs
              FROM conversations WHERE contact_id = $1 ORDER BY id DESC LIMIT 500",
         )
         .bind(contact)
@@ -422,15 +425,20 @@ impl Backend {
                 ended_at: r.get(15),
                 duration_secs: r.get(16),
                 notes: r.get(17),
+                contact_leg: leg(r, 18),
             })
             .collect())
     }
 
     async fn call_view(&self, id: i64) -> Result<Option<CallView>> {
-        let row = sqlx::query("SELECT id, status, coalesce(sent_at, created_at), answered_at, ended_at, duration_secs, error, agent FROM conversations WHERE id = $1 AND channel = 'call'")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, status, coalesce(sent_at, created_at), answered_at, ended_at, duration_secs, error,
+                    contact_leg_status, contact_leg_started_at, contact_leg_answered_at, contact_leg_ended_at, contact_leg_duration_secs
+             FROM conversations WHERE id = $1 AND channel = 'call'",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(row.map(|r| CallView {
             id: r.get(0),
             status: r.get(1),
@@ -439,12 +447,19 @@ impl Backend {
             ended_at: r.get(4),
             duration_secs: r.get(5),
             error: r.get(6),
+            contact_leg: leg(&r, 7),
         }))
     }
 
     async fn deliver_manual(&self, participant: i64, outcome: ManualOutcome, disposition: Option<String>) -> Result<()> {
         self.runtime.deliver(participant, Event::Manual { outcome, disposition }).await.map(|_| ())
     }
+}
+
+/// A click-to-call's contact leg from the five `contact_leg_*` columns starting at `at`.
+fn leg(r: &crate::db::DbRow, at: usize) -> Option<CallLeg> {
+    let status: Option<String> = r.get(at);
+    status.map(|status| CallLeg { status, started_at: r.get(at + 1), answered_at: r.get(at + 2), ended_at: r.get(at + 3), duration_secs: r.get(at + 4) })
 }
 
 /// The disposition as the step's list spells it; any words when it has none.
@@ -944,12 +959,22 @@ async fn call_status(State(state): State<AppState>, headers: HeaderMap, body: St
             message: "A call status report needs CallSid and CallStatus.".into(),
         });
     };
+    let duration = field("CallDuration").and_then(|d| d.parse::<i64>().ok());
+    if let Some(parent) = field("ParentCallSid") {
+        // The contact's leg, dialled by the agent's call.
+        let ours: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE provider_id = $1 AND channel = 'call' AND agent IS NOT NULL")
+            .bind(parent)
+            .fetch_optional(pool)
+            .await?;
+        let Some(id) = ours else { return Err(Error::CallNotFound(parent.to_owned())) };
+        let status = contact_leg(pool, id, sid, status, duration).await?;
+        return Ok(Json(json!({"ok": true, "status": status})));
+    }
     let ours: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE provider_id = $1 AND channel = 'call' AND agent IS NOT NULL")
         .bind(sid)
         .fetch_optional(pool)
         .await?;
     let Some(id) = ours else { return Err(Error::CallNotFound(sid.to_owned())) };
-    let duration = field("CallDuration").and_then(|d| d.parse::<i64>().ok());
     let error = field("ErrorCode").map(|code| format!("the provider reported error {code}"));
     let record = crate::channels::conversations::call_status(pool, sid, status, duration, error.as_deref()).await?;
     if matches!(status, "in-progress" | "answered") {
@@ -960,6 +985,41 @@ async fn call_status(State(state): State<AppState>, headers: HeaderMap, body: St
             .await?;
     }
     Ok(Json(json!({"ok": true, "status": record.map(|r| r.status)})))
+}
+
+/// A report on the contact's leg of call `id`: its status moves only
+/// forward (a late "ringing" does not undo "completed"); it started when
+/// first reported, was answered when it went in progress, ended with its
+/// final status and duration. The leg's status as it stands.
+async fn contact_leg(pool: &Pool, id: i64, sid: &str, status: &str, duration: Option<i64>) -> Result<Option<String>> {
+    let mut tx = crate::db::begin_write(pool).await?;
+    let (known, leg): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT contact_leg_status, contact_leg_sid FROM conversations WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+    if leg.as_deref().is_some_and(|leg| leg != sid) {
+        // Another leg than the one first reported (a redial): not ours to follow.
+        return Ok(known);
+    }
+    let status = if status == "answered" { "in-progress" } else { status };
+    let rank = |s: Option<&str>| s.and_then(crate::channels::calls::rank);
+    let Some(new) = rank(Some(status)).filter(|new| rank(known.as_deref()).is_none_or(|old| *new > old)) else { return Ok(known) };
+    let at = Timestamp::now().to_string();
+    sqlx::query(
+        "UPDATE conversations SET contact_leg_sid = $1, contact_leg_status = $2, contact_leg_started_at = coalesce(contact_leg_started_at, $3),
+             contact_leg_answered_at = coalesce(contact_leg_answered_at, $4), contact_leg_ended_at = coalesce(contact_leg_ended_at, $5),
+             contact_leg_duration_secs = coalesce($6, contact_leg_duration_secs), updated_at = $3
+         WHERE id = $7",
+    )
+    .bind(sid)
+    .bind(status)
+    .bind(&at)
+    .bind((new == 3).then_some(&at))
+    .bind((new == 4).then_some(&at))
+    .bind(duration)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(status.to_owned()))
 }
 
 /// An SMS that came in (the provider's inbound webhook): on the thread of

@@ -337,8 +337,12 @@ async fn call_now_rings_the_agent_then_bridges_the_contact_and_status_reports_fi
     let field = |name: &str| form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
     assert_eq!(field("To"), ["+12125550199"], "the agent's phone rings first");
     assert_eq!(field("From"), ["+14155550100"]);
-    assert_eq!(field("Twiml"), ["<Response><Dial callerId=\"+14155550100\"><Number>+14155551234</Number></Dial></Response>"], "then the contact");
     let callback = format!("http://{addr}/api/v1/workspace/calls/status");
+    let dial = format!(
+        "<Response><Dial callerId=\"+14155550100\"><Number statusCallback=\"{callback}\" statusCallbackMethod=\"POST\" \
+         statusCallbackEvent=\"initiated ringing answered completed\">+14155551234</Number></Dial></Response>"
+    );
+    assert_eq!(field("Twiml"), [dial.as_str()], "then the contact, whose leg reports too");
     assert_eq!(field("StatusCallback"), [callback.as_str()]);
     assert_eq!(field("StatusCallbackEvent"), ["initiated", "ringing", "answered", "completed"]);
     let sid: String = sqlx::query_scalar("SELECT provider_id FROM conversations WHERE id = $1").bind(call.id).fetch_one(w.runtime.pool()).await.unwrap();
@@ -358,8 +362,39 @@ async fn call_now_rings_the_agent_then_bridges_the_contact_and_status_reports_fi
     assert!(answered.answered_at.is_some() && answered.ended_at.is_none());
     let forged = provider_post(&callback, "nope", &[("CallSid", sid.as_str()), ("CallStatus", "failed")]).await;
     assert_eq!(forged.0, 403);
+    // The contact's leg, dialled once the agent answered, reports with the agent's call as its parent.
+    let leg = |status: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let (callback, sid) = (callback.clone(), sid.clone());
+        async move {
+            let mut fields = vec![("AccountSid", "AC123"), ("CallSid", "CAcontactleg"), ("ParentCallSid", sid.as_str()), ("CallStatus", status)];
+            fields.extend(extra);
+            provider_post(&callback, "tok", &fields).await
+        }
+    };
+    assert!(answered.contact_leg.is_none(), "no contact leg before it is dialled");
+    assert_eq!(leg("ringing", vec![]).await.0, 200);
+    let ringing = w.backend.call(&w.agent, call.id).await.unwrap().contact_leg.expect("the contact's leg");
+    assert_eq!((ringing.status.as_str(), ringing.answered_at.is_none()), ("ringing", true));
+    assert!(ringing.started_at.is_some());
+    assert_eq!(leg("in-progress", vec![]).await.0, 200);
+    assert_eq!(leg("ringing", vec![]).await.0, 200, "a late report is taken, and changes nothing");
+    let talking = w.backend.call(&w.agent, call.id).await.unwrap().contact_leg.unwrap();
+    assert_eq!(talking.status, "in-progress");
+    assert!(talking.answered_at.is_some() && talking.ended_at.is_none());
+    assert_eq!(leg("completed", vec![("CallDuration", "37")]).await.0, 200);
+    let forged = provider_post(&callback, "nope", &[("CallSid", "CAcontactleg"), ("ParentCallSid", sid.as_str()), ("CallStatus", "failed")]).await;
+    assert_eq!(forged.0, 403);
+    let stranger = provider_post(&callback, "tok", &[("CallSid", "CAx"), ("ParentCallSid", "CAnotours"), ("CallStatus", "completed")]).await;
+    assert_eq!(stranger.0, 404);
     assert_eq!(report("completed", vec![("CallDuration", "42")]).await.0, 200);
     let over = w.backend.call(&w.agent, call.id).await.unwrap();
+    let contact_leg = over.contact_leg.clone().unwrap();
+    assert_eq!((contact_leg.status.as_str(), contact_leg.duration_secs), ("completed", Some(37)), "the contact talked 37 s of the agent's 42");
+    assert_eq!((contact_leg.started_at, contact_leg.answered_at), (ringing.started_at, talking.answered_at));
+    assert!(contact_leg.ended_at.is_some());
+    let contact: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(p).fetch_one(w.runtime.pool()).await.unwrap();
+    let thread = w.backend.thread(&w.agent, contact).await.unwrap();
+    assert_eq!(thread[0].contact_leg.as_ref().and_then(|l| l.duration_secs), Some(37), "the thread shows the contact's leg");
     assert_eq!((over.status.as_str(), over.duration_secs), ("completed", Some(42)));
     assert!(over.over() && over.ended_at.is_some() && over.answered_at == answered.answered_at);
     assert_eq!(text(w.backend.call(&w.other, call.id).await.unwrap_err()), format!("There is no call with id {}.", call.id));

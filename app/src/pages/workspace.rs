@@ -27,6 +27,21 @@ fn short(at: &str) -> String {
     at.get(..16).unwrap_or(at).replace('T', " ")
 }
 
+/// A click-to-call's leg to the contact, in words.
+fn leg_text(leg: &crate::workspace_api::CallLeg) -> String {
+    let mut text = format!("Contact {}", leg.status);
+    if let Some(at) = &leg.answered_at {
+        text.push_str(&format!(" · answered {}", short(at)));
+    }
+    if let Some(at) = &leg.ended_at {
+        text.push_str(&format!(" · ended {}", short(at)));
+    }
+    if let Some(d) = leg.duration_secs {
+        text.push_str(&format!(" · talked {d} s"));
+    }
+    text
+}
+
 fn kind_label(kind: &str) -> &'static str {
     match kind {
         "call" => "Call",
@@ -547,6 +562,7 @@ fn CallPanel(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
                     {c.duration_secs.map(|d| format!(" · {d} s"))}
                     {c.error.clone().map(|e| format!(" · {e}"))}
                 </p>
+                {c.contact_leg.clone().map(|leg| view! { <p class="call-state contact-leg" data-status=leg.status.clone()>{leg_text(&leg)}</p> })}
             })}
             {move || place.value().get().and_then(Result::err).map(|err| view! { <ErrorNote message=error_text(&err)/> })}
         </div>
@@ -631,6 +647,7 @@ pub fn Thread(items: Vec<ThreadItem>) -> impl IntoView {
                 if let Some(at) = &t.answered_at { marks.push(format!("answered {}", short(at))); }
                 if let Some(at) = &t.ended_at { marks.push(format!("ended {}", short(at))); }
                 if let Some(d) = t.duration_secs { marks.push(format!("{d} s")); }
+                if let Some(leg) = &t.contact_leg { marks.push(leg_text(leg)); }
                 view! {
                     <li class:inbound=inbound data-channel=t.channel.clone() data-status=t.status.clone()>
                         <span class="when">{short(&t.at)}</span> " "

@@ -58,7 +58,8 @@ impl Texter {
     /// Click-to-call (the agent's workspace): rings the agent's own phone
     /// `agent` from a caller number, and once they answer dials `contact`
     /// with that number shown (TwiML `<Dial>`), reporting the call's
-    /// progress to `callback`. The provider's call sid.
+    /// progress to `callback`; the contact's leg reports there too (with
+    /// the agent's call as its ParentCallSid). The provider's call sid.
     pub async fn bridge(&self, sms: &Sms, token: &Option<Secret>, agent: &str, contact: &str, callback: &str, ring_secs: u64) -> Result<Sent, Failure> {
         for (number, whose) in [(agent, "your phone"), (contact, "the contact's number")] {
             if !is_e164(number) {
@@ -70,7 +71,13 @@ impl Texter {
             return Err(Failure::permanent("no caller number is configured (the SMS provider's senders)"));
         }
         let from = self.sender(sms, contact).to_owned();
-        let dial = format!("<Response><Dial callerId=\"{}\"><Number>{}</Number></Dial></Response>", escape(&from), escape(contact));
+        let dial = format!(
+            "<Response><Dial callerId=\"{}\"><Number statusCallback=\"{}\" statusCallbackMethod=\"POST\" statusCallbackEvent=\"{}\">{}</Number></Dial></Response>",
+            escape(&from),
+            escape(callback),
+            EVENTS.join(" "),
+            escape(contact)
+        );
         let url = format!("{}/2010-04-01/Accounts/{}/Calls.json", sms.base_url.trim_end_matches('/'), sms.account_sid);
         let (ring, limit) = (ring_secs.to_string(), CALL_TIME_LIMIT.as_secs().to_string());
         let mut form = vec![
