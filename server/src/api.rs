@@ -16,7 +16,7 @@ use app::auth::{Access, Viewer};
 
 use crate::audit;
 use crate::auth::Endpoint;
-use crate::error::{Error, Json, Result, MAX_STEPS};
+use crate::error::{Error, Json, Query, Result, MAX_STEPS};
 use crate::AppState;
 
 /// The flow routes and who may use them: marketers (and admins) build
@@ -50,7 +50,7 @@ struct AuditQuery {
 }
 
 /// The audit log, newest first; `action` filters by prefix (`flow.`, `bulk.`…).
-async fn audit_log(State(state): State<AppState>, axum::extract::Query(query): axum::extract::Query<AuditQuery>) -> Result<impl IntoResponse> {
+async fn audit_log(State(state): State<AppState>, Query(query): Query<AuditQuery>) -> Result<impl IntoResponse> {
     Ok(Json(audit::entries(state.store.pool(), query.action.as_deref(), query.limit.unwrap_or(200)).await?))
 }
 

@@ -4,7 +4,7 @@
 //! Database and internal errors are logged and answered with a generic 500;
 //! their text never reaches the client.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -345,3 +345,15 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+impl From<QueryRejection> for Error {
+    fn from(rejection: QueryRejection) -> Self {
+        Error::BadBody { status: StatusCode::BAD_REQUEST, code: "invalid_query", message: format!("The query cannot be read: {}", rejection.body_text()) }
+    }
+}
+
+/// `axum::extract::Query`, with its rejections answered as problems
+/// (`invalid_query`), not plain text.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Query<T>(pub T);

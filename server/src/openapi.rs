@@ -218,6 +218,34 @@ fn operation(method: &Method, path: &str, c: &mut Map<String, Value>) -> Option<
     })
 }
 
+/// The query parameters of the handlers that read one (their `Query`
+/// types), all optional.
+fn query_parameters(method: &Method, path: &str) -> Vec<Value> {
+    let string = || json!({"type": "string"});
+    let integer = || json!({"type": "integer", "format": "int64"});
+    let params: Vec<(&str, Value, &str)> = match (method.as_str(), path) {
+        ("GET", "/audit") => vec![("action", string(), "Actions starting with this (`flow.`, `bulk.`…)."), ("limit", integer(), "At most this many (1 to 1,000; 200).")],
+        ("GET", "/contacts") => vec![
+            ("q", string(), "Email, name or mobile starting with this."),
+            ("list", string(), "Members of this list."),
+            ("after", string(), "The `next` of the previous page."),
+            ("per_page", integer(), "Contacts per page."),
+        ],
+        ("GET", "/contacts/export.csv") => vec![("q", string(), "As for `GET /contacts`."), ("list", string(), "Members of this list.")],
+        ("GET", "/tasks") => vec![("owner", string(), "Tasks of this owner (agents see only their own).")],
+        ("GET", "/participants/export.csv") => vec![("criteria", string(), "The criteria as JSON, as `POST /participants/export.csv` takes them.")],
+        ("GET", "/data-files/{id}") => vec![("expires", integer(), "The signed link's expiry (unix seconds)."), ("sig", string(), "The link's signature.")],
+        ("GET", "/flows/{id}/report" | "/flows/{id}/report/{file}") => vec![
+            ("from", string(), "The first day (YYYY-MM-DD); 30 days before `to` when left out."),
+            ("to", string(), "The last day (YYYY-MM-DD); today when left out."),
+            ("metric", string(), "Charts: splits compared on conversion, click or reply."),
+            ("machine", string(), "Charts: `on` counts machine opens and clicks too."),
+        ],
+        _ => Vec::new(),
+    };
+    params.into_iter().map(|(name, schema, description)| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})).collect()
+}
+
 /// The problems any operation may answer, by who may call it and whether
 /// it reads a body.
 fn common_problems(access: Access, method: &Method, body: bool) -> Vec<(u16, &'static str)> {
@@ -287,6 +315,7 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
                 let name = name.trim_start_matches('*');
                 json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
             })
+            .chain(query_parameters(&endpoint.method, path))
             .collect();
         let mut operation = json!({
             "operationId": operation_id(&endpoint.method, path),
@@ -312,6 +341,9 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         };
         responses.insert(spec.status.to_string(), success);
         let mut problems = common_problems(endpoint.access, &endpoint.method, spec.request.is_some());
+        if !query_parameters(&endpoint.method, path).is_empty() {
+            problems.push((400, "invalid_query"));
+        }
         problems.extend_from_slice(spec.problems);
         let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
         for (status, code) in problems {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -27,7 +27,7 @@ use leptos::prelude::ServerFnError;
 
 use crate::auth::Endpoint;
 use crate::db::Conn;
-use crate::error::{Error, Json, Result};
+use crate::error::{Error, Json, Query, Result};
 use crate::runtime::rollups::{branch_step, day_of};
 use crate::runtime::Runtime;
 use crate::AppState;

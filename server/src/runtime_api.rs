@@ -2,7 +2,7 @@
 //! participants, their timelines, and agents' tasks.
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::http::Method;
@@ -19,7 +19,7 @@ use app::auth::{Access, Role, Viewer};
 use crate::audit;
 use crate::auth::{Auth, Endpoint};
 use crate::actor::Actor;
-use crate::error::{Error, Json, Result};
+use crate::error::{Error, Json, Query, Result};
 use crate::runtime::bulk::{self, BulkRequest, Criteria};
 use crate::runtime::contacts::{self, ContactSearch};
 use crate::runtime::{datafile, export, import};

@@ -98,9 +98,9 @@ async fn the_description_is_valid_openapi_3_1_and_lists_every_route_the_router_h
     assert_eq!(create["responses"]["default"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem");
 }
 
-/// What schemathesis found (`.ci/api-contract`): bodies the extractor
-/// refused before the handler ran were answered in plain text, not as the
-/// problem the description promises.
+/// What schemathesis found (`.ci/api-contract`): bodies (and queries) the
+/// extractor refused before the handler ran were answered in plain text,
+/// not as the problem the description promises.
 #[tokio::test]
 async fn bodies_refused_before_the_handler_are_problems_too() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,6 +130,20 @@ async fn bodies_refused_before_the_handler_are_problems_too() {
         let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         assert!(status.is_client_error(), "{uri}: {status}");
         assert_eq!((kind.as_str(), problem["code"].as_str()), ("application/problem+json", Some(code)), "{uri}: {}", String::from_utf8_lossy(&bytes));
+    }
+    for uri in ["/api/v1/contacts?per_page=abc", "/api/v1/audit?limit=1.5", "/api/v1/data-files/1?expires=soon", "/api/v1/flows/1/report?from=1&from=2"] {
+        let request = Request::builder().uri(uri).header(header::HOST, "waymark.test").header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let kind = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let expected = if uri.contains("audit") { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        assert_eq!(status, expected, "{uri}: {}", String::from_utf8_lossy(&bytes));
+        assert_eq!(kind, "application/problem+json", "{uri}");
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(problem["code"], "invalid_query", "{uri}: {problem}");
+        }
     }
 }
 
