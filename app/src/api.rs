@@ -11,6 +11,7 @@ use crate::core::{FlowDocument, Finding, Findings, Level};
 
 /// A flow as the list shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FlowSummary {
     pub id: i64,
     pub name: String,

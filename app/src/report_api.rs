@@ -16,6 +16,7 @@ pub const MAX_PERIOD_DAYS: i64 = 366;
 
 /// Counts of one UTC day, all versions together.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DayFigures {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -33,6 +34,7 @@ pub struct DayFigures {
 
 /// A step of the funnel over the period; `waiting` is now.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct StepFigures {
     pub step: String,
     pub name: String,
@@ -46,6 +48,7 @@ pub struct StepFigures {
 /// A message step's sends and what came of them (participants: the
 /// first of each kind per participant counts).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct MessageFigures {
     pub step: String,
     pub name: String,
@@ -65,6 +68,7 @@ pub struct MessageFigures {
 
 /// A split's branch: who took it, and of them who converted, clicked or replied.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BranchFigures {
     pub port: String,
     pub entered: u64,
@@ -75,6 +79,7 @@ pub struct BranchFigures {
 
 /// An automatic winner's decision, or a person's choice.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SplitDecision {
     pub port: String,
     pub decided_at: String,
@@ -84,6 +89,7 @@ pub struct SplitDecision {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SplitFigures {
     pub step: String,
     pub name: String,
@@ -92,6 +98,7 @@ pub struct SplitFigures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct VersionFigures {
     pub version: i64,
     pub entered: u64,
@@ -104,6 +111,7 @@ pub struct VersionFigures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FlowReport {
     pub flow_id: i64,
     pub name: String,

@@ -122,15 +122,15 @@ fn operation(method: &Method, path: &str, c: &mut Map<String, Value>) -> Option<
     let json = |v: Value| Some((Json(v), true));
     let object = || json!({"type": "object"});
     Some(match (method.as_str(), path) {
-        ("GET", "/flows") => op(None, 200, Json(list(schema::<s::FlowSummary>(c))), &[]),
+        ("GET", "/flows") => op(None, 200, Json(list(schema::<app::api::FlowSummary>(c))), &[]),
         ("POST", "/flows") => op(
             json(schema::<NewFlow>(c)),
             201,
-            Json(schema::<s::FlowSummary>(c)),
+            Json(schema::<app::api::FlowSummary>(c)),
             &[(409, "flow_name_taken"), (422, "invalid_name"), (422, "too_long"), DOCUMENT[0], DOCUMENT[1]],
         ),
-        ("GET", "/flows/{id}") => op(None, 200, Json(schema::<s::FlowSummary>(c)), &[FLOW]),
-        ("PATCH", "/flows/{id}") => op(json(schema::<Rename>(c)), 200, Json(schema::<s::FlowSummary>(c)), &[FLOW, (409, "flow_name_taken"), (422, "invalid_name"), (422, "too_long")]),
+        ("GET", "/flows/{id}") => op(None, 200, Json(schema::<app::api::FlowSummary>(c)), &[FLOW]),
+        ("PATCH", "/flows/{id}") => op(json(schema::<Rename>(c)), 200, Json(schema::<app::api::FlowSummary>(c)), &[FLOW, (409, "flow_name_taken"), (422, "invalid_name"), (422, "too_long")]),
         ("DELETE", "/flows/{id}") => op(None, 204, Empty, &[FLOW, (409, "flow_has_participants")]),
         ("GET", "/flows/{id}/draft") => op(None, 200, Json(schema::<s::Draft>(c)), &[FLOW]),
         ("PUT", "/flows/{id}/draft") => op(
@@ -153,7 +153,7 @@ fn operation(method: &Method, path: &str, c: &mut Map<String, Value>) -> Option<
         ("POST", "/validate") => op(json(object()), 200, Json(schema::<s::Findings>(c)), &DOCUMENT),
         ("GET", "/groups") => op(None, 200, Json(list(json!({"type": "string"}))), &[]),
         ("PUT", "/groups/{name}") => op(json(schema::<s::FlowDocument>(c)), 200, Json(schema::<s::Findings>(c)), &[(422, "invalid_document"), (422, "too_many_steps"), (422, "invalid_name")]),
-        ("GET", "/audit") => op(None, 200, Json(list(schema::<s::AuditEntry>(c))), &[]),
+        ("GET", "/audit") => op(None, 200, Json(list(schema::<app::admin_api::AuditEntry>(c))), &[]),
 
         ("POST", "/contacts") => op(json(schema::<s::Contact>(c)), 201, Json(schema::<s::ContactSaved>(c)), &[(409, "contact_exists"), (422, "invalid_field"), (422, "too_long")]),
         ("GET", "/contacts") => op(None, 200, Json(schema::<s::ContactPage>(c)), &[]),
@@ -189,7 +189,7 @@ fn operation(method: &Method, path: &str, c: &mut Map<String, Value>) -> Option<
             let body = json!({"oneOf": [event, {"type": "array", "items": event, "minItems": 1, "maxItems": 1000}]});
             op(json(body), 202, Json(schema::<s::EventsAccepted>(c)), &[(422, "invalid_events"), (422, "invalid_event"), (429, "rate_limited")])
         }
-        ("GET", "/flows/{id}/report") => op(None, 200, Json(object()), &[FLOW, (422, "invalid_period")]),
+        ("GET", "/flows/{id}/report") => op(None, 200, Json(schema::<app::report_api::FlowReport>(c)), &[FLOW, (422, "invalid_period")]),
         ("GET", "/flows/{id}/report/{file}") => op(None, 200, File, &[FLOW, (404, "chart_not_found"), (422, "invalid_metric")]),
 
         ("GET", "/settings/integrations" | "/settings/mailbox" | "/settings/email-webhooks" | "/settings/pressure") => {

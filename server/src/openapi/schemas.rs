@@ -1,13 +1,15 @@
 //! The shapes of the API's answers and bodies, for the OpenAPI description.
 //!
 //! Each type here is the schema (derived by `utoipa::ToSchema`) of a type
-//! a handler reads or writes, field for field as serde writes it. They are
-//! kept beside the description, not derived on the handlers' own types,
-//! because those live in the store, the runtime and the `app` crate (which
-//! also builds for the browser); `server/tests/openapi.rs` validates what
-//! every handler answers for a sample call against these schemas (JSON
-//! Schema 2020-12, Python's `jsonschema`), so a field added, renamed or
-//! retyped on either side fails it. Where the handler's type is a JSON
+//! a handler reads or writes, field for field as serde writes it, for the
+//! types not derived where they live (the `app` crate's `*_api` types
+//! derive it themselves with `ssr`: flow summaries, the audit log, the
+//! report). These are kept beside the description because their types
+//! live in the store, the runtime and `app::core` (which also builds for
+//! the browser), modules other work changes. `server/tests/openapi.rs`
+//! validates what every handler answers for a sample call against these
+//! schemas (JSON Schema 2020-12, Python's `jsonschema`), so a field added,
+//! renamed or retyped on either side fails it. Where the handler's type is a JSON
 //! object of any shape (settings kept as JSON), so is the schema.
 //!
 //! `Option` fields may be absent or null; the rest are always written.
@@ -20,22 +22,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-
-/// `app::api::FlowSummary`: a flow as the list shows it.
-#[derive(ToSchema, Deserialize)]
-pub struct FlowSummary {
-    id: i64,
-    name: String,
-    /// The draft's revision; a save must name the one it started from.
-    revision: i64,
-    /// The newest published version's number.
-    published_version: Option<i64>,
-    /// The draft differs from the newest published version.
-    draft_changed: bool,
-    errors: u32,
-    warnings: u32,
-    updated_at: String,
-}
 
 /// `app::core::FlowDocument`: a `waymark.flow/v1` document
 /// (FLOW_FORMAT.md); steps' settings depend on their kind.
@@ -116,17 +102,6 @@ pub struct VersionDocument {
     published_at: String,
     published_by: String,
     document: FlowDocument,
-}
-
-/// `app::admin_api::AuditEntry`: one line of the audit log.
-#[derive(ToSchema, Deserialize)]
-pub struct AuditEntry {
-    id: i64,
-    at: String,
-    actor: String,
-    action: String,
-    subject: String,
-    detail: String,
 }
 
 /// `app::core::contact::Contact`: a contact as FLOW_FORMAT.md writes it.
