@@ -58,6 +58,9 @@ pub struct MailboxForm {
     pub host: String,
     pub port: String,
     pub tls: String,
+    /// A PEM file of CA certificates to trust for the server (empty: the Web PKI's roots alone).
+    #[serde(default)]
+    pub ca_file: String,
     pub username: String,
     /// Empty keeps the stored password.
     pub password: String,
@@ -86,6 +89,9 @@ pub async fn save_mailbox(mailbox: MailboxForm) -> Result<(), ServerFnError> {
         "after": form.after,
         "soft_bounce_limit": number::<u32>("Soft bounces in a row", &form.soft_bounce_limit, "a number from 0 to 20")?,
     });
+    if !form.ca_file.trim().is_empty() {
+        settings["ca_file"] = serde_json::Value::String(form.ca_file.trim().to_owned());
+    }
     if !form.move_to.trim().is_empty() {
         settings["move_to"] = serde_json::Value::String(form.move_to.trim().to_owned());
     }

@@ -29,7 +29,7 @@ use server::runtime::outbox::{Dispatcher, RetryPolicy};
 use server::runtime::{contacts, ManualClock, Runtime};
 use server::store::{self, Store};
 use server::{leptos_options, router, AppState};
-use support::dovecot::Dovecot;
+use support::dovecot::{Dovecot, TestCa};
 use support::SmtpSink;
 
 struct World {
@@ -601,4 +601,86 @@ async fn mailbox_settings_are_for_admins_checked_and_the_password_never_leaves()
     let off = w.call(&w.admin, Method::PUT, url, json!({"enabled": false})).await;
     assert_eq!(off.status, StatusCode::OK, "{}", off.body);
     assert!(matches!(mailbox::poll_once(&w.runtime).await, Err(PollError::NotConfigured)));
+}
+
+#[tokio::test]
+async fn the_mailbox_is_read_over_imaps_and_starttls_trusting_only_the_ca_file_it_is_given() {
+    let w = world().await;
+    let sink = SmtpSink::start(false);
+    let ca = TestCa::new();
+    let imap = Dovecot::start_tls(&ca);
+    let imaps = imap.tls_port.expect("an IMAPS port");
+    settings::update(w.runtime.pool(), json!({"smtp": smtp(sink.port)}).as_object().unwrap().clone()).await.unwrap();
+    let url = "/api/v1/settings/mailbox";
+    let secured = |tls: &str, port: u16, ca_file: Option<&std::path::Path>| {
+        let mut settings = mailbox_settings(&imap);
+        settings["tls"] = json!(tls);
+        settings["port"] = json!(port);
+        if let Some(path) = ca_file {
+            settings["ca_file"] = json!(path.display().to_string());
+        }
+        settings
+    };
+    let flow = w
+        .flow(
+            "Bounce watch",
+            json!({}),
+            json!([{"id": "s", "kind": "start"}, {"id": "e1", "kind": "send_email", "settings": {"subject": "Hi", "body": "<p>Hi</p>"}}]),
+            &["s->e1"],
+        )
+        .await;
+    let ivy = w.contact("ivy@example.test").await;
+    let jon = w.contact("jon@example.test").await;
+    w.runtime.enroll(flow, &[ivy, jon]).await.unwrap();
+    w.dispatch().await;
+    let ivy_id = message_id_for(&sink, 2, "ivy@example.test");
+    let jon_id = message_id_for(&sink, 2, "jon@example.test");
+    imap.append("INBOX", &dsn(&ivy_id, 1, "ivy@example.test", "5.1.1", "550 5.1.1 User unknown")).await;
+
+    // The Web PKI's roots alone do not know the test's CA: refused, nothing read.
+    for (tls, port) in [("tls", imaps), ("starttls", imap.port)] {
+        let saved = w.call(&w.admin, Method::PUT, url, secured(tls, port, None)).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+        let err = mailbox::poll_once(&w.runtime).await.unwrap_err();
+        assert!(matches!(&err, PollError::Mailbox(why) if why.contains("TLS failed") && why.contains("certificate")), "{tls}: {err}");
+    }
+    // Another CA's certificate is no better.
+    let other = TestCa::new();
+    assert_eq!(w.call(&w.admin, Method::PUT, url, secured("tls", imaps, Some(&other.ca_file()))).await.status, StatusCode::OK);
+    let err = mailbox::poll_once(&w.runtime).await.unwrap_err();
+    assert!(matches!(&err, PollError::Mailbox(why) if why.contains("certificate")), "{err}");
+    assert_eq!(imap.search("INBOX", "UNSEEN").await.len(), 1, "nothing was read");
+
+    // Trusting the test's CA: IMAPS reads the bounce.
+    let saved = w.call(&w.admin, Method::PUT, url, secured("tls", imaps, Some(&ca.ca_file()))).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert_eq!(saved.body["ca_file"].as_str(), Some(ca.ca_file().display().to_string().as_str()), "the page shows the path");
+    let poll = w.poll().await;
+    assert_eq!((poll.handled, poll.events), (1, 1), "{poll:?}\n{}", imap.log());
+    assert!(w.load(ivy).await.is_undeliverable("ivy@example.test"), "the hard bounce reached the contact");
+
+    // STARTTLS on the plain port, the same CA trusted.
+    imap.append("INBOX", &dsn(&jon_id, 2, "jon@example.test", "5.1.1", "550 5.1.1 User unknown")).await;
+    assert_eq!(w.call(&w.admin, Method::PUT, url, secured("starttls", imap.port, Some(&ca.ca_file()))).await.status, StatusCode::OK);
+    let poll = w.poll().await;
+    assert_eq!((poll.handled, poll.events), (1, 1), "{poll:?}");
+    assert!(w.load(jon).await.is_undeliverable("jon@example.test"));
+    assert!(imap.search("INBOX", "UNSEEN").await.is_empty());
+
+    // The CA file is checked when saved: a missing file, a relative path, a
+    // file with no certificate, or none asked to verify anything.
+    let field = |reply: &Reply| (reply.status, reply.body["field"].as_str().unwrap_or_default().to_owned());
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate").unwrap();
+    let mut plain = mailbox_settings(&imap);
+    plain["ca_file"] = json!(ca.ca_file().display().to_string());
+    for bad in [
+        secured("tls", imaps, Some(std::path::Path::new("/nonexistent/ca.pem"))),
+        secured("tls", imaps, Some(std::path::Path::new("ca.pem"))),
+        secured("tls", imaps, Some(not_pem.path())),
+        plain,
+    ] {
+        let reply = w.call(&w.admin, Method::PUT, url, bad).await;
+        assert_eq!(field(&reply), (StatusCode::UNPROCESSABLE_ENTITY, "mailbox.ca_file".into()), "{}", reply.body);
+    }
 }

@@ -86,6 +86,7 @@ fn mailbox_form(current: &Value, save: ServerAction<SaveMailbox>, poll: ServerAc
     let poll_secs = Some(text(current, "poll_secs")).filter(|p| !p.is_empty()).unwrap_or_else(|| "60".into());
     let soft = Some(text(current, "soft_bounce_limit")).filter(|p| !p.is_empty()).unwrap_or_else(|| "3".into());
     let (enabled, host, username, move_to) = (flag(current, "enabled"), text(current, "host"), text(current, "username"), text(current, "move_to"));
+    let ca_file = text(current, "ca_file");
     view! {
         <h2>"Bounce and reply mailbox (IMAP)"</h2>
         {outcome(move || save.value().get(), "mailbox")}
@@ -99,6 +100,9 @@ fn mailbox_form(current: &Value, save: ServerAction<SaveMailbox>, poll: ServerAc
                     <option value="starttls" selected=tls == "starttls">"STARTTLS (port 143)"</option>
                     <option value="none" selected=tls == "none">"None (a server on this machine only)"</option>
                 </select>
+            </label>
+            <label>"CA certificates to trust (a PEM file's absolute path on the server; empty: the public roots)"
+                <input name="mailbox[ca_file]" value=ca_file placeholder="/etc/waymark/imap-ca.pem"/>
             </label>
             <label>"User name" <input name="mailbox[username]" value=username autocomplete="off"/></label>
             <label>{if password_set { "Password (stored; empty keeps it)" } else { "Password" }}

@@ -61,6 +61,8 @@ pub const MAX_MESSAGE_BYTES: u32 = 10 * 1024 * 1024;
 /// How long a poll holds the lease at most (a process that died mid-poll
 /// gives it up after this).
 const LEASE_MS: i64 = 10 * 60 * 1000;
+/// The longest `ca_file` path taken.
+const CA_FILE_MAX: usize = 1024;
 /// How often the poller looks at the settings while none are enabled.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -102,6 +104,13 @@ pub struct MailboxSettings {
     pub port: u16,
     #[serde(default)]
     pub tls: ImapTls,
+    /// A PEM file of CA certificates trusted for this server besides the
+    /// Web PKI's roots (a private CA, or a self-signed server certificate);
+    /// the server's name is checked against its certificate all the same.
+    /// An absolute path (at most 1,024 bytes), read at each connection by
+    /// the process that polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub username: String,
     #[serde(default = "default_folder")]
@@ -237,7 +246,30 @@ fn check(s: &MailboxSettings) -> Result<()> {
     if s.tls == ImapTls::None && !is_loopback(&s.host) {
         return Err(invalid("tls", "may be none only for a server on this machine (127.0.0.1, ::1, localhost): use tls or starttls"));
     }
+    if let Some(path) = &s.ca_file {
+        limits::check("mailbox.ca_file", path, CA_FILE_MAX)?;
+        if s.tls == ImapTls::None {
+            return Err(invalid("ca_file", "is for tls or starttls; with none nothing is verified"));
+        }
+        if !std::path::Path::new(path).is_absolute() {
+            return Err(invalid("ca_file", "must be an absolute path"));
+        }
+        ca_certificates(path).map_err(|message| invalid("ca_file", &message))?;
+    }
     Ok(())
+}
+
+/// The certificates of a PEM file (at least one), or why there are none.
+fn ca_certificates(path: &str) -> std::result::Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|err| format!("cannot be read: {err}"))?;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|err| format!("is not a PEM file of certificates: {err}"))?;
+    if certificates.is_empty() {
+        return Err("holds no certificate (BEGIN CERTIFICATE)".into());
+    }
+    Ok(certificates)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -457,7 +489,7 @@ async fn read(runtime: &Runtime, settings: &MailboxSettings, password: Option<&S
             session(runtime, settings, password, client).await
         }
         ImapTls::Tls => {
-            let stream = tls(&settings.host, tcp, limit).await.map_err(|err| failed("TLS failed with", &err))?;
+            let stream = tls(settings, tcp, limit).await.map_err(|err| failed("TLS failed with", &err))?;
             let mut client = async_imap::Client::new(stream);
             greeting(&mut client, limit).await.map_err(|err| failed("no IMAP greeting from", &err))?;
             session(runtime, settings, password, client).await
@@ -469,7 +501,7 @@ async fn read(runtime: &Runtime, settings: &MailboxSettings, password: Option<&S
                 .await
                 .map_err(|_| failed("no answer to STARTTLS from", &"timed out"))?
                 .map_err(|err| failed("STARTTLS was refused by", &err))?;
-            let stream = tls(&settings.host, client.into_inner(), limit).await.map_err(|err| failed("TLS failed with", &err))?;
+            let stream = tls(settings, client.into_inner(), limit).await.map_err(|err| failed("TLS failed with", &err))?;
             session(runtime, settings, password, async_imap::Client::new(stream)).await
         }
     }
@@ -484,10 +516,19 @@ async fn greeting<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug>(cl
     }
 }
 
-/// TLS with the Web PKI's roots, checking the server's name.
-async fn tls(host: &str, tcp: tokio::net::TcpStream, limit: Duration) -> std::result::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+/// TLS with the Web PKI's roots and the settings' `ca_file`, checking the
+/// server's name.
+async fn tls(settings: &MailboxSettings, tcp: tokio::net::TcpStream, limit: Duration) -> std::result::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let host = settings.host.trim_start_matches('[').trim_end_matches(']');
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &settings.ca_file {
+        let certificates = ca_certificates(path).map_err(|err| format!("the CA file {path} {err}"))?;
+        let (_, refused) = roots.add_parsable_certificates(certificates);
+        if refused > 0 {
+            return Err(format!("the CA file {path} holds {refused} certificate(s) that are not CA certificates rustls can use"));
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|err| err.to_string())?

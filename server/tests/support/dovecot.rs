@@ -8,6 +8,11 @@
 //! login and mail processes, as Dovecot refuses root for them. Stopped,
 //! and its folder removed, when the value is dropped. No system service is
 //! touched.
+//!
+//! [`Dovecot::start_tls`] also serves IMAPS on a second port and offers
+//! STARTTLS on the first, with a certificate the test made
+//! ([`TestCa`]: a CA of its own, with `openssl`, and a server certificate
+//! it signed for 127.0.0.1 and localhost).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,10 @@ use futures_util::TryStreamExt;
 
 pub struct Dovecot {
     child: Child,
+    /// Plain IMAP (STARTTLS offered when TLS is on): the test's own helpers use it.
     pub port: u16,
+    /// IMAPS, with [`Dovecot::start_tls`].
+    pub tls_port: Option<u16>,
     pub user: &'static str,
     pub password: &'static str,
     dir: tempfile::TempDir,
@@ -26,11 +34,7 @@ pub struct Dovecot {
 
 /// The Dovecot binary (in /usr/sbin, often not on a user's PATH).
 fn binary() -> PathBuf {
-    ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("dovecot"))
+    ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"].iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| PathBuf::from("dovecot"))
 }
 
 /// A user's uid and gid, from /etc/passwd.
@@ -60,8 +64,78 @@ fn name_of(uid: u32, file: &str) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
+/// A certificate authority made for one test with `openssl`, and a server
+/// certificate it signed (EC P-256, for 127.0.0.1 and localhost).
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().expect("openssl runs (Debian's openssl)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let (ca_key, ca_cert, key, csr, cert, ext) = (at("ca.key"), at("ca.pem"), at("server.key"), at("server.csr"), at("server.pem"), at("server.ext"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Waymark test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&["x509", "-req", "-in", &csr, "-CA", &ca_cert, "-CAkey", &ca_key, "-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", &ext]);
+        {
+            // Dovecot's master reads them as root, or as us.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        TestCa { dir }
+    }
+
+    /// The CA's certificate (PEM): what a client trusts.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn server(&self) -> (PathBuf, PathBuf) {
+        (self.dir.path().join("server.pem"), self.dir.path().join("server.key"))
+    }
+}
+
 impl Dovecot {
     pub fn start() -> Dovecot {
+        Dovecot::launch(None)
+    }
+
+    /// IMAPS on `tls_port`, STARTTLS on `port`, with `ca`'s server certificate.
+    pub fn start_tls(ca: &TestCa) -> Dovecot {
+        Dovecot::launch(Some(ca.server()))
+    }
+
+    fn launch(tls: Option<(PathBuf, PathBuf)>) -> Dovecot {
         let binary = binary();
         let installed = Command::new(&binary).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
         assert!(installed, "these tests need Dovecot's IMAP server: `.ci/install-tools` installs Debian's dovecot-imapd (apt-get install dovecot-imapd)");
@@ -89,19 +163,25 @@ impl Dovecot {
                 }
             }
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free();
+        let tls_port = tls.as_ref().map(|_| free());
+        let ssl = match &tls {
+            Some((cert, key)) => format!("ssl = yes\nssl_cert = <{}\nssl_key = <{}\n", cert.display(), key.display()),
+            None => "ssl = no\n".to_owned(),
+        };
         let user = "bounces";
         let password = "mailbox-secret";
         std::fs::write(root.join("passwd"), format!("{user}:{{PLAIN}}{password}::::::\n")).unwrap();
         let path = |p: &str| root.join(p).display().to_string();
         let config = format!(
-            "base_dir = {run}\nstate_dir = {state}\nlog_path = {log}\nprotocols = imap\nlisten = 127.0.0.1\nssl = no\n\
+            "base_dir = {run}\nstate_dir = {state}\nlog_path = {log}\nprotocols = imap\nlisten = 127.0.0.1\n{ssl}\
              disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
              default_login_user = {login_user}\ndefault_internal_user = {internal_user}\ndefault_internal_group = {internal_group}\n\
              first_valid_uid = 1\nfirst_valid_gid = 1\nmail_location = maildir:{mail}/%u\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {passwd}\n}}\n\
              userdb {{\n  driver = static\n  args = uid={muid} gid={mgid} home={home}/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n",
             run = path("run"),
             state = path("state"),
@@ -109,6 +189,7 @@ impl Dovecot {
             mail = path("mail"),
             passwd = path("passwd"),
             home = path("home"),
+            imaps = tls_port.unwrap_or(0),
             muid = mail_ids.0,
             mgid = mail_ids.1,
         );
@@ -122,11 +203,13 @@ impl Dovecot {
             .stderr(Stdio::null())
             .spawn()
             .expect("dovecot starts");
-        let dovecot = Dovecot { child, port, user, password, dir };
+        let dovecot = Dovecot { child, port, tls_port, user, password, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Dovecot did not listen on {port}:\n{}", dovecot.log());
-            std::thread::sleep(Duration::from_millis(50));
+        for port in std::iter::once(port).chain(tls_port) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "Dovecot did not listen on {port}:\n{}", dovecot.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         dovecot
     }
