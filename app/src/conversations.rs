@@ -87,6 +87,23 @@ pub struct Conversation {
     pub links: Vec<LinkClicks>,
 }
 
+/// The messages of a participant or a contact, and their times as they
+/// read in the contact's zone (UTC when it has none), as the participant's
+/// timeline shows its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Messages {
+    pub clock: crate::core::calendar::LocalClock,
+    pub list: Vec<Conversation>,
+}
+
+impl Messages {
+    /// The list, with a clock in `zone` that has read every time it holds.
+    pub fn new(zone: Option<&str>, list: Vec<Conversation>) -> Messages {
+        let instants: Vec<jiff::Timestamp> = list.iter().flat_map(Conversation::times).collect();
+        Messages { clock: crate::core::calendar::LocalClock::new(zone, instants), list }
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub use backend::{ConversationsBackend, ConversationsHandle};
 
@@ -99,9 +116,9 @@ mod backend {
     #[async_trait::async_trait]
     pub trait ConversationsBackend: Send + Sync + 'static {
         /// A participant's messages; an agent sees only a participant they own.
-        async fn of_participant(&self, viewer: &crate::auth::Viewer, participant: i64) -> Result<Vec<Conversation>, ServerFnError>;
+        async fn of_participant(&self, viewer: &crate::auth::Viewer, participant: i64) -> Result<Messages, ServerFnError>;
         /// A contact's messages, newest first.
-        async fn of_contact(&self, contact: i64) -> Result<Vec<Conversation>, ServerFnError>;
+        async fn of_contact(&self, contact: i64) -> Result<Messages, ServerFnError>;
     }
 
     pub type ConversationsHandle = Arc<dyn ConversationsBackend>;
@@ -112,13 +129,13 @@ mod backend {
 }
 
 #[server(prefix = "/fn", client = crate::auth::client::Client)]
-pub async fn participant_conversations(participant: i64) -> Result<Vec<Conversation>, ServerFnError> {
+pub async fn participant_conversations(participant: i64) -> Result<Messages, ServerFnError> {
     let viewer = crate::auth::require(crate::auth::Access::SignedIn)?;
     backend::conversations()?.of_participant(&viewer, participant).await
 }
 
 #[server(prefix = "/fn", client = crate::auth::client::Client)]
-pub async fn contact_conversations(contact: i64) -> Result<Vec<Conversation>, ServerFnError> {
+pub async fn contact_conversations(contact: i64) -> Result<Messages, ServerFnError> {
     crate::auth::require(crate::auth::Access::Marketer)?;
     backend::conversations()?.of_contact(contact).await
 }
@@ -139,5 +156,14 @@ impl Conversation {
             ("unsubscribed", &self.unsubscribed_at),
         ];
         all.into_iter().filter_map(|(what, when)| when.as_deref().map(|w| (what, w))).collect()
+    }
+
+    /// Every time the list shows of it: its milestones and its links' first clicks.
+    pub fn times(&self) -> impl Iterator<Item = jiff::Timestamp> + '_ {
+        self.milestones()
+            .into_iter()
+            .map(|(_, at)| at)
+            .chain(self.links.iter().filter_map(|l| l.first_clicked_at.as_deref()))
+            .filter_map(|at| at.parse().ok())
     }
 }

@@ -378,6 +378,74 @@ async fn transactional_and_untracked_flows_go_out_as_written() {
 }
 
 #[tokio::test]
+async fn an_ed25519_key_signs_what_dkimpy_verifies_with_the_k_ed25519_record() {
+    let w = world().await;
+    let smtp = SmtpSink::start(false);
+    w.configure(json!({"smtp": smtp_settings(smtp.port)})).await;
+    let admin = w.admin().await;
+    let (status, dkim) = w
+        .api(&admin, reqwest::Method::POST, "/api/v1/settings/dkim/key", Some(json!({"algorithm": "ed25519-sha256", "domain": "shop.test", "selector": "ed2026"})))
+        .await;
+    assert_eq!(status, 200, "{dkim}");
+    assert_eq!(dkim["algorithm"], "ed25519-sha256", "{dkim}");
+    let record = &dkim["dns_record"];
+    assert_eq!((record["type"].as_str(), record["name"].as_str()), (Some("TXT"), Some("ed2026._domainkey.shop.test")), "{dkim}");
+    let record_value = record["value"].as_str().unwrap().to_owned();
+    // RFC 8463: the 32-byte public key itself, base64 (44 characters).
+    let public = record_value.strip_prefix("v=DKIM1; k=ed25519; p=").unwrap_or_else(|| panic!("{record_value}"));
+    assert_eq!(public.len(), 44, "{record_value}");
+    // The same record as the settings (what the settings page shows).
+    let (status, view) = w.api(&admin, reqwest::Method::GET, "/api/v1/settings/integrations", None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["dkim"]["dns_record"]["value"].as_str(), Some(record_value.as_str()), "{view}");
+
+    let flow = publish_flow(&w, json!({})).await;
+    let contact = w.contact(json!({"email": "eve@example.test", "fields": {"first_name": "Eve"}})).await;
+    w.runtime.enroll(flow, &[contact]).await.unwrap();
+    w.runtime.run_until_idle().await.unwrap();
+    w.dispatch().await;
+    let message = &smtp.wait_for(1)[0];
+    let signature = message["headers"]["dkim-signature"].as_str().unwrap();
+    assert!(signature.contains("a=ed25519-sha256") && signature.contains("d=shop.test") && signature.contains("s=ed2026"), "{signature}");
+    let (verified, said) = support::dkim_verify(&smtp.raw(1), "ed2026._domainkey.shop.test", &record_value);
+    assert!(verified, "dkimpy (with PyNaCl) verifies the Ed25519 signature with the published record: {said}");
+    let tampered = String::from_utf8(smtp.raw(1)).unwrap().replacen("The sale", "The SALE", 1);
+    assert!(!support::dkim_verify(tampered.as_bytes(), "ed2026._domainkey.shop.test", &record_value).0, "a changed body fails");
+    // Another key's record does not verify it.
+    let other = server::channels::dkim::record_value(server::channels::dkim::Algorithm::Ed25519Sha256, &server::channels::dkim::generate(server::channels::dkim::Algorithm::Ed25519Sha256)).unwrap();
+    assert!(!support::dkim_verify(&smtp.raw(1), "ed2026._domainkey.shop.test", &other).0, "another key fails");
+}
+
+#[tokio::test]
+async fn the_message_list_reads_its_times_in_the_contacts_zone() {
+    use app::conversations::ConversationsBackend;
+    let w = world().await;
+    let smtp = SmtpSink::start(false);
+    w.configure(json!({"smtp": smtp_settings(smtp.port)})).await;
+    let flow = publish_flow(&w, json!({})).await;
+    let paris = w.contact(json!({"email": "pia@example.test", "timezone": "Europe/Paris"})).await;
+    let nowhere = w.contact(json!({"email": "nia@example.test"})).await;
+    let enrolled = w.runtime.enroll(flow, &[paris, nowhere]).await.unwrap().0;
+    w.runtime.run_until_idle().await.unwrap();
+    w.dispatch().await;
+    smtp.wait_for(2);
+
+    let messages = w.runtime.of_contact(paris).await.unwrap();
+    assert_eq!((messages.clock.zone.as_str(), messages.list.len()), ("Europe/Paris", 1));
+    let sent: jiff::Timestamp = messages.list[0].sent_at.as_deref().unwrap().parse().unwrap();
+    let local = sent.to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap()).strftime("%Y-%m-%d %H:%M %Z").to_string();
+    assert!(local.ends_with(" CET"), "{local}");
+    assert_eq!(messages.clock.show(sent, "%Y-%m-%d %H:%M %Z"), local, "read in Paris, the zone named");
+    let viewer = app::auth::Viewer { id: 0, email: "m@x.test".into(), name: "M".into(), role: app::auth::Role::Marketer, token: false };
+    let of_participant = w.runtime.of_participant(&viewer, enrolled[0]).await.unwrap();
+    assert_eq!(of_participant.clock, messages.clock, "the participant page reads them as the contact page does");
+    let plain = w.runtime.of_contact(nowhere).await.unwrap();
+    assert_eq!(plain.clock.zone, "UTC");
+    let sent: jiff::Timestamp = plain.list[0].sent_at.as_deref().unwrap().parse().unwrap();
+    assert!(plain.clock.show(sent, "%H:%M %Z").ends_with(" UTC"));
+}
+
+#[tokio::test]
 async fn the_preference_page_shows_and_saves_consent_per_channel() {
     let w = world().await;
     let admin = w.admin().await;

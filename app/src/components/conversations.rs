@@ -1,21 +1,26 @@
 //! The message list of the participant and contact pages: each message
 //! with its sent, delivered, opened, clicked, replied, bounced, complained
 //! and unsubscribed times, opens and clicks counted (machines' apart), and
-//! each tracked link's clicks.
+//! each tracked link's clicks. Times read in the contact's zone, named
+//! beside each (as the participant's timeline shows its own).
 
 use leptos::prelude::*;
 
 use crate::api::error_text;
-use crate::conversations::{contact_conversations, participant_conversations, Conversation};
+use crate::conversations::{contact_conversations, participant_conversations, Conversation, Messages};
+use crate::core::calendar::LocalClock;
 use crate::pages::ErrorNote;
 
-/// `2026-11-23T09:00:12.5Z` as `2026-11-23 09:00`.
-fn short(at: &str) -> String {
-    at.get(..16).unwrap_or(at).replace('T', " ")
+/// How a time is shown: `2026-11-23 10:00 CET` in the clock's zone.
+const SHOWN: &str = "%Y-%m-%d %H:%M %Z";
+
+/// `2026-11-23T09:00:12.5Z` in the clock's zone, its zone named.
+fn short(clock: &LocalClock, at: &str) -> String {
+    at.parse::<jiff::Timestamp>().map(|at| clock.show(at, SHOWN)).unwrap_or_else(|_| at.to_owned())
 }
 
-fn when(at: &Option<String>) -> String {
-    at.as_deref().map(short).unwrap_or_else(|| "—".into())
+fn when(clock: &LocalClock, at: &Option<String>) -> String {
+    at.as_deref().map(|at| short(clock, at)).unwrap_or_else(|| "—".into())
 }
 
 /// At most 160 characters of a reply or a diagnostic, on one line.
@@ -41,7 +46,9 @@ fn counted(people: i64, machines: i64) -> Option<String> {
 }
 
 #[component]
-fn Row(c: Conversation) -> impl IntoView {
+fn Row(c: Conversation, clock: LocalClock) -> impl IntoView {
+    let when = |at: &Option<String>| when(&clock, at);
+    let short = |at: &str| short(&clock, at);
     let what = match (&c.subject, c.channel.as_str()) {
         (Some(subject), _) if !subject.is_empty() => subject.clone(),
         (_, "call") => "Automatic call".into(),
@@ -88,7 +95,7 @@ fn Row(c: Conversation) -> impl IntoView {
     }
 }
 
-/// The messages of a participant, or of a contact (times in UTC).
+/// The messages of a participant, or of a contact (times in the contact's zone).
 #[component]
 pub fn ConversationList(#[prop(optional)] participant: Option<i64>, #[prop(optional)] contact: Option<i64>) -> impl IntoView {
     let list = Resource::new(
@@ -97,7 +104,7 @@ pub fn ConversationList(#[prop(optional)] participant: Option<i64>, #[prop(optio
             match (participant, contact) {
                 (Some(id), _) => participant_conversations(id).await,
                 (None, Some(id)) => contact_conversations(id).await,
-                (None, None) => Ok(Vec::new()),
+                (None, None) => Ok(Messages::default()),
             }
         },
     );
@@ -105,9 +112,10 @@ pub fn ConversationList(#[prop(optional)] participant: Option<i64>, #[prop(optio
         <Suspense fallback=|| view! { <p class="loading">"Loading messages…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
-                    Ok(list) if list.is_empty() => view! { <p class="meta">"No messages yet."</p> }.into_any(),
-                    Ok(list) => {
-                        let rows = list.into_iter().map(|c| view! { <Row c/> }).collect_view();
+                    Ok(messages) if messages.list.is_empty() => view! { <p class="meta">"No messages yet."</p> }.into_any(),
+                    Ok(Messages { clock, list }) => {
+                        let zone = clock.zone.clone();
+                        let rows = list.into_iter().map(|c| view! { <Row c clock=clock.clone()/> }).collect_view();
                         view! {
                             <table class="conversations">
                                 <thead><tr>
@@ -116,7 +124,8 @@ pub fn ConversationList(#[prop(optional)] participant: Option<i64>, #[prop(optio
                                 </tr></thead>
                                 <tbody>{rows}</tbody>
                             </table>
-                            <p class="hint">"Times in UTC. Opens and clicks count people; mail-privacy proxies and link scanners are counted apart as machine."</p>
+                            <p class="hint">{format!("Times in the contact's zone ({zone}). ")}
+                                "Opens and clicks count people; mail-privacy proxies and link scanners are counted apart as machine."</p>
                         }
                         .into_any()
                     }
@@ -124,5 +133,23 @@ pub fn ConversationList(#[prop(optional)] participant: Option<i64>, #[prop(optio
                 }
             })}
         </Suspense>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_in_the_contacts_zone_with_the_zone_named() {
+        let at = "2026-11-23T09:00:12.5Z";
+        let paris = LocalClock::new(Some("Europe/Paris"), [at.parse().unwrap()]);
+        assert_eq!(short(&paris, at), "2026-11-23 10:00 CET");
+        let july = "2026-07-01T09:00:00Z";
+        let paris = LocalClock::new(Some("Europe/Paris"), [july.parse().unwrap()]);
+        assert_eq!(when(&paris, &Some(july.into())), "2026-07-01 11:00 CEST");
+        let nowhere = LocalClock::new(None, [at.parse().unwrap()]);
+        assert_eq!(short(&nowhere, at), "2026-11-23 09:00 UTC");
+        assert_eq!(when(&nowhere, &None), "—");
     }
 }

@@ -202,7 +202,7 @@ pub async fn call_status(pool: &Pool, sid: &str, status: &str, duration: Option<
     Ok(Some(record))
 }
 
-pub use app::conversations::{Conversation, LinkClicks};
+pub use app::conversations::{Conversation, LinkClicks, Messages};
 
 /// Whose messages to list.
 #[derive(Clone, Copy, Debug)]
@@ -352,15 +352,31 @@ pub async fn list(pool: &Pool, of: Of) -> sqlx::Result<Vec<Conversation>> {
     Ok(list)
 }
 
+/// A contact's time zone, as its pages show times in.
+async fn zone_of(pool: &Pool, contact: i64) -> sqlx::Result<Option<String>> {
+    let zone: Option<Option<String>> = sqlx::query_scalar("SELECT timezone FROM contacts WHERE id = $1").bind(contact).fetch_optional(pool).await?;
+    Ok(zone.flatten())
+}
+
 #[async_trait::async_trait]
 impl app::conversations::ConversationsBackend for crate::runtime::Runtime {
-    async fn of_participant(&self, viewer: &app::auth::Viewer, participant: i64) -> Result<Vec<Conversation>, leptos::prelude::ServerFnError> {
+    async fn of_participant(&self, viewer: &app::auth::Viewer, participant: i64) -> Result<Messages, leptos::prelude::ServerFnError> {
         use crate::error::Error;
         crate::runtime_api::check_participant_owner(self.pool(), viewer, participant).await.map_err(Error::into_server_fn_error)?;
-        of_participant(self.pool(), participant).await.map_err(|err| Error::from(err).into_server_fn_error())
+        let read = async {
+            let contact: Option<i64> =
+                sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(participant).fetch_optional(self.pool()).await?;
+            let zone = match contact {
+                Some(contact) => zone_of(self.pool(), contact).await?,
+                None => None,
+            };
+            Ok::<_, sqlx::Error>(Messages::new(zone.as_deref(), of_participant(self.pool(), participant).await?))
+        };
+        read.await.map_err(|err| Error::from(err).into_server_fn_error())
     }
 
-    async fn of_contact(&self, contact: i64) -> Result<Vec<Conversation>, leptos::prelude::ServerFnError> {
-        of_contact(self.pool(), contact).await.map_err(|err| crate::error::Error::from(err).into_server_fn_error())
+    async fn of_contact(&self, contact: i64) -> Result<Messages, leptos::prelude::ServerFnError> {
+        let read = async { Ok::<_, sqlx::Error>(Messages::new(zone_of(self.pool(), contact).await?.as_deref(), of_contact(self.pool(), contact).await?)) };
+        read.await.map_err(|err| crate::error::Error::from(err).into_server_fn_error())
     }
 }

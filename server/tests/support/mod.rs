@@ -73,6 +73,7 @@ impl SmtpSink {
 /// (no DNS is asked). Its verdict and what it said.
 pub fn dkim_verify(raw: &[u8], name: &str, record: &str) -> (bool, String) {
     ensure_python("dkim", "dkimpy");
+    ensure_python("nacl", "pynacl"); // dkimpy verifies Ed25519 (RFC 8463) with it
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), raw).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dkim_verify.py");
