@@ -184,32 +184,77 @@ test("an agent works the day: edits and sends the email, places the call, picks 
   await phone.getByRole("button", { name: "Save" }).click();
   await expect(phone.locator(".saved")).toBeVisible();
 
+  let previous = "";
   for (let round = 0; round < 2; round++) {
     const work = page.locator("div.work");
     await expect(work).toBeVisible();
+    // The task just closed may stay on screen a moment while the next one loads.
+    if (previous) await expect(work).not.toHaveAttribute("data-participant", previous);
+    previous = (await work.getAttribute("data-participant"))!;
     const kind = await work.getAttribute("data-kind");
     if (kind === "send_email") {
       // The composer opens prefilled from the step; the agent edits it.
       const composer = page.locator("form.composer");
       await expect(composer.getByLabel("Subject")).toHaveValue("Hello Ada");
       await expect(composer.getByLabel("Cc", { exact: true })).toHaveValue("manager@example.com");
-      await expect(composer.getByLabel("Body (HTML)")).toHaveValue("<p>Template body for Ada</p>");
+      const editor = composer.getByRole("textbox", { name: "Body" });
+      await expect(editor.locator("p")).toHaveText("Template body for Ada");
       await composer.getByLabel("Subject").fill("Ada, the pilot plan you asked for");
       await composer.getByLabel("Cc", { exact: true }).fill("partner@example.com");
-      await composer.getByLabel("Body (HTML)").fill("<p>Hi Ada, here is the <b>pilot plan</b>.</p><script>alert(1)</script>");
+      // The body is rewritten in the rich-text editor, from the keyboard and the toolbar.
+      await editor.click();
+      await page.keyboard.press("ControlOrMeta+A");
+      await page.keyboard.type("Hi Ada, here is the ");
+      await page.keyboard.press("Control+B");
+      await page.keyboard.type("pilot plan");
+      await page.keyboard.press("Control+B");
+      await page.keyboard.type(" and ");
+      await page.keyboard.press("Control+I");
+      await page.keyboard.type("soon");
+      await page.keyboard.press("Control+I");
+      await page.keyboard.press("Enter");
+      await composer.getByRole("button", { name: "Bulleted list" }).click();
+      await page.keyboard.type("read the plan");
+      await page.keyboard.press("Shift+Home");
+      page.once("dialog", (dialog) => dialog.accept("https://example.com/plan"));
+      await composer.getByRole("button", { name: "Link the selected words" }).click();
+      await page.keyboard.press("End");
+      // Typing letters that are shortcuts elsewhere on the page (s sends) only types them.
+      await page.keyboard.press("Enter");
+      await page.keyboard.type("ask questions");
+      await expect(editor.locator("b")).toHaveText("pilot plan");
+      await expect(editor.locator("i")).toHaveText("soon");
+      await expect(editor.locator("ul li")).toHaveCount(2);
+      await expect(editor.locator("ul li a")).toHaveAttribute("href", "https://example.com/plan");
+      // Pasted markup goes in as text: nothing of it runs or renders.
+      await editor.evaluate((el) => {
+        const data = new DataTransfer();
+        data.setData("text/html", '<img src=x onerror="document.title=1">');
+        data.setData("text/plain", '<img src=x onerror="document.title=1">');
+        el.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+      });
+      await expect(editor).toContainText('<img src=x onerror="document.title=1">');
+      await expect(editor.locator("img")).toHaveCount(0);
+      await expect(composer).toBeVisible();
       await composer.getByRole("button", { name: "Preview" }).click();
       const preview = composer.frameLocator("iframe[title='Email preview']");
       await expect(preview.locator("b")).toHaveText("pilot plan");
-      await expect(preview.locator("script")).toHaveCount(0);
+      await expect(preview.locator("i")).toHaveText("soon");
+      await expect(preview.locator("ul li a")).toHaveAttribute("href", "https://example.com/plan");
+      await expect(preview.locator("script, img")).toHaveCount(0);
       await page.screenshot({ path: path.join("screenshots", "40-workspace-composer.png"), fullPage: true });
       await composer.getByRole("button", { name: "Send (s)" }).click();
       const mail = await mailTo(`ada-${run}@example.com`);
       expect(mail.headers.subject).toBe("Ada, the pilot plan you asked for");
       expect(mail.headers.cc).toBe("partner@example.com");
       const html = mail.parts.find((p: any) => p.content_type === "text/html").text;
-      expect(html).toContain("pilot plan");
+      expect(html).toContain("<b>pilot plan</b>");
+      expect(html).toContain("<i>soon</i>");
+      expect(html).toMatch(/<ul>.*read the plan.*ask questions.*<\/ul>/s);
+      expect(html).toContain("&lt;img src=x onerror=");
       expect(html).not.toContain("Template body");
       expect(html).not.toContain("<script");
+      expect(html).not.toContain("<img src=\"x\"");
     } else {
       expect(kind).toBe("call");
       await expect(work.locator("blockquote.script")).toHaveText("Ask Bo about the pilot");
@@ -229,17 +274,27 @@ test("an agent works the day: edits and sends the email, places the call, picks 
 
       // Call now: the provider is asked to ring the agent, then bridge the contact.
       await page.locator("#ws-call").click();
-      await expect(page.locator("p.call-state")).toContainText("Call queued");
+      await expect(page.locator("p.call-state").first()).toContainText("Call queued");
       const placed = arrivals.find((a) => a.path.endsWith("/Calls.json"))!;
       expect(placed.form.get("To")).toBe("+12125550199");
-      expect(placed.form.get("Twiml")).toContain("<Number>+14155551234</Number>");
       const statusUrl = placed.form.get("StatusCallback")!;
       expect(statusUrl).toBe(`${baseURL}/api/v1/workspace/calls/status`);
+      // The contact's leg reports to the same place.
+      expect(placed.form.get("Twiml")).toContain(`<Number statusCallback="${statusUrl}" statusCallbackMethod="POST"`);
+      expect(placed.form.get("Twiml")).toContain(">+14155551234</Number>");
       const sid = `CA${String(arrivals.indexOf(placed) + 1).padStart(32, "0")}`;
       // The provider's reports carry no session: a context of its own.
       const providerSide = await requests.newContext({ storageState: { cookies: [], origins: [] } });
-      for (const [status, extra] of [["in-progress", []], ["completed", [["CallDuration", "95"]]]] as [string, [string, string][]][]) {
-        const fields: [string, string][] = [["AccountSid", "AC123"], ["CallSid", sid], ["CallStatus", status], ...extra];
+      const leg: [string, string][] = [["CallSid", "CAcontactleg"], ["ParentCallSid", sid]];
+      const reports: [string, [string, string][]][] = [
+        ["in-progress", [["CallSid", sid]]],
+        ["ringing", leg],
+        ["in-progress", leg],
+        ["completed", [...leg, ["CallDuration", "80"]]],
+        ["completed", [["CallSid", sid], ["CallDuration", "95"]]],
+      ];
+      for (const [status, extra] of reports) {
+        const fields: [string, string][] = [["AccountSid", "AC123"], ...extra, ["CallStatus", status]];
         const reply = await providerSide.post(statusUrl, {
           headers: { "x-twilio-signature": signature("tok", statusUrl, fields), "content-type": "application/x-www-form-urlencoded" },
           data: new URLSearchParams(fields).toString(),
@@ -247,9 +302,11 @@ test("an agent works the day: edits and sends the email, places the call, picks 
         expect(reply.status()).toBe(200);
       }
       await providerSide.dispose();
-      await expect(page.locator("p.call-state")).toContainText("Call completed", { timeout: 10_000 });
-      await expect(page.locator("p.call-state")).toContainText("answered");
-      await expect(page.locator("p.call-state")).toContainText("95 s");
+      await expect(page.locator("p.call-state").first()).toContainText("Call completed", { timeout: 10_000 });
+      await expect(page.locator("p.call-state").first()).toContainText("answered");
+      await expect(page.locator("p.call-state").first()).toContainText("95 s");
+      await expect(page.locator("p.call-state.contact-leg")).toContainText("Contact completed");
+      await expect(page.locator("p.call-state.contact-leg")).toContainText("talked 80 s");
       await expect(page.locator('.work-context ol.thread li[data-channel="call"]')).toContainText("95 s");
       await page.screenshot({ path: path.join("screenshots", "41-workspace-call.png"), fullPage: true });
       const outcome = page.locator("div.outcome");

@@ -917,6 +917,10 @@ impl WorkspaceBackend for Backend {
     async fn set_flow_owner(&self, viewer: &Viewer, flow: i64, owner: Option<String>) -> Result<(), ServerFnError> {
         if let Some(owner) = &owner {
             app::core::limits::check("owner", owner, app::core::limits::OWNER).map_err(fail)?;
+            if !plausible_email(owner) {
+                let message = format!("“{owner}” is not an email address: a default owner is the agent's email.");
+                return Err(fail(Error::Invalid { code: "invalid_owner", message }));
+            }
         }
         let mut tx = crate::db::begin_write(self.pool()).await.map_err(fail)?;
         let changed = sqlx::query("UPDATE flows SET task_owner = $1 WHERE id = $2").bind(&owner).bind(flow).execute(&mut *tx).await.map_err(fail)?;

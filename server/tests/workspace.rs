@@ -598,3 +598,95 @@ async fn the_flow_default_owner_owns_steps_that_name_nobody_in_the_inbox_the_par
     assert_eq!(status, 200);
     assert_eq!(w.status(p).await, "completed");
 }
+
+/// Markup that would run if a page put it into its DOM as markup.
+const LIVE: [&str; 9] = [
+    "<script>alert",
+    "<img src=x onerror",
+    "<img src=\"x\" onerror",
+    "<svg onload",
+    "href=\"javascript:",
+    "src=\"javascript:",
+    "onclick=alert",
+    "<iframe src",
+    "expression(",
+];
+
+#[tokio::test]
+async fn markup_in_every_field_is_shown_as_text_on_the_workspace_and_templates_pages() {
+    let w = world().await;
+    let addr = w.served().await;
+    let marketer_user = server::auth::accounts::add_user(w.runtime.pool(), "m@x.test", "M", Role::Marketer, "a long enough password").await.unwrap();
+    let marketer = Viewer { id: marketer_user.id, email: "m@x.test".into(), name: "M".into(), role: Role::Marketer, token: false };
+    let steps = json!([{"id": "s", "kind": "start"},
+        {"id": "e", "kind": "send_email", "name": "Step \"><script>alert(1)</script>", "settings": {"activation": "manual",
+            "subject": "<img src=x onerror=alert(2)> {{first_name}}",
+            "body": "<p>Hi {{first_name}}</p><script>alert(3)</script><a href=\"javascript:alert(4)\">x</a><a href=\"jav&#x61;script:alert(5)\">y</a>\
+                     <p style=\"width:expression(alert(6))\" onclick=alert(7)>z</p><iframe src=\"https://x.test\"></iframe>",
+            "dispositions": {"\"><script>alert(8)</script>": ""}}},
+        {"id": "after", "kind": "task", "settings": {"subject": "Next"}}]);
+    let flow = w.flow("Flow \"><script>alert(9)</script>", steps, &["s->e", "e->after"]).await;
+    let p = w
+        .enroll(
+            flow,
+            json!({"email": "ada@example.test", "mobile": "+14155551234", "owner": "agent@x.test", "timezone": "Europe/Paris",
+            "fields": {"first_name": "<img src=x onerror=alert(10)>", "company": "\"><svg onload=alert(11)>", "site": "javascript:alert(12)"}}),
+        )
+        .await;
+    let template = app::workspace_api::Template {
+        id: 0,
+        name: "<img src=x onerror=alert(13)>".into(),
+        channel: "email".into(),
+        subject: Some("\"><script>alert(14)</script>".into()),
+        body: "<p onclick=alert(15)>t</p><img src=x onerror=alert(16)><a href=\"&#106;avascript:alert(17)\">l</a>".into(),
+    };
+    let saved = w.backend.save_template(&marketer, template).await.unwrap();
+    assert_eq!(saved.body, "<p>t</p><img src=\"x\"><a rel=\"noopener noreferrer\">l</a>");
+    let sms = app::workspace_api::Template {
+        id: 0,
+        name: "\"><script>alert(18)</script>".into(),
+        channel: "sms".into(),
+        subject: None,
+        body: "<script>alert(19)</script>".into(),
+    };
+    w.backend.save_template(&marketer, sms).await.unwrap();
+    // A text and a note in the contact's thread.
+    w.backend.send_sms(&w.agent, p, "+14155551234".into(), "<script>alert(20)</script>".into()).await.unwrap();
+
+    // What the agent's editor is given is sanitised: it goes into the page's DOM.
+    let work = w.backend.task(&w.agent, p).await.unwrap();
+    let draft = work.email.unwrap();
+    assert_eq!(draft.body, "<p>Hi &lt;img src=x onerror=alert(10)&gt;</p><a rel=\"noopener noreferrer\">x</a><a rel=\"noopener noreferrer\">y</a><p>z</p>");
+    for template in w.backend.templates(None).await.unwrap().iter().filter(|t| t.channel == "email") {
+        assert!(LIVE.iter().all(|live| !template.body.contains(live)), "{}", template.body);
+    }
+    // A flow's default owner is one email address.
+    let refused = w.backend.set_flow_owner(&marketer, flow, Some("\"><script>alert(21)</script>".into())).await.unwrap_err();
+    assert!(text(refused).contains("is not an email address"));
+
+    // The pages as served: every field is there, as text.
+    let page = |cookie: String, path: String| async move {
+        let reply = reqwest::Client::new().get(format!("http://{addr}{path}")).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(reply.status().as_u16(), 200, "{path}");
+        reply.text().await.unwrap()
+    };
+    let agent = session(addr, "agent@x.test").await;
+    let workspace = page(agent, format!("/workspace/{p}")).await;
+    let templates = page(session(addr, "m@x.test").await, "/templates".into()).await;
+    for (name, html) in [("workspace", &workspace), ("templates", &templates)] {
+        for live in LIVE {
+            assert!(!html.contains(live), "{name} page has live markup {live:?}: …{}…", around(html, live));
+        }
+    }
+    for shown in ["alert(2)", "alert(8)", "alert(9)", "alert(10)", "alert(11)", "alert(12)", "alert(20)"] {
+        assert!(workspace.contains(shown), "the workspace shows {shown}, escaped");
+    }
+    for shown in ["alert(13)", "alert(14)", "alert(18)", "alert(19)"] {
+        assert!(templates.contains(shown), "the templates page shows {shown}, escaped");
+    }
+}
+
+fn around<'a>(html: &'a str, needle: &str) -> &'a str {
+    let at = html.find(needle).unwrap_or(0);
+    (0..4).find_map(|slack| html.get(at.saturating_sub(120 + slack)..(at + 120 + slack).min(html.len()))).unwrap_or("")
+}
