@@ -3,12 +3,17 @@
 //! so every try updates the same row and a message already sent (a call
 //! already placed) is not sent again.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use sqlx::Row;
 
 use super::Job;
 use crate::runtime::outbox::Failure;
-use crate::db::Pool;
+use crate::db::{Pool, Sql};
+
+/// Rows per multi-row statement (seven binds each).
+const ROWS: usize = 500;
 
 /// What a channel is about to send.
 pub struct Draft<'a> {
@@ -17,99 +22,128 @@ pub struct Draft<'a> {
     pub subject: Option<&'a str>,
 }
 
+/// A record [`open`] opened or found.
+pub struct Opened {
+    pub id: i64,
+    /// The provider's id when an earlier try already sent the message.
+    pub sent: Option<String>,
+}
+
 /// Opens the record (status `queued`), or finds the one an earlier try
-/// opened. `Some(provider id)` when that try already sent the message.
-pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Option<String>, Failure> {
+/// opened. An erased contact's message has none: it is not sent.
+pub async fn open(pool: &Pool, job: &Job, draft: Draft<'_>) -> Result<Opened, Failure> {
+    let mut opened = open_many(pool, &[(job, draft)]).await?;
+    opened.remove(&job.key).ok_or_else(|| Failure::permanent(crate::runtime::contacts::NOT_SENT))
+}
+
+/// [`open`] for many messages, by idempotency key, in a statement per
+/// [`ROWS`]. An erased contact is not written to (its entry was cancelled;
+/// this try began before), nor is its address recorded again: its message
+/// is left out.
+pub async fn open_many(pool: &Pool, drafts: &[(&Job, Draft<'_>)]) -> Result<HashMap<String, Opened>, Failure> {
     let now = Timestamp::now().to_string();
-    let unreadable = |err: sqlx::Error| Failure::transient(format!("the conversation record cannot be written: {err}"));
-    // An erased contact is not written to (its entry was cancelled; this
-    // try began before), nor is its address recorded again.
-    let deleted: Option<Option<String>> =
-        sqlx::query_scalar("SELECT c.deleted_at FROM participants p JOIN contacts c ON c.id = p.contact_id WHERE p.id = $1")
-            .bind(job.participant)
-            .fetch_optional(pool)
-            .await
-            .map_err(unreadable)?;
-    if matches!(deleted, Some(Some(_))) {
-        return Err(Failure::permanent(crate::runtime::contacts::NOT_SENT));
+    let mut opened = HashMap::with_capacity(drafts.len());
+    for chunk in drafts.chunks(ROWS) {
+        let mut query: Sql = Sql::new("WITH v (k, participant, channel, address, subject) AS (");
+        query.push_values(chunk, |mut row, (job, draft)| {
+            row.push_bind(job.key.clone()).push_bind(job.participant).push_bind(draft.channel).push_bind(draft.address).push_bind(draft.subject);
+        });
+        // (`WHERE` before `ON CONFLICT` keeps SQLite's parser from reading
+        // the join's `ON` as the upsert's.)
+        query.push(
+            ") INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at, step)
+             SELECT v.k, p.id, p.contact_id, v.channel, v.address, v.subject, 'queued', ",
+        );
+        query.push_bind(now.clone()).push(", ").push_bind(now.clone());
+        query.push(
+            ", (SELECT step FROM outbox WHERE idempotency_key = v.k)
+             FROM v JOIN participants p ON p.id = v.participant JOIN contacts c ON c.id = p.contact_id WHERE c.deleted_at IS NULL
+             ON CONFLICT (idempotency_key) DO UPDATE SET updated_at = conversations.updated_at
+             RETURNING id, idempotency_key, status, provider_id",
+        );
+        let rows = query.build().fetch_all(pool).await.map_err(|err| Failure::transient(format!("the conversation record cannot be written: {err}")))?;
+        for row in rows {
+            // The provider id is written only once the provider took the
+            // message (or call), so it alone says whether a try got through.
+            let status: String = row.get("status");
+            let sent = if status == "failed" { None } else { row.get("provider_id") };
+            opened.insert(row.get("idempotency_key"), Opened { id: row.get("id"), sent });
+        }
     }
-    sqlx::query(
-        "INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at, step)
-         VALUES ($1, $2, (SELECT contact_id FROM participants WHERE id = $3), $4, $5, $6, 'queued', $7, $8,
-                 (SELECT step FROM outbox WHERE idempotency_key = $1))
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(&job.key)
-    .bind(job.participant)
-    .bind(job.participant)
-    .bind(draft.channel)
-    .bind(draft.address)
-    .bind(draft.subject)
-    .bind(&now)
-    .bind(&now)
-    .execute(pool)
-    .await
-    .map_err(unreadable)?;
-    let row = sqlx::query("SELECT id, status, provider_id FROM conversations WHERE idempotency_key = $1")
-        .bind(&job.key)
-        .fetch_one(pool)
-        .await
-        .map_err(unreadable)?;
-    // The provider id is written only once the provider took the message
-    // (or call), so it alone says whether an earlier try got through.
-    let status: String = row.get("status");
-    Ok(if status == "failed" { None } else { row.get("provider_id") })
+    Ok(opened)
 }
 
-/// The id of the record [`open`] opened for this job.
-pub async fn id_of(pool: &Pool, job: &Job) -> Result<i64, Failure> {
-    sqlx::query_scalar("SELECT id FROM conversations WHERE idempotency_key = $1")
-        .bind(&job.key)
-        .fetch_one(pool)
-        .await
-        .map_err(|err| Failure::transient(format!("the conversation record cannot be read: {err}")))
+/// Records the tracked links of messages, each `(conversation, links by
+/// position)`, in a statement per [`ROWS`] links (a retry writes the same again).
+pub async fn save_links_many(pool: &Pool, messages: &[(i64, Vec<String>)]) -> sqlx::Result<()> {
+    let links: Vec<(i64, i64, &String)> =
+        messages.iter().flat_map(|(id, links)| links.iter().enumerate().map(move |(i, url)| (*id, i as i64, url))).collect();
+    for chunk in links.chunks(ROWS) {
+        let mut query: Sql = Sql::new("INSERT INTO conversation_links (conversation_id, position, url) ");
+        query.push_values(chunk, |mut row, (id, position, url)| {
+            row.push_bind(*id).push_bind(*position).push_bind((*url).clone());
+        });
+        query.push(" ON CONFLICT (conversation_id, position) DO NOTHING");
+        query.build().execute(pool).await?;
+    }
+    Ok(())
 }
 
-/// Marks a record as carrying an open pixel or tracked links.
-pub async fn mark_tracked(pool: &Pool, id: i64) -> Result<(), Failure> {
-    sqlx::query("UPDATE conversations SET tracked = 1 WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .map_err(|err| Failure::transient(format!("the conversation record cannot be written: {err}")))
-}
-
-/// Records how the try went: `sent` with the sender and provider id, or `failed` with why.
-pub async fn close(pool: &Pool, job: &Job, result: &Result<(String, String), Failure>) {
-    finish(pool, job, result, "sent").await
+/// Records how the try went: `sent` with the sender and provider id, or
+/// `failed` with why; `tracked` when it carries an open pixel or tracked links.
+pub async fn close(pool: &Pool, job: &Job, result: &Result<(String, String), Failure>, tracked: bool) {
+    finish(pool, job, result, "sent", tracked).await
 }
 
 /// [`close`] for a call: on success its status is the provider's first
 /// (`queued` as a rule); `sent_at` is when it was placed.
 pub async fn close_call(pool: &Pool, job: &Job, result: &Result<(String, String), Failure>, status: &str) {
-    finish(pool, job, result, status).await
+    finish(pool, job, result, status, false).await
 }
 
-async fn finish(pool: &Pool, job: &Job, result: &Result<(String, String), Failure>, sent: &str) {
+async fn finish(pool: &Pool, job: &Job, result: &Result<(String, String), Failure>, sent: &str, tracked: bool) {
+    close_as(pool, &[(job.key.clone(), result.clone(), tracked)], sent).await
+}
+
+/// [`close`] for many messages, each `(idempotency key, result, tracked)`,
+/// in a statement per [`ROWS`].
+pub async fn close_many(pool: &Pool, done: &[(String, Result<(String, String), Failure>, bool)]) {
+    close_as(pool, done, "sent").await
+}
+
+async fn close_as(pool: &Pool, done: &[(String, Result<(String, String), Failure>, bool)], sent: &str) {
     let now = Timestamp::now().to_string();
-    let query = match result {
-        Ok((sender, provider_id)) => sqlx::query(
-            "UPDATE conversations SET status = $1, sender = $2, provider_id = $3, sent_at = $4, error = NULL, updated_at = $4
-             WHERE idempotency_key = $5",
-        )
-        .bind(sent)
-        .bind(sender)
-        .bind(provider_id)
-        .bind(&now)
-        .bind(&job.key),
-        Err(failure) => sqlx::query("UPDATE conversations SET status = 'failed', error = $1, updated_at = $2 WHERE idempotency_key = $3")
-            .bind(&failure.reason)
-            .bind(&now)
-            .bind(&job.key),
-    };
-    if let Err(err) = query.execute(pool).await {
-        tracing::warn!(error = %err, key = %job.key, "could not record a conversation's outcome");
+    for chunk in done.chunks(ROWS) {
+        let mut query: Sql = Sql::new("WITH v (k, ok, status, sender, provider_id, error, tracked) AS (");
+        query.push_values(chunk, |mut row, (key, result, tracked)| {
+            let (sender, provider_id) = result.as_ref().ok().cloned().unzip();
+            row.push_bind(key.clone())
+                .push_bind(i64::from(result.is_ok()))
+                .push_bind(if result.is_ok() { sent } else { "failed" })
+                .push_bind(sender)
+                .push_bind(provider_id)
+                .push_bind(result.as_ref().err().map(|failure| failure.reason.clone()))
+                .push_bind(i64::from(*tracked));
+        });
+        // A failure keeps what an earlier try recorded of its sending.
+        query.push(
+            ") UPDATE conversations SET status = v.status, error = v.error, updated_at = ",
+        );
+        query.push_bind(now.clone());
+        query.push(
+            ", sender = CASE WHEN v.ok = 1 THEN v.sender ELSE conversations.sender END,
+               provider_id = CASE WHEN v.ok = 1 THEN v.provider_id ELSE conversations.provider_id END,
+               sent_at = CASE WHEN v.ok = 1 THEN ",
+        );
+        query.push_bind(now.clone());
+        query.push(
+            " ELSE conversations.sent_at END,
+               tracked = CASE WHEN v.tracked = 1 THEN 1 ELSE conversations.tracked END
+             FROM v WHERE conversations.idempotency_key = v.k",
+        );
+        if let Err(err) = query.build().execute(pool).await {
+            tracing::warn!(error = %err, messages = chunk.len(), "could not record messages' outcomes");
+        }
     }
 }
 

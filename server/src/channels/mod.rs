@@ -3,7 +3,8 @@
 //! integration settings an admin stored; an effect whose channel is not
 //! configured fails with [`Unconfigured`]'s sentence, never pretends to send.
 //!
-//! Settings are read on every effect, so a change applies to the next send.
+//! Settings are read once per dispatch pass (every effect of a pass sees
+//! the same), so a change applies from the next pass on.
 //! Nothing here panics on bad configuration: every problem becomes a
 //! [`Failure`] with a reason the participant's timeline shows.
 
@@ -17,6 +18,7 @@ pub mod feedback;
 pub mod ftp;
 pub mod http;
 pub mod mailbox;
+mod pass;
 pub mod provider_hooks;
 pub mod s3;
 pub mod sealed;
@@ -55,6 +57,10 @@ pub struct Channels {
     /// Flows' tracking and transactional flags, by (flow, version): published
     /// versions never change.
     flags: Mutex<std::collections::HashMap<(i64, i64), tracking::FlowFlags>>,
+    /// The settings as the latest dispatch pass read them.
+    settings: tokio::sync::Mutex<Option<(u64, Arc<Integrations>)>>,
+    /// Dispatch passes under way: their prepared emails and outcomes.
+    passes: Mutex<std::collections::HashMap<u64, pass::Pass>>,
 }
 
 impl Channels {
@@ -63,7 +69,9 @@ impl Channels {
             pusher: crm::Pusher::default(),
             http: Mutex::new(None),
             public_url: None,
-            flags: Mutex::default() }
+            flags: Mutex::default(),
+            settings: tokio::sync::Mutex::default(),
+            passes: Mutex::default() }
     }
 
     /// The app's public base URL (`https://waymark.example.com`), for the
@@ -72,6 +80,29 @@ impl Channels {
         let url = url.into().trim_end_matches('/').to_owned();
         self.public_url = Some(url).filter(|u| !u.is_empty());
         self
+    }
+
+    /// The integration settings for a job: read once per dispatch pass
+    /// (on every call outside one).
+    async fn settings(&self, job: &Job) -> Result<Arc<Integrations>, Failure> {
+        let load = || async {
+            Integrations::load(&self.pool)
+                .await
+                .map(Arc::new)
+                .map_err(|err| Failure::transient(format!("the integration settings cannot be read: {}", err.public_message())))
+        };
+        if job.pass == 0 {
+            return load().await;
+        }
+        let mut cached = self.settings.lock().await;
+        match cached.as_ref() {
+            Some((pass, settings)) if *pass == job.pass => Ok(settings.clone()),
+            _ => {
+                let settings = load().await?;
+                *cached = Some((job.pass, settings.clone()));
+                Ok(settings)
+            }
+        }
     }
 
     /// The base tracked links and unsubscribe pages use.
@@ -96,8 +127,27 @@ impl Channels {
         Ok(flags)
     }
 
-    /// Tracking and unsubscribing for an email to a contact, on conversation `id`.
-    async fn track(&self, job: &Job, id: i64, tracking: &settings::Tracking, from: &str, mail: &mut Outgoing) -> Result<(), Failure> {
+    /// The flags of the flow versions participants are on, by participant.
+    async fn flow_flags_many(&self, participants: &[i64]) -> Result<std::collections::HashMap<i64, tracking::FlowFlags>, Failure> {
+        let rows: Vec<(i64, i64, i64)> =
+            sqlx::query_as(&format!("SELECT id, flow_id, version FROM participants WHERE id IN ({})", crate::db::id_list(participants)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|err| Failure::transient(format!("the flows' settings cannot be read: {err}")))?;
+        let mut flags = std::collections::HashMap::with_capacity(rows.len());
+        for (participant, flow, version) in rows {
+            let known = self.flags.lock().expect("flags lock").get(&(flow, version)).copied();
+            flags.insert(participant, match known {
+                Some(known) => known,
+                None => self.flow_flags(participant).await?,
+            });
+        }
+        Ok(flags)
+    }
+
+    /// Tracking and unsubscribing for an email to a contact, on conversation
+    /// `id`: whether the message now carries an open pixel or tracked links.
+    async fn track(&self, job: &Job, id: i64, tracking: &settings::Tracking, from: &str, mail: &mut Outgoing) -> Result<bool, Failure> {
         let key = tracking::key(&self.pool)
             .await
             .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
@@ -109,15 +159,12 @@ impl Channels {
                 .await
                 .map_err(|err| Failure::transient(format!("the tracked links cannot be recorded: {}", err.public_message())))?;
         }
-        if prepared.tracked {
-            conversations::mark_tracked(&self.pool, id).await?;
-        }
         mail.subject = prepared.subject;
         mail.html = prepared.html;
         mail.text = prepared.text;
         mail.list_unsubscribe = prepared.list_unsubscribe;
         mail.one_click = prepared.one_click;
-        Ok(())
+        Ok(prepared.tracked)
     }
 
     /// The guarded client for the current HTTP settings (rebuilt when they change).
@@ -148,22 +195,32 @@ impl Channels {
         channel: &str,
         integrations: &Integrations,
     ) -> Result<(), Failure> {
-        let to = mail.to.join(", ");
-        let shown = mail.subject.replace(app::core::merge::UNSUBSCRIBE_TAG, "…");
-        let draft = Draft { channel, address: &to, subject: Some(&shown) };
-        if conversations::open(&self.pool, job, draft).await?.is_some() {
-            return Ok(()); // an earlier try sent it
-        }
-        if channel == "email" {
-            let tracked = match conversations::id_of(&self.pool, job).await {
-                Ok(id) => self.track(job, id, &integrations.tracking, &smtp.from, &mut mail).await,
-                Err(failure) => Err(failure),
-            };
-            if let Err(failure) = tracked {
-                conversations::close(&self.pool, job, &Err(failure.clone())).await;
-                return Err(failure);
+        // Prepared with the rest of its dispatch pass, or on its own.
+        let (mut mail, tracked, in_pass) = match self.take_ready(job).filter(|_| channel == "email") {
+            Some(pass::Ready::Sent) => return Ok(()), // an earlier try sent it
+            Some(pass::Ready::Erased) => return Err(Failure::permanent(crate::runtime::contacts::NOT_SENT)),
+            Some(pass::Ready::Mail { mail: prepared, tracked }) => (prepared, tracked, true),
+            None => {
+                let to = mail.to.join(", ");
+                let shown = mail.subject.replace(app::core::merge::UNSUBSCRIBE_TAG, "…");
+                let draft = Draft { channel, address: &to, subject: Some(&shown) };
+                let opened = conversations::open(&self.pool, job, draft).await?;
+                if opened.sent.is_some() {
+                    return Ok(()); // an earlier try sent it
+                }
+                let mut tracked = false;
+                if channel == "email" {
+                    match self.track(job, opened.id, &integrations.tracking, &smtp.from, &mut mail).await {
+                        Ok(yes) => tracked = yes,
+                        Err(failure) => {
+                            conversations::close(&self.pool, job, &Err(failure.clone()), false).await;
+                            return Err(failure);
+                        }
+                    }
+                }
+                (mail, tracked, false)
             }
-        }
+        };
         mail.dkim = integrations.dkim.as_ref().and_then(|(dkim, key)| key.clone().map(|key| (dkim.clone(), key)));
         mail.id = message_id(&job.key, smtp);
         let result = match fetch_attachments(http, attachments).await {
@@ -173,18 +230,23 @@ impl Channels {
             }
             Err(failure) => Err(failure),
         };
-        conversations::close(&self.pool, job, &result).await;
+        if in_pass {
+            self.close_later(job, &result, tracked);
+        } else {
+            conversations::close(&self.pool, job, &result, tracked).await;
+        }
         result.map(|_| ())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn text(&self, job: &Job, sms: &Sms, token: &Option<Secret>, to: &str, text: &str, channel: &str, tracking: &settings::Tracking) -> Result<(), Failure> {
-        if conversations::open(&self.pool, job, Draft { channel, address: to, subject: None }).await?.is_some() {
+        let opened = conversations::open(&self.pool, job, Draft { channel, address: to, subject: None }).await?;
+        if opened.sent.is_some() {
             return Ok(());
         }
         let mut text = text.to_owned();
         if text.contains(app::core::merge::UNSUBSCRIBE_TAG) {
-            let id = conversations::id_of(&self.pool, job).await?;
+            let id = opened.id;
             let key = tracking::key(&self.pool)
                 .await
                 .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
@@ -192,7 +254,7 @@ impl Channels {
             text = text.replace(app::core::merge::UNSUBSCRIBE_TAG, &plan.unsubscribe_url(id).unwrap_or_default());
         }
         let result = self.texter.send(sms, token, to, &text).await.map(|sent| (sent.from, sent.sid));
-        conversations::close(&self.pool, job, &result).await;
+        conversations::close(&self.pool, job, &result, false).await;
         result.map(|_| ())
     }
 
@@ -205,7 +267,7 @@ impl Channels {
             ));
         };
         still_waiting(&self.pool, job).await?;
-        if conversations::open(&self.pool, job, Draft { channel: "call", address: to, subject: None }).await?.is_some() {
+        if conversations::open(&self.pool, job, Draft { channel: "call", address: to, subject: None }).await?.sent.is_some() {
             return Ok(()); // an earlier try placed it
         }
         let result = self.texter.call(sms, token, voice, to, script).await;
@@ -327,20 +389,11 @@ async fn user_email(pool: &Pool, who: &str) -> Result<Option<(String, bool)>, Fa
 #[async_trait::async_trait]
 impl Executor for Channels {
     async fn execute(&self, job: &Job, effect: &Effect) -> Result<Map<String, Value>, Failure> {
-        let settings = Integrations::load(&self.pool)
-            .await
-            .map_err(|err| Failure::transient(format!("the integration settings cannot be read: {}", err.public_message())))?;
+        let settings = self.settings(job).await?;
         let http = self.http(&settings.http);
         match (effect, &settings.smtp, &settings.sms) {
-            (Effect::Email { to, subject, html, cc, bcc, attachments }, Some((smtp, secret)), _) => {
-                let mail = Outgoing {
-                    to: vec![to.clone()],
-                    cc: cc.clone(),
-                    bcc: bcc.clone(),
-                    subject: subject.clone(),
-                    html: Some(html.clone()),
-                    ..Outgoing::default()
-                };
+            (Effect::Email { attachments, .. }, Some((smtp, secret)), _) => {
+                let mail = pass::outgoing(effect).expect("an email");
                 self.email(job, smtp, secret, &http, mail, attachments, "email", &settings).await?;
             }
             (Effect::NotifyEmail { to, subject, text }, Some((smtp, secret)), _) => {
@@ -387,6 +440,18 @@ impl Executor for Channels {
             _ => return Unconfigured.execute(job, effect).await,
         }
         Ok(Map::new())
+    }
+
+    async fn begin_pass(&self, pass: u64, jobs: &[(Job, &Effect)]) {
+        let Some((first, _)) = jobs.first() else { return };
+        match self.settings(first).await {
+            Ok(settings) => self.prepare_pass(pass, jobs, &settings).await,
+            Err(failure) => tracing::warn!(reason = %failure.reason, "a dispatch pass could not read the settings"),
+        }
+    }
+
+    async fn end_pass(&self, pass: u64) {
+        self.finish_pass(pass).await
     }
 }
 

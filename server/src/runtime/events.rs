@@ -389,17 +389,9 @@ impl Runtime {
             return Err(Error::Internal(anyhow::anyhow!("a participant changed during an event delivery pass")));
         }
         let advanced: Vec<i64> = states.iter().map(|s| s.id).collect();
-        let mut changes = Vec::with_capacity(originals.len());
-        for (id, before) in &originals {
-            if !contacts::claim_sends(&mut tx, *id, before, &current[id]).await? {
-                // Another process sent to the contact meanwhile (an agent's
-                // action): the pass rolls back and runs again.
-                return Err(Error::Conflict { code: "contact_sends_changed", message: format!("contact {id}'s sends changed during an event delivery pass") });
-            }
-            changes.push((*id, before, &current[id]));
-        }
-        let keep = contacts::Keep { participants: &advanced, leased_by: None };
-        self.save_contacts(&mut tx, &changes, &keep).await?;
+        // Another process sent to a contact meanwhile (an agent's action):
+        // a conflict, the pass rolls back and runs again.
+        self.commit_contacts(&mut tx, &originals, &current, &advanced, None).await?;
         let at = now.to_string();
         for chunk in notes.chunks(INSERT_CHUNK) {
             let mut query: Sql = Sql::new("INSERT INTO participant_events (participant_id, event_id, effect, step, at) ");

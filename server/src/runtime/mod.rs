@@ -536,51 +536,32 @@ impl Runtime {
         self.participant(participant_id).await
     }
 
-    /// Feeds an effect's final outcome back to its participant in the same
-    /// transaction that closes its outbox entry, so a crash keeps both or
-    /// neither (then the entry's lease runs out and it is tried again). A
-    /// participant no longer waiting still gets the entry closed. Nothing
-    /// is written when another worker took the entry over meanwhile.
-    pub(crate) async fn deliver_outcome(&self, participant_id: i64, outcome: &outbox::Outcome, event: Event) -> Result<()> {
-        self.deliver_with(participant_id, event, Some(outcome)).await
-    }
-
     /// Delivers `event` and, in the same transaction once the step has
     /// moved, writes what `also` writes (the workspace's manual send: its
     /// outbox entry and conversation record): both are kept, or neither.
     pub async fn deliver_along(&self, participant_id: i64, event: Event, also: &dyn AlsoWrite) -> Result<()> {
-        self.deliver_inner(participant_id, event, None, Some(also)).await
+        self.deliver_with(participant_id, event, Some(also)).await
     }
 
-    async fn deliver_with(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>) -> Result<()> {
-        self.deliver_inner(participant_id, event, outcome, None).await
-    }
-
-    async fn deliver_inner(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>, also: Option<&dyn AlsoWrite>) -> Result<()> {
+    async fn deliver_with(&self, participant_id: i64, event: Event, also: Option<&dyn AlsoWrite>) -> Result<()> {
         // A scheduler pass may commit the same participant meanwhile: write
         // only over the revision read, and read again if it moved.
         for _ in 0..5 {
-            if self.try_deliver(participant_id, event.clone(), outcome, also).await? {
+            if self.try_deliver(participant_id, event.clone(), also).await? {
                 return Ok(());
             }
         }
         Err(Error::Internal(anyhow::anyhow!("participant {participant_id} kept changing; event not delivered")))
     }
 
-    async fn try_deliver(&self, participant_id: i64, event: Event, outcome: Option<&outbox::Outcome>, also: Option<&dyn AlsoWrite>) -> Result<bool> {
+    async fn try_deliver(&self, participant_id: i64, event: Event, also: Option<&dyn AlsoWrite>) -> Result<bool> {
         let now = self.now();
         let mut tx = crate::db::begin_write(&self.pool).await?;
-        if let Some(outcome) = outcome {
-            if !outcome.record(&mut tx).await? {
-                return Ok(true);
-            }
-        }
         let row = sqlx::query("SELECT flow_id, version, contact_id, state, revision, status FROM participants WHERE id = $1")
             .bind(participant_id)
             .fetch_optional(&mut *tx)
             .await?;
-        // Bulk actions write the status column: it is the truth. Ended,
-        // paused or deleted meanwhile: only the outbox entry is closed.
+        // Bulk actions write the status column: it is the truth.
         let Some(row) = row else {
             tx.commit().await?;
             return Err(Error::ParticipantNotFound(participant_id));
@@ -807,6 +788,30 @@ async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Con
 /// participants woken to re-check, and lists it joined may enroll it.
 pub(crate) async fn save_contact(&self, conn: &mut Conn, contact_id: i64, before: &Contact, after: &Contact, keep: &contacts::Keep<'_>) -> Result<()> {
     self.save_contacts(conn, &[(contact_id, before, after)], keep).await
+}
+
+/// What a pass of advances did to contacts, `originals` as read and
+/// `current` as the advances left them: the new sends claimed (a
+/// [`Error::Conflict`] when another process recorded sends for one
+/// meanwhile: the pass must be run again) and the changes saved, waking the
+/// contacts' participants but `advanced` and those `leased_by` holds.
+pub(crate) async fn commit_contacts(
+    &self,
+    conn: &mut Conn,
+    originals: &HashMap<i64, Contact>,
+    current: &HashMap<i64, Contact>,
+    advanced: &[i64],
+    leased_by: Option<&str>,
+) -> Result<()> {
+    let mut changes = Vec::with_capacity(originals.len());
+    for (id, before) in originals {
+        let after = &current[id];
+        if !contacts::claim_sends(conn, *id, before, after).await? {
+            return Err(Error::Conflict { code: "contact_sends_changed", message: format!("contact {id}'s sends changed during a pass") });
+        }
+        changes.push((*id, before, after));
+    }
+    self.save_contacts(conn, &changes, &contacts::Keep { participants: advanced, leased_by }).await
 }
 
 /// [`Runtime::save_contact`] for many contacts, in a constant number of

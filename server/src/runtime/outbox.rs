@@ -12,7 +12,7 @@
 //! expire and the effect to be tried again, which the channels recognise by
 //! its idempotency key (at least once, never twice on their side).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -21,10 +21,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use app::core::engine::{Effect, EffectResult, Event};
+use app::core::engine::{self, Advance, Effect, EffectResult, Event, Participant, Status};
 
+use super::writes::{self, Records, StateWrite};
 use super::{millis, Runtime};
-use crate::db::{Backend, Conn};
+use crate::db::{Backend, Conn, Sql};
 use crate::error::{Error, Result};
 
 /// Why an effect did not happen.
@@ -54,13 +55,27 @@ pub struct Job {
     /// that deduplicate on it.
     pub key: String,
     pub participant: i64,
+    /// The dispatch pass carrying it out (unique in this process; 0 when
+    /// not run by a dispatcher): an executor may read its settings once
+    /// per pass.
+    pub pass: u64,
 }
+
+/// Dispatch passes so far in this process.
+static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Carries out effects.
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync + 'static {
     /// Contact fields learned (data append), or why it failed.
     async fn execute(&self, job: &Job, effect: &Effect) -> Result<Map<String, Value>, Failure>;
+
+    /// Called once before a dispatch pass carries out its effects, with all
+    /// of them: an executor may prepare them together.
+    async fn begin_pass(&self, _pass: u64, _jobs: &[(Job, &Effect)]) {}
+
+    /// Called once all of a pass's effects were carried out.
+    async fn end_pass(&self, _pass: u64) {}
 }
 
 /// The executor until channels are configured: every external effect fails
@@ -140,7 +155,7 @@ pub struct Dispatch {
 }
 
 /// How one claimed outbox entry ended.
-pub(crate) struct Outcome {
+struct Outcome {
     id: i64,
     /// The claim's lease, its fencing token.
     lease: i64,
@@ -150,24 +165,145 @@ pub(crate) struct Outcome {
     at: Timestamp,
 }
 
-impl Outcome {
-    /// Closes the entry, unless another worker claimed it after this one's
-    /// lease ran out (false: the outcome is theirs to record).
-    pub(crate) async fn record(&self, conn: &mut Conn) -> Result<bool> {
-        let closed = sqlx::query(
-            "UPDATE outbox SET status = $1, last_error = $2, tries = $3, lease_until = NULL, done_at = $4
-             WHERE id = $5 AND status = 'queued' AND lease_until = $6",
-        )
-        .bind(self.status)
-        .bind(&self.error)
-        .bind(self.tries as i64)
-        .bind(self.at.to_string())
-        .bind(self.id)
-        .bind(self.lease)
-        .execute(&mut *conn)
-        .await?;
-        Ok(closed.rows_affected() == 1)
+/// A claimed entry's outcome, and the event it feeds back to its
+/// participant when the participant awaits it.
+pub(crate) struct Finished {
+    outcome: Outcome,
+    participant: i64,
+    event: Option<Event>,
+}
+
+/// A participant an outcome may advance, as read in the pass's transaction.
+struct Awaiting {
+    flow_id: i64,
+    version: i64,
+    contact_id: i64,
+    revision: i64,
+    state: Participant,
+    pending: bool,
+    dirty: bool,
+}
+
+impl Runtime {
+    /// Records a dispatch pass's outcomes and feeds the awaited ones back
+    /// to their participants, in one transaction of a constant number of
+    /// statements (but a contact's new sends): a crash keeps all of it or
+    /// none (then the leases run out and the entries are tried again, which
+    /// the channels recognise by their keys). An entry another worker took
+    /// over after this one's lease ran out is left to that worker; a
+    /// participant no longer waiting (paused, ended, deleted) gets only its
+    /// entry closed.
+    pub(crate) async fn record_outcomes(&self, finished: &[Finished]) -> Result<()> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..5 {
+            match crate::db::retry_busy("recording outcomes", || self.try_record_outcomes(finished)).await {
+                // Another process recorded sends for a contact meanwhile
+                // (PostgreSQL): read again and decide with them.
+                Err(Error::Conflict { .. }) => continue,
+                done => return done,
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!("contacts kept changing; outcomes not recorded")))
     }
+
+    async fn try_record_outcomes(&self, finished: &[Finished]) -> Result<()> {
+        let backend = Backend::of(self.pool());
+        let mut tx = crate::db::begin_write(self.pool()).await?;
+        let now = self.now();
+        let closed = close_entries(&mut tx, finished).await?;
+        let awaited: Vec<(&Finished, &Event)> =
+            finished.iter().filter(|f| closed.contains(&f.outcome.id)).filter_map(|f| f.event.as_ref().map(|e| (f, e))).collect();
+        if awaited.is_empty() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let mut ids: Vec<i64> = awaited.iter().map(|(f, _)| f.participant).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // Locked on PostgreSQL, in id order as every writer takes them.
+        let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let rows = sqlx::query(&format!(
+            "SELECT id, flow_id, version, contact_id, state, revision, status FROM participants WHERE id IN ({}) ORDER BY id{lock}",
+            crate::db::id_list(&ids)
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut participants: HashMap<i64, Awaiting> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            participants.insert(
+                row.get("id"),
+                Awaiting {
+                    flow_id: row.get("flow_id"),
+                    version: row.get("version"),
+                    contact_id: row.get("contact_id"),
+                    revision: row.get("revision"),
+                    state: super::read_state(row.get("state"))?,
+                    // Bulk actions write the status column: it is the truth.
+                    pending: matches!(row.get::<&str, _>("status"), "ready" | "waiting" | "held"),
+                    dirty: false,
+                },
+            );
+        }
+        let mut contact_ids: Vec<i64> = participants.values().map(|p| p.contact_id).collect();
+        contact_ids.sort_unstable();
+        contact_ids.dedup();
+        let originals = super::contacts::load_many(&mut tx, &contact_ids).await?;
+        let mut current = originals.clone();
+        let groups = super::load_groups(&mut tx).await?;
+        let mut tally = super::rollups::Tally::default();
+        let mut advances: Vec<(i64, u32, Advance)> = Vec::with_capacity(awaited.len());
+        for (f, event) in awaited {
+            let Some(p) = participants.get_mut(&f.participant).filter(|p| p.pending) else { continue };
+            let Some(contact) = current.get_mut(&p.contact_id) else { continue };
+            let doc = self.version(&mut tx, p.flow_id, p.version).await?;
+            let mut step = engine::advance_with(&doc, &groups, &p.state, contact, event.clone(), now);
+            super::contacts::note_sends(contact, &mut step.contact);
+            tally.advance(p.flow_id, p.version, &p.state, &step, now);
+            *contact = step.contact.clone();
+            let from = p.state.visit;
+            p.state = step.participant.clone();
+            p.pending = matches!(p.state.status, Status::Ready | Status::Waiting | Status::Held);
+            p.dirty = true;
+            advances.push((f.participant, from, step));
+        }
+        let records: Vec<Records> = advances.iter().map(|(id, _, step)| Records::of(*id, step)).collect();
+        writes::write_records_many(&mut tx, &records, now).await?;
+        tally.write(&mut tx).await?;
+        let states: Vec<StateWrite> =
+            participants.iter().filter(|(_, p)| p.dirty).map(|(id, p)| StateWrite { id: *id, revision: p.revision, state: &p.state }).collect();
+        if writes::save_states(&mut tx, &states, now).await? != states.len() {
+            // Locked above (PostgreSQL) or the only writer (SQLite).
+            return Err(Error::Internal(anyhow::anyhow!("a participant changed while its outcome was recorded")));
+        }
+        let advanced: Vec<i64> = states.iter().map(|s| s.id).collect();
+        self.commit_contacts(&mut tx, &originals, &current, &advanced, Some(&self.worker)).await?;
+        tx.commit().await?;
+        for (_, from, step) in &advances {
+            crate::ops::metrics::transitions(*from, step);
+        }
+        Ok(())
+    }
+}
+
+/// Closes the entries still held by the claims that carried them out, in
+/// multi-row statements; the ids closed.
+async fn close_entries(conn: &mut Conn, finished: &[Finished]) -> Result<HashSet<i64>> {
+    let mut closed = HashSet::with_capacity(finished.len());
+    for chunk in finished.chunks(500) {
+        let mut query: Sql = Sql::new("WITH v (id, lease, status, last_error, tries, done_at) AS (");
+        query.push_values(chunk, |mut row, f| {
+            let o = &f.outcome;
+            row.push_bind(o.id).push_bind(o.lease).push_bind(o.status).push_bind(o.error.clone()).push_bind(o.tries as i64).push_bind(o.at.to_string());
+        });
+        query.push(
+            ") UPDATE outbox SET status = v.status, last_error = v.last_error, tries = v.tries, lease_until = NULL, done_at = v.done_at
+             FROM v WHERE outbox.id = v.id AND outbox.status = 'queued' AND outbox.lease_until = v.lease RETURNING outbox.id",
+        );
+        closed.extend(query.build().fetch_all(&mut *conn).await?.iter().map(|row| row.get::<i64, _>(0)));
+    }
+    Ok(closed)
 }
 
 impl Dispatcher {
@@ -244,6 +380,7 @@ impl Dispatcher {
         done.extend(skipped_entries.into_iter().map(|entry| (entry, None)));
         done.sort_by_key(|(entry, _)| entry.id);
         let mut report = Dispatch::default();
+        let mut finished = Vec::with_capacity(done.len());
         for (entry, result) in done {
             let Claimed { id, participant, awaited, tries, .. } = entry;
             let later = entry.effect.as_ref().is_ok_and(Effect::outcome_comes_later);
@@ -292,10 +429,19 @@ impl Dispatcher {
                         error: result.as_ref().err().map(|failure| failure.reason.clone()),
                         at: now,
                     };
-                    self.finish(&outcome, participant, awaited && !(later && result.is_ok()), result).await?;
+                    // A call's outcome comes later, from its provider: only
+                    // a failure to place it is fed back now.
+                    let event = (awaited && !(later && result.is_ok())).then(|| Event::Effect {
+                        result: match result {
+                            Ok(updates) => EffectResult::Done { updates },
+                            Err(failure) => EffectResult::Failed { reason: failure.reason },
+                        },
+                    });
+                    finished.push(Finished { outcome, participant, event });
                 }
             }
         }
+        self.runtime.record_outcomes(&finished).await?;
         Ok(report)
     }
 
@@ -305,6 +451,7 @@ impl Dispatcher {
     /// unreadable). A channel that panics fails that effect (retryably)
     /// instead of the worker.
     async fn carry_out(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Option<Result<Map<String, Value>, Failure>>)> {
+        let pass = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut groups: Vec<Vec<Claimed>> = Vec::new();
         let mut of_participant: HashMap<i64, usize> = HashMap::new();
         for entry in claimed {
@@ -314,6 +461,12 @@ impl Dispatcher {
             });
             groups[at].push(entry);
         }
+        let jobs: Vec<(Job, &Effect)> = groups
+            .iter()
+            .flatten()
+            .filter_map(|entry| entry.effect.as_ref().ok().map(|effect| (Job { key: entry.key.clone(), participant: entry.participant, pass }, effect)))
+            .collect();
+        self.executor.begin_pass(pass, &jobs).await;
         let runs = groups.into_iter().map(|group| {
             let executor = self.executor.clone();
             async move {
@@ -323,7 +476,7 @@ impl Dispatcher {
                         Ok(Effect::GoToFlow { .. }) | Err(_) => None,
                         Ok(effect) => {
                             let (executor, effect) = (executor.clone(), effect.clone());
-                            let job = Job { key: entry.key.clone(), participant: entry.participant };
+                            let job = Job { key: entry.key.clone(), participant: entry.participant, pass };
                             let run = tokio::spawn(async move { executor.execute(&job, &effect).await });
                             Some(run.await.unwrap_or_else(|err| {
                                 tracing::error!(error = %err, key = %entry.key, "a channel failed unexpectedly");
@@ -337,25 +490,9 @@ impl Dispatcher {
             }
         });
         let mut done: Vec<_> = futures_util::stream::iter(runs).buffer_unordered(self.concurrency).collect::<Vec<_>>().await.into_iter().flatten().collect();
+        self.executor.end_pass(pass).await;
         done.sort_by_key(|(entry, _)| entry.id);
         done
-    }
-
-    async fn finish(&self, outcome: &Outcome, participant: i64, awaited: bool, result: Result<Map<String, Value>, Failure>) -> Result<()> {
-        if !awaited {
-            let mut conn = self.runtime.pool().acquire().await?;
-            outcome.record(&mut conn).await?;
-            return Ok(());
-        }
-        let result = match result {
-            Ok(updates) => EffectResult::Done { updates },
-            Err(failure) => EffectResult::Failed { reason: failure.reason },
-        };
-        match self.runtime.deliver_outcome(participant, outcome, Event::Effect { result }).await {
-            // Paused, cancelled or deleted meanwhile: the outbox keeps the outcome.
-            Ok(()) | Err(Error::NoPendingAction(_) | Error::ParticipantNotFound(_)) => Ok(()),
-            Err(err) => Err(err),
-        }
     }
 
     /// go_to_flow: enroll the participant's contact into the named flow
