@@ -5,12 +5,13 @@
 //! port, or status `failed` with the reason). A call's outcome comes later
 //! from its provider, so only a failure to place it is fed back here.
 //!
-//! A pass claims a batch (a lease), carries its effects out concurrently
-//! (one participant's in order), then records the outcomes one at a time:
-//! the engine's transactions never race each other or the channels' own
-//! writes. A crash between carrying out and recording leaves the lease to
-//! expire and the effect to be tried again, which the channels recognise by
-//! its idempotency key (at least once, never twice on their side).
+//! A pass claims a batch (a lease), lets the executor prepare the batch
+//! together ([`Executor::begin_pass`]), carries its effects out
+//! concurrently (one participant's in order), then records all outcomes in
+//! one transaction of multi-row statements ([`Runtime::record_outcomes`]).
+//! A crash between carrying out and recording leaves the lease to expire
+//! and the effect to be tried again, which the channels recognise by its
+//! idempotency key (at least once, never twice on their side).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
