@@ -1,4 +1,5 @@
 import { test, expect, Page } from "@playwright/test";
+import * as fs from "fs";
 import * as path from "path";
 
 async function open(page: Page, url: string) {
@@ -64,7 +65,7 @@ test("a flow's report draws the numbers the API gives, with a table and download
   // The per-day chart: one line per series, with its title; the table behind it says the API's numbers.
   const days = page.locator('figure[data-chart="days"]');
   await expect(days.locator("svg title").first()).toHaveText("Participants per day");
-  await expect(days.locator("polyline")).toHaveCount(6);
+  await expect(days.locator("polyline")).toHaveCount(7);
   const today = report.days[report.days.length - 1];
   await days.getByText("The numbers").click();
   const row = days.locator("tbody tr").last();
@@ -94,5 +95,54 @@ test("a flow's report draws the numbers the API gives, with a table and download
   expect(await svg.text()).toContain("<title id=\"t\">Steps</title>");
   await expect(funnel.getByRole("link", { name: "SVG" })).toHaveAttribute("href", new RegExp(`/api/v1/flows/${flowId}/report/funnel.svg`));
 
+  // No step was reached more often than participants entered: no note under the funnel.
+  await expect(page.locator('[data-note="funnel"]')).toHaveCount(0);
+
+  // "PNG" downloads the chart as a PNG twice its view box, with the chart drawn on it.
+  const [download] = await Promise.all([page.waitForEvent("download"), days.getByRole("link", { name: "PNG" }).click()]);
+  expect(download.suggestedFilename()).toMatch(new RegExp(`^flow-${flowId}-days-.*\\.png$`));
+  const png = fs.readFileSync((await download.path())!);
+  expect(png.subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
+  fs.writeFileSync(path.join("screenshots", "24-report-days-chart.png"), png);
+  const [width, height] = [png.readUInt32BE(16), png.readUInt32BE(20)];
+  const viewBox = (await days.locator("svg.chart-svg").getAttribute("viewBox"))!.split(" ").map(Number);
+  expect(width).toBe(viewBox[2] * 2);
+  expect(height).toBe((viewBox[3] + 22) * 2); // the legend under the chart
+  // Drawn in the browser: most pixels white, some the first series' blue, some dark text.
+  const counts = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [img.width, img.height];
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(img, 0, 0);
+    const data = ctx.getImageData(0, 0, img.width, img.height).data;
+    let [white, blue, dark] = [0, 0, 0];
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+      if (r > 240 && g > 240 && b > 240) white++;
+      else if (r < 30 && Math.abs(g - 0x72) < 30 && Math.abs(b - 0xb2) < 30) blue++;
+      else if (r < 100 && g < 100 && b < 100) dark++;
+    }
+    return { white, blue, dark, total: data.length / 4 };
+  }, png.toString("base64"));
+  expect(counts.white).toBeGreaterThan(counts.total / 2);
+  expect(counts.blue).toBeGreaterThan(200);
+  expect(counts.dark).toBeGreaterThan(200);
+
+  // A chart fills its card at 1280 px; at 400 px it keeps a readable width and scrolls sideways.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const card = await days.boundingBox();
+  const chart = await days.locator("svg.chart-svg").boundingBox();
+  expect(chart!.width).toBeGreaterThan(card!.width * 0.95);
   await page.screenshot({ path: path.join("screenshots", "24-report.png"), fullPage: true });
+  await page.setViewportSize({ width: 400, height: 900 });
+  const narrow = await days.locator("svg.chart-svg").boundingBox();
+  expect(narrow!.width).toBeGreaterThanOrEqual(600);
+  const label = await days.locator("svg text").first().boundingBox();
+  expect(label!.height).toBeGreaterThanOrEqual(9);
+  await page.screenshot({ path: path.join("screenshots", "24-report-400.png"), fullPage: true });
+  await days.screenshot({ path: path.join("screenshots", "24-report-400-days.png") });
+  await funnel.screenshot({ path: path.join("screenshots", "24-report-400-funnel.png") });
 });

@@ -150,7 +150,13 @@ pub fn line_chart(title: &str, summary: &str, days: &[String], series: &[Series]
     let every = days.len().div_ceil(6).max(1);
     for (i, day) in days.iter().enumerate() {
         if i % every == 0 || i + 1 == days.len() {
-            marks.push(Mark::Text { x: x(i), y: height - bottom + 16.0, text: short_day(day), anchor: Anchor::Middle, muted: true });
+            // The first and last labels end inside the chart, not past its edges.
+            let anchor = match i {
+                0 if days.len() > 1 => Anchor::Start,
+                _ if i + 1 == days.len() && days.len() > 1 => Anchor::End,
+                _ => Anchor::Middle,
+            };
+            marks.push(Mark::Text { x: x(i), y: height - bottom + 16.0, text: short_day(day), anchor, muted: true });
         }
     }
     let mut legend = Vec::new();
@@ -364,6 +370,10 @@ mod tests {
         assert_eq!(points[2].1, TOP);
         assert!(points[0].1 > points[1].1 && points[1].1 > points[2].1);
         assert_eq!(chart.table.head, ["day", "entered"]);
+        let labels: Vec<(f64, Anchor)> =
+            chart.marks.iter().filter_map(|m| if let Mark::Text { x, anchor, muted: true, text, .. } = m { text.contains("Nov").then_some((*x, *anchor)) } else { None }).collect();
+        assert_eq!(labels.first(), Some(&(LEFT, Anchor::Start)), "the first day's label starts at the plot's left edge");
+        assert_eq!(labels.last(), Some(&(WIDTH - RIGHT, Anchor::End)), "the last day's label ends at the plot's right edge");
         assert_eq!(chart.table.rows[1], ["2026-11-02", "10"]);
     }
 

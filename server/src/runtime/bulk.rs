@@ -970,7 +970,7 @@ pub async fn undo(pool: &Pool, id: i64, by: &str, now: Timestamp) -> Result<u64>
         ),
         _ => unreachable!("only reversible actions get here"),
     };
-    let counted = super::rollups::BulkChanges::before(&mut tx, "undo", &format!("SELECT participant_id FROM bulk_run_items WHERE run_id = {id} AND changed = 1")).await?;
+    let counted = super::rollups::BulkChanges::before(&mut tx, action.as_str(), &format!("SELECT participant_id FROM bulk_run_items WHERE run_id = {id} AND changed = 1")).await?;
     let undone = sqlx::query(&format!(
         "UPDATE participants SET {set}, revision = revision + 1, updated_at = $3
          FROM bulk_run_items i WHERE i.run_id = $4 AND i.changed = 1 AND i.participant_id = participants.id AND {still}"

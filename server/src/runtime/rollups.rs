@@ -205,11 +205,12 @@ impl Tally {
     }
 }
 
-/// Bulk actions that can change what a participant counts as: the rest
-/// (a manual pass, callbacks, reservations, suppress and unsuppress, a
-/// data file) leave every finishing count as it is.
+/// Bulk actions that can change what a participant counts as (and so
+/// their undo: only a pause's can): the rest (a manual pass, callbacks,
+/// reservations, suppress and unsuppress, a data file) leave every
+/// finishing count as it is.
 fn bulk_may_finish(action: &str) -> bool {
-    matches!(action, "reset" | "cancel" | "pause" | "ready" | "delete" | "move_to_flow" | "undo")
+    matches!(action, "reset" | "cancel" | "pause" | "ready" | "delete" | "move_to_flow")
 }
 
 /// One participant as a bulk action found it (or left it).
@@ -233,8 +234,8 @@ pub struct BulkChanges {
 }
 
 impl BulkChanges {
-    /// `action` is a bulk action's name (or `undo`); `ids` a query of the
-    /// participants it applies to. A deletion also cancels the contacts'
+    /// `action` is a bulk action's name (the undone one's, for an undo);
+    /// `ids` a query of the participants it applies to. A deletion also cancels the contacts'
     /// participants in other flows: those are read too.
     pub async fn before(conn: &mut Conn, action: &str, ids: &str) -> Result<BulkChanges> {
         if !bulk_may_finish(action) || !ENABLED.load(Ordering::Relaxed) {
