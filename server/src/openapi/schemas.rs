@@ -8,8 +8,9 @@
 //! live in the store, the runtime and `app::core` (which also builds for
 //! the browser), modules other work changes. `server/tests/openapi.rs`
 //! validates what every handler answers for a sample call against these
-//! schemas (JSON Schema 2020-12, Python's `jsonschema`), so a field added,
-//! renamed or retyped on either side fails it. Where the handler's type is a JSON
+//! schemas (JSON Schema 2020-12, Python's `jsonschema`), so a field a
+//! schema requires that a handler drops, renames or retypes fails it (an
+//! answer may carry fields a schema does not name: not caught). Where the handler's type is a JSON
 //! object of any shape (settings kept as JSON), so is the schema.
 //!
 //! `Option` fields may be absent or null; the rest are always written.
