@@ -124,7 +124,7 @@ enum Op {
     /// recount would need, and a reset's rerun is a visit the timeline
     /// keeps as one record: `bulk_actions_count_in_the_report_like_the_engine`
     /// checks both.)
-    Bulk(u8, usize),
+    Bulk(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -134,7 +134,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..8usize, prop::bool::weighted(0.85)).prop_map(|(n, ok)| Op::Sent(n, ok)),
         4 => (0..8usize, 0..8u8).prop_map(|(n, k)| Op::Engaged(n, k)),
         1 => (0..8usize).prop_map(Op::Purchase),
-        2 => (0..8u8, 0..8usize).prop_map(|(k, n)| Op::Bulk(k, n)),
+        2 => (0..8u8).prop_map(Op::Bulk),
     ]
 }
 
@@ -148,7 +148,7 @@ async fn run_history(ops: Vec<Op>) {
     let mut last_pause = None;
     for op in ops {
         match op {
-            Op::Bulk(kind, _) => {
+            Op::Bulk(kind) => {
                 use server::runtime::bulk::{self, Action, BulkRequest, Criteria, Params};
                 let statuses = |s: &[&str]| Criteria { flow_ids: vec![flow], statuses: s.iter().map(|s| s.to_string()).collect(), ..Criteria::default() };
                 let (action, criteria) = match kind {
@@ -593,7 +593,7 @@ async fn the_live_demo_runs_the_engine_and_a_reset_redoes_it() {
     assert_eq!(entered as i64, first.participants);
     let welcome = report.messages.iter().find(|m| m.step == "welcome").unwrap();
     assert!(welcome.delivered > 0 && welcome.opened > 0 && welcome.machine_opened > 0, "{welcome:?}");
-    assert_eq!(report.splits[0].branches.iter().map(|b| b.entered).sum::<u64>() > 0, true);
+    assert!(report.splits[0].branches.iter().map(|b| b.entered).sum::<u64>() > 0);
     // Only sample contacts: example.com addresses, marked.
     let odd: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE email NOT LIKE '%@example.com'").fetch_one(w.runtime.pool()).await.unwrap();
     assert_eq!(odd, 0);
@@ -749,7 +749,7 @@ async fn markup_and_formulas_in_names_stay_text_in_reports_and_the_dashboard() {
         {"id": "ea", "kind": "send_email", "name": attacks[3], "settings": {"subject": "A", "body": "A"}},
         {"id": "eb", "kind": "send_email", "name": attacks[2], "settings": {"subject": "B", "body": "B"}}
     ]);
-    let wires = [format!("s->sp"), format!("sp:{}->ea", attacks[0]), format!("sp:{}->eb", attacks[3])];
+    let wires = ["s->sp".to_owned(), format!("sp:{}->ea", attacks[0]), format!("sp:{}->eb", attacks[3])];
     let wires: Vec<&str> = wires.iter().map(String::as_str).collect();
     let flow = publish(&w.store, attacks[4], steps, &wires).await;
     let mut ids = Vec::new();
