@@ -249,7 +249,7 @@ async fn enqueue(conn: &mut Conn, queued: &Queued<'_>, now: Timestamp) -> Result
     .bind(task.participant)
     .bind(&task.step)
     .bind(task.visit)
-    .bind(&key)
+    .bind(key)
     .bind(effect.kind())
     .bind(serde_json::to_string(&effect).expect("effects serialize"))
     .bind(millis(now))
@@ -260,7 +260,7 @@ async fn enqueue(conn: &mut Conn, queued: &Queued<'_>, now: Timestamp) -> Result
         "INSERT INTO conversations (idempotency_key, participant_id, contact_id, channel, address, subject, status, created_at, updated_at, step, agent, body)
          VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $8, $9, $10) RETURNING id",
     )
-    .bind(&key)
+    .bind(key)
     .bind(task.participant)
     .bind(task.contact_id)
     .bind(channel)
