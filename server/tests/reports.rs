@@ -693,6 +693,17 @@ async fn bulk_actions_count_in_the_report_like_the_engine() {
     // The rerun is another visit of the last step (the timeline keeps it as the same record).
     let last = after.steps.iter().find(|s| s.step == "u").unwrap();
     assert_eq!((last.reached, last.passed), (12, 12));
+
+    // From the day they finished on, nobody entered but steps were reached: the page says why.
+    let (status, _, body) = w.get(&format!("/flows/{source}/report?from=2026-11-04&to=2026-11-30"), &w.cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = scraper::Html::parse_document(&String::from_utf8(body).unwrap());
+    let note: String = page.select(&scraper::Selector::parse("[data-note=funnel]").unwrap()).flat_map(|n| n.text()).collect();
+    assert!(note.contains("was reached 12 times while 0 participants entered in the period"), "{note}");
+    assert!(note.contains("count visits, not people"), "{note}");
+    let (_, _, body) = w.get(&format!("/flows/{source}/report?from=2026-11-01&to=2026-11-30"), &w.cookie).await;
+    let page = scraper::Html::parse_document(&String::from_utf8(body).unwrap());
+    assert_eq!(page.select(&scraper::Selector::parse("[data-note=funnel]").unwrap()).count(), 0, "no step shows more visits than the 20 entries");
 }
 
 /// A chart downloads as a PNG twice the size of its view box, with the
