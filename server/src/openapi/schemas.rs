@@ -9,11 +9,13 @@
 //! the browser), modules other work changes. `server/tests/openapi.rs`
 //! validates what every handler answers for a sample call against these
 //! schemas (JSON Schema 2020-12, Python's `jsonschema`), so a field a
-//! schema requires that a handler drops, renames or retypes fails it (an
-//! answer may carry fields a schema does not name: not caught). Where the handler's type is a JSON
+//! handler drops, renames, retypes or adds fails it (but within the
+//! documents and settings described as open objects). Where the handler's type is a JSON
 //! object of any shape (settings kept as JSON), so is the schema.
 //!
-//! `Option` fields may be absent or null; the rest are always written.
+//! `Option` fields may be absent or null; the rest are always written. The
+//! answers' types are closed (`deny_unknown_fields`: no other field), so a
+//! field a handler adds fails the test too, until it is described here.
 //! (`Deserialize` is derived only for the serde attributes utoipa reads.)
 
 #![allow(dead_code)]
@@ -61,6 +63,7 @@ pub struct Edge {
 
 /// `app::core::Findings`: what the validator says.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Findings {
     errors: Vec<Finding>,
     warnings: Vec<Finding>,
@@ -69,6 +72,7 @@ pub struct Findings {
 /// `app::core::Finding`: one problem, pointing at the step (and port or
 /// setting) it concerns.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Finding {
     /// Stable: `unknown_field`, `unreachable_step`, `invalid_setting`…
     code: String,
@@ -80,6 +84,7 @@ pub struct Finding {
 
 /// `store::Draft`: a flow's draft with the revision a save must name.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Draft {
     revision: i64,
     document: FlowDocument,
@@ -88,6 +93,7 @@ pub struct Draft {
 
 /// `store::Version`: a published version.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Version {
     flow_id: i64,
     number: i64,
@@ -97,6 +103,7 @@ pub struct Version {
 
 /// `store::VersionDocument`: a published version with its frozen document.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VersionDocument {
     flow_id: i64,
     number: i64,
@@ -128,6 +135,7 @@ pub struct Contact {
 /// `runtime::contacts::StoredContact`: a stored contact with its id (and
 /// the contact's fields beside it).
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoredContact {
     id: i64,
     email: Option<String>,
@@ -146,6 +154,7 @@ pub struct StoredContact {
 /// `POST /contacts`, `PUT /contacts/{id}`: the contact and the flows its
 /// change enrolled it in.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContactSaved {
     id: i64,
     enrolled: i64,
@@ -153,6 +162,7 @@ pub struct ContactSaved {
 
 /// `DELETE /contacts/{id}`: the contact's personal data erased.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContactErased {
     id: i64,
     erased: bool,
@@ -160,6 +170,7 @@ pub struct ContactErased {
 
 /// `GET /contacts`: one page of the search.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContactPage {
     /// Matching contacts (counted up to a bound).
     total: i64,
@@ -179,6 +190,7 @@ pub struct ListChange {
 
 /// Participants a change enrolled.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Enrolled {
     enrolled: i64,
 }
@@ -193,6 +205,7 @@ pub struct Enroll {
 
 /// `POST /flows/{id}/enroll`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Enrollment {
     /// The participants made.
     enrolled: Vec<i64>,
@@ -202,6 +215,7 @@ pub struct Enrollment {
 
 /// `POST /flows/{id}/enroll/csv`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsvEnrollment {
     rows: i64,
     contacts_created: i64,
@@ -212,6 +226,7 @@ pub struct CsvEnrollment {
 /// `GET /flows/{id}/participants/counts`: participants per version, step
 /// and status.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParticipantCount {
     version: i64,
     step: Option<String>,
@@ -229,6 +244,7 @@ pub struct Migrate {
 
 /// `POST /flows/{id}/migrate`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Migrated {
     moved: i64,
     left_on_old_version: i64,
@@ -236,6 +252,7 @@ pub struct Migrated {
 
 /// `runtime::ParticipantView`: a participant.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParticipantView {
     id: i64,
     flow_id: i64,
@@ -253,6 +270,7 @@ pub struct ParticipantView {
 
 /// `app::core::engine::ActionRecord`: one step reached, on the timeline.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionRecord {
     visit: u32,
     step: String,
@@ -292,6 +310,7 @@ pub struct Act {
 
 /// `GET /tasks`: a pending manual step.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Task {
     participant_id: i64,
     step: String,
@@ -389,6 +408,7 @@ pub struct BulkParams {
 
 /// `runtime::bulk::Preview`: what an action would do, before it runs.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preview {
     action: String,
     effect: String,
@@ -399,6 +419,7 @@ pub struct Preview {
 
 /// `runtime::bulk::SampleRow`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SampleRow {
     participant_id: i64,
     contact_id: i64,
@@ -410,6 +431,7 @@ pub struct SampleRow {
 
 /// `runtime::bulk::RunView`: a bulk run.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunView {
     id: i64,
     action: String,
@@ -435,6 +457,7 @@ pub struct RunView {
 
 /// `POST /bulk-runs/{id}/undo`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Undone {
     undone: i64,
     run: RunView,
@@ -442,6 +465,7 @@ pub struct Undone {
 
 /// `runtime::import::ImportJob`: a contact import.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportJob {
     id: i64,
     file_name: Option<String>,
@@ -471,6 +495,7 @@ pub struct Settings(BTreeMap<String, Value>);
 
 /// A provider's callback was taken.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Acknowledged {
     ok: bool,
     /// Feedback rows written (bounces, complaints, unsubscribes).
@@ -483,6 +508,7 @@ pub struct Acknowledged {
 
 /// `GET …/conversations`: the messages and calls, newest first.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conversations {
     #[schema(value_type = Vec<Object>)]
     conversations: Vec<Value>,
@@ -490,6 +516,7 @@ pub struct Conversations {
 
 /// `GET /contacts/{id}/preference-link`.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PreferenceLink {
     url: String,
 }
@@ -541,6 +568,7 @@ pub struct ContactRef {
 
 /// `POST /events`: what was stored.
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsAccepted {
     accepted: i64,
     duplicates: i64,
@@ -552,6 +580,7 @@ pub struct EventsAccepted {
 
 /// One posted event, stored (or found stored before).
 #[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventStored {
     id: Option<String>,
     event_id: i64,
