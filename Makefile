@@ -69,8 +69,9 @@ pg:
 		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test reports --test workspace
 
 ## api-contract: schemathesis against a running server (debug build, a
-## fresh SQLite database, an API token) over /api/v1/openapi.json: any 5xx
-## or an answer the description does not allow fails it
+## fresh SQLite database, an API token, then an admin's session for the
+## admin operations) over /api/v1/openapi.json: any 5xx or an answer the
+## description does not allow fails it (about 35 s)
 API_CONTRACT_BIN := $(CURDIR)/target/waymark-api-contract
 .PHONY: api-contract
 api-contract:
