@@ -131,16 +131,29 @@ pub fn RichText(html: RwSignal<String>, #[prop(into)] label: String, #[prop(into
     }
 }
 
+/// The address a typed link goes to: http(s), mailto or tel as typed, a
+/// bare `example.com/x` as https; anything else (`javascript:`, `data:`)
+/// makes no link at all.
+pub fn link_address(typed: &str) -> Option<String> {
+    let url = typed.trim();
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase()).filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || "+-".contains(c)));
+    match scheme.as_deref() {
+        _ if url.is_empty() || url.chars().any(char::is_whitespace) => None,
+        Some("http" | "https" | "mailto" | "tel") => Some(url.to_owned()),
+        Some(_) => None,
+        None => Some(format!("https://{url}")),
+    }
+}
+
 /// Runs a toolbar command on the selection (a link asks for its address).
 #[cfg(feature = "hydrate")]
 fn run(format: Format) {
     use wasm_bindgen::JsCast;
     let Ok(doc) = document().dyn_into::<web_sys::HtmlDocument>() else { return };
     if format == Format::Link {
-        let Ok(Some(url)) = window().prompt_with_message("Link address (https://…)") else { return };
-        let url = url.trim();
-        if !url.is_empty() {
-            let _ = doc.exec_command_with_show_ui_and_value(format.command(), false, url);
+        let Ok(Some(typed)) = window().prompt_with_message("Link address (https://…)") else { return };
+        if let Some(url) = link_address(&typed) {
+            let _ = doc.exec_command_with_show_ui_and_value(format.command(), false, &url);
         }
         return;
     }
@@ -175,5 +188,16 @@ mod tests {
         assert_eq!(Format::shortcut("u", true), None);
         let commands: Vec<&str> = Format::ALL.iter().map(|f| f.command()).collect();
         assert_eq!(commands, ["bold", "italic", "createLink", "insertUnorderedList", "insertOrderedList"]);
+    }
+
+    #[test]
+    fn links_go_to_web_mail_or_phone_addresses_only() {
+        assert_eq!(link_address(" https://example.com/plan ").as_deref(), Some("https://example.com/plan"));
+        assert_eq!(link_address("mailto:a@b.test").as_deref(), Some("mailto:a@b.test"));
+        assert_eq!(link_address("example.com/x").as_deref(), Some("https://example.com/x"));
+        assert_eq!(link_address("example.com:8080/x").as_deref(), Some("https://example.com:8080/x"));
+        for bad in ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x", "vbscript:x", "", "a b"] {
+            assert_eq!(link_address(bad), None, "{bad}");
+        }
     }
 }
