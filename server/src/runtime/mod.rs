@@ -943,6 +943,11 @@ pub fn spawn_workers_until(
     let events = tokio::spawn(deliver_events_until(runtime.clone(), idle, stop.clone()));
     // The bounce and reply mailbox, while it is enabled (one process at a time).
     let mailbox = tokio::spawn(crate::channels::mailbox::poll_until(runtime.clone(), stop.clone()));
+    // The outbox too: its sends overlap the scheduler's passes, and a
+    // campaign's emails go out as fast as they are queued, not a batch per
+    // scheduler pass. The scheduler wakes it when a pass moved someone.
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let outbox = tokio::spawn(dispatch_until(dispatcher, queued.clone(), idle, stop.clone()));
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
         let mut first = true;
@@ -963,6 +968,9 @@ pub fn spawn_workers_until(
                 Ok(tick) => {
                     crate::ops::health::scheduler_passed();
                     busy |= tick.claimed > 0;
+                    if tick.transitions > 0 {
+                        queued.notify_one();
+                    }
                     if first && tick.transitions > 0 {
                         // When a (re)started process is working again.
                         first = false;
@@ -971,16 +979,6 @@ pub fn spawn_workers_until(
                 }
                 Err(err) => tracing::error!(error = %err, "scheduler pass failed"),
             }
-            if stop.is_cancelled() {
-                break;
-            }
-            match dispatcher.dispatch().await {
-                Ok(done) => {
-                    crate::ops::health::scheduler_passed();
-                    busy |= done != outbox::Dispatch::default()
-                }
-                Err(err) => tracing::error!(error = %err, "outbox pass failed"),
-            }
             if !busy {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
@@ -988,9 +986,35 @@ pub fn spawn_workers_until(
                 }
             }
         }
+        let _ = outbox.await;
         let _ = events.await;
         let _ = mailbox.await;
     })
+}
+
+/// The outbox loop of [`spawn_workers_until`]: a pass after another while
+/// there are effects due, else when `queued` is notified or every `idle`,
+/// until `stop`; the pass under way runs to its end.
+async fn dispatch_until(dispatcher: outbox::Dispatcher, queued: Arc<tokio::sync::Notify>, idle: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+    while !stop.is_cancelled() {
+        let busy = match dispatcher.dispatch().await {
+            Ok(done) => {
+                crate::ops::health::scheduler_passed();
+                done != outbox::Dispatch::default()
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "outbox pass failed");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = queued.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
 }
 
 /// The event delivery loop of [`spawn_workers_until`]: a pass as soon as
