@@ -55,21 +55,23 @@ static WRITERS: LazyLock<Mutex<HashMap<String, mpsc::Sender<Pending>>>> = LazyLo
 
 /// Writes one hit with whatever else is waiting, and answers once it is committed.
 pub(super) async fn write(runtime: &Runtime, conversation: i64, kind: Kind, hit: &Hit) -> Result<Answer> {
-    let database = runtime.pool().connect_options().database_url.to_string();
+    let options = runtime.pool().connect_options();
+    let database = options.database_url.as_str();
     let (reply, answer) = oneshot::channel();
-    let mut pending = Pending { conversation, kind, hit: hit.clone(), reply };
+    let mut pending = Pending { conversation, kind, hit: *hit, reply };
     // A writer whose runtime ended (tests start one per test) is replaced once.
     for _ in 0..2 {
         let sender = {
             let mut writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
-            writers
-                .entry(database.clone())
-                .or_insert_with(|| {
+            match writers.get(database) {
+                Some(sender) => sender.clone(),
+                None => {
                     let (sender, receiver) = mpsc::channel(QUEUE);
                     tokio::spawn(writer(runtime.clone(), receiver));
+                    writers.insert(database.to_owned(), sender.clone());
                     sender
-                })
-                .clone()
+                }
+            }
         };
         match sender.send(pending).await {
             Ok(()) => {
@@ -78,8 +80,8 @@ pub(super) async fn write(runtime: &Runtime, conversation: i64, kind: Kind, hit:
             Err(mpsc::error::SendError(back)) => {
                 pending = back;
                 let mut writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
-                if writers.get(&database).is_some_and(|s| s.same_channel(&sender)) {
-                    writers.remove(&database);
+                if writers.get(database).is_some_and(|s| s.same_channel(&sender)) {
+                    writers.remove(database);
                 }
             }
         }

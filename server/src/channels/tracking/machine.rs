@@ -95,7 +95,18 @@ pub fn click(
     window: SignedDuration,
     since_other_link: Option<SignedDuration>,
 ) -> Option<&'static str> {
-    by_request(head, user_agent)
+    by_timing(by_request(head, user_agent), since_sent, window, since_other_link)
+}
+
+/// A click's verdict given rules 1 and 2's (`by_request`, judged where the
+/// request came in), then rules 3 and 4 as in [`click`].
+pub fn by_timing(
+    by_request: Option<&'static str>,
+    since_sent: Option<SignedDuration>,
+    window: SignedDuration,
+    since_other_link: Option<SignedDuration>,
+) -> Option<&'static str> {
+    by_request
         .or_else(|| since_sent.is_some_and(|d| d < window).then_some("clicked as it was delivered"))
         .or_else(|| since_other_link.is_some_and(|d| d < BURST).then_some("every link at once"))
 }

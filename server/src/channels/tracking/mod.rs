@@ -65,8 +65,9 @@ static KEYS: LazyLock<Mutex<HashMap<String, [u8; token::KEY_LEN]>>> = LazyLock::
 /// The installation's tracking key: read (and decrypted) once per process,
 /// made on first use.
 pub async fn key(pool: &Pool) -> Result<[u8; token::KEY_LEN]> {
-    let database = pool.connect_options().database_url.to_string();
-    if let Some(key) = KEYS.lock().unwrap_or_else(|p| p.into_inner()).get(&database) {
+    let options = pool.connect_options();
+    let database = options.database_url.as_str();
+    if let Some(key) = KEYS.lock().unwrap_or_else(|p| p.into_inner()).get(database) {
         return Ok(*key);
     }
     let keyring = crate::secrets::keyring(pool)
@@ -101,7 +102,7 @@ pub async fn key(pool: &Pool) -> Result<[u8; token::KEY_LEN]> {
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("the stored tracking key is not 32 bytes")))?;
-    KEYS.lock().unwrap_or_else(|p| p.into_inner()).insert(database, key);
+    KEYS.lock().unwrap_or_else(|p| p.into_inner()).insert(database.to_owned(), key);
     Ok(key)
 }
 
@@ -230,11 +231,19 @@ pub async fn save_links(pool: &Pool, conversation: i64, links: &[String]) -> Res
     Ok(())
 }
 
-/// How a request reached the pixel or the redirect.
-#[derive(Clone, Debug, Default)]
+/// How a request reached the pixel or the redirect: whether the request
+/// itself shows a machine ([`machine::by_request`], judged by the handler,
+/// so the one writer of hits does not).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Hit {
-    pub head: bool,
-    pub user_agent: Option<String>,
+    pub machine: Option<&'static str>,
+}
+
+impl Hit {
+    /// The hit of a request made with `HEAD` or not, and this user agent.
+    pub fn of(head: bool, user_agent: Option<&str>) -> Hit {
+        Hit { machine: machine::by_request(head, user_agent) }
+    }
 }
 
 /// The message a token names, as hits need it.
@@ -250,23 +259,32 @@ struct Message {
     erased: bool,
 }
 
-async fn message(conn: &mut Conn, conversation: i64) -> Result<Option<Message>> {
+/// A click's message and link in one read: the link's target, the
+/// message, and the latest click on another of its links (rule 4 of
+/// [`machine`]). `None` when the message never had that link.
+async fn clicked(conn: &mut Conn, conversation: i64, link: u16) -> Result<Option<(String, Message, Option<i64>)>> {
     let row = sqlx::query(
-        "SELECT v.participant_id, v.contact_id, v.step, v.sent_at, v.open_count + v.machine_open_count + v.click_count + v.machine_click_count AS hits,
-                v.opened_at, c.deleted_at
-         FROM conversations v LEFT JOIN contacts c ON c.id = v.contact_id WHERE v.id = $1",
+        "SELECT l.url, v.participant_id, v.contact_id, v.step, v.sent_at,
+                v.open_count + v.machine_open_count + v.click_count + v.machine_click_count AS hits, v.opened_at, c.deleted_at,
+                (SELECT max(o.last_clicked_ms) FROM conversation_links o WHERE o.conversation_id = l.conversation_id AND o.position <> l.position) AS other
+         FROM conversation_links l JOIN conversations v ON v.id = l.conversation_id LEFT JOIN contacts c ON c.id = v.contact_id
+         WHERE l.conversation_id = $1 AND l.position = $2",
     )
     .bind(conversation)
+    .bind(i64::from(link))
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|row| Message {
-        participant: row.get("participant_id"),
-        contact: row.get("contact_id"),
-        step: row.get("step"),
-        sent_at: row.get::<Option<String>, _>("sent_at").and_then(|t| t.parse().ok()),
-        hits: row.get("hits"),
-        opened: row.get::<Option<String>, _>("opened_at").is_some(),
-        erased: row.get::<Option<String>, _>("deleted_at").is_some(),
+    Ok(row.map(|row| {
+        let message = Message {
+            participant: row.get("participant_id"),
+            contact: row.get("contact_id"),
+            step: row.get("step"),
+            sent_at: row.get::<Option<String>, _>("sent_at").and_then(|t| t.parse().ok()),
+            hits: row.get("hits"),
+            opened: row.get::<Option<String>, _>("opened_at").is_some(),
+            erased: row.get::<Option<String>, _>("deleted_at").is_some(),
+        };
+        (row.get("url"), message, row.get("other"))
     }))
 }
 
@@ -298,24 +316,39 @@ pub async fn click(runtime: &Runtime, conversation: i64, link: u16, hit: &Hit, s
 /// write transaction: one update of its counts, an event each while the
 /// message has had fewer than [`EVENTS_PER_MESSAGE`] opens and clicks.
 async fn opens_in(runtime: &Runtime, conn: &mut Conn, conversation: i64, hits: &[&Hit], now: Timestamp) -> Result<Written<bool>> {
-    let Some(message) = message(conn, conversation).await? else { return Ok(Written::nothing(false)) };
-    if message.erased || message.contact.is_none() {
-        return Ok(Written::nothing(true));
-    }
-    let machine: Vec<bool> = hits.iter().map(|hit| machine::by_request(hit.head, hit.user_agent.as_deref()).is_some()).collect();
+    let machine: Vec<bool> = hits.iter().map(|hit| hit.machine.is_some()).collect();
     let machines = machine.iter().filter(|m| **m).count() as i64;
     let people = machine.len() as i64 - machines;
-    sqlx::query(
+    // Counted and read back in one statement; nothing is counted for a
+    // message whose contact is gone or erased.
+    let row = sqlx::query(
         "UPDATE conversations SET open_count = open_count + $1, machine_open_count = machine_open_count + $2,
              opened_at = CASE WHEN $1 > 0 THEN coalesce(opened_at, $3) ELSE opened_at END
-         WHERE id = $4",
+         WHERE id = $4 AND contact_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = conversations.contact_id AND c.deleted_at IS NOT NULL)
+         RETURNING participant_id, contact_id, step, open_count + machine_open_count + click_count + machine_click_count AS hits",
     )
     .bind(people)
     .bind(machines)
     .bind(now.to_string())
     .bind(conversation)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(row) = row else {
+        // The pixel of a message that exists still shows.
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1").bind(conversation).fetch_optional(&mut *conn).await?;
+        return Ok(Written::nothing(exists.is_some()));
+    };
+    let message = Message {
+        participant: row.get("participant_id"),
+        contact: row.get("contact_id"),
+        step: row.get("step"),
+        sent_at: None,
+        // As they were before these.
+        hits: row.get::<i64, _>("hits") - machine.len() as i64,
+        opened: false,
+        erased: false,
+    };
     let room = usize::try_from(EVENTS_PER_MESSAGE - message.hits).unwrap_or(0);
     let heard: Vec<ContactEvent> = machine.iter().take(room).map(|&machine| ContactEvent::EmailOpened { step: message.step.clone(), machine }).collect();
     let events = heard.len();
@@ -330,27 +363,15 @@ async fn opens_in(runtime: &Runtime, conn: &mut Conn, conversation: i64, hits: &
 /// Each click is judged person or machine on its own; the timing rules
 /// read the wall clock once for the run.
 async fn clicks_in(runtime: &Runtime, conn: &mut Conn, conversation: i64, link: u16, hits: &[&Hit], scanner: SignedDuration, now: Timestamp) -> Result<Written<Option<String>>> {
-    let url: Option<String> = sqlx::query_scalar("SELECT url FROM conversation_links WHERE conversation_id = $1 AND position = $2")
-        .bind(conversation)
-        .bind(i64::from(link))
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(url) = url else { return Ok(Written::nothing(None)) };
-    let Some(message) = message(conn, conversation).await? else { return Ok(Written::nothing(None)) };
+    let Some((url, message, other)) = clicked(conn, conversation, link).await? else { return Ok(Written::nothing(None)) };
     if message.erased || message.contact.is_none() {
         return Ok(Written::nothing(Some(url)));
     }
     // Timing rules compare wall-clock times: when it was sent, when this came.
     let wall = Timestamp::now();
-    let other: Option<i64> = sqlx::query_scalar("SELECT max(last_clicked_ms) FROM conversation_links WHERE conversation_id = $1 AND position <> $2")
-        .bind(conversation)
-        .bind(i64::from(link))
-        .fetch_one(&mut *conn)
-        .await?;
     let since_other = other.map(|ms| SignedDuration::from_millis(millis(wall) - ms));
     let since_sent = message.sent_at.map(|sent| wall.duration_since(sent));
-    let machine: Vec<bool> =
-        hits.iter().map(|hit| machine::click(hit.head, hit.user_agent.as_deref(), since_sent, scanner, since_other).is_some()).collect();
+    let machine: Vec<bool> = hits.iter().map(|hit| machine::by_timing(hit.machine, since_sent, scanner, since_other).is_some()).collect();
     let machines = machine.iter().filter(|m| **m).count() as i64;
     let people = machine.len() as i64 - machines;
     let at = now.to_string();

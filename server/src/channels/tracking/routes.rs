@@ -88,24 +88,26 @@ const SETTINGS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 async fn hit_settings(pool: &crate::db::Pool) -> settings::Tracking {
     type Kept = std::collections::HashMap<String, (std::time::Instant, settings::Tracking)>;
     static KEPT: std::sync::LazyLock<std::sync::Mutex<Kept>> = std::sync::LazyLock::new(Default::default);
-    let database = pool.connect_options().database_url.to_string();
-    if let Some((at, kept)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).get(&database) {
+    let options = pool.connect_options();
+    let database = options.database_url.as_str();
+    if let Some((at, kept)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).get(database) {
         if at.elapsed() < SETTINGS_FOR {
             return kept.clone();
         }
     }
     let fresh = Integrations::tracking(pool).await.unwrap_or_default();
-    KEPT.lock().unwrap_or_else(|p| p.into_inner()).insert(database, (std::time::Instant::now(), fresh.clone()));
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).insert(database.to_owned(), (std::time::Instant::now(), fresh.clone()));
     fresh
 }
 
+/// The user agent's first 512 bytes are judged (a header is visible ASCII).
 fn hit(method: &Method, headers: &HeaderMap) -> Hit {
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(512).collect());
-    Hit { head: method == Method::HEAD, user_agent }
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| &ua[..ua.len().min(512)]);
+    Hit::of(method == Method::HEAD, user_agent)
 }
 
 async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: Method, headers: HeaderMap) -> Response {
-    let path = format!("/t/o/{text}");
+    let path = || format!("/t/o/{text}");
     let runtime = &state.runtime;
     let key = match super::key(runtime.pool()).await {
         Ok(key) => key,
@@ -114,7 +116,7 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
             return gif();
         }
     };
-    let Some(Token::Open { conversation }) = Token::verify(&key, &text) else { return not_found(&path) };
+    let Some(Token::Open { conversation }) = Token::verify(&key, &text) else { return not_found(&path()) };
     let settings = hit_settings(runtime.pool()).await;
     if !settings.opens {
         return gif(); // tracking was turned off since: shown, not recorded
@@ -122,7 +124,7 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
     // A failure to record never breaks the message's display.
     match super::open(runtime, conversation, &hit(&method, &headers)).await {
         Ok(true) => gif(),
-        Ok(false) => not_found(&path),
+        Ok(false) => not_found(&path()),
         Err(err) => {
             tracing::error!(error = %err, conversation, "an open could not be recorded");
             gif()
@@ -131,13 +133,13 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
 }
 
 async fn redirect(State(state): State<AppState>, Path(text): Path<String>, method: Method, headers: HeaderMap) -> Response {
-    let path = format!("/t/c/{text}");
+    let path = || format!("/t/c/{text}");
     let runtime = &state.runtime;
     let key = match super::key(runtime.pool()).await {
         Ok(key) => key,
         Err(err) => return err.into_response(),
     };
-    let Some(Token::Click { conversation, link }) = Token::verify(&key, &text) else { return not_found(&path) };
+    let Some(Token::Click { conversation, link }) = Token::verify(&key, &text) else { return not_found(&path()) };
     let settings = hit_settings(runtime.pool()).await;
     let target = if settings.clicks {
         let scanner = SignedDuration::from_secs(settings.scanner_secs as i64);
@@ -152,7 +154,7 @@ async fn redirect(State(state): State<AppState>, Path(text): Path<String>, metho
     } else {
         link_of(&state, conversation, link).await
     };
-    let Some(location) = target.and_then(|t| HeaderValue::from_str(&t).ok()) else { return not_found(&path) };
+    let Some(location) = target.and_then(|t| HeaderValue::from_str(&t).ok()) else { return not_found(&path()) };
     let mut response = StatusCode::FOUND.into_response();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, location);
