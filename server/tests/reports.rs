@@ -146,6 +146,10 @@ async fn run_history(ops: Vec<Op>) {
     let mut done_sends: BTreeSet<i64> = BTreeSet::new();
     let mut n = 0;
     let mut last_pause = None;
+    // Finished participants paused and not yet undone or cancelled: made
+    // ready, they would run their step again at the same visit, which the
+    // timeline keeps as one record (as a reset's rerun, left out above).
+    let mut finished_paused = false;
     for op in ops {
         match op {
             Op::Bulk(kind) => {
@@ -154,14 +158,18 @@ async fn run_history(ops: Vec<Op>) {
                 let (action, criteria) = match kind {
                     0 => (Action::Cancel, statuses(&["waiting"])),
                     1 => (Action::Pause, statuses(&["waiting"])),
+                    2 if finished_paused => continue,
                     2 => (Action::Ready, statuses(&["paused"])),
                     3 => (Action::Cancel, statuses(&["paused"])),
                     4 => (Action::Suppress, statuses(&["completed", "converted"])),
                     5 => (Action::Unsuppress, statuses(&["suppressed"])),
                     6 => (Action::Pause, statuses(&["completed", "converted"])),
                     _ => {
-                        if let Some(run) = last_pause.take() {
-                            let _ = bulk::undo(w.runtime.pool(), run, "test", w.runtime.now()).await;
+                        if let Some((run, finished)) = last_pause.take() {
+                            let undone = bulk::undo(w.runtime.pool(), run, "test", w.runtime.now()).await;
+                            if finished && undone.is_ok() {
+                                finished_paused = false;
+                            }
                         }
                         continue;
                     }
@@ -171,7 +179,11 @@ async fn run_history(ops: Vec<Op>) {
                 if let Ok(run) = bulk::start(&w.runtime, &request, "test").await {
                     bulk::run(&w.runtime, run).await.unwrap();
                     if action == Action::Pause {
-                        last_pause = Some(run);
+                        last_pause = Some((run, kind == 6));
+                        finished_paused |= kind == 6;
+                    }
+                    if kind == 3 {
+                        finished_paused = false; // every paused one cancelled
                     }
                 }
                 w.runtime.run_until_idle().await.unwrap();

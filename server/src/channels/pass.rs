@@ -24,7 +24,7 @@ pub(super) enum Ready {
     Sent,
     /// The contact was erased: it is not sent.
     Erased,
-    /// Tracked and unsubscribable, on conversation record `id`, to send.
+    /// Tracked and unsubscribable under its conversation record, to send.
     Mail { mail: Outgoing, tracked: bool },
 }
 
