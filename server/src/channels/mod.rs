@@ -145,26 +145,24 @@ impl Channels {
         Ok(flags)
     }
 
+    /// The key tracked links, pixels and unsubscribe links are signed with.
+    async fn tracking_key(&self) -> Result<[u8; tracking::token::KEY_LEN], Failure> {
+        tracking::key(&self.pool)
+            .await
+            .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))
+    }
+
     /// Tracking and unsubscribing for an email to a contact, on conversation
     /// `id`: whether the message now carries an open pixel or tracked links.
     async fn track(&self, job: &Job, id: i64, tracking: &settings::Tracking, from: &str, mail: &mut Outgoing) -> Result<bool, Failure> {
-        let key = tracking::key(&self.pool)
-            .await
-            .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
+        let key = self.tracking_key().await?;
         let flags = self.flow_flags(job.participant).await?;
         let plan = tracking::Plan { key: &key, base: self.base(tracking), settings: tracking, flags, from };
-        let prepared = plan.prepare(id, &mail.subject, mail.html.as_deref(), &mail.text);
-        if !prepared.links.is_empty() {
-            tracking::save_links(&self.pool, id, &prepared.links)
-                .await
-                .map_err(|err| Failure::transient(format!("the tracked links cannot be recorded: {}", err.public_message())))?;
-        }
-        mail.subject = prepared.subject;
-        mail.html = prepared.html;
-        mail.text = prepared.text;
-        mail.list_unsubscribe = prepared.list_unsubscribe;
-        mail.one_click = prepared.one_click;
-        Ok(prepared.tracked)
+        let (tracked, links) = pass::apply(&plan, id, mail);
+        conversations::save_links_many(&self.pool, &[(id, links)])
+            .await
+            .map_err(|err| Failure::transient(format!("the tracked links cannot be recorded: {err}")))?;
+        Ok(tracked)
     }
 
     /// The guarded client for the current HTTP settings (rebuilt when they change).
@@ -247,9 +245,7 @@ impl Channels {
         let mut text = text.to_owned();
         if text.contains(app::core::merge::UNSUBSCRIBE_TAG) {
             let id = opened.id;
-            let key = tracking::key(&self.pool)
-                .await
-                .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
+            let key = self.tracking_key().await?;
             let plan = tracking::Plan { key: &key, base: self.base(tracking), settings: tracking, flags: Default::default(), from: "" };
             text = text.replace(app::core::merge::UNSUBSCRIBE_TAG, &plan.unsubscribe_url(id).unwrap_or_default());
         }

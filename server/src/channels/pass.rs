@@ -48,6 +48,19 @@ pub(super) fn outgoing(effect: &Effect) -> Option<Outgoing> {
     })
 }
 
+/// Puts `plan`'s tracking and unsubscribing into `mail` (conversation
+/// `id`): whether it now carries an open pixel or tracked links, and the
+/// tracked links by position, for [`conversations::save_links_many`].
+pub(super) fn apply(plan: &tracking::Plan<'_>, id: i64, mail: &mut Outgoing) -> (bool, Vec<String>) {
+    let prepared = plan.prepare(id, &mail.subject, mail.html.as_deref(), &mail.text);
+    mail.subject = prepared.subject;
+    mail.html = prepared.html;
+    mail.text = prepared.text;
+    mail.list_unsubscribe = prepared.list_unsubscribe;
+    mail.one_click = prepared.one_click;
+    (prepared.tracked, prepared.links)
+}
+
 impl Channels {
     /// Opens the records of the pass's emails to contacts and tracks them.
     pub(super) async fn prepare_pass(&self, pass: u64, jobs: &[(Job, &Effect)], settings: &Integrations) {
@@ -72,9 +85,7 @@ impl Channels {
             .map(|(((job, _), subject), address)| (*job, Draft { channel: "email", address, subject: Some(subject) }))
             .collect();
         let opened: HashMap<String, Opened> = conversations::open_many(&self.pool, &drafts).await?;
-        let key = tracking::key(&self.pool)
-            .await
-            .map_err(|err| Failure::transient(format!("the tracking key cannot be read: {}", err.public_message())))?;
+        let key = self.tracking_key().await?;
         let participants: Vec<i64> = emails.iter().map(|(job, _)| job.participant).collect();
         let flags = self.flow_flags_many(&participants).await?;
         let mut ready = HashMap::with_capacity(emails.len());
@@ -95,17 +106,17 @@ impl Channels {
                 flags: flags.get(&job.participant).copied().unwrap_or_default(),
                 from,
             };
-            let prepared = plan.prepare(record.id, &mail.subject, mail.html.as_deref(), &mail.text);
-            let mut mail = Outgoing { to: mail.to.clone(), cc: mail.cc.clone(), bcc: mail.bcc.clone(), ..Outgoing::default() };
-            if !prepared.links.is_empty() {
-                links.push((record.id, prepared.links));
-            }
-            mail.subject = prepared.subject;
-            mail.html = prepared.html;
-            mail.text = prepared.text;
-            mail.list_unsubscribe = prepared.list_unsubscribe;
-            mail.one_click = prepared.one_click;
-            ready.insert(job.key.clone(), Ready::Mail { mail, tracked: prepared.tracked });
+            let mut mail = Outgoing {
+                to: mail.to.clone(),
+                cc: mail.cc.clone(),
+                bcc: mail.bcc.clone(),
+                subject: mail.subject.clone(),
+                html: mail.html.clone(),
+                ..Outgoing::default()
+            };
+            let (tracked, tracked_links) = apply(&plan, record.id, &mut mail);
+            links.push((record.id, tracked_links));
+            ready.insert(job.key.clone(), Ready::Mail { mail, tracked });
         }
         conversations::save_links_many(&self.pool, &links)
             .await

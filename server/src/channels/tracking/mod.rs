@@ -217,20 +217,6 @@ pub async fn flow_flags(pool: &Pool, participant: i64) -> Result<(i64, i64, Flow
     Ok((row.get("flow_id"), row.get("version"), flags))
 }
 
-/// Records the tracked links of a message (a retry writes the same again).
-pub async fn save_links(pool: &Pool, conversation: i64, links: &[String]) -> Result<()> {
-    for chunk in links.chunks(100).enumerate() {
-        let (n, chunk) = chunk;
-        let mut query = crate::db::Sql::new("INSERT INTO conversation_links (conversation_id, position, url) ");
-        query.push_values(chunk.iter().enumerate(), |mut row, (i, url)| {
-            row.push_bind(conversation).push_bind((n * 100 + i) as i64).push_bind(url.clone());
-        });
-        query.push(" ON CONFLICT (conversation_id, position) DO NOTHING");
-        query.build().execute(pool).await?;
-    }
-    Ok(())
-}
-
 /// How a request reached the pixel or the redirect: whether the request
 /// itself shows a machine ([`machine::by_request`], judged by the handler,
 /// so the one writer of hits does not).
