@@ -1,15 +1,20 @@
 // graphile-worker processing no-op jobs, as the anchor for Waymark's
 // scale-out benchmark (server/benches/scale_out.rs runs this).
 //
-//   node drain.mjs <postgres-url> <jobs> <processes> <concurrency per process>
+//   node drain.mjs <postgres-url> <jobs> <processes> <concurrency per process> [default|batched]
 //
-// Starts the worker processes, waits until each is ready, adds the jobs in
-// one statement, and prints `jobs=<n> seconds=<s>` once the queue is empty.
+// `batched` turns on graphile-worker 0.17's batching (its performance docs):
+// each process fetches and locks up to 500 jobs at a time
+// (`localQueue.size`) and completes finished jobs together
+// (`completeJobBatchDelay: 0`); `default` fetches and completes one job per
+// statement. Starts the worker processes, waits until each is ready, adds
+// the jobs in one statement, and prints `jobs=<n> seconds=<s>` once the queue is empty.
 import { fork } from "node:child_process";
 import { Logger, run, runMigrations } from "graphile-worker";
 import pg from "pg";
 
-const [url, jobs, processes, concurrency] = process.argv.slice(2);
+const [url, jobs, processes, concurrency, mode = "default"] = process.argv.slice(2);
+if (mode !== "default" && mode !== "batched") throw new Error(`mode: default or batched, not ${mode}`);
 
 if (process.env.GRAPHILE_CHILD) {
   const runner = await run({
@@ -20,6 +25,7 @@ if (process.env.GRAPHILE_CHILD) {
     // Quiet: a line per job would measure the terminal, not the queue.
     logger: new Logger(() => () => {}),
     taskList: { noop: async () => {} },
+    ...(mode === "batched" && { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0 } } }),
   });
   process.send("ready");
   await runner.promise;
