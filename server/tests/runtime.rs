@@ -309,6 +309,75 @@ async fn a_stalled_workers_claim_is_taken_over_and_its_late_commit_is_refused() 
 }
 
 #[tokio::test]
+async fn a_participant_taken_over_mid_batch_is_skipped_and_the_rest_of_the_batch_commits() {
+    let w = world().await;
+    let steps = json!([{"id": "s", "kind": "start"},
+                       {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
+                       {"id": "x", "kind": "exit"}]);
+    let first = publish(&w.store, "First", steps.clone(), &["s->count", "count->x"]).await;
+    let second = publish(&w.store, "Second", steps, &["s->count", "count->x"]).await;
+    let ids = add_contacts(&w.runtime, 10, |i| serde_json::from_value(json!({"email": format!("m{i}@x.test"), "fields": {"n": 0}})).unwrap()).await;
+    let (in_first, _) = w.runtime.enroll(first, &ids).await.unwrap();
+    // The first contact is in both flows: its second participant is worked
+    // out over the first's change.
+    let (in_second, _) = w.runtime.enroll(second, &ids[..1]).await.unwrap();
+
+    let batch = w.runtime.claim_batch().await.unwrap();
+    assert_eq!(batch.len(), 11);
+    // Taken over while the batch was worked out: the first contact's first
+    // participant, and a participant alone on its contact.
+    let taken = [in_first[0], in_first[3]];
+    for id in taken {
+        sqlx::query("UPDATE participants SET lease_owner = 'worker-b', revision = revision + 1 WHERE id = $1")
+            .bind(id)
+            .execute(w.runtime.pool())
+            .await
+            .unwrap();
+    }
+    let tick = w.runtime.commit_batch(batch).await.unwrap();
+    assert_eq!((tick.claimed, tick.committed), (11, 8), "the two taken over and the one worked out over a change not kept are left");
+
+    let n = |i: usize| {
+        let pool = w.runtime.pool().clone();
+        let id = ids[i];
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            contacts::load(&mut conn, id).await.unwrap().fields["n"].as_f64()
+        }
+    };
+    let records = |p: i64| {
+        let pool = w.runtime.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM participant_actions WHERE participant_id = $1").bind(p).fetch_one(&pool).await.unwrap()
+        }
+    };
+    for (i, p) in in_first.iter().enumerate() {
+        let written = !taken.contains(p);
+        assert_eq!(records(*p).await > 0, written, "participant {p}");
+        assert_eq!(w.runtime.participant(*p).await.unwrap().status, if written { "completed" } else { "ready" });
+        if i != 0 {
+            assert_eq!(n(i).await, Some(if written { 1.0 } else { 0.0 }), "contact {i}");
+        }
+    }
+    assert_eq!(n(0).await, Some(0.0), "nothing written for the first contact: its second participant saw the first's change");
+    assert_eq!(records(in_second[0]).await, 0);
+    let owners: Vec<Option<String>> = sqlx::query_scalar("SELECT lease_owner FROM participants WHERE id IN ($1, $2, $3) ORDER BY id")
+        .bind(in_first[0])
+        .bind(in_first[3])
+        .bind(in_second[0])
+        .fetch_all(w.runtime.pool())
+        .await
+        .unwrap();
+    assert_eq!(owners, [Some("worker-b".to_owned()), Some("worker-b".to_owned()), None], "the other worker keeps its claims; ours is released");
+
+    // The other worker gives them up: they run again, over the data as written.
+    sqlx::query("UPDATE participants SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = 'worker-b'").execute(w.runtime.pool()).await.unwrap();
+    assert_eq!(w.runtime.run_until_idle().await.unwrap().committed, 3);
+    assert_eq!(n(0).await, Some(2.0), "each of the first contact's flows counted once");
+    assert_eq!(n(3).await, Some(1.0));
+}
+
+#[tokio::test]
 async fn slow_drip_starts_at_most_n_per_period() {
     let w = world().await;
     let steps = json!([{"id": "s", "kind": "start"}, {"id": "x", "kind": "exit"}]);

@@ -1,7 +1,7 @@
 //! Contacts and their list memberships on SQLite, read and written as the
 //! engine's [`Contact`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use sqlx::Execute;
@@ -155,28 +155,52 @@ pub fn note_sends(before: &Contact, after: &mut Contact) {
 
 /// Writes the sends an advance made, over the sends version it read:
 /// false, with nothing written, when another writer recorded sends for the
-/// contact meanwhile (its caps must be checked again with them).
+/// contact (or a runtime changed it) meanwhile: its caps must be checked
+/// again with them. See [`claim_many`].
 pub async fn claim_sends(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -> Result<bool> {
-    let sends = new_sends(before, after);
-    if sends.is_empty() {
-        return Ok(true);
+    Ok(claim_many(conn, &[(id, before, after)]).await?.is_empty())
+}
+
+/// Claims what advances did to contacts, each `(id, before, after)` and
+/// each once, in a constant number of statements: every contact they
+/// changed moves on from the version it was read at (`sends_version`), and
+/// the sends they made are recorded. Returns the contacts another writer
+/// changed meanwhile (sent to them, or wrote their data from a runtime):
+/// nothing is written for them, and what was worked out over the stale copy
+/// must not be kept. So two workers can neither both take a cap's last slot
+/// nor both add 1 to a field and keep one.
+pub async fn claim_many(conn: &mut Conn, changes: &[(i64, &Contact, &Contact)]) -> Result<HashSet<i64>> {
+    let claims: Vec<(i64, &Contact, &Contact, Vec<&app::core::pressure::RecentSend>)> = changes
+        .iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(id, before, after)| (*id, *before, *after, new_sends(before, after)))
+        .collect();
+    let mut claimed: HashSet<i64> = HashSet::with_capacity(claims.len());
+    for chunk in claims.chunks(super::writes::ROWS) {
+        // `cid`, not `id`: the RETURNING below names the contact's id unqualified.
+        let mut query: Sql = Sql::new("WITH v (cid, read_version, new_version) AS (");
+        query.push_values(chunk, |mut row, (id, before, after, _)| {
+            row.push_bind(*id).push_bind(before.sends_version).push_bind(after.sends_version.max(before.sends_version + 1));
+        });
+        query.push(
+            ") UPDATE contacts SET sends_version = v.new_version FROM v
+             WHERE contacts.id = v.cid AND contacts.sends_version = v.read_version RETURNING id",
+        );
+        claimed.extend(query.build_query_scalar::<i64>().fetch_all(&mut *conn).await?);
     }
-    let moved = sqlx::query("UPDATE contacts SET sends_version = $1 WHERE id = $2 AND sends_version = $3")
-        .bind(after.sends_version.max(before.sends_version + 1))
-        .bind(id)
-        .bind(before.sends_version)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if moved == 0 {
-        return Ok(false);
+    let sends: Vec<(i64, &app::core::pressure::RecentSend)> = claims
+        .iter()
+        .filter(|(id, ..)| claimed.contains(id))
+        .flat_map(|(id, _, _, sends)| sends.iter().map(move |send| (*id, *send)))
+        .collect();
+    for chunk in sends.chunks(super::writes::ROWS) {
+        let mut query: Sql = Sql::new("INSERT INTO contact_sends (contact_id, channel, at) ");
+        query.push_values(chunk, |mut row, (id, send)| {
+            row.push_bind(*id).push_bind(send.channel.clone()).push_bind(super::millis(send.at));
+        });
+        query.build().execute(&mut *conn).await?;
     }
-    let mut query: Sql = Sql::new("INSERT INTO contact_sends (contact_id, channel, at) ");
-    query.push_values(sends, |mut row, send| {
-        row.push_bind(id).push_bind(send.channel.clone()).push_bind(super::millis(send.at));
-    });
-    query.build().execute(&mut *conn).await?;
-    Ok(true)
+    Ok(claims.iter().map(|(id, ..)| *id).filter(|id| !claimed.contains(id)).collect())
 }
 
 /// Participants a contact's change need not wake ([`nudge`]): those that

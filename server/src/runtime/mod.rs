@@ -23,7 +23,7 @@ mod pages;
 pub mod rollups;
 pub mod winner;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
@@ -151,56 +151,68 @@ struct Claimed {
     callback: Option<(Timestamp, Option<String>)>,
 }
 
-fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
-    ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
+/// One contact's participants in a batch (next to each other: a batch is
+/// sorted by contact), each advance worked out over the contact as the one
+/// before left it; which of them to write, and which to release (worked
+/// out over a change that is not written: they run again).
+struct Chain {
+    contact: i64,
+    /// Their places in the batch.
+    members: std::ops::Range<usize>,
+    write: Vec<usize>,
+    release: Vec<usize>,
 }
 
-/// Writes an advanced participant over the revision it was read at and, for
-/// a scheduler claim, the lease it holds (released here). False, with
-/// nothing written, when either has moved on.
-///
-/// A booked callback is the participant's next run (it replaces the flow's
-/// own, as a dialer's callback replaces the next dial time) until it comes
-/// due; `called_back` says this write is that callback's run, which uses it up.
-async fn save_state(
-    conn: &mut Conn,
-    id: i64,
-    revision: i64,
-    lease: Option<&str>,
-    p: &Participant,
-    now: Timestamp,
-    called_back: bool,
-) -> Result<bool> {
-    let sql = match lease {
-        Some(_) => {
-            "UPDATE participants SET status = $1, step = $2, state = $3,
-                 next_run_at = CASE WHEN $9 = 0 AND callback_at IS NOT NULL AND $1 IN ('ready', 'waiting', 'held') THEN callback_at ELSE $4 END,
-                 callback_at = CASE WHEN $9 = 0 THEN callback_at END, callback_owner = CASE WHEN $9 = 0 THEN callback_owner END,
-                 pass_count = $5, revision = revision + 1, lease_owner = NULL, lease_until = NULL, updated_at = $6
-             WHERE id = $7 AND revision = $8 AND lease_owner = $10"
+impl Chain {
+    /// The batch's chains, but the participants `lost`.
+    fn all(batch: &Batch, lost: &HashSet<i64>) -> Vec<Chain> {
+        let mut chains: Vec<Chain> = Vec::new();
+        for (i, claimed) in batch.claimed.iter().enumerate() {
+            match chains.last_mut() {
+                Some(chain) if chain.contact == claimed.contact_id => chain.members.end = i + 1,
+                _ => chains.push(Chain { contact: claimed.contact_id, members: i..i + 1, write: Vec::new(), release: Vec::new() }),
+            }
         }
-        None => {
-            "UPDATE participants SET status = $1, step = $2, state = $3,
-                 next_run_at = CASE WHEN $9 = 0 AND callback_at IS NOT NULL AND $1 IN ('ready', 'waiting', 'held') THEN callback_at ELSE $4 END,
-                 callback_at = CASE WHEN $9 = 0 THEN callback_at END, callback_owner = CASE WHEN $9 = 0 THEN callback_owner END,
-                 pass_count = $5, revision = revision + 1, updated_at = $6
-             WHERE id = $7 AND revision = $8"
+        for chain in &mut chains {
+            let mut broken = false;
+            for i in chain.members.clone() {
+                let (before, step) = &batch.steps[i];
+                if lost.contains(&batch.claimed[i].id) {
+                    // Not ours to write; those after it saw its change, if any.
+                    broken |= step.contact != *before;
+                } else if broken {
+                    chain.release.push(i);
+                } else {
+                    chain.write.push(i);
+                }
+            }
         }
-    };
-    let mut query = sqlx::query(sql)
-        .bind(p.status.as_str())
-        .bind(&p.step)
-        .bind(serde_json::to_string(p).expect("participants serialize"))
-        .bind(engine::next_wake(p).map(millis))
-        .bind(p.pass_count as i64)
-        .bind(now.to_string())
-        .bind(id)
-        .bind(revision)
-        .bind(i64::from(called_back));
-    if let Some(owner) = lease {
-        query = query.bind(owner);
+        chains
     }
-    Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
+
+    /// The contact as read and as the advances written leave it, when they change it.
+    fn change<'b>(&self, batch: &'b Batch) -> Option<(i64, &'b Contact, &'b Contact)> {
+        let before = &batch.steps[self.members.start].0;
+        let after = &batch.steps[*self.write.last()?].1.contact;
+        (after != before).then_some((self.contact, before, after))
+    }
+
+    fn changes(&self, batch: &Batch) -> bool {
+        self.change(batch).is_some()
+    }
+
+    /// Another writer changed the contact meanwhile: the participants from
+    /// the first that changed it on are released.
+    fn cut_at_first_change(&mut self, batch: &Batch) {
+        let changed = |&i: &usize| batch.steps[i].1.contact != batch.steps[i].0;
+        if let Some(at) = self.write.iter().position(changed) {
+            self.release.extend(self.write.drain(at..));
+        }
+    }
+}
+
+fn timestamp_from_millis(ms: Option<i64>) -> Option<Timestamp> {
+    ms.and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }
 
 /// A participant's stored engine state.
@@ -477,8 +489,9 @@ impl Runtime {
         Ok(Batch { now, claimed, steps })
     }
 
-    /// Commits a claimed batch in one transaction. Participants whose lease
-    /// was taken over meanwhile are left alone (not counted as committed).
+    /// Commits a claimed batch in one transaction, in a constant number of
+    /// statements (see [`writes`]). Participants whose lease was taken over
+    /// meanwhile are left alone (not counted as committed).
     pub async fn commit_batch(&self, batch: Batch) -> Result<Tick> {
         if batch.claimed.is_empty() {
             return Ok(Tick::default());
@@ -486,47 +499,93 @@ impl Runtime {
         // All or nothing, and written only over the revisions claimed: safe to run again.
         let batch = &batch;
         crate::db::retry_busy("a scheduler batch", move || async move {
-            let mut tick = Tick { claimed: batch.claimed.len(), ..Tick::default() };
-            let mut tx = crate::db::begin_write(&self.pool).await?;
-            let mut tally = rollups::Tally::default();
-            let mut entered = Vec::with_capacity(batch.claimed.len());
-            for (participant, (before, step)) in batch.claimed.iter().zip(&batch.steps) {
-                if self.commit(&mut tx, participant, before, step, batch.now).await? {
-                    tick.committed += 1;
-                    tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
-                    tally.advance(participant.flow_id, participant.version, &participant.state, step, batch.now);
-                    entered.push((participant.state.visit, step));
+            // A participant found taken over is left out, with what was
+            // worked out over its changes, and the rest written again.
+            let mut lost = HashSet::new();
+            loop {
+                match self.try_commit_batch(batch, &lost).await? {
+                    Ok(tick) => return Ok(tick),
+                    Err(taken) => lost.extend(taken),
                 }
             }
-            tally.write(&mut tx).await?;
-            tx.commit().await?;
-            entered.into_iter().for_each(|(from, step)| crate::ops::metrics::transitions(from, step));
-            Ok(tick)
         })
         .await
     }
 
-    /// Writes one participant's advance. False (and nothing written) when
-    /// the lease was lost: another worker owns it now.
-    async fn commit(&self, conn: &mut Conn, claimed: &Claimed, before: &Contact, step: &Advance, now: Timestamp) -> Result<bool> {
-        // Contact pressure: sends are written over the sends version read,
-        // so that two workers cannot both take a cap's last slot; the
-        // loser is released, and claimed again with the new sends.
-        if !contacts::claim_sends(conn, claimed.contact_id, before, &step.contact).await? {
-            sqlx::query("UPDATE participants SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-                .bind(claimed.id)
-                .bind(&self.worker)
-                .execute(&mut *conn)
+    /// One attempt at [`Runtime::commit_batch`] without the participants
+    /// `lost`: the tick, or (nothing written) more participants found lost.
+    async fn try_commit_batch(&self, batch: &Batch, lost: &HashSet<i64>) -> Result<std::result::Result<Tick, Vec<i64>>> {
+        let mut chains = Chain::all(batch, lost);
+        let mut tx = crate::db::begin_write(&self.pool).await?;
+        // Two workers whose batches change one contact write it one after
+        // the other: on PostgreSQL the contacts are locked first, in id
+        // order (SQLite has one writer at a time). The second then finds
+        // its participants of the contact taken over (the first's change
+        // woke them, moving their revision) and leaves them to be run again
+        // with the new data.
+        let changing: Vec<i64> = chains.iter().filter(|c| c.changes(batch)).map(|c| c.contact).collect();
+        if Backend::of(&self.pool) == Backend::Postgres && !changing.is_empty() {
+            sqlx::query(&format!("SELECT id FROM contacts WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE", crate::db::id_list(&changing)))
+                .execute(&mut *tx)
                 .await?;
-            tracing::debug!(participant = claimed.id, "the contact's sends changed meanwhile; checked again next pass");
-            return Ok(false);
         }
-        if !save_state(conn, claimed.id, claimed.revision, Some(&self.worker), &step.participant, now, claimed.callback.is_some()).await? {
-            tracing::warn!(participant = claimed.id, "lease lost; another worker owns this participant now");
-            return Ok(false);
+        // Contacts are written over the version read (contact pressure's
+        // sends too), so that two workers can neither both take a cap's
+        // last slot nor both change one field: the loser's participants
+        // that changed the contact are released, and claimed again with it.
+        let claims: Vec<(i64, &Contact, &Contact)> = chains.iter().filter_map(|c| c.change(batch)).collect();
+        let changed = contacts::claim_many(&mut tx, &claims).await?;
+        for chain in chains.iter_mut().filter(|c| changed.contains(&c.contact)) {
+            tracing::debug!(contact = chain.contact, "the contact changed meanwhile; checked again next pass");
+            // What stays changed nothing: nothing to claim.
+            chain.cut_at_first_change(batch);
         }
-        self.write_effects(conn, claimed.id, before, step, claimed.contact_id, now).await?;
-        Ok(true)
+
+        let writes: Vec<(writes::StateWrite, bool)> = chains
+            .iter()
+            .flat_map(|c| &c.write)
+            .map(|&i| {
+                let claimed = &batch.claimed[i];
+                let write = writes::StateWrite { id: claimed.id, revision: claimed.revision, state: &batch.steps[i].1.participant };
+                (write, claimed.callback.is_some())
+            })
+            .collect();
+        let fenced: Vec<(&writes::StateWrite, bool)> = writes.iter().map(|(w, called_back)| (w, *called_back)).collect();
+        let written: HashSet<i64> = writes::save_states_fenced(&mut tx, &fenced, Some(&self.worker), batch.now).await?.into_iter().collect();
+        if written.len() != writes.len() {
+            let taken: Vec<i64> = writes.iter().map(|(w, _)| w.id).filter(|id| !written.contains(id)).collect();
+            tracing::warn!(participants = ?taken, "lease lost; other workers own these participants now");
+            return Ok(Err(taken)); // rolled back
+        }
+
+        let released: Vec<i64> = chains.iter().flat_map(|c| &c.release).map(|&i| batch.claimed[i].id).collect();
+        if !released.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE participants SET lease_owner = NULL, lease_until = NULL WHERE id IN ({}) AND lease_owner = $1",
+                crate::db::id_list(&released)
+            ))
+            .bind(&self.worker)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let committed: Vec<usize> = chains.iter().flat_map(|c| c.write.iter().copied()).collect();
+        let records: Vec<writes::Records> = committed.iter().map(|&i| writes::Records::of(batch.claimed[i].id, &batch.steps[i].1)).collect();
+        writes::write_records_many(&mut tx, &records, batch.now).await?;
+        let advanced: Vec<i64> = records.iter().map(|r| r.participant).collect();
+        let changes: Vec<(i64, &Contact, &Contact)> = chains.iter().filter_map(|c| c.change(batch)).collect();
+        self.save_contacts(&mut tx, &changes, &contacts::Keep { participants: &advanced, leased_by: Some(&self.worker) }).await?;
+
+        let mut tick = Tick { claimed: batch.claimed.len(), committed: committed.len(), transitions: 0 };
+        let mut tally = rollups::Tally::default();
+        for &i in &committed {
+            let (participant, step) = (&batch.claimed[i], &batch.steps[i].1);
+            tick.transitions += step.participant.visit.saturating_sub(participant.state.visit) as usize;
+            tally.advance(participant.flow_id, participant.version, &participant.state, step, batch.now);
+        }
+        tally.write(&mut tx).await?;
+        tx.commit().await?;
+        committed.iter().for_each(|&i| crate::ops::metrics::transitions(batch.claimed[i].state.visit, &batch.steps[i].1));
+        Ok(Ok(tick))
     }
 
     /// Feeds an event that is not a timer (an agent's action, an effect's
@@ -581,10 +640,13 @@ impl Runtime {
         if !contacts::claim_sends(&mut tx, contact_id, &before, &step.contact).await? {
             return Ok(false);
         }
-        if !save_state(&mut tx, participant_id, revision, None, &step.participant, now, false).await? {
+        let write = writes::StateWrite { id: participant_id, revision, state: &step.participant };
+        if writes::save_states(&mut tx, &[write], now).await? != 1 {
             return Ok(false);
         }
-        self.write_effects(&mut tx, participant_id, &before, &step, contact_id, now).await?;
+        writes::write_records_many(&mut tx, &[writes::Records::of(participant_id, &step)], now).await?;
+        let keep = contacts::Keep { participants: &[participant_id], leased_by: Some(&self.worker) };
+        self.save_contact(&mut tx, contact_id, &before, &step.contact, &keep).await?;
         rollups::Tally::of(flow_id, version, &state, &step, now).write(&mut tx).await?;
         if let Some(also) = also {
             also.write(&mut tx).await?;
@@ -776,14 +838,6 @@ impl Runtime {
 }
 
 impl Runtime {
-/// The timeline records, the outbox entries and the contact's changes of
-/// one advance (lists it joined may enroll it into other flows).
-async fn write_effects(&self, conn: &mut Conn, participant_id: i64, before: &Contact, step: &Advance, contact_id: i64, now: Timestamp) -> Result<()> {
-    write_records(conn, participant_id, step, now).await?;
-    let keep = contacts::Keep { participants: &[participant_id], leased_by: Some(&self.worker) };
-    self.save_contact(conn, contact_id, before, &step.contact, &keep).await
-}
-
 /// A contact's changes by an advance (or an event): saved, its other
 /// participants woken to re-check, and lists it joined may enroll it.
 pub(crate) async fn save_contact(&self, conn: &mut Conn, contact_id: i64, before: &Contact, after: &Contact, keep: &contacts::Keep<'_>) -> Result<()> {
@@ -803,13 +857,9 @@ pub(crate) async fn commit_contacts(
     advanced: &[i64],
     leased_by: Option<&str>,
 ) -> Result<()> {
-    let mut changes = Vec::with_capacity(originals.len());
-    for (id, before) in originals {
-        let after = &current[id];
-        if !contacts::claim_sends(conn, *id, before, after).await? {
-            return Err(Error::Conflict { code: "contact_sends_changed", message: format!("contact {id}'s sends changed during a pass") });
-        }
-        changes.push((*id, before, after));
+    let changes: Vec<(i64, &Contact, &Contact)> = originals.iter().map(|(id, before)| (*id, before, &current[id])).collect();
+    if let Some(id) = contacts::claim_many(conn, &changes).await?.into_iter().next() {
+        return Err(Error::Conflict { code: "contact_sends_changed", message: format!("contact {id}'s sends changed during a pass") });
     }
     self.save_contacts(conn, &changes, &contacts::Keep { participants: advanced, leased_by }).await
 }
@@ -826,11 +876,6 @@ pub(crate) async fn save_contacts(&self, conn: &mut Conn, changes: &[(i64, &Cont
     }
     Ok(())
 }
-}
-
-/// The timeline records and the outbox entries of one advance.
-pub(crate) async fn write_records(conn: &mut Conn, participant_id: i64, step: &Advance, now: Timestamp) -> Result<()> {
-    writes::write_records_many(conn, &[writes::Records::of(participant_id, step)], now).await
 }
 
 /// Statuses a participant can be searched by.

@@ -16,7 +16,7 @@ use crate::error::Result;
 
 /// Rows per statement: the widest (a timeline record) binds 12 values, well
 /// within both engines' limits on binds per statement.
-const ROWS: usize = 500;
+pub(crate) const ROWS: usize = 500;
 
 /// What advances wrote: a participant's timeline records and outbox entries.
 pub(crate) struct Records<'a> {
@@ -110,32 +110,62 @@ pub(crate) struct StateWrite<'a> {
 }
 
 /// Writes participants' states, each over its revision, by participants
-/// no worker holds (an event delivery pass): a booked callback stays their
-/// next run while they are active, as `save_state` keeps it. Returns how
-/// many were written; fewer than given means a revision had moved.
+/// no worker holds (an event delivery pass). Returns how many were written;
+/// fewer than given means a revision had moved. See [`save_states_fenced`].
 pub(crate) async fn save_states(conn: &mut Conn, writes: &[StateWrite<'_>], now: Timestamp) -> Result<usize> {
+    let writes: Vec<(&StateWrite, bool)> = writes.iter().map(|w| (w, false)).collect();
+    Ok(save_states_fenced(conn, &writes, None, now).await?.len())
+}
+
+/// Writes participants' states, each over the revision it was read at and,
+/// with `lease`, only while that worker's claim holds it (released by the
+/// write). Returns the ids written: the others had moved on.
+///
+/// A booked callback is a participant's next run (it replaces the flow's
+/// own, as a dialer's callback replaces the next dial time) while it is
+/// active, until it comes due; a write marked `true` is that callback's
+/// run, which uses it up.
+pub(crate) async fn save_states_fenced(
+    conn: &mut Conn,
+    writes: &[(&StateWrite<'_>, bool)],
+    lease: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<i64>> {
     let updated = now.to_string();
-    let mut written = 0;
+    let mut written = Vec::with_capacity(writes.len());
     for chunk in writes.chunks(ROWS) {
-        let mut query: Sql = Sql::new("WITH v (id, revision, status, step, state, next_run_at, pass_count) AS (");
-        query.push_values(chunk, |mut row, w| {
+        // `pid`, not `id`: the RETURNING below names the participant's id unqualified.
+        let mut query: Sql = Sql::new("WITH v (pid, revision, status, step, state, next_run_at, pass_count, called_back) AS (");
+        query.push_values(chunk, |mut row, (w, called_back)| {
             row.push_bind(w.id)
                 .push_bind(w.revision)
                 .push_bind(w.state.status.as_str())
                 .push_bind(w.state.step.clone())
                 .push_bind(serde_json::to_string(w.state).expect("participants serialize"))
                 .push_bind(engine::next_wake(w.state).map(millis))
-                .push_bind(w.state.pass_count as i64);
+                .push_bind(w.state.pass_count as i64)
+                .push_bind(i64::from(*called_back));
         });
         query.push(
             ") UPDATE participants SET status = v.status, step = v.step, state = v.state,
-                 next_run_at = CASE WHEN participants.callback_at IS NOT NULL AND v.status IN ('ready', 'waiting', 'held')
+                 next_run_at = CASE WHEN v.called_back = 0 AND participants.callback_at IS NOT NULL AND v.status IN ('ready', 'waiting', 'held')
                                     THEN participants.callback_at ELSE v.next_run_at END,
-                 pass_count = v.pass_count, revision = participants.revision + 1, updated_at = ",
+                 callback_at = CASE WHEN v.called_back = 0 THEN participants.callback_at END,
+                 callback_owner = CASE WHEN v.called_back = 0 THEN participants.callback_owner END,
+                 pass_count = v.pass_count, revision = participants.revision + 1, ",
         );
+        if lease.is_some() {
+            query.push("lease_owner = NULL, lease_until = NULL, ");
+        }
+        query.push("updated_at = ");
         query.push_bind(updated.clone());
-        query.push(" FROM v WHERE participants.id = v.id AND participants.revision = v.revision");
-        written += query.build().execute(&mut *conn).await?.rows_affected() as usize;
+        query.push(" FROM v WHERE participants.id = v.pid AND participants.revision = v.revision");
+        if let Some(owner) = lease {
+            query.push(" AND participants.lease_owner = ");
+            query.push_bind(owner.to_owned());
+        }
+        query.push(" RETURNING id");
+        written.extend(query.build_query_scalar::<i64>().fetch_all(&mut *conn).await?);
     }
     Ok(written)
 }
