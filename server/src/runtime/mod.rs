@@ -404,15 +404,27 @@ impl Runtime {
     /// On PostgreSQL several processes claim at once: rows another worker is
     /// claiming are skipped, not waited for. SQLite has one writer at a time.
     async fn claim(&self, now: Timestamp) -> Result<Vec<Claimed>> {
+        // The due range of participants_due (claimable statuses only), then
+        // the rows by primary key. On PostgreSQL the ids come as one array
+        // (`= ANY(ARRAY(…))`), not as a join: the prepared statement's
+        // generic plan cannot see the LIMIT, guesses a tenth of the table
+        // and joins it by a sequential scan (8.8 s a claim among 10,000,000),
+        // so every claim was planned anew; as an array the generic plan is
+        // the custom one (11 ms with 500 claimed) and is reused.
+        let backend = Backend::of(&self.pool);
+        let (open, close) = match backend {
+            Backend::Sqlite => ("IN (", ")"),
+            Backend::Postgres => ("= ANY(ARRAY(", "))"),
+        };
         let sql = format!(
             "UPDATE participants SET lease_owner = $1, lease_until = $2
-             WHERE id IN (
+             WHERE id {open}
                  SELECT id FROM participants
                  WHERE next_run_at <= $3 AND status IN ('ready', 'waiting', 'held')
                    AND (lease_until IS NULL OR lease_until < $4)
-                 ORDER BY next_run_at LIMIT $5{})
+                 ORDER BY next_run_at LIMIT $5{}{close}
              RETURNING id, flow_id, version, contact_id, revision, state, callback_at, callback_owner, next_run_at",
-            Backend::of(&self.pool).skip_locked()
+            backend.skip_locked()
         );
         // A write transaction of its own, to wait its turn with the others
         // (see `crate::db`); one statement, all or nothing: safe to run again.
