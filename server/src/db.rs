@@ -33,8 +33,13 @@
 //! first served, and after 2 s of (mostly) back-to-back write
 //! transactions the next one leaves the lock free for 120 ms (`BREATHER`)
 //! so that writers outside the turns (single statements, other processes)
-//! get in: they wait about 2 s plus one transaction at most, and the
-//! longest writers lose at most 6% of their speed.
+//! get in. A breather that let nobody in (no commit by another connection
+//! meanwhile) doubles the run before the next, up to 6 s; one that let
+//! someone in brings it back to 2 s. So a writer that keeps writing beside
+//! the turns waits about 2 s plus one transaction at most, one that arrives
+//! after a quiet spell 6 s plus one transaction, both inside `busy_timeout`;
+//! the longest writers lose 6% of their speed to breathers while others
+//! write beside them, 2% when nobody does.
 //!
 //! Write transactions are kept short, since every other writer waits for
 //! them: the longest are an import batch (5,000 rows), a bulk run's chunk
@@ -143,7 +148,7 @@ pub async fn begin_write(pool: &Pool) -> Result<WriteTx, sqlx::Error> {
     if options.database_url.scheme() != "sqlite" {
         return Ok(WriteTx { tx: pool.begin().await?, _turn: None });
     }
-    let turn = Gate::of(options.database_url.as_str()).turn().await?;
+    let turn = Gate::of(options.database_url.as_str()).turn(pool).await?;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: Some(turn) })
 }
@@ -193,6 +198,12 @@ const RUN_LIMIT: Duration = Duration::from_millis(2_000);
 /// polls at most 100 ms apart, get in.
 const BREATHER: Duration = Duration::from_millis(120);
 
+/// A breather that let nobody in doubles the run allowed before the next,
+/// up to this; one that let someone in brings it back to [`RUN_LIMIT`]. A
+/// writer arriving after a quiet spell waits this (plus one transaction) at
+/// most, well inside `busy_timeout` (10 s).
+const QUIET_RUN_LIMIT: Duration = Duration::from_millis(6_000);
+
 /// One SQLite database's turns to write in this process: first come, first
 /// served (SQLite's own waiting, by polling, favors whoever is quickest, so
 /// a job writing batch after batch could keep everyone else out).
@@ -203,7 +214,6 @@ struct Gate {
 
 /// The current run of write transactions with less than [`BREATHER`]
 /// between them.
-#[derive(Default)]
 struct Run {
     started: Option<std::time::Instant>,
     /// How long the run's transactions held the lock.
@@ -211,6 +221,14 @@ struct Run {
     /// When the latest turn began, and when it ended.
     began: Option<std::time::Instant>,
     ended: Option<std::time::Instant>,
+    /// How long this run may go on before it breathes (kept from run to run).
+    limit: Duration,
+}
+
+impl Run {
+    fn new(started: Option<std::time::Instant>, limit: Duration) -> Run {
+        Run { started, held: Duration::ZERO, began: None, ended: None, limit }
+    }
 }
 
 /// A transaction's turn to write; the next begins once it is dropped.
@@ -224,15 +242,18 @@ impl Gate {
         static GATES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Gate>>>> =
             std::sync::OnceLock::new();
         let mut gates = GATES.get_or_init(Default::default).lock().expect("gates lock");
-        gates
-            .entry(url.to_owned())
-            .or_insert_with(|| {
-                std::sync::Arc::new(Gate { turns: std::sync::Arc::new(tokio::sync::Semaphore::new(1)), run: Default::default() })
-            })
-            .clone()
+        if let Some(gate) = gates.get(url) {
+            return gate.clone();
+        }
+        let gate = std::sync::Arc::new(Gate {
+            turns: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            run: std::sync::Mutex::new(Run::new(None, RUN_LIMIT)),
+        });
+        gates.insert(url.to_owned(), gate.clone());
+        gate
     }
 
-    async fn turn(self: std::sync::Arc<Self>) -> Result<Turn, sqlx::Error> {
+    async fn turn(self: std::sync::Arc<Self>, pool: &Pool) -> Result<Turn, sqlx::Error> {
         let permit = tokio::time::timeout(TURN_WAIT, self.turns.clone().acquire_owned())
             .await
             .map_err(|_| {
@@ -248,7 +269,7 @@ impl Gate {
             match (run.started, run.ended) {
                 // Mostly holding the lock for a while: let the others in.
                 (Some(started), Some(ended))
-                    if now - ended < BREATHER && now - started >= RUN_LIMIT && run.held * 5 >= (now - started) * 4 =>
+                    if now - ended < BREATHER && now - started >= run.limit && run.held * 5 >= (now - started) * 4 =>
                 {
                     Some(BREATHER - (now - ended))
                 }
@@ -256,17 +277,38 @@ impl Gate {
             }
         };
         if let Some(breather) = breather {
-            tokio::time::sleep(breather).await;
+            let let_in = breathe(pool, breather).await;
+            let mut run = self.run.lock().expect("run lock");
+            run.limit = if let_in { RUN_LIMIT } else { (run.limit * 2).min(QUIET_RUN_LIMIT) };
+            tracing::debug!(let_in, next_run_ms = run.limit.as_millis() as u64, "the SQLite write turns breathed");
         }
         let mut run = self.run.lock().expect("run lock");
         let now = std::time::Instant::now();
         if run.ended.is_none_or(|ended| now - ended >= BREATHER) {
-            *run = Run { started: Some(now), ..Run::default() };
+            *run = Run::new(Some(now), run.limit);
         }
         run.began = Some(now);
         drop(run);
         Ok(Turn { gate: self, _permit: permit })
     }
+}
+
+/// Waits `wait` with the lock free (holding the turn), and tells whether a
+/// writer outside the turns committed meanwhile: `PRAGMA data_version`, read
+/// before and after on one connection, changes when any other connection
+/// commits, and none of this process's turns can. Without a connection to
+/// ask in time, or an answer, it says yes, which keeps the breathers
+/// frequent.
+async fn breathe(pool: &Pool, wait: Duration) -> bool {
+    let until = tokio::time::Instant::now() + wait;
+    let Ok(Ok(mut conn)) = tokio::time::timeout(wait / 4, pool.acquire()).await else {
+        tokio::time::sleep_until(until).await;
+        return true;
+    };
+    let before: Result<i64, _> = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *conn).await;
+    tokio::time::sleep_until(until).await;
+    let after: Result<i64, _> = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *conn).await;
+    !matches!((before, after), (Ok(before), Ok(after)) if before == after)
 }
 
 impl Drop for Turn {
