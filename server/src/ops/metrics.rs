@@ -143,9 +143,9 @@ pub fn send(channel: &'static str, outcome: &'static str) {
     counter!("waymark_sends_total", "channel" => channel, "outcome" => outcome).increment(1);
 }
 
-/// An event posted to the REST API was stored (or was a duplicate).
-pub fn event_received(kind: &'static str, duplicate: bool) {
-    counter!("waymark_events_received_total", "kind" => kind, "result" => if duplicate { "duplicate" } else { "accepted" }).increment(1);
+/// `n` events of one kind posted to the REST API were stored (or were duplicates).
+pub fn events_received(kind: &'static str, duplicate: bool, n: u64) {
+    counter!("waymark_events_received_total", "kind" => kind, "result" => if duplicate { "duplicate" } else { "accepted" }).increment(n);
 }
 
 /// A committed batch of a contact import.
@@ -161,16 +161,22 @@ pub fn bulk_chunk(action: &'static str, processed: i64, changed: i64) {
     counter!("waymark_bulk_participants_total", "action" => action, "result" => "changed").increment(changed.max(0) as u64);
 }
 
-/// An answered HTTP request. (A method nobody routes is `other`: callers
-/// choose methods, and each would be a series.)
-pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
-    let method = match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
-        _ => "other",
-    };
-    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+/// An answered HTTP request: `method` and `route` as the request's
+/// middleware labels them (a known method or `other`; the route's
+/// template). Nothing is done before [`install`]: no recorder would keep it.
+pub fn http_request(method: &'static str, route: &'static str, status: u16, took: Duration) {
+    if HANDLE.get().is_none() {
+        return;
+    }
+    let labels = [("method", method), ("route", route), ("status", status_label(status))];
     counter!("waymark_http_requests_total", &labels).increment(1);
     histogram!("waymark_http_request_duration_seconds", &labels).record(took.as_secs_f64());
+}
+
+/// A status code as a label, made once per code.
+fn status_label(status: u16) -> &'static str {
+    static LABELS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| (0..1000).map(|code: u16| code.to_string()).collect());
+    LABELS.get(usize::from(status)).map_or("other", String::as_str)
 }
 
 /// The token scrapes must bring, if any (an extension of the metrics listener).
