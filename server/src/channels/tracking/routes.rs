@@ -31,6 +31,7 @@ use crate::audit;
 use crate::auth::{not_found, Endpoint};
 use crate::channels::settings::{self, Integrations};
 use crate::error::{Error, Json, Result};
+use crate::runtime::Runtime;
 use crate::AppState;
 
 /// The routes outside `/api/v1`, with their access, for the policy.
@@ -69,8 +70,16 @@ pub const GIF: [u8; 43] = [
     0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// The headers of a pixel's or a redirect's answer, with room for those
+/// the layers add (request id, security headers) so that the map is
+/// allocated once, not grown as they arrive.
+fn hit_headers() -> HeaderMap {
+    HeaderMap::with_capacity(16)
+}
+
 fn gif() -> Response {
-    let mut response = (StatusCode::OK, GIF.to_vec()).into_response();
+    let mut response = Response::new(axum::body::Body::from(Bytes::from_static(&GIF)));
+    *response.headers_mut() = hit_headers();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"));
@@ -84,31 +93,45 @@ fn gif() -> Response {
 /// the pixel's cost. A change takes effect within this.
 const SETTINGS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a hit needs of the tracking settings (copied, not the settings'
+/// strings, for each hit).
+#[derive(Clone, Copy, Default)]
+struct HitSettings {
+    opens: bool,
+    clicks: bool,
+    scanner_secs: u64,
+}
+
 /// The tracking settings, read at most once per [`SETTINGS_FOR`] per database.
-async fn hit_settings(pool: &crate::db::Pool) -> settings::Tracking {
-    type Kept = std::collections::HashMap<String, (std::time::Instant, settings::Tracking)>;
+async fn hit_settings(pool: &crate::db::Pool) -> HitSettings {
+    type Kept = std::collections::HashMap<String, (std::time::Instant, HitSettings)>;
     static KEPT: std::sync::LazyLock<std::sync::Mutex<Kept>> = std::sync::LazyLock::new(Default::default);
     let options = pool.connect_options();
     let database = options.database_url.as_str();
     if let Some((at, kept)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).get(database) {
         if at.elapsed() < SETTINGS_FOR {
-            return kept.clone();
+            return *kept;
         }
     }
-    let fresh = Integrations::tracking(pool).await.unwrap_or_default();
-    KEPT.lock().unwrap_or_else(|p| p.into_inner()).insert(database.to_owned(), (std::time::Instant::now(), fresh.clone()));
+    let read = Integrations::tracking(pool).await.unwrap_or_default();
+    let fresh = HitSettings { opens: read.opens, clicks: read.clicks, scanner_secs: read.scanner_secs };
+    KEPT.lock().unwrap_or_else(|p| p.into_inner()).insert(database.to_owned(), (std::time::Instant::now(), fresh));
     fresh
 }
 
 /// The user agent's first 512 bytes are judged (a header is visible ASCII).
-fn hit(method: &Method, headers: &HeaderMap) -> Hit {
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| &ua[..ua.len().min(512)]);
-    Hit::of(method == Method::HEAD, user_agent)
+/// The request is borrowed, not its headers copied (as the `HeaderMap`
+/// extractor would, for every hit).
+fn hit(request: &Request) -> Hit {
+    let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| &ua[..ua.len().min(512)]);
+    Hit::of(request.method() == Method::HEAD, user_agent)
 }
 
-async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: Method, headers: HeaderMap) -> Response {
+// The pixel and the redirect take the runtime, not the whole `AppState`
+// (its page options and the rest), cloned for every hit.
+async fn pixel(State(runtime): State<Runtime>, Path(text): Path<String>, request: Request) -> Response {
     let path = || format!("/t/o/{text}");
-    let runtime = &state.runtime;
+    let runtime = &runtime;
     let key = match super::key(runtime.pool()).await {
         Ok(key) => key,
         Err(err) => {
@@ -122,7 +145,7 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
         return gif(); // tracking was turned off since: shown, not recorded
     }
     // A failure to record never breaks the message's display.
-    match super::open(runtime, conversation, &hit(&method, &headers)).await {
+    match super::open(runtime, conversation, &hit(&request)).await {
         Ok(true) => gif(),
         Ok(false) => not_found(&path()),
         Err(err) => {
@@ -132,9 +155,9 @@ async fn pixel(State(state): State<AppState>, Path(text): Path<String>, method: 
     }
 }
 
-async fn redirect(State(state): State<AppState>, Path(text): Path<String>, method: Method, headers: HeaderMap) -> Response {
+async fn redirect(State(runtime): State<Runtime>, Path(text): Path<String>, request: Request) -> Response {
     let path = || format!("/t/c/{text}");
-    let runtime = &state.runtime;
+    let runtime = &runtime;
     let key = match super::key(runtime.pool()).await {
         Ok(key) => key,
         Err(err) => return err.into_response(),
@@ -143,19 +166,21 @@ async fn redirect(State(state): State<AppState>, Path(text): Path<String>, metho
     let settings = hit_settings(runtime.pool()).await;
     let target = if settings.clicks {
         let scanner = SignedDuration::from_secs(settings.scanner_secs as i64);
-        match super::click(runtime, conversation, link, &hit(&method, &headers), scanner).await {
+        match super::click(runtime, conversation, link, &hit(&request), scanner).await {
             Ok(target) => target,
             Err(err) => {
                 // Not recorded; the person still gets where the link goes.
                 tracing::error!(error = %err, conversation, "a click could not be recorded");
-                link_of(&state, conversation, link).await
+                link_of(runtime, conversation, link).await
             }
         }
     } else {
-        link_of(&state, conversation, link).await
+        link_of(runtime, conversation, link).await
     };
     let Some(location) = target.and_then(|t| HeaderValue::from_str(&t).ok()) else { return not_found(&path()) };
-    let mut response = StatusCode::FOUND.into_response();
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    *response.headers_mut() = hit_headers();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -164,11 +189,11 @@ async fn redirect(State(state): State<AppState>, Path(text): Path<String>, metho
     response
 }
 
-async fn link_of(state: &AppState, conversation: i64, link: u16) -> Option<String> {
+async fn link_of(runtime: &Runtime, conversation: i64, link: u16) -> Option<String> {
     sqlx::query_scalar("SELECT url FROM conversation_links WHERE conversation_id = $1 AND position = $2")
         .bind(conversation)
         .bind(i64::from(link))
-        .fetch_optional(state.runtime.pool())
+        .fetch_optional(runtime.pool())
         .await
         .unwrap_or_else(|err| {
             tracing::error!(error = %err, conversation, "a tracked link cannot be read");
