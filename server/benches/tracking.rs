@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! make bench-engagement          # this, then the sending bench
-//! cargo bench -p server --bench tracking -- [--secs 10] [--connections 64] [--rate 2000]
+//! cargo bench -p server --bench tracking -- [--rounds 5] [--secs 5] [--connections 64] [--rate 2000]
 //! ```
 //!
 //! A bench target (`harness = false`): `cargo test` neither builds nor runs
@@ -12,21 +12,41 @@
 //! 1. A real email: `waymark serve` (this build's binary, on SQLite) sends
 //!    one through its outbox to a local SMTP server (aiosmtpd); its open
 //!    pixel and its tracked link are read out of the message as it arrived.
-//! 2. nginx, started here on a loopback port with a generated config (two
-//!    workers, no access log), serving a 43-byte GIF with the same
-//!    no-cache headers as ours.
-//! 3. `wrk` (2 threads, `--connections`, `--secs`) against nginx, the
-//!    pixel and the redirect: requests/s, p99, the ratio to nginx.
+//! 2. nginx, started here on a loopback port with a generated config (no
+//!    access log), serving a 43-byte GIF with the same no-cache headers as
+//!    ours.
+//! 3. `wrk` against nginx, the pixel and the redirect, one after another,
+//!    `--rounds` times (the order reversed every other round, so that
+//!    neither side always runs first or last): requests/s, p99, and each
+//!    round's ratio to nginx's rate in that round; the verdict reads the
+//!    median ratio, and the spread (lowest and highest) is printed beside
+//!    it. The machine is shared (2 cores, other work running), so one run
+//!    pair can be off by half either way; the median of alternating runs
+//!    is what can be compared from one day to the next.
 //! 4. A paced client (open loop, like wrk2: each request has its moment,
 //!    and its latency counts from that moment, so a stall is not hidden)
-//!    at `--rate` requests/s against the pixel and the redirect: p50, p99.
+//!    at `--rate` requests/s against nginx, the pixel and the redirect:
+//!    p50, p99.
 //! 5. Every hit recorded: the message's open and click counters (people's
-//!    and machines') against the responses wrk and the paced client got.
-//!    A request still in flight when wrk stopped may be recorded without
-//!    its response being counted, so recorded may exceed answered by at
-//!    most the connections, never fall short.
+//!    and machines') against the responses wrk and the paced client got,
+//!    after each run. A request still in flight when wrk stopped may be
+//!    recorded without its response being counted, so recorded may exceed
+//!    answered by at most the connections, never fall short.
 //! 6. The kill test: wrk against the pixel, the server SIGKILLed halfway,
 //!    restarted once wrk is done; every response wrk got is recorded.
+//!
+//! The comparison is kept even: both servers get the same wrk (the same
+//! threads, connections, seconds and timeout; HTTP/1.1 keep-alive, which
+//! both keep for the whole run: nginx's `keepalive_requests` is raised
+//! past any run's count), the same number of request-serving threads
+//! (nginx's `worker_processes` and Waymark's Tokio worker threads, through
+//! `TOKIO_WORKER_THREADS`, are both the machine's core count), the same
+//! loopback, and the same 43-byte body with the same caching headers.
+//! nginx reads a file it keeps in the page cache and writes nothing;
+//! Waymark checks an HMAC, records the hit in its database (committed
+//! before it answers) and answers with its usual headers (request id,
+//! security headers). Waymark also has threads nginx has no counterpart
+//! for (SQLite's, one per database connection, and its scheduler).
 //!
 //! Exits 1 when a hit answered was not recorded; the targets (≥ 50 % of
 //! nginx's rate, p99 ≤ 10 ms at 2,000 requests/s) are printed with a
@@ -51,9 +71,15 @@ use support::SmtpSink;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "tracking", about = "The open pixel and the click redirect under wrk, beside nginx's static GIF")]
 struct Opts {
-    /// Seconds of each wrk run.
-    #[arg(long, default_value_t = 10)]
+    /// Rounds of wrk runs (nginx, the pixel, the redirect each).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of each wrk run (the kill test's run takes twice this).
+    #[arg(long, default_value_t = 5)]
     secs: u64,
+    /// wrk's threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// wrk's open connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -105,6 +131,12 @@ fn wait_listening(port: u16, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The threads that serve requests, on either side: the machine's cores
+/// (Tokio's default for Waymark, made explicit; nginx's worker processes).
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// `waymark serve` on the bench's database, its log appended to `serve.log`.
 struct Serve {
     child: Child,
@@ -118,6 +150,7 @@ impl Serve {
             .args(["--public-url", &format!("http://127.0.0.1:{port}")])
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn")
+            .env("TOKIO_WORKER_THREADS", workers().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -155,9 +188,10 @@ impl Nginx {
         // not read a private temporary folder.
         let user = if is_root() { "user root;" } else { "" };
         let r = root.display();
+        let workers = workers();
         let config = format!(
             "{user}
-worker_processes 2;
+worker_processes {workers};
 daemon off;
 pid {r}/nginx.pid;
 error_log {r}/error.log warn;
@@ -233,9 +267,9 @@ struct WrkRun {
     bad_status: u64,
 }
 
-fn wrk(url: &str, connections: usize, secs: u64) -> anyhow::Result<WrkRun> {
+fn wrk(url: &str, threads: usize, connections: usize, secs: u64) -> anyhow::Result<WrkRun> {
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", "--timeout", "5s", url])
+        .args([&format!("-t{threads}"), &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", "--timeout", "5s", url])
         .output()
         .map_err(|err| anyhow::anyhow!("wrk cannot be run ({err}); `.ci/install-bench-tools` installs it"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -352,6 +386,33 @@ async fn hits(pool: &Pool, conversation: i64) -> anyhow::Result<(u64, u64)> {
     Ok((opens as u64, clicks as u64))
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn lowest(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn highest(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Answered ≤ recorded ≤ answered + in flight, noted as a failure if not.
+fn check_quiet(what: &str, answered: u64, recorded: u64, in_flight: u64, failures: &mut Vec<String>) -> bool {
+    let ok = recorded >= answered && recorded <= answered + in_flight;
+    if !ok {
+        failures.push(format!("{what}: {answered} answered, {recorded} recorded"));
+    }
+    ok
+}
+
 /// Answered ≤ recorded ≤ answered + in flight: the verdict, printed.
 fn check(what: &str, answered: u64, recorded: u64, in_flight: u64, failures: &mut Vec<String>) {
     let ok = recorded >= answered && recorded <= answered + in_flight;
@@ -409,7 +470,15 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
     let (pixel, click) = (find("/t/o/")?, find("/t/c/")?);
     let conversation: i64 = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = $1").bind(contact).fetch_one(&pool).await?;
     println!("tracking bench: one email sent by `waymark serve` (SQLite) through aiosmtpd; its pixel {pixel}");
-    println!("  and its link {click}; wrk 2 threads × {} connections × {} s; 2 cores shared by everything", opts.connections, opts.secs);
+    println!(
+        "  and its link {click}; wrk {} threads × {} connections × {} s, {} rounds; {} serving threads each side; {} cores shared by everything",
+        opts.threads,
+        opts.connections,
+        opts.secs,
+        opts.rounds,
+        workers(),
+        workers()
+    );
 
     // 2. Both answer before anything is measured.
     let nginx = Nginx::start(dir.path())?;
@@ -420,30 +489,80 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
         anyhow::ensure!(got == status, "{what} answered {got}, not {status}");
     }
 
-    // 3. wrk: nginx, the pixel, the redirect.
+    // 3. wrk: nginx, the pixel, the redirect, in rounds.
     let mut failures = Vec::new();
-    let before = hits(&pool, conversation).await?;
-    let ceiling = wrk(&static_gif, opts.connections, opts.secs)?;
-    let opens = wrk(&pixel, opts.connections, opts.secs)?;
-    let after_opens = hits(&pool, conversation).await?;
-    let clicks = wrk(&click, opts.connections, opts.secs)?;
-    let after_clicks = hits(&pool, conversation).await?;
+    let in_flight = opts.connections as u64;
+    let targets = [("nginx static GIF", &static_gif), ("pixel GET /t/o/…", &pixel), ("redirect GET /t/c/…", &click)];
+    // runs[target][round]
+    let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); targets.len()];
     println!();
-    println!("{:<22} {:>12} {:>10} {:>10} {:>9} {:>8}", "wrk", "requests/s", "p50", "p99", "of nginx", "errors");
-    for (what, run) in [("nginx static GIF", &ceiling), ("pixel  GET /t/o/…", &opens), ("redirect GET /t/c/…", &clicks)] {
+    println!("{:<7} {:<22} {:>12} {:>10} {:>10} {:>8}  recorded", "round", "wrk", "requests/s", "p50", "p99", "errors");
+    for round in 0..opts.rounds {
+        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+        for t in order {
+            let (what, url) = targets[t];
+            let before = hits(&pool, conversation).await?;
+            let run = wrk(url, opts.threads, opts.connections, opts.secs)?;
+            let after = hits(&pool, conversation).await?;
+            let recorded = match t {
+                1 => Some((format!("pixel, round {}", round + 1), after.0 - before.0)),
+                2 => Some((format!("redirect, round {}", round + 1), after.1 - before.1)),
+                _ => None,
+            };
+            let note = match &recorded {
+                Some((label, recorded)) => {
+                    let ok = check_quiet(label, run.requests, *recorded, in_flight, &mut failures);
+                    format!("{recorded} of {} answered{}", run.requests, if ok { "" } else { " FAILED" })
+                }
+                None => String::new(),
+            };
+            println!(
+                "{:<7} {what:<22} {:>12.0} {:>10} {:>10} {:>8}  {note}",
+                round + 1,
+                run.per_sec,
+                ms(run.p50),
+                ms(run.p99),
+                run.errors + run.bad_status
+            );
+            runs[t].push(run);
+        }
         println!(
-            "{what:<22} {:>12.0} {:>10} {:>10} {:>8.0}% {:>8}",
-            run.per_sec,
-            ms(run.p50),
-            ms(run.p99),
-            100.0 * run.per_sec / ceiling.per_sec,
-            run.errors + run.bad_status
+            "{:<7} of nginx's rate: pixel {:.0}%, redirect {:.0}%",
+            round + 1,
+            100.0 * runs[1][round].per_sec / runs[0][round].per_sec,
+            100.0 * runs[2][round].per_sec / runs[0][round].per_sec
         );
     }
-    println!("every hit recorded (the message's open and click counters):");
-    let in_flight = opts.connections as u64;
-    check("pixel under wrk", opens.requests, after_opens.0 - before.0, in_flight, &mut failures);
-    check("redirect under wrk", clicks.requests, after_clicks.1 - after_opens.1, in_flight, &mut failures);
+    let ratios = |t: usize| -> Vec<f64> { runs[t].iter().zip(&runs[0]).map(|(run, ceiling)| run.per_sec / ceiling.per_sec).collect() };
+    println!();
+    println!(
+        "{:<22} {:>12} {:>19} {:>10} {:>9} {:>13}",
+        format!("median of {}", opts.rounds),
+        "requests/s",
+        "(lowest–highest)",
+        "p99",
+        "of nginx",
+        "(lowest–highest)"
+    );
+    for (t, (what, _)) in targets.iter().enumerate() {
+        let rates: Vec<f64> = runs[t].iter().map(|r| r.per_sec).collect();
+        let p99s: Vec<f64> = runs[t].iter().map(|r| r.p99.as_secs_f64()).collect();
+        let (ratio, spread) = if t == 0 {
+            (String::new(), String::new())
+        } else {
+            let r = ratios(t);
+            (format!("{:.0}%", 100.0 * median(&r)), format!("({:.0}–{:.0}%)", 100.0 * lowest(&r), 100.0 * highest(&r)))
+        };
+        println!(
+            "{what:<22} {:>12.0} {:>19} {:>10} {:>9} {:>13}",
+            median(&rates),
+            format!("({:.0}–{:.0})", lowest(&rates), highest(&rates)),
+            ms(Duration::from_secs_f64(median(&p99s))),
+            ratio,
+            spread
+        );
+    }
+    let (ratio_open, ratio_click) = (median(&ratios(1)), median(&ratios(2)));
 
     // 4. The paced runs.
     println!();
@@ -475,9 +594,9 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
     // 5. The kill test.
     println!();
     let before = hits(&pool, conversation).await?;
-    let kill_after = Duration::from_secs(opts.secs / 2);
-    let (secs, connections, target) = (opts.secs, opts.connections, pixel.clone());
-    let load = std::thread::spawn(move || wrk(&target, connections, secs));
+    let kill_after = Duration::from_secs(opts.secs);
+    let (secs, threads, connections, target) = (2 * opts.secs, opts.threads, opts.connections, pixel.clone());
+    let load = std::thread::spawn(move || wrk(&target, threads, connections, secs));
     std::thread::sleep(kill_after);
     serve.kill();
     let killed_at = Instant::now();
@@ -495,12 +614,11 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
     drop(serve);
 
     // The verdicts.
-    let ratio_open = opens.per_sec / ceiling.per_sec;
-    let ratio_click = clicks.per_sec / ceiling.per_sec;
     let worst_p99 = paced_p99.iter().max().copied().unwrap_or_default();
     println!();
     println!(
-        "targets: ≥ 50% of nginx's rate: pixel {:.0}%, redirect {:.0}% ({}); p99 ≤ 10 ms at {} requests/s: {} ({})",
+        "targets: ≥ 50% of nginx's rate (median of {} rounds): pixel {:.0}%, redirect {:.0}% ({}); p99 ≤ 10 ms at {} requests/s: {} ({})",
+        opts.rounds,
         100.0 * ratio_open,
         100.0 * ratio_click,
         if ratio_open.min(ratio_click) >= 0.5 { "met" } else { "NOT met" },
