@@ -14,6 +14,7 @@
 //! number of events written straight to the table by `events::record` in
 //! batches of 1,000 (no HTTP, JSON, auth or delivery), with the ratio.
 //! PostgreSQL: `WAYMARK_BENCH_POSTGRES` (default the local server).
+//! `WAYMARK_BENCH_BIN` runs another `waymark` build (the anchor stays this one).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -87,7 +88,8 @@ impl Drop for Procs {
 }
 
 fn spawn(args: &[&str], url: &str, dir: &std::path::Path, log: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_waymark"))
+    // `WAYMARK_BENCH_BIN`: another build to run, to compare two in one sitting.
+    Command::new(std::env::var("WAYMARK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_waymark").to_owned()))
         .args(args)
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")

@@ -422,7 +422,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
             } else {
                 format!("{url}{sep}mode=rwc")
             };
-            AnyPoolOptions::new()
+            let pool = AnyPoolOptions::new()
                 .max_connections(8)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
@@ -435,6 +435,10 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
                             // default is 2 MiB): the contact indexes of a
                             // large import stay in memory.
                             "cache_size = -32768",
+                            // WAL checkpoints run beside the writers, not
+                            // in the commit that fills the log: see
+                            // `checkpoints`.
+                            "wal_autocheckpoint = 0",
                             // What a delete or an update frees is overwritten
                             // with zeros, so an erased contact's data (and
                             // older versions of rows that copied it) do not
@@ -451,7 +455,9 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
                     })
                 })
                 .connect_with(AnyConnectOptions::from_str(&url)?)
-                .await?
+                .await?;
+            tokio::spawn(checkpoints(pool.clone()));
+            pool
         }
         Backend::Postgres => {
             AnyPoolOptions::new()
@@ -463,6 +469,38 @@ pub async fn connect(url: &str) -> anyhow::Result<Pool> {
     };
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// How often the SQLite log is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the SQLite write-ahead log into the database file now and then,
+/// from a connection of its own (`PRAGMA wal_checkpoint(PASSIVE)`, which
+/// takes no write lock and waits for no one), until the pool is closed.
+///
+/// SQLite's own rule (`wal_autocheckpoint`) runs the checkpoint inside the
+/// commit that fills the log past 1,000 pages: under a steady stream of
+/// write transactions that is nearly every commit of a big batch, and the
+/// writer's turn (see the module's notes) lasts until it is done, so every
+/// other writer of the process waits for a copy that needs no lock. Here
+/// the copy runs beside them, and a page written by several transactions
+/// in between is copied once. The last connection to close checkpoints
+/// what is left, as before.
+async fn checkpoints(pool: Pool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = pool.close_event() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %err, "a WAL checkpoint failed; tried again shortly");
+        }
+    }
 }
 
 /// Applies the migrations of the pool's backend.
@@ -635,6 +673,29 @@ mod tests {
                 c => c.to_string(),
             })
             .collect()
+    }
+
+    /// The checkpoint task moves what commits wrote to the log into the
+    /// database file soon after.
+    #[tokio::test]
+    async fn the_log_is_checkpointed_beside_the_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waymark.db");
+        let pool = connect(&format!("sqlite://{}", file.display())).await.unwrap();
+        // Let a checkpoint take the migrations in, then measure from there.
+        tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+        let before = std::fs::metadata(&file).unwrap().len();
+        let mut tx = begin_write(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE filler (body TEXT)").execute(&mut *tx).await.unwrap();
+        for _ in 0..20 {
+            sqlx::query("INSERT INTO filler VALUES ($1)").bind("x".repeat(100_000)).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        // 2 MB is about 500 pages, under SQLite's own threshold of 1,000:
+        // without the task, nothing would reach the file.
+        tokio::time::sleep(CHECKPOINT_EVERY * 4).await;
+        let after = std::fs::metadata(&file).unwrap().len();
+        assert!(after >= before + 2_000_000, "2 MB checkpointed into the file: {before} -> {after} bytes");
     }
 
     #[test]

@@ -19,8 +19,10 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use app::auth::{Access, Viewer};
 use app::core::contact::Contact;
@@ -96,6 +98,16 @@ fn clip(text: &str) -> String {
     text.chars().take(80).collect()
 }
 
+/// One checked event: where it was in the body (`events[3]`), how the
+/// caller named its contact, and the event itself.
+struct Item {
+    at: String,
+    key: Key,
+    create_contact: bool,
+    participant: Option<i64>,
+    received: Received,
+}
+
 async fn post_events(
     State(state): State<AppState>,
     State(auth): State<Auth>,
@@ -116,13 +128,13 @@ async fn post_events(
     for (i, item) in items.into_iter().enumerate() {
         let at = if batch { format!("events[{i}]") } else { "event".to_owned() };
         let event: Posted = serde_json::from_value(item).map_err(|err| bad(at.clone(), "invalid_event", format!("{at} cannot be read: {err}.")))?;
-        let received = Received { id: event.id.clone(), at: event.at.unwrap_or(now), event: event.event.clone() };
+        let received = Received { id: event.id, at: event.at.unwrap_or(now), event: event.event };
         check_event(&received).map_err(|err| bad(format!("{at}.{}", err.field), "invalid_event", err.message))?;
         if received.at > now + jiff::SignedDuration::from_mins(5) {
             return Err(bad(format!("{at}.at"), "invalid_event", "An event cannot have happened in the future."));
         }
         let key = key_of(&at, &event.contact)?;
-        posted.push((at, key, event, received));
+        posted.push(Item { at, key, create_contact: event.create_contact, participant: event.participant, received });
     }
 
     // Caller ids taken twice in one batch on two processes at once: the
@@ -138,22 +150,41 @@ async fn post_events(
     };
     state.runtime.events_arrived();
     let accepted = stored.iter().filter(|s| !s.duplicate).count();
-    stored.iter().zip(&posted).for_each(|(s, (_, _, event, _))| crate::ops::metrics::event_received(event.event.kind(), s.duplicate));
-    let answer: Vec<Value> = stored
-        .iter()
-        .zip(&posted)
-        .map(|(s, (_, _, event, _))| json!({"id": event.id, "event_id": s.id, "duplicate": s.duplicate}))
-        .collect();
-    let body = json!({"accepted": accepted, "duplicates": stored.len() - accepted, "enrolled": enrolled, "events": answer});
+    // Counted once per kind and result, not once per event.
+    let mut counts: HashMap<(&'static str, bool), u64> = HashMap::new();
+    for (s, item) in stored.iter().zip(&posted) {
+        *counts.entry((item.received.event.kind(), s.duplicate)).or_default() += 1;
+    }
+    counts.into_iter().for_each(|((kind, duplicate), n)| crate::ops::metrics::events_received(kind, duplicate, n));
+    let events: Vec<Answer> =
+        stored.iter().zip(&posted).map(|(s, item)| Answer { id: item.received.id.as_deref(), event_id: s.id, duplicate: s.duplicate }).collect();
+    let body = Answered { accepted, duplicates: stored.len() - accepted, enrolled, events };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// The answer to a batch: what became of each event, in order.
+#[derive(Serialize)]
+struct Answered<'a> {
+    accepted: usize,
+    duplicates: usize,
+    enrolled: usize,
+    events: Vec<Answer<'a>>,
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    /// The caller's id (null when it sent none).
+    id: Option<&'a str>,
+    event_id: i64,
+    duplicate: bool,
+}
+
 /// Finds (or creates) the contacts and writes the events, in one transaction.
-async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> Result<(Vec<events::Stored>, usize)> {
+async fn write(state: &AppState, posted: &[Item]) -> Result<(Vec<events::Stored>, usize)> {
     let mut tx = crate::db::begin_write(state.runtime.pool()).await?;
-    let ids: Vec<i64> = posted.iter().filter_map(|(_, k, _, _)| if let Key::Id(id) = k { Some(*id) } else { None }).collect();
-    let emails: Vec<&str> = posted.iter().filter_map(|(_, k, _, _)| if let Key::Email(e) = k { Some(e.as_str()) } else { None }).collect();
-    let mobiles: Vec<&str> = posted.iter().filter_map(|(_, k, _, _)| if let Key::Mobile(m) = k { Some(m.as_str()) } else { None }).collect();
+    let ids: Vec<i64> = posted.iter().filter_map(|item| if let Key::Id(id) = item.key { Some(id) } else { None }).collect();
+    let emails: Vec<&str> = posted.iter().filter_map(|item| if let Key::Email(e) = &item.key { Some(e.as_str()) } else { None }).collect();
+    let mobiles: Vec<&str> = posted.iter().filter_map(|item| if let Key::Mobile(m) = &item.key { Some(m.as_str()) } else { None }).collect();
     let mut by_id = std::collections::HashSet::new();
     if !ids.is_empty() {
         let sql = format!("SELECT id FROM contacts WHERE deleted_at IS NULL AND id IN ({})", crate::db::id_list(&ids));
@@ -171,7 +202,7 @@ async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> 
     .await?;
 
     let mut events = Vec::with_capacity(posted.len());
-    for (at, key, event, received) in posted {
+    for Item { at, key, create_contact, participant, received } in posted {
         let found = match key {
             Key::Id(id) => by_id.contains(id).then_some(*id),
             Key::Email(email) => by_email.get(email).copied(),
@@ -180,7 +211,7 @@ async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> 
         let contact_id = match (found, key) {
             (Some(id), _) => id,
             (None, Key::Id(id)) => return Err(bad(format!("{at}.contact.id"), "unknown_contact", format!("There is no contact with id {id}."))),
-            (None, _) if !event.create_contact => {
+            (None, _) if !create_contact => {
                 return Err(bad(
                     format!("{at}.contact"),
                     "unknown_contact",
@@ -198,7 +229,7 @@ async fn write(state: &AppState, posted: &[(String, Key, Posted, Received)]) -> 
                 id
             }
         };
-        events.push(NewEvent { contact_id, participant_id: event.participant, received: received.clone(), source: "api" });
+        events.push(NewEvent { contact_id, participant_id: *participant, received: received.clone(), source: "api" });
     }
     let stored = events::record(&state.runtime, &mut tx, &events).await?;
     tx.commit().await?;

@@ -156,12 +156,30 @@ async fn events_move_the_participants_waiting_on_them_once_and_only_them() {
     assert_eq!((listed.body[0]["effect"].as_str(), listed.body[0]["event"].as_str()), (Some("met"), Some("custom")));
     assert_eq!((listed.body[0]["name"].as_str(), &listed.body[0]["properties"]["total"]), (Some("purchase"), &json!(120)));
 
-    // The same order again: a duplicate, nothing written, nothing moved.
+    // The same order again: a duplicate, nothing written, nothing moved;
+    // it answers with the first one's row.
     let again = w.events(json!({"id": "order-2", "contact": {"id": bob}, "event": "custom", "name": "purchase", "properties": {"total": 500}})).await;
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!((again.body["accepted"].as_i64(), again.body["events"][0]["duplicate"].as_bool()), (Some(0), Some(true)));
+    assert_eq!(again.body["events"][0]["event_id"], reply.body["events"][1]["event_id"]);
     assert_eq!(w.runtime.deliver_all_events().await.unwrap().events, 0);
     assert_eq!(w.field(bob, "path").await, "", "the retried order (with another total) changed nothing");
+    assert_eq!(w.count("contact_events").await, 4);
+    // In a batch: an old id, a new one, and the new one twice.
+    let mixed = w
+        .events(json!([
+            {"id": "order-1", "contact": {"id": bob}, "event": "custom", "name": "purchase", "properties": {"total": 1}},
+            {"id": "gift-1", "contact": {"id": dee}, "event": "custom", "name": "gift"},
+            {"id": "gift-1", "contact": {"id": dee}, "event": "custom", "name": "gift"}
+        ]))
+        .await;
+    assert_eq!(mixed.status, StatusCode::ACCEPTED, "{}", mixed.body);
+    assert_eq!((mixed.body["accepted"].as_i64(), mixed.body["duplicates"].as_i64()), (Some(1), Some(2)));
+    let flags: Vec<Option<bool>> = (0..3).map(|i| mixed.body["events"][i]["duplicate"].as_bool()).collect();
+    assert_eq!(flags, [Some(true), Some(false), Some(true)]);
+    assert_eq!(mixed.body["events"][0]["event_id"], reply.body["events"][0]["event_id"]);
+    assert_eq!(mixed.body["events"][2]["event_id"], mixed.body["events"][1]["event_id"]);
+    sqlx::query("DELETE FROM contact_events WHERE external_id = 'gift-1'").execute(w.runtime.pool()).await.unwrap();
     assert_eq!(w.count("contact_events").await, 4);
 
     // A delivery pass run twice over the same event gives it once.

@@ -286,20 +286,28 @@ pub async fn revoke_token(pool: &Pool, id: i64) -> Result<Token> {
 /// Who an API token acts for: a marketer named after the token, and
 /// whether it may write.
 pub async fn token_viewer(pool: &Pool, value: &str) -> Result<Option<(Viewer, bool)>> {
-    let row = sqlx::query("SELECT id, name, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+    let row = sqlx::query("SELECT id, name, scope, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
         .bind(digest(value))
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let id: i64 = row.get("id");
-    // Written at most once a minute, so busy tokens do not write on every request.
+    // Written at most once a minute, so busy tokens do not write on every
+    // request: a write, even one that changes no row, would wait for the
+    // database's write lock (SQLite) behind the requests' own writes.
     let now = Timestamp::now();
-    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
-        .bind(now.to_string())
-        .bind(id)
-        .bind((now - SignedDuration::from_mins(1)).to_string())
-        .execute(pool)
-        .await?;
+    let a_minute_ago = now - SignedDuration::from_mins(1);
+    let last_used: Option<Timestamp> = row.get::<Option<String>, _>("last_used_at").and_then(|at| at.parse().ok());
+    if last_used.is_none_or(|at| at < a_minute_ago) {
+        let mut tx = crate::db::begin_write(pool).await?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
+            .bind(now.to_string())
+            .bind(id)
+            .bind(a_minute_ago.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
     let viewer = Viewer { id, email: String::new(), name: row.get("name"), role: Role::Marketer, token: true };
     Ok(Some((viewer, row.get::<&str, _>("scope") == "write")))
 }

@@ -41,10 +41,14 @@ impl Limiter {
     pub async fn check(&self, pool: &Pool, key: &str) -> Result<std::result::Result<(), Duration>> {
         let now = jiff::Timestamp::now().as_millisecond();
         for _ in 0..TRIES {
+            // A write turn of its own (`BEGIN IMMEDIATE` on SQLite): a bare
+            // statement would poll for the write lock behind the requests'
+            // own write transactions.
+            let mut tx = crate::db::begin_write(pool).await?;
             let stored = sqlx::query("SELECT tokens, at, version FROM rate_buckets WHERE name = $1 AND subject = $2")
                 .bind(self.name)
                 .bind(key)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?;
             let before = stored.as_ref().map(|row| (Bucket { tokens: row.get("tokens"), at: row.get("at") }, row.get::<i64, _>("version")));
             let (after, verdict) = self.take(before.map(|(bucket, _)| bucket), now);
@@ -59,7 +63,7 @@ impl Limiter {
                 .bind(after.tokens)
                 .bind(after.at)
                 .bind(full_at)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?,
                 Some((_, version)) => sqlx::query(
                     "UPDATE rate_buckets SET tokens = $1, at = $2, full_at = $3, version = version + 1
@@ -71,9 +75,10 @@ impl Limiter {
                 .bind(self.name)
                 .bind(key)
                 .bind(version)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?,
             };
+            tx.commit().await?;
             if written.rows_affected() == 1 {
                 return Ok(verdict);
             }

@@ -143,9 +143,9 @@ pub fn send(channel: &'static str, outcome: &'static str) {
     counter!("waymark_sends_total", "channel" => channel, "outcome" => outcome).increment(1);
 }
 
-/// An event posted to the REST API was stored (or was a duplicate).
-pub fn event_received(kind: &'static str, duplicate: bool) {
-    counter!("waymark_events_received_total", "kind" => kind, "result" => if duplicate { "duplicate" } else { "accepted" }).increment(1);
+/// `n` events of one kind posted to the REST API were stored (or were duplicates).
+pub fn events_received(kind: &'static str, duplicate: bool, n: u64) {
+    counter!("waymark_events_received_total", "kind" => kind, "result" => if duplicate { "duplicate" } else { "accepted" }).increment(n);
 }
 
 /// A committed batch of a contact import.

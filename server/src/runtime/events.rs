@@ -64,16 +64,14 @@ const INSERT_CHUNK: usize = 200;
 /// them (re-entry and slow drip apply); a duplicate enrolls no one.
 pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> Result<(Vec<Stored>, usize)> {
     let now = runtime.now();
-    let external: Vec<&str> = events.iter().filter_map(|e| e.received.id.as_deref()).collect();
-    let mut known = super::import::existing(conn, "SELECT id, external_id FROM contact_events WHERE external_id IN (", &external, "").await?;
-    // Each event's row when it is a duplicate; the rest are written.
+    // Each event's row when it is a duplicate within `events`; the rest are
+    // written unless their caller id is taken (see the insert).
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     let mut fresh: Vec<usize> = Vec::with_capacity(events.len());
     let mut same_as: Vec<(usize, usize)> = Vec::new();
     let mut out: Vec<Option<Stored>> = vec![None; events.len()];
     for (i, event) in events.iter().enumerate() {
         match event.received.id.as_deref() {
-            Some(id) if known.contains_key(id) => out[i] = Some(Stored { id: known[id], duplicate: true }),
             Some(id) if first_of.contains_key(id) => same_as.push((i, first_of[id])),
             Some(id) => {
                 first_of.insert(id, i);
@@ -103,6 +101,7 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
         .into_iter()
         .collect()
     };
+    let mut taken: Vec<(usize, &str)> = Vec::new();
     for chunk in fresh.chunks(INSERT_CHUNK) {
         let mut query: Sql = Sql::new(
             "INSERT INTO contact_events (contact_id, participant_id, kind, name, step, body, machine, auto, source, happened_at, received_at, external_id, delivered_at) ",
@@ -130,20 +129,33 @@ pub async fn record(runtime: &Runtime, conn: &mut Conn, events: &[NewEvent]) -> 
             let nothing_to_reach = !reachable.contains(&e.contact_id) && (consent_written || !changes_consent(&e.received.event));
             row.push_bind(nothing_to_reach.then(|| millis(now)));
         });
-        query.push(" RETURNING id");
+        // A caller id stored before (or by a transaction committing
+        // meanwhile) is not written again: no lookup first, the unique
+        // index decides, and only the duplicates are looked up after.
+        query.push(" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id, external_id");
+        let mut rows: Vec<(i64, Option<String>)> = query.build_query_as().fetch_all(&mut *conn).await?;
         // Both engines number one statement's rows in the order written.
-        let mut ids: Vec<i64> = query.build_query_scalar().fetch_all(&mut *conn).await?;
-        ids.sort_unstable();
-        for (&i, id) in chunk.iter().zip(ids) {
-            out[i] = Some(Stored { id, duplicate: false });
-            if let Some(external) = events[i].received.id.as_deref() {
-                known.insert(external.to_owned(), id);
+        rows.sort_unstable_by_key(|row| row.0);
+        let written: HashSet<&str> = rows.iter().filter_map(|row| row.1.as_deref()).collect();
+        let mut ids = rows.iter().map(|row| row.0);
+        for &i in chunk {
+            match events[i].received.id.as_deref() {
+                Some(external) if !written.contains(external) => taken.push((i, external)),
+                _ => out[i] = Some(Stored { id: ids.next().expect("a row for each event written"), duplicate: false }),
             }
+        }
+    }
+    if !taken.is_empty() {
+        let external: Vec<&str> = taken.iter().map(|t| t.1).collect();
+        let known = super::import::existing(conn, "SELECT id, external_id FROM contact_events WHERE external_id IN (", &external, "").await?;
+        for (i, external) in taken {
+            out[i] = Some(Stored { id: known[external], duplicate: true });
         }
     }
     for (i, first) in same_as {
         out[i] = out[first].map(|s| Stored { id: s.id, duplicate: true });
     }
+    let fresh: Vec<usize> = fresh.into_iter().filter(|&i| out[i].is_some_and(|s| !s.duplicate)).collect();
     super::rollups::record_events(conn, events, &out).await?;
     // Entry on an event: each new custom event enrolls its contact into
     // the flows starting on its name (looked up once per name).
