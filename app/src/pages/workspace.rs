@@ -58,6 +58,7 @@ pub fn WorkspacePage() -> impl IntoView {
     // Bumped after each send or outcome: the queue and the task load again.
     let done = RwSignal::new(0u32);
     let queue = Resource::new(move || done.get(), |_| my_queue());
+    provide_context(SavePhone(Action::new(|phone: &String| save_my_phone(phone.clone()))));
     view! {
         <Title text="My day"/>
         <section class="page workspace">
@@ -122,11 +123,16 @@ fn QueueStrip(list: Vec<QueueEntry>, current: i64) -> impl IntoView {
     }
 }
 
+/// Saving the agent's phone: the form dispatches it, and the task on
+/// screen reads its answer, so that "Call now" is enabled without a reload.
+#[derive(Clone, Copy)]
+struct SavePhone(Action<String, Result<Option<String>, ServerFnError>>);
+
 /// The agent's own phone, which click-to-call rings first.
 #[component]
 fn PhoneForm() -> impl IntoView {
     let phone = Resource::new(|| (), |_| my_phone());
-    let save = Action::new(|phone: &String| save_my_phone(phone.clone()));
+    let SavePhone(save) = expect_context::<SavePhone>();
     let typed = RwSignal::new(String::new());
     Effect::new(move || {
         if let Some(Ok(saved)) = save.value().get() {
@@ -536,6 +542,12 @@ fn CallPanel(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
     let _ = task_call;
     let is_call = matches!(work.task.kind.as_str(), "call" | "schedule_callback");
     let number = reach.address.clone();
+    // The phone as the task was loaded, unless the agent saved one since.
+    let (loaded_with_phone, saves) = (work.agent_phone.is_some(), use_context::<SavePhone>());
+    let has_phone = move || match saves.and_then(|SavePhone(save)| save.value().get()) {
+        Some(Ok(saved)) => saved.is_some(),
+        _ => loaded_with_phone,
+    };
     view! {
         <div class="call" class:primary-task=is_call>
             <h3>"Call"</h3>
@@ -544,9 +556,9 @@ fn CallPanel(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
             {work.script.clone().map(|script| view! { <blockquote class="script">{script}</blockquote> })}
             {match (work.provider, reach.blocked.is_none(), number.clone()) {
                 (true, true, Some(_)) => view! {
-                    <button type="button" class="primary" id="ws-call" disabled=work.agent_phone.is_none()
+                    <button type="button" class="primary" id="ws-call" disabled=move || !has_phone()
                         on:click=move |_| { place.dispatch(participant); }>"Call now (c)"</button>
-                    {work.agent_phone.is_none().then(|| view! { <span class="meta">" Add your phone above: the call rings it first."</span> })}
+                    {move || (!has_phone()).then(|| view! { <span class="meta">" Add your phone above: the call rings it first."</span> })}
                 }.into_any(),
                 (false, true, Some(number)) => view! {
                     <a class="button" id="ws-call" href=format!("tel:{number}")>{format!("Dial {number}")}</a>
