@@ -137,14 +137,15 @@ async fn post_events(
         posted.push(Item { at, key, create_contact: event.create_contact, participant: event.participant, received });
     }
 
-    // Caller ids taken twice in one batch on two processes at once: the
-    // second insert meets the unique index; run the batch again, and its
-    // events are then found as duplicates.
+    // A contact created by two batches at once (`create_contact`, several
+    // processes on PostgreSQL): the second insert meets the unique email
+    // index; run the batch again, and it finds the contact. (Caller ids
+    // taken at once need no retry: the insert skips them, see `record`.)
     let mut attempt = 0;
     let (stored, enrolled) = loop {
         attempt += 1;
         match write(&state, &posted).await {
-            Err(Error::Database(sqlx::Error::Database(db))) if db.is_unique_violation() && attempt < 3 => continue,
+            Err(Error::ContactExists(_)) if attempt < 3 => continue,
             other => break other?,
         }
     };

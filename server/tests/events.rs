@@ -332,3 +332,32 @@ async fn bad_events_are_refused_whole_naming_the_field() {
     assert_eq!(w.count("contact_events").await, 0, "a refused batch writes nothing");
     assert_eq!(w.events(good).await.status, StatusCode::ACCEPTED);
 }
+
+/// Batches naming the same new contacts at the same moment (several
+/// processes on PostgreSQL): each is accepted, and each contact is created
+/// once; a batch that lost the race runs again and finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_creating_the_same_contacts_at_once_all_land() {
+    let w = Arc::new(world().await);
+    for round in 0..3 {
+        let batch: Vec<Value> = (0..20)
+            .map(|i| json!({"contact": {"email": format!("race-{round}-{i}@x.test")}, "create_contact": true, "event": "custom", "name": "signup"}))
+            .collect();
+        let sends: Vec<_> = (0..4)
+            .map(|_| {
+                let (w, batch) = (w.clone(), Value::Array(batch.clone()));
+                tokio::spawn(async move { w.events(batch).await })
+            })
+            .collect();
+        for send in sends {
+            let reply = send.await.unwrap();
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "round {round}: {}", reply.body);
+            assert_eq!(reply.body["accepted"].as_i64(), Some(20));
+        }
+        let made: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM contacts WHERE email LIKE 'race-{round}-%'"))
+            .fetch_one(w.runtime.pool())
+            .await
+            .unwrap();
+        assert_eq!(made, 20, "round {round}: each contact once");
+    }
+}
