@@ -271,6 +271,12 @@ mod bulk_jobs {
         assert_eq!(w.statuses(flow).await, ["cancelled", "waiting", "cancelled", "waiting"]);
         let history_after: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions").fetch_one(w.pool()).await.unwrap();
         assert_eq!(history_after, history_before, "the timeline stays");
+        // a deleted contact cannot be enrolled again, into any flow
+        let gone: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(ps[0]).fetch_one(w.pool()).await.unwrap();
+        let other = w.call_flow("After").await;
+        assert!(matches!(w.runtime.enroll(other, &[gone]).await, Err(server::error::Error::ContactNotFound(id)) if id == gone));
+        let participants: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE flow_id = $1").bind(other).fetch_one(w.pool()).await.unwrap();
+        assert_eq!(participants, 0);
         // deleting again matches nobody: refused, nothing changed
         assert_eq!(w.bulk(request(Action::Delete, north, Params::default())).await.unwrap_err().code(), "nothing_matched");
         let audit: (String, String, i64) = sqlx::query_as("SELECT action, run_by, count FROM bulk_runs WHERE id = $1").bind(run.id).fetch_one(w.pool()).await.unwrap();

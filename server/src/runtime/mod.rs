@@ -353,7 +353,9 @@ impl Runtime {
         let mut enrolled_now: std::collections::HashSet<i64> = std::collections::HashSet::new();
         // A few statements per chunk, not a round trip per contact.
         for chunk in contact_ids.chunks(ENROLL_CHUNK) {
-            let known = ids_in(tx, "SELECT id FROM contacts WHERE id IN ", chunk, "").await?;
+            // A deleted (erased) contact is gone for flows: only its
+            // history stays.
+            let known = ids_in(tx, "SELECT id FROM contacts WHERE deleted_at IS NULL AND id IN ", chunk, "").await?;
             if let Some(missing) = chunk.iter().find(|id| !known.contains(id)) {
                 return Err(Error::ContactNotFound(*missing));
             }
