@@ -41,8 +41,14 @@ use crate::error::MAX_BODY_BYTES;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What the handlers reach. The router clones it for every request (each
+/// route's handler, each middleware with state), so it is one `Arc`; a
+/// handler takes the part it needs (`State<Runtime>`, `State<Auth>`...).
+#[derive(Clone)]
+pub struct AppState(Arc<Parts>);
+
+#[derive(Clone)]
+pub struct Parts {
     pub leptos_options: LeptosOptions,
     pub store: Store,
     pub runtime: Runtime,
@@ -59,7 +65,45 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             secure_cookies: false,
         };
-        AppState { leptos_options, store, runtime, auth }
+        AppState(Arc::new(Parts { leptos_options, store, runtime, auth }))
+    }
+
+    /// The parts, to set up before serving (a clone made before then keeps
+    /// what it had).
+    pub fn configure(&mut self) -> &mut Parts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Runtime {
+    fn from_ref(state: &AppState) -> Self {
+        state.runtime.clone()
+    }
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
     }
 }
 
@@ -104,7 +148,7 @@ pub fn router(mut state: AppState) -> Router {
     let routes = ROUTES.get_or_init(|| generate_route_list(app::App)).clone();
     let endpoints = api_endpoints();
     let pages: Vec<String> = routes.iter().map(|route| route.path().to_owned()).collect();
-    state.auth.policy = Arc::new(auth::routes::policy(&endpoints, &pages));
+    state.configure().auth.policy = Arc::new(auth::routes::policy(&endpoints, &pages));
     let mut api = axum::Router::new();
     for endpoint in endpoints {
         api = api.route(endpoint.path, endpoint.handler);

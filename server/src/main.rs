@@ -12,6 +12,10 @@ use server::store::{self, Store};
 use server::{leptos_options, router, seed, AppState};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     server::ops::logs::init(cli.log_format);
@@ -115,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, std::time::Duration::from_millis(250), stop.clone());
             let mut state = AppState::new(leptos_options(addr), store, runtime.clone());
-            state.auth.secure_cookies = secure_cookies;
+            state.configure().auth.secure_cookies = secure_cookies;
             if !server::auth::accounts::has_admin(state.store.pool()).await? {
                 tracing::warn!("no admin yet: open http://{addr}/setup to create the first one (or run `waymark user add --admin`)");
             }

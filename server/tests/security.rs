@@ -53,7 +53,7 @@ impl App {
         let store = Store::new(store::connect(&db.url).await.unwrap());
         let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), "test");
         let mut state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), store.clone(), runtime.clone());
-        state.auth.limits = Arc::new(limits);
+        state.configure().auth.limits = Arc::new(limits);
         App { app: router(state), store, runtime, _db: db, _dir: dir }
     }
 
@@ -64,7 +64,7 @@ impl App {
     /// The same database served by a second process, with limits of its own making.
     fn another_process(mut self, limits: Limits) -> App {
         let mut state = AppState::new(leptos_options("127.0.0.1:0".parse().unwrap()), self.store.clone(), self.runtime.clone());
-        state.auth.limits = Arc::new(limits);
+        state.configure().auth.limits = Arc::new(limits);
         self.app = router(state);
         self
     }

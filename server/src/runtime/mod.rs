@@ -100,14 +100,16 @@ type VersionCache = HashMap<(i64, i64), Arc<FlowDocument>>;
 pub struct Runtime {
     pool: Pool,
     clock: Arc<dyn Clock>,
-    worker: String,
+    // Strings behind `Arc`s: a runtime is cloned for every request that
+    // takes it (`State<Runtime>`), a tracking hit among them.
+    worker: Arc<str>,
     lease: SignedDuration,
     batch: usize,
     versions: Arc<Mutex<VersionCache>>,
     /// Where data files (bulk "email data file" ZIPs) are written.
-    files: std::path::PathBuf,
+    files: Arc<std::path::Path>,
     /// The address people reach the app at, for links sent by email.
-    public_url: String,
+    public_url: Arc<str>,
     /// Rung when events were written, to deliver them without waiting for
     /// the next poll.
     events: Arc<tokio::sync::Notify>,
@@ -222,14 +224,15 @@ fn read_state(text: &str) -> Result<Participant> {
 
 impl Runtime {
     pub fn new(pool: Pool, clock: Arc<dyn Clock>, worker: impl Into<String>) -> Self {
+        let worker: String = worker.into();
         Runtime {
             pool,
             clock,
-            worker: worker.into(),
+            worker: Arc::from(worker),
             lease: SignedDuration::from_secs(30),
             batch: 500,
             versions: Arc::new(Mutex::new(HashMap::new())),
-            files: std::env::temp_dir().join("waymark-files"),
+            files: std::env::temp_dir().join("waymark-files").into(),
             public_url: "http://127.0.0.1:3000".into(),
             events: Arc::new(tokio::sync::Notify::new()),
         }
@@ -237,7 +240,7 @@ impl Runtime {
 
     /// The app's public base URL (`https://waymark.example.com`): emailed links start with it.
     pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
-        self.public_url = url.into().trim_end_matches('/').to_owned();
+        self.public_url = url.into().trim_end_matches('/').into();
         self
     }
 
@@ -247,11 +250,11 @@ impl Runtime {
 
     /// Where data files go and how their emailed links begin.
     pub fn delivery(&self) -> datafile::Delivery {
-        datafile::Delivery { dir: self.files.clone(), public_url: self.public_url.clone() }
+        datafile::Delivery { dir: self.files.to_path_buf(), public_url: self.public_url.to_string() }
     }
 
     pub fn with_files_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.files = dir.into();
+        self.files = dir.into().into();
         self
     }
 
@@ -434,7 +437,7 @@ impl Runtime {
         let mut rows = crate::db::retry_busy("a scheduler claim", move || async move {
             let mut tx = crate::db::begin_write(&self.pool).await?;
             let rows = sqlx::query(sql)
-                .bind(&self.worker)
+                .bind(&*self.worker)
                 .bind(millis(now + self.lease))
                 .bind(millis(now))
                 .bind(millis(now))
@@ -565,7 +568,7 @@ impl Runtime {
             })
             .collect();
         let fenced: Vec<(&writes::StateWrite, bool)> = writes.iter().map(|(w, called_back)| (w, *called_back)).collect();
-        let written: HashSet<i64> = writes::save_states_fenced(&mut tx, &fenced, Some(&self.worker), batch.now).await?.into_iter().collect();
+        let written: HashSet<i64> = writes::save_states_fenced(&mut tx, &fenced, Some(&*self.worker), batch.now).await?.into_iter().collect();
         if written.len() != writes.len() {
             let taken: Vec<i64> = writes.iter().map(|(w, _)| w.id).filter(|id| !written.contains(id)).collect();
             tracing::warn!(participants = ?taken, "lease lost; other workers own these participants now");
@@ -578,7 +581,7 @@ impl Runtime {
                 "UPDATE participants SET lease_owner = NULL, lease_until = NULL WHERE id IN ({}) AND lease_owner = $1",
                 crate::db::id_list(&released)
             ))
-            .bind(&self.worker)
+            .bind(&*self.worker)
             .execute(&mut *tx)
             .await?;
         }
@@ -587,7 +590,7 @@ impl Runtime {
         writes::write_records_many(&mut tx, &records, batch.now).await?;
         let advanced: Vec<i64> = records.iter().map(|r| r.participant).collect();
         let changes: Vec<(i64, &Contact, &Contact)> = chains.iter().filter_map(|c| c.change(batch)).collect();
-        self.save_contacts(&mut tx, &changes, &contacts::Keep { participants: &advanced, leased_by: Some(&self.worker) }).await?;
+        self.save_contacts(&mut tx, &changes, &contacts::Keep { participants: &advanced, leased_by: Some(&*self.worker) }).await?;
 
         let mut tick = Tick { claimed: batch.claimed.len(), committed: committed.len(), transitions: 0 };
         let mut tally = rollups::Tally::default();
@@ -659,7 +662,7 @@ impl Runtime {
             return Ok(false);
         }
         writes::write_records_many(&mut tx, &[writes::Records::of(participant_id, &step)], now).await?;
-        let keep = contacts::Keep { participants: &[participant_id], leased_by: Some(&self.worker) };
+        let keep = contacts::Keep { participants: &[participant_id], leased_by: Some(&*self.worker) };
         self.save_contact(&mut tx, contact_id, &before, &step.contact, &keep).await?;
         rollups::Tally::of(flow_id, version, &state, &step, now).write(&mut tx).await?;
         if let Some(also) = also {
@@ -1152,8 +1155,8 @@ impl Runtime {
             "SELECT (SELECT count(*) FROM contact_imports WHERE status = 'running' AND owner = $1)
                   + (SELECT count(*) FROM bulk_runs WHERE status = 'running' AND owner = $2)",
         )
-        .bind(&self.worker)
-        .bind(&self.worker)
+        .bind(&*self.worker)
+        .bind(&*self.worker)
         .fetch_one(&self.pool)
         .await?;
         Ok(count)
@@ -1174,12 +1177,12 @@ impl Runtime {
              WHERE next_run_at <= $1 AND status IN ('ready', 'waiting', 'held') AND lease_owner = $2",
         )
         .bind(millis(now) + 1)
-        .bind(&self.worker)
+        .bind(&*self.worker)
         .execute(&self.pool)
         .await?
         .rows_affected();
         let runs = sqlx::query("UPDATE bulk_runs SET owner = NULL, heartbeat_at = NULL WHERE status = 'running' AND owner = $1")
-            .bind(&self.worker)
+            .bind(&*self.worker)
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -1189,7 +1192,7 @@ impl Runtime {
              WHERE status = 'running' AND owner = $2",
         )
         .bind(now.to_string())
-        .bind(&self.worker)
+        .bind(&*self.worker)
         .execute(&self.pool)
         .await?
         .rows_affected();
