@@ -50,6 +50,11 @@ pub enum Command {
         /// and claimed work finished, or handed back at once.
         #[arg(long, env = "WAYMARK_LEASE_SECS", default_value_t = 30)]
         lease_secs: i64,
+        /// Scheduler loops in this process, each claiming batches of its
+        /// own: default 2 on PostgreSQL (one waits on the database while
+        /// the other works), 1 on SQLite (one writer at a time anyway).
+        #[arg(long, env = "WAYMARK_CONCURRENCY")]
+        concurrency: Option<usize>,
         /// Mark session cookies Secure (when served behind HTTPS).
         #[arg(long, env = "WAYMARK_SECURE_COOKIES")]
         secure_cookies: bool,
@@ -84,6 +89,11 @@ pub enum Command {
         /// Participants claimed per pass.
         #[arg(long, env = "WAYMARK_BATCH", default_value_t = 200)]
         batch: usize,
+        /// Scheduler loops in this process, each claiming batches of its
+        /// own: default 2 on PostgreSQL (one waits on the database while
+        /// the other works), 1 on SQLite (one writer at a time anyway).
+        #[arg(long, env = "WAYMARK_CONCURRENCY")]
+        concurrency: Option<usize>,
         /// Pause between passes when nothing is due, in milliseconds.
         #[arg(long, default_value_t = 250)]
         idle_ms: u64,

@@ -68,12 +68,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(command) => cli::user_command(&cli.database_url, command).await,
         Command::Token(command) => cli::token_command(&cli.database_url, command).await,
         Command::Secrets(command) => cli::secrets_command(&cli.database_url, command).await,
-        Command::Worker { lease_secs, batch, idle_ms, public_url, metrics } => {
+        Command::Worker { lease_secs, batch, concurrency, idle_ms, public_url, metrics } => {
             let pool = store::connect(&cli.database_url).await?;
             server::secrets::startup(&pool).await?;
             let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), server::runtime::worker_name("worker"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_batch(batch)
+                .with_concurrency(concurrency.unwrap_or_else(|| default_concurrency(&pool)))
                 .with_files_dir(files_dir(&cli.database_url));
             let mut channels = Channels::new(pool);
             match public_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
@@ -95,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stopped(&runtime, since, runtime.wind_down(workers, since).await).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, no_demo, no_demo_data, lease_secs, secure_cookies, public_url, metrics } => {
+        Command::Serve { addr, no_demo, no_demo_data, lease_secs, concurrency, secure_cookies, public_url, metrics } => {
             let public_url = cli::public_url(public_url.as_deref(), addr)?;
             let store = Store::new(store::connect(&cli.database_url).await?);
             server::secrets::startup(store.pool()).await?;
@@ -111,7 +112,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = Runtime::new(store.pool().clone(), Arc::new(SystemClock), server::runtime::worker_name("serve"))
                 .with_lease(jiff::SignedDuration::from_secs(lease_secs))
                 .with_files_dir(files_dir(&cli.database_url))
-                .with_public_url(public_url.clone());
+                .with_public_url(public_url.clone())
+                .with_concurrency(concurrency.unwrap_or_else(|| default_concurrency(store.pool())));
             let dispatcher = Dispatcher::new(runtime.clone(), Arc::new(Channels::new(store.pool().clone()).with_public_url(public_url)));
             let stop = CancellationToken::new();
             if let Some(listener) = metrics.listener() {
@@ -178,5 +180,13 @@ async fn shutdown() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},
+    }
+}
+
+/// Scheduler loops per process unless told: two on PostgreSQL, one on SQLite.
+fn default_concurrency(pool: &server::db::Pool) -> usize {
+    match server::db::Backend::of(pool) {
+        server::db::Backend::Postgres => 2,
+        server::db::Backend::Sqlite => 1,
     }
 }

@@ -308,3 +308,95 @@ async fn two_workers_sharing_contacts_count_each_change_once_and_keep_the_cap() 
         .unwrap();
     assert_eq!(deferred, (CONTACTS * (FLOWS - 2)) as i64, "the rest wait for the window");
 }
+
+/// Contacts each in `flows` flows that add 1 to their `n` and exit.
+async fn counting_flows(store: &Store, runtime: &Runtime, contacts_n: usize, flows: usize) -> Vec<i64> {
+    let mut tx = store.pool().begin().await.unwrap();
+    let mut ids = Vec::with_capacity(contacts_n);
+    for i in 0..contacts_n {
+        let contact = serde_json::from_value::<Contact>(json!({"email": format!("loop{i}@x.test"), "fields": {"n": 0}})).unwrap();
+        ids.push(contacts::insert(&mut tx, &contact).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    for f in 0..flows {
+        let flow = publish(
+            store,
+            &format!("Count {f}"),
+            json!([{"id": "s", "kind": "start"},
+                   {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
+                   {"id": "x", "kind": "exit"}]),
+            &["s->count", "count->x"],
+        )
+        .await;
+        runtime.enroll(flow, &ids).await.unwrap();
+    }
+    ids
+}
+
+/// Every contact's `n` is `flows` and each participant has one `count` record.
+async fn counted_once(pool: &server::db::Pool, ids: &[i64], flows: usize) {
+    let mut conn = pool.acquire().await.unwrap();
+    for id in ids {
+        let contact = contacts::load(&mut conn, *id).await.unwrap();
+        assert_eq!(contact.fields["n"].as_f64(), Some(flows as f64), "contact {id}: each flow's increment counted once");
+    }
+    let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM participant_actions WHERE step = 'count'").fetch_one(pool).await.unwrap();
+    assert_eq!(counted, (ids.len() * flows) as i64, "one timeline record per participant's increment");
+}
+
+/// One process running three scheduler loops (`--concurrency 3`) over
+/// small batches whose contacts overlap: every participant finishes, every
+/// increment is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_with_several_scheduler_loops_counts_each_change_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
+    let store = Store::new(pool.clone());
+    let runtime = Runtime::new(pool.clone(), Arc::new(SystemClock), "worker-loops").with_batch(7).with_concurrency(3);
+    const FLOWS: usize = 5;
+    let ids = counting_flows(&store, &runtime, 40, FLOWS).await;
+
+    let dispatcher = server::runtime::outbox::Dispatcher::new(runtime.clone(), Arc::new(server::channels::Channels::new(pool.clone())));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = server::runtime::spawn_workers_until(runtime.clone(), dispatcher, Duration::from_millis(10), stop.clone());
+    let since = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM participants WHERE status <> 'completed'").fetch_one(&pool).await.unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(60), "{open} participants still not completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    workers.await.unwrap();
+    counted_once(&pool, &ids, FLOWS).await;
+}
+
+/// Two loops of one process share its worker name, so the lease owner
+/// cannot tell them apart: when one's lease ran out and the other claimed
+/// the same participants, the revision does. The first to commit writes
+/// them; the other's commit writes none of them.
+#[tokio::test]
+async fn loops_sharing_a_worker_name_are_fenced_by_the_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
+    let store = Store::new(pool.clone());
+    let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
+    let lease = jiff::SignedDuration::from_secs(30);
+    let first = Runtime::new(pool.clone(), clock.clone(), "worker-same").with_lease(lease);
+    let second = Runtime::new(pool.clone(), clock.clone(), "worker-same").with_lease(lease);
+    let ids = counting_flows(&store, &first, 6, 1).await;
+
+    let late = first.claim_batch().await.unwrap();
+    assert_eq!(late.len(), 6);
+    clock.advance(jiff::SignedDuration::from_secs(31));
+    let again = second.claim_batch().await.unwrap();
+    assert_eq!(again.len(), 6, "a lease run out is claimed again, by the same name");
+    assert_eq!(first.commit_batch(late).await.unwrap().committed, 6);
+    assert_eq!(second.commit_batch(again).await.unwrap().committed, 0, "written over a revision no longer current");
+    first.run_until_idle().await.unwrap();
+    counted_once(&pool, &ids, 1).await;
+}

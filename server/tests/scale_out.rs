@@ -1,4 +1,4 @@
-//! Several real `waymark worker` processes on one PostgreSQL database: one
+//! Several real `waymark worker` processes (two scheduler loops each) on one PostgreSQL database: one
 //! is killed (SIGKILL) and one paused (SIGSTOP) past its lease while they
 //! work. Every participant still ends exactly once per step, the paused
 //! worker cannot commit over work taken from it when it wakes, and every
@@ -31,6 +31,9 @@ impl Worker {
                 "2",
                 "--batch",
                 "100",
+                // Two scheduler loops in each process (the PostgreSQL default, said here).
+                "--concurrency",
+                "2",
                 "--idle-ms",
                 "50",
             ])

@@ -105,6 +105,8 @@ pub struct Runtime {
     worker: Arc<str>,
     lease: SignedDuration,
     batch: usize,
+    /// Scheduler loops a process runs at once (see [`Runtime::with_concurrency`]).
+    concurrency: usize,
     versions: Arc<Mutex<VersionCache>>,
     /// Where data files (bulk "email data file" ZIPs) are written.
     files: Arc<std::path::Path>,
@@ -231,6 +233,7 @@ impl Runtime {
             worker: Arc::from(worker),
             lease: SignedDuration::from_secs(30),
             batch: 500,
+            concurrency: 1,
             versions: Arc::new(Mutex::new(HashMap::new())),
             files: std::env::temp_dir().join("waymark-files").into(),
             public_url: "http://127.0.0.1:3000".into(),
@@ -264,6 +267,17 @@ impl Runtime {
 
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
+        self
+    }
+
+    /// How many scheduler loops [`spawn_workers_until`] runs in this
+    /// process, each claiming batches of its own (1, the default, on
+    /// SQLite, which writes one transaction at a time anyway). They share
+    /// the worker's name: a participant two of them ever held (a lease run
+    /// out) is written by whichever commits first over its revision, and
+    /// the other's write of it is refused, as between processes.
+    pub fn with_concurrency(mut self, loops: usize) -> Self {
+        self.concurrency = loops.max(1);
         self
     }
 
@@ -1010,6 +1024,11 @@ pub fn spawn_workers_until(
     // scheduler pass. The scheduler wakes it when a pass moved someone.
     let queued = Arc::new(tokio::sync::Notify::new());
     let outbox = tokio::spawn(dispatch_until(dispatcher, queued.clone(), idle, stop.clone()));
+    // More scheduler loops beside the first, on PostgreSQL: each claims a
+    // batch of its own (claims skip what another holds), so one waits on
+    // the database while another works out its advances.
+    let more: Vec<tokio::task::JoinHandle<()>> =
+        (1..runtime.concurrency).map(|_| tokio::spawn(schedule_until(runtime.clone(), queued.clone(), idle, stop.clone()))).collect();
     tokio::spawn(async move {
         let mut recovered_at: Option<std::time::Instant> = None;
         let mut first = true;
@@ -1025,33 +1044,57 @@ pub fn spawn_workers_until(
                 }
                 recovered_at = Some(std::time::Instant::now());
             }
-            let mut busy = false;
-            match runtime.tick().await {
-                Ok(tick) => {
-                    crate::ops::health::scheduler_passed();
-                    busy |= tick.claimed > 0;
-                    if tick.transitions > 0 {
-                        queued.notify_one();
-                    }
-                    if first && tick.transitions > 0 {
-                        // When a (re)started process is working again.
-                        first = false;
-                        tracing::info!(worker = runtime.worker(), transitions = tick.transitions, "first transitions committed");
-                    }
-                }
-                Err(err) => tracing::error!(error = %err, "scheduler pass failed"),
-            }
-            if !busy {
+            if !scheduler_pass(&runtime, &queued, &mut first).await {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
                     _ = stop.cancelled() => {}
                 }
             }
         }
+        for loop_ in more {
+            let _ = loop_.await;
+        }
         let _ = outbox.await;
         let _ = events.await;
         let _ = mailbox.await;
     })
+}
+
+/// A scheduler loop beside the first of [`spawn_workers_until`] (which
+/// also recovers stopped jobs): passes until `stop`.
+async fn schedule_until(runtime: Runtime, queued: Arc<tokio::sync::Notify>, idle: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+    let mut first = true;
+    while !stop.is_cancelled() {
+        if !scheduler_pass(&runtime, &queued, &mut first).await {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// One scheduler pass; wakes the outbox when it moved someone. Whether it
+/// claimed anything (so the next pass comes at once).
+async fn scheduler_pass(runtime: &Runtime, queued: &tokio::sync::Notify, first: &mut bool) -> bool {
+    match runtime.tick().await {
+        Ok(tick) => {
+            crate::ops::health::scheduler_passed();
+            if tick.transitions > 0 {
+                queued.notify_one();
+            }
+            if *first && tick.transitions > 0 {
+                // When a (re)started process is working again.
+                *first = false;
+                tracing::info!(worker = runtime.worker(), transitions = tick.transitions, "first transitions committed");
+            }
+            tick.claimed > 0
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "scheduler pass failed");
+            false
+        }
+    }
 }
 
 /// The outbox loop of [`spawn_workers_until`]: a pass after another while
