@@ -400,3 +400,58 @@ async fn loops_sharing_a_worker_name_are_fenced_by_the_revision() {
     first.run_until_idle().await.unwrap();
     counted_once(&pool, &ids, 1).await;
 }
+
+/// A contact edited through the API (or an import) while a scheduler batch
+/// that read it is being worked out: the batch must not write its copy
+/// over the edit. Its claim fails, its participant runs again with the
+/// edited contact, and both changes are kept.
+#[tokio::test]
+async fn an_edit_made_while_a_batch_works_is_not_overwritten_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = support::TestDb::new(dir.path()).await;
+    let pool = store::connect(&db.url).await.unwrap();
+    let store = Store::new(pool.clone());
+    let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
+    let runtime = Runtime::new(pool.clone(), clock.clone(), "worker-a");
+    let ids = counting_flows(&store, &runtime, 1, 1).await;
+
+    let batch = runtime.claim_batch().await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let mut tx = server::db::begin_write(&pool).await.unwrap();
+    let edited = serde_json::from_value::<Contact>(json!({"email": "loop0@x.test", "fields": {"n": 10, "plan": "gold"}})).unwrap();
+    contacts::update(&mut tx, ids[0], &edited).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(runtime.commit_batch(batch).await.unwrap().committed, 0, "worked out over the contact before the edit");
+    runtime.run_until_idle().await.unwrap();
+
+    let mut conn = pool.acquire().await.unwrap();
+    let contact = contacts::load(&mut conn, ids[0]).await.unwrap();
+    assert_eq!(contact.fields["plan"], "gold", "the edit is kept");
+    assert_eq!(contact.fields["n"].as_f64(), Some(11.0), "and the flow's increment is made over it");
+    drop(conn);
+
+    // The same with an import updating the contact.
+    let flow = publish(
+        &store,
+        "Count again",
+        json!([{"id": "s", "kind": "start"},
+               {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->count", "count->x"],
+    )
+    .await;
+    runtime.enroll(flow, &ids).await.unwrap();
+    let batch = runtime.claim_batch().await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let path = dir.path().join("edit.csv");
+    std::fs::write(&path, "Email,Tier\nloop0@x.test,platinum\n").unwrap();
+    let options: ImportOptions = serde_json::from_value(json!({"mapping": {"Email": "email", "Tier": "tier"}})).unwrap();
+    let job = import::create_job(&runtime, &path, Some("edit.csv"), &options, "test").await.unwrap();
+    import::run(&runtime, job, path, options).await.unwrap();
+    assert_eq!(runtime.commit_batch(batch).await.unwrap().committed, 0, "worked out over the contact before the import");
+    runtime.run_until_idle().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let contact = contacts::load(&mut conn, ids[0]).await.unwrap();
+    assert_eq!(contact.fields["tier"], "platinum", "the import's change is kept");
+    assert_eq!(contact.fields["n"].as_f64(), Some(12.0));
+}

@@ -655,7 +655,12 @@ pub async fn update(conn: &mut Conn, id: i64, after: &Contact) -> Result<()> {
     save(conn, id, &before, after).await.map_err(|err| match err {
         Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => Error::ContactExists(after.email.clone().unwrap_or_default()),
         other => other,
-    })
+    })?;
+    // A scheduler batch that read the contact before this edit must not
+    // write its copy over it: its claim (see `claim_many`) now fails, and
+    // its participants run again with the edited contact.
+    sqlx::query("UPDATE contacts SET sends_version = sends_version + 1 WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// What an erased contact's address, number and name become in the records

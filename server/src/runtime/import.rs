@@ -561,10 +561,13 @@ impl Writer<'_> {
             let Plan::Update(id, row) = plan else { continue };
             // An email that is another contact's is refused here rather than
             // by the unique index: a failed statement would end the whole
-            // transaction on PostgreSQL.
+            // transaction on PostgreSQL. The version moves on, so that a
+            // scheduler batch that read the contact before does not write
+            // its copy over the import's (`contacts::claim_many`).
             let result = sqlx::query_scalar::<_, String>(
                 "UPDATE contacts SET email = coalesce($1, email), mobile = coalesce($2, mobile), timezone = coalesce($3, timezone),
-                     owner = coalesce($4, owner), fields = json_patch(fields, $5), updated_at = $6
+                     owner = coalesce($4, owner), fields = json_patch(fields, $5), updated_at = $6,
+                     sends_version = sends_version + 1
                  WHERE id = $7 AND ($1 IS NULL OR NOT EXISTS (
                      SELECT 1 FROM contacts o WHERE o.email IS NOT NULL AND lower(o.email) = lower($1) AND o.id <> $7))
                  RETURNING fields",
