@@ -319,18 +319,23 @@ async fn counting_flows(store: &Store, runtime: &Runtime, contacts_n: usize, flo
     }
     tx.commit().await.unwrap();
     for f in 0..flows {
-        let flow = publish(
-            store,
-            &format!("Count {f}"),
-            json!([{"id": "s", "kind": "start"},
-                   {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
-                   {"id": "x", "kind": "exit"}]),
-            &["s->count", "count->x"],
-        )
-        .await;
+        let flow = counting_flow(store, &format!("Count {f}")).await;
         runtime.enroll(flow, &ids).await.unwrap();
     }
     ids
+}
+
+/// A published flow that adds 1 to the contact's `n` and exits.
+async fn counting_flow(store: &Store, name: &str) -> i64 {
+    publish(
+        store,
+        name,
+        json!([{"id": "s", "kind": "start"},
+               {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
+               {"id": "x", "kind": "exit"}]),
+        &["s->count", "count->x"],
+    )
+    .await
 }
 
 /// Every contact's `n` is `flows` and each participant has one `count` record.
@@ -431,15 +436,7 @@ async fn an_edit_made_while_a_batch_works_is_not_overwritten_by_it() {
     drop(conn);
 
     // The same with an import updating the contact.
-    let flow = publish(
-        &store,
-        "Count again",
-        json!([{"id": "s", "kind": "start"},
-               {"id": "count", "kind": "update_contact", "settings": {"changes": [{"field": "n", "op": "increment", "value": 1}]}},
-               {"id": "x", "kind": "exit"}]),
-        &["s->count", "count->x"],
-    )
-    .await;
+    let flow = counting_flow(&store, "Count again").await;
     runtime.enroll(flow, &ids).await.unwrap();
     let batch = runtime.claim_batch().await.unwrap();
     assert_eq!(batch.len(), 1);
