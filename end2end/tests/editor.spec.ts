@@ -26,6 +26,22 @@ async function centre(locator: Locator) {
   return { x: box.x + box.width / 2, y: box.y + box.height / 2 };
 }
 
+/// The locator's centre once it stays put (two reads 100 ms apart agree):
+/// a step brought back by undo is drawn, then placed.
+async function settledCentre(locator: Locator) {
+  let last = await centre(locator);
+  await expect
+    .poll(async () => {
+      await new Promise((done) => setTimeout(done, 100));
+      const now = await centre(locator);
+      const still = now.x === last.x && now.y === last.y;
+      last = now;
+      return still;
+    })
+    .toBe(true);
+  return last;
+}
+
 /// A real pointer drag: press, move in steps, release.
 async function drag(page: Page, from: { x: number; y: number }, to: { x: number; y: number }) {
   await page.mouse.move(from.x, from.y);
@@ -154,7 +170,7 @@ test("a marketer builds a flow by drag and drop; it is checked live, undoable an
   await expect(page.locator("div.flow-canvas g.wire")).toHaveCount(6);
 
   // Move a step by dragging it.
-  const before = await centre(step(page, "exit_1").locator("rect.card"));
+  const before = await settledCentre(step(page, "exit_1").locator("rect.card"));
   await drag(page, before, { x: before.x + 100, y: before.y + 40 });
   const after = await centre(step(page, "exit_1").locator("rect.card"));
   expect(Math.round(after.x - before.x)).toBe(100);
