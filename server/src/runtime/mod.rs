@@ -1028,29 +1028,9 @@ pub fn spawn_workers_until(
     // batch of its own (claims skip what another holds), so one waits on
     // the database while another works out its advances.
     let more: Vec<tokio::task::JoinHandle<()>> =
-        (1..runtime.concurrency).map(|_| tokio::spawn(schedule_until(runtime.clone(), queued.clone(), idle, stop.clone()))).collect();
+        (1..runtime.concurrency).map(|_| tokio::spawn(schedule_until(runtime.clone(), queued.clone(), idle, stop.clone(), false))).collect();
     tokio::spawn(async move {
-        let mut recovered_at: Option<std::time::Instant> = None;
-        let mut first = true;
-        while !stop.is_cancelled() {
-            // Jobs of processes that stopped, and rate-limit buckets full
-            // again: at start, then every so often.
-            if recovered_at.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
-                if let Err(err) = jobs::recover(&runtime).await {
-                    tracing::error!(error = %err, "looking for stopped jobs failed");
-                }
-                if let Err(err) = crate::auth::limit::forget_full(runtime.pool()).await {
-                    tracing::error!(error = %err, "forgetting full rate-limit buckets failed");
-                }
-                recovered_at = Some(std::time::Instant::now());
-            }
-            if !scheduler_pass(&runtime, &queued, &mut first).await {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = stop.cancelled() => {}
-                }
-            }
-        }
+        schedule_until(runtime, queued, idle, stop, true).await;
         for loop_ in more {
             let _ = loop_.await;
         }
@@ -1060,39 +1040,53 @@ pub fn spawn_workers_until(
     })
 }
 
-/// A scheduler loop beside the first of [`spawn_workers_until`] (which
-/// also recovers stopped jobs): passes until `stop`.
-async fn schedule_until(runtime: Runtime, queued: Arc<tokio::sync::Notify>, idle: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+/// A scheduler loop of [`spawn_workers_until`]: a pass after another while
+/// there is work, else every `idle`, until `stop`; each pass that moved
+/// someone wakes the outbox (`queued`). The loop that `recovers` also looks
+/// for jobs of stopped processes and forgets full rate-limit buckets: at
+/// start, then every [`RECOVER_EVERY`], between its passes.
+async fn schedule_until(
+    runtime: Runtime,
+    queued: Arc<tokio::sync::Notify>,
+    idle: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    recovers: bool,
+) {
+    let mut recovered_at: Option<std::time::Instant> = None;
     let mut first = true;
     while !stop.is_cancelled() {
-        if !scheduler_pass(&runtime, &queued, &mut first).await {
+        if recovers && recovered_at.is_none_or(|at| at.elapsed() >= RECOVER_EVERY) {
+            if let Err(err) = jobs::recover(&runtime).await {
+                tracing::error!(error = %err, "looking for stopped jobs failed");
+            }
+            if let Err(err) = crate::auth::limit::forget_full(runtime.pool()).await {
+                tracing::error!(error = %err, "forgetting full rate-limit buckets failed");
+            }
+            recovered_at = Some(std::time::Instant::now());
+        }
+        let busy = match runtime.tick().await {
+            Ok(tick) => {
+                crate::ops::health::scheduler_passed();
+                if tick.transitions > 0 {
+                    queued.notify_one();
+                }
+                if first && tick.transitions > 0 {
+                    // When a (re)started process is working again.
+                    first = false;
+                    tracing::info!(worker = runtime.worker(), transitions = tick.transitions, "first transitions committed");
+                }
+                tick.claimed > 0
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "scheduler pass failed");
+                false
+            }
+        };
+        if !busy {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.cancelled() => {}
             }
-        }
-    }
-}
-
-/// One scheduler pass; wakes the outbox when it moved someone. Whether it
-/// claimed anything (so the next pass comes at once).
-async fn scheduler_pass(runtime: &Runtime, queued: &tokio::sync::Notify, first: &mut bool) -> bool {
-    match runtime.tick().await {
-        Ok(tick) => {
-            crate::ops::health::scheduler_passed();
-            if tick.transitions > 0 {
-                queued.notify_one();
-            }
-            if *first && tick.transitions > 0 {
-                // When a (re)started process is working again.
-                *first = false;
-                tracing::info!(worker = runtime.worker(), transitions = tick.transitions, "first transitions committed");
-            }
-            tick.claimed > 0
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "scheduler pass failed");
-            false
         }
     }
 }
