@@ -155,7 +155,7 @@ pub fn note_sends(before: &Contact, after: &mut Contact) {
 
 /// Writes the sends an advance made, over the sends version it read:
 /// false, with nothing written, when another writer recorded sends for the
-/// contact (or a runtime changed it) meanwhile: its caps must be checked
+/// contact (or changed its data) meanwhile: its caps must be checked
 /// again with them. See [`claim_many`].
 pub async fn claim_sends(conn: &mut Conn, id: i64, before: &Contact, after: &Contact) -> Result<bool> {
     Ok(claim_many(conn, &[(id, before, after)]).await?.is_empty())
@@ -165,7 +165,7 @@ pub async fn claim_sends(conn: &mut Conn, id: i64, before: &Contact, after: &Con
 /// each once, in a constant number of statements: every contact they
 /// changed moves on from the version it was read at (`sends_version`), and
 /// the sends they made are recorded. Returns the contacts another writer
-/// changed meanwhile (sent to them, or wrote their data from a runtime):
+/// changed meanwhile (sent to them, or wrote their data):
 /// nothing is written for them, and what was worked out over the stale copy
 /// must not be kept. So two workers can neither both take a cap's last slot
 /// nor both add 1 to a field and keep one.
@@ -220,6 +220,10 @@ pub async fn save_except(conn: &mut Conn, id: i64, before: &Contact, after: &Con
 /// [`save_except`] for many contacts at once, each `(id, before, after)`:
 /// one statement wakes the participants of those whose data changed and
 /// one writes them all; only a change of lists costs statements of its own.
+/// Each written contact's version moves on, whoever writes (a flow, the
+/// API, the contact page, an unsubscribe): a scheduler batch that read it
+/// before cannot write its copy over this change ([`claim_many`] fails for
+/// it, and its participants run again with the new data).
 pub async fn save_many_except(conn: &mut Conn, changes: &[(i64, &Contact, &Contact)], keep: &Keep<'_>) -> Result<()> {
     // Sends are written by `claim_sends`; only the contacts' data here.
     let data = |c: &Contact| Contact { recent: Vec::new(), sends_version: 0, ..c.clone() };
@@ -245,7 +249,7 @@ pub async fn save_many_except(conn: &mut Conn, changes: &[(i64, &Contact, &Conta
         });
         query.push(
             ") UPDATE contacts SET email = v.email, mobile = v.mobile, timezone = v.timezone, owner = v.owner, fields = v.fields,
-                 opted_out = v.opted_out, blocked = v.blocked, search_name = v.search_name, updated_at = ",
+                 opted_out = v.opted_out, blocked = v.blocked, search_name = v.search_name, sends_version = sends_version + 1, updated_at = ",
         );
         query.push_bind(updated.clone());
         query.push(" FROM v WHERE contacts.id = v.id");
@@ -655,12 +659,7 @@ pub async fn update(conn: &mut Conn, id: i64, after: &Contact) -> Result<()> {
     save(conn, id, &before, after).await.map_err(|err| match err {
         Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => Error::ContactExists(after.email.clone().unwrap_or_default()),
         other => other,
-    })?;
-    // A scheduler batch that read the contact before this edit must not
-    // write its copy over it: its claim (see `claim_many`) now fails, and
-    // its participants run again with the edited contact.
-    sqlx::query("UPDATE contacts SET sends_version = sends_version + 1 WHERE id = $1").bind(id).execute(&mut *conn).await?;
-    Ok(())
+    })
 }
 
 /// What an erased contact's address, number and name become in the records
