@@ -176,6 +176,14 @@ test("an agent works the day: edits and sends the email, places the call, picks 
 
   // Sign in as the agent and start the day.
   const page = await signedInAs(browser, agent, "the agent's long password");
+  // A hydration mismatch stops the page's script and shows nothing on the
+  // page: what stopped working is found out later, or never. Any such error
+  // the page reports fails the walk.
+  const scriptErrors: string[] = [];
+  page.on("pageerror", (err) => scriptErrors.push(err.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" && /hydrat|panicked/i.test(m.text())) scriptErrors.push(m.text());
+  });
   await page.getByRole("link", { name: "Start my day" }).click();
   await expect(page.locator(".app[data-hydrated=true]")).toBeVisible();
   await expect(page.locator("p.left")).toHaveText("2 left");
@@ -319,6 +327,7 @@ test("an agent works the day: edits and sends the email, places the call, picks 
 
   await expect(page.locator("p.queue-empty")).toContainText("Your queue is empty");
   await page.screenshot({ path: path.join("screenshots", "42-workspace-empty.png"), fullPage: true });
+  expect(scriptErrors).toEqual([]);
 
   // The steps were completed with their dispositions; the contact's thread has all of it.
   const timeline = await (await request.get(`/api/v1/participants/${callP}/timeline`)).json();

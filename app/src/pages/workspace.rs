@@ -349,7 +349,8 @@ fn Composer(
             done.update(|d| *d += 1);
         }
     });
-    let templates = Resource::new(|| (), |_| list_templates(Some("email".into())));
+    // Only in the browser, after hydration (see the thread in ContactContext).
+    let templates = LocalResource::new(|| list_templates(Some("email".into())));
     let blocked = reach.blocked.clone();
     let attachments = draft.attachments.clone();
     view! {
@@ -450,7 +451,7 @@ fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach, refresh: RwSig
             refresh.update(|r| *r += 1);
         }
     });
-    let templates = Resource::new(|| (), |_| list_templates(Some("sms".into())));
+    let templates = LocalResource::new(|| list_templates(Some("sms".into())));
     let blocked = reach.blocked.clone();
     view! {
         <form class="sms" on:submit=move |ev| { ev.prevent_default(); send.dispatch((participant, to.get_untracked(), text.get_untracked())); }>
@@ -586,8 +587,26 @@ fn CallPanel(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
 fn ContactContext(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
     let contact = work.contact.clone();
     let contact_id = contact.id;
-    // Loaded with the page, then again after each send.
-    let thread = Resource::new(move || (contact_id, refresh.get()), |(contact, _)| crate::workspace_api::contact_thread(contact));
+    // Comes with the task, then loads again after each send. Not a
+    // resource of its own: made this deep in a server-rendered page, one
+    // was seen (about one load in fifteen) to ask the server again while
+    // the page hydrated instead of reading what the server had sent with
+    // the page, and its suspense then met markup it did not expect, which
+    // stops the page's script (the agent spec's thread never updated).
+    let thread = RwSignal::new(Ok::<_, ServerFnError>(work.thread.clone()));
+    Effect::new(move |seen: Option<u32>| {
+        let wanted = refresh.get();
+        if seen.is_some_and(|seen| seen != wanted) {
+            leptos::task::spawn_local(async move {
+                let loaded = crate::workspace_api::contact_thread(contact_id).await;
+                // An answer to an older ask never replaces a newer one's.
+                if refresh.get_untracked() == wanted {
+                    thread.set(loaded);
+                }
+            });
+        }
+        wanted
+    });
     let fields: Vec<(String, String)> = contact
         .contact
         .fields
@@ -617,14 +636,10 @@ fn ContactContext(work: Workspace, refresh: RwSignal<u32>) -> impl IntoView {
             }).collect_view()}
         </ul>
         <h3>"Conversation"</h3>
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                match thread.await {
-                    Ok(items) => view! { <Thread items/> }.into_any(),
-                    Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
-                }
-            })}
-        </Transition>
+        {move || match thread.get() {
+            Ok(items) => view! { <Thread items/> }.into_any(),
+            Err(err) => view! { <ErrorNote message=error_text(&err)/> }.into_any(),
+        }}
         <h3>"Timeline"</h3>
         <ul class="timeline">
             {contact.timeline.iter().take(20).map(|t| view! {
