@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./support";
 import * as fs from "fs";
 import * as path from "path";
 

@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./support";
 
 async function open(page: Page, url: string) {
   await page.goto(url);

@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./support";
 import * as path from "path";
 
 async function open(page: Page, url: string) {

@@ -1,4 +1,4 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect, Page } from "./support";
 import * as path from "path";
 
 /// Waits until the page is hydrated: clicks before that do nothing.

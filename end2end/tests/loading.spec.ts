@@ -1,4 +1,4 @@
-import { test, expect, type Page } from "@playwright/test";
+import { test, expect, type Page } from "./support";
 
 // The browser code is split (.ci/package-site): every page loads the first
 // module, then the chunks its route needs; the step form's code comes with

@@ -1,4 +1,4 @@
-import { test, expect, Page, Locator } from "@playwright/test";
+import { test, expect, Page, Locator } from "./support";
 import * as fs from "fs";
 import * as path from "path";
 

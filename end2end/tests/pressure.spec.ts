@@ -1,4 +1,4 @@
-import { test, expect, Page, Browser } from "@playwright/test";
+import { test, expect, Page, Browser } from "./support";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";

@@ -1663,9 +1663,13 @@ fn JsonSettings(f: Fields, open: bool) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Follow edits made elsewhere (a form field, undo) unless the box holds
     // exactly those settings already.
+    // A step just deleted has nothing to show, and this box is about to
+    // go: writing its signals now would wake its bindings after they are
+    // disposed (the page's script panicked on every deletion of a step
+    // whose box was open).
     Effect::new(move |_| {
-        let settings = f.step.with(|s| s.as_ref().map(|s| s.settings.clone()));
-        let same = serde_json::from_str::<Map<String, Value>>(&text.get_untracked()).ok() == settings;
+        let Some(settings) = f.step.with(|s| s.as_ref().map(|s| s.settings.clone())) else { return };
+        let same = serde_json::from_str::<Map<String, Value>>(&text.get_untracked()).ok().as_ref() == Some(&settings);
         if !same {
             text.set(pretty());
             error.set(None);
