@@ -15,7 +15,8 @@
 //! 2. nginx, started here on a loopback port with a generated config (no
 //!    access log), serving a 43-byte GIF with the same no-cache headers as
 //!    ours.
-//! 3. `wrk` against nginx, the pixel and the redirect, one after another,
+//! 3. `wrk` against nginx, the pixel, the redirect and `/healthz` (our
+//!    HTTP stack without a hit's work: a diagnostic), one after another,
 //!    `--rounds` times (the order reversed every other round, so that
 //!    neither side always runs first or last): requests/s, p99, and each
 //!    round's ratio to nginx's rate in that round; the verdict reads the
@@ -492,13 +493,22 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
     // 3. wrk: nginx, the pixel, the redirect, in rounds.
     let mut failures = Vec::new();
     let in_flight = opts.connections as u64;
-    let targets = [("nginx static GIF", &static_gif), ("pixel GET /t/o/…", &pixel), ("redirect GET /t/c/…", &click)];
+    // `/healthz` goes through the same stack (router, guard, headers, request
+    // id, metrics) and touches no database: what is left of the gap to
+    // nginx once a hit's own work (token, write, commit) is taken away.
+    let stack = format!("{base}/healthz");
+    let targets = [
+        ("nginx static GIF", &static_gif),
+        ("pixel GET /t/o/…", &pixel),
+        ("redirect GET /t/c/…", &click),
+        ("stack GET /healthz", &stack),
+    ];
     // runs[target][round]
     let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); targets.len()];
     println!();
     println!("{:<7} {:<22} {:>12} {:>10} {:>10} {:>8}  recorded", "round", "wrk", "requests/s", "p50", "p99", "errors");
     for round in 0..opts.rounds {
-        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2, 3] } else { vec![3, 2, 1, 0] };
         for t in order {
             let (what, url) = targets[t];
             let before = hits(&pool, conversation).await?;
@@ -527,10 +537,11 @@ async fn run(opts: &Opts) -> anyhow::Result<bool> {
             runs[t].push(run);
         }
         println!(
-            "{:<7} of nginx's rate: pixel {:.0}%, redirect {:.0}%",
+            "{:<7} of nginx's rate: pixel {:.0}%, redirect {:.0}%, stack alone {:.0}%",
             round + 1,
             100.0 * runs[1][round].per_sec / runs[0][round].per_sec,
-            100.0 * runs[2][round].per_sec / runs[0][round].per_sec
+            100.0 * runs[2][round].per_sec / runs[0][round].per_sec,
+            100.0 * runs[3][round].per_sec / runs[0][round].per_sec
         );
     }
     let ratios = |t: usize| -> Vec<f64> { runs[t].iter().zip(&runs[0]).map(|(run, ceiling)| run.per_sec / ceiling.per_sec).collect() };
