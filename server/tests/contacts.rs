@@ -861,6 +861,43 @@ async fn rest_contacts_are_edited_and_deleted_with_clear_errors() {
     assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(false)), "erasing twice changes nothing");
 }
 
+#[tokio::test]
+async fn rest_contacts_refuse_what_is_not_an_address_and_keep_what_was_stored() {
+    let api = api().await;
+    for (body, code, field) in [
+        (json!({"email": "not an email"}), "invalid_email", "email"),
+        (json!({"email": "a@x.test, b@y.test"}), "invalid_email", "email"),
+        (json!({"email": "ada@localhost"}), "invalid_email", "email"),
+        (json!({"email": "<b>ada</b>@x.test\r\nBcc: z@y.test"}), "invalid_email", "email"),
+        (json!({"email": "ok@x.test", "mobile": "12"}), "invalid_mobile", "mobile"),
+    ] {
+        let (status, problem) = api.json(Method::POST, "/api/v1/contacts", body.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str(), problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code), Some(field)),
+            "{body}: {problem}"
+        );
+    }
+    assert_eq!(api.get_json("/api/v1/contacts").await["total"], 0, "nothing was stored");
+
+    // An edit is refused the same way, and the contact stays as it was.
+    let (_, made) = api.json(Method::POST, "/api/v1/contacts", json!({"email": "ok@x.test", "mobile": "+1 (555) 010-0123"})).await;
+    let id = made["id"].as_i64().unwrap();
+    let (status, problem) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), json!({"email": "ok@x.test; evil@y.test"})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_email")));
+    let stored = api.get_json(&format!("/api/v1/contacts/{id}")).await;
+    assert_eq!((stored["email"].as_str(), stored["mobile"].as_str()), (Some("ok@x.test"), Some("+1 (555) 010-0123")));
+
+    // An address stored before these rules does not stop other changes.
+    sqlx::query("UPDATE contacts SET email = 'legacy address' WHERE id = $1").bind(id).execute(api.w.pool()).await.unwrap();
+    let (status, _) = api.json(Method::POST, &format!("/api/v1/contacts/{id}/lists"), json!({"list": "VIP"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), json!({"email": "legacy address", "fields": {"x": "1"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api.json(Method::PUT, &format!("/api/v1/contacts/{id}"), json!({"email": "other address"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a changed address is judged");
+}
+
 mod searching {
     use super::*;
     use server::runtime::contacts::ContactSearch;
