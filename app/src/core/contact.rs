@@ -44,9 +44,12 @@ pub struct Contact {
     /// sends made elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<crate::core::pressure::RecentSend>,
-    /// The store's count of writes to `recent` when this copy was read: a
-    /// runtime writes new sends only over the count it read, so that two
-    /// workers cannot both take a cap's last slot. Not part of documents.
+    /// The store's version of this contact when this copy was read. Every
+    /// write of the contact moves it on (its data, its lists, consent, and
+    /// new entries in `recent`), and a runtime writes its copy only over the
+    /// version it read: two workers cannot both take a cap's last slot, and
+    /// a batch cannot write back data read before an edit made beside it.
+    /// (Named for its first use, the sends.) Not part of documents.
     #[serde(skip)]
     pub sends_version: i64,
 }
