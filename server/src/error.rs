@@ -86,6 +86,13 @@ pub enum Error {
     /// form, possibly one injected into a page, cannot send it).
     #[error("This form was not sent by Waymark's own page script, so it was refused (forgery protection). Reload the page and try again.")]
     CsrfTokenMissing,
+    /// 403 `session_changed`: a script sent a session token, but not this
+    /// session's: a page loaded before the browser signed in again (here
+    /// or in another tab). Only a script can send the header, so this is
+    /// our own page gone stale (or a script that could read the page's
+    /// token anyway). Nothing was done.
+    #[error("You signed in again since this page was loaded (in this tab or another), so nothing was done. Reload the page to continue.")]
+    SessionChanged,
     /// 422 `too_long`: a text over its documented limit (`app::core::limits`);
     /// the problem's `field` names it.
     #[error("{0}")]
@@ -186,7 +193,7 @@ impl Error {
             Error::Invalid { .. } | Error::InvalidField { .. } | Error::TooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } | Error::ReviewPending(_) => StatusCode::CONFLICT,
             Error::Unauthenticated | Error::InvalidToken => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite | Error::CsrfTokenMissing => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::ReadOnlyToken | Error::CrossSite | Error::CsrfTokenMissing | Error::SessionChanged => StatusCode::FORBIDDEN,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,6 +208,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::TooLong(_) => "too_long",
             Error::CsrfTokenMissing => "csrf_token_missing",
+            Error::SessionChanged => "session_changed",
             Error::InvalidIntegration { .. } => "invalid_integration",
             Error::BadSignature => "bad_signature",
             Error::MessageNotFound(_) => "message_not_found",

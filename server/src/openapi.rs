@@ -276,7 +276,7 @@ fn common_problems(access: Access, method: &Method, body: bool) -> Vec<(u16, &'s
     if access != Access::Public {
         problems.extend([(401, "unauthenticated"), (401, "invalid_token"), (403, "forbidden")]);
         if writes {
-            problems.extend([(403, "read_only_token"), (403, "cross_site_request"), (403, "csrf_token_missing")]);
+            problems.extend([(403, "read_only_token"), (403, "cross_site_request"), (403, "csrf_token_missing"), (403, "session_changed")]);
         }
     }
     if body {

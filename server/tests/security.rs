@@ -718,21 +718,23 @@ async fn an_injected_form_cannot_ride_the_session() {
     let form = "user[email]=evil%40x.test&user[name]=Evil&user[role]=admin&user[disabled]=false&user[password]=0123456789ab";
     let users = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(app.store.pool()).await.unwrap() };
     let before = users().await;
-    for (content_type, token) in [
-        ("application/x-www-form-urlencoded", ""),
-        ("application/x-www-form-urlencoded", "forged"),
-        ("multipart/form-data; boundary=x", ""),
-        ("text/plain", ""),
+    for (content_type, token, code) in [
+        ("application/x-www-form-urlencoded", "", "csrf_token_missing"),
+        ("application/x-www-form-urlencoded", "forged", "session_changed"),
+        ("multipart/form-data; boundary=x", "", "csrf_token_missing"),
+        ("text/plain", "", "csrf_token_missing"),
     ] {
         let headers = [("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "navigate"), (server::auth::CSRF_HEADER, token)];
         let reply = app.request(&admin, Method::POST, save_user, Some((content_type, form.as_bytes().to_vec())), &headers).await;
-        problem(&reply, StatusCode::FORBIDDEN, "csrf_token_missing");
+        problem(&reply, StatusCode::FORBIDDEN, code);
     }
-    // The token of another session is no better.
+    // The token of another session (a page loaded before signing in
+    // again) is no better, and says so.
     let other = server::auth::csrf_token("someone else's session");
     let headers = [(server::auth::CSRF_HEADER, other.as_str())];
     let reply = app.request(&admin, Method::POST, save_user, Some(("application/x-www-form-urlencoded", form.as_bytes().to_vec())), &headers).await;
-    problem(&reply, StatusCode::FORBIDDEN, "csrf_token_missing");
+    problem(&reply, StatusCode::FORBIDDEN, "session_changed");
+    assert!(reply.text.contains("Reload the page"), "{}", reply.text);
     assert_eq!(users().await, before, "no user was made");
     // The page carries the token its script sends; with it the same call works.
     let page = app.get(&admin, "/admin/users").await;

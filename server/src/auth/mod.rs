@@ -323,8 +323,11 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
             let token = csrf_token(session);
             if method == Method::POST && !path.starts_with("/auth/") && form_encoded(headers) {
                 let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                if !constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                if sent.is_empty() {
                     return Error::CsrfTokenMissing.into_response();
+                }
+                if !constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                    return Error::SessionChanged.into_response();
                 }
             }
             csrf = Some(token);
