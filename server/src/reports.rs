@@ -423,22 +423,6 @@ pub fn chart_png(svg: &str) -> Result<Vec<u8>> {
     pixmap.encode_png().map_err(|e| failed("encode", e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_period_is_thirty_days_by_default_and_at_most_a_year() {
-        let today: Date = "2026-11-30".parse().unwrap();
-        let (from, to) = period(today, None, None).unwrap();
-        assert_eq!((from.to_string(), to.to_string()), ("2026-11-01".into(), "2026-11-30".into()));
-        assert!(period(today, Some("2026-12-01"), None).is_err());
-        assert!(period(today, Some("2025-01-01"), Some("2026-11-30")).is_err());
-        assert!(period(today, Some("23/11/2026"), None).is_err());
-        assert_eq!(day_number("1970-01-02".parse().unwrap()), 1);
-    }
-}
-
 /// The home dashboard's figures (`app::dashboard_api`).
 pub async fn dashboard(runtime: &Runtime, store: &crate::store::Store) -> Result<app::dashboard_api::Dashboard> {
     let now = runtime.now();
@@ -521,5 +505,21 @@ pub struct DashboardBackend {
 impl app::dashboard_api::DashboardBackend for DashboardBackend {
     async fn dashboard(&self) -> std::result::Result<app::dashboard_api::Dashboard, ServerFnError> {
         dashboard(&self.runtime, &self.store).await.map_err(|e| e.into_server_fn_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_is_thirty_days_by_default_and_at_most_a_year() {
+        let today: Date = "2026-11-30".parse().unwrap();
+        let (from, to) = period(today, None, None).unwrap();
+        assert_eq!((from.to_string(), to.to_string()), ("2026-11-01".into(), "2026-11-30".into()));
+        assert!(period(today, Some("2026-12-01"), None).is_err());
+        assert!(period(today, Some("2025-01-01"), Some("2026-11-30")).is_err());
+        assert!(period(today, Some("23/11/2026"), None).is_err());
+        assert_eq!(day_number("1970-01-02".parse().unwrap()), 1);
     }
 }

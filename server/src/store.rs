@@ -45,12 +45,16 @@ pub struct Draft {
     pub findings: Findings,
 }
 
+/// When the custom field names were read, and the names (`None`: no contact
+/// has a field yet, or there are more names than the check reads).
+type KnownFields = (std::time::Instant, Option<Vec<String>>);
+
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
     /// The custom field names contacts have, read at most once a minute
     /// (a scan of every contact), for the merge tags' `unknown_field` check.
-    fields: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Option<Vec<String>>)>>>,
+    fields: std::sync::Arc<std::sync::Mutex<Option<KnownFields>>>,
 }
 
 /// How long the field names read for the validator are reused.

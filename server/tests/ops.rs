@@ -56,6 +56,8 @@ fn free_port() -> u16 {
 
 /// A sample of a scrape: its name and labels.
 type Samples = HashMap<(String, Vec<(String, String)>), f64>;
+/// A scraped sample as the Python parser prints it: family, name, labels, value.
+type ScrapedRow = (String, String, Vec<(String, String)>, f64);
 
 /// The scrape read by prometheus_client's text parser (installed by
 /// `.ci/install-tools`, or here with pip --user when missing).
@@ -78,7 +80,7 @@ print(json.dumps(out))
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "prometheus_client refused the scrape: {}\n{text}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<(String, String, Vec<(String, String)>, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<ScrapedRow> = serde_json::from_slice(&out.stdout).unwrap();
     rows.into_iter().map(|(_, name, labels, value)| ((name, labels), value)).collect()
 }
 

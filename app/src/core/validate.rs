@@ -695,7 +695,7 @@ fn check_templates(step: &Step, context: &Context, findings: &mut Findings) {
         }
         let Some(known) = &context.fields else { continue };
         for name in merge::tags(&template.text) {
-            if !merge::BUILT_IN_NAMES.contains(&name.as_str()) && !known.iter().any(|field| *field == name) {
+            if !merge::BUILT_IN_NAMES.contains(&name.as_str()) && !known.contains(&name) {
                 findings.push(finding(
                     Code::UnknownField,
                     format!("{}: the {setting} uses {{{{ {name} }}}}, a field no contact has; it will be empty.", named(step)),

@@ -105,13 +105,16 @@ async fn finish(pool: &Pool, job: &Job, result: &Result<(String, String), Failur
     close_as(pool, &[(job.key.clone(), result.clone(), tracked)], sent).await
 }
 
-/// [`close`] for many messages, each `(idempotency key, result, tracked)`,
-/// in a statement per [`ROWS`].
-pub async fn close_many(pool: &Pool, done: &[(String, Result<(String, String), Failure>, bool)]) {
+/// A message's ending: its idempotency key, what sending it gave (the
+/// provider's id and the sender, or why it failed), and whether it was tracked.
+pub type Closing = (String, Result<(String, String), Failure>, bool);
+
+/// [`close`] for many messages, in a statement per [`ROWS`].
+pub async fn close_many(pool: &Pool, done: &[Closing]) {
     close_as(pool, done, "sent").await
 }
 
-async fn close_as(pool: &Pool, done: &[(String, Result<(String, String), Failure>, bool)], sent: &str) {
+async fn close_as(pool: &Pool, done: &[Closing], sent: &str) {
     let now = Timestamp::now().to_string();
     for chunk in done.chunks(ROWS) {
         let mut query: Sql = Sql::new("WITH v (k, ok, status, sender, provider_id, error, tracked) AS (");

@@ -304,26 +304,6 @@ pub async fn forget(conn: &mut Conn, conversations: &[i64]) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_compare_bare_and_in_lower_case() {
-        assert_eq!(bare_address(" Ada Lovelace <Ada@Example.TEST> "), "ada@example.test");
-        assert_eq!(bare_address("bob@x.test"), "bob@x.test");
-    }
-
-    #[test]
-    fn long_ids_are_hashed_within_the_event_id_limit() {
-        assert_eq!(event_id("mailbox:abc@x"), "mailbox:abc@x");
-        let long = format!("mailbox:{}", "y".repeat(300));
-        let hashed = event_id(&long);
-        assert!(hashed.starts_with("mailbox:") && hashed.len() <= limits::EVENT_ID, "{hashed}");
-        assert_eq!(hashed, event_id(&long));
-    }
-}
-
 /// Whether feedback turned email off for the contact, and the words that
 /// go with its `consent_changes` row: a hard bounce or a complaint that
 /// reached the contact (`event`), or the soft bounce that made `limit` in a
@@ -341,5 +321,25 @@ pub fn consent_lost(outcome: &Outcome, event: bool, undeliverable: bool, limit: 
         }
         Outcome::Complaint if event => Some((FeedbackConsent::Complaint, None)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_compare_bare_and_in_lower_case() {
+        assert_eq!(bare_address(" Ada Lovelace <Ada@Example.TEST> "), "ada@example.test");
+        assert_eq!(bare_address("bob@x.test"), "bob@x.test");
+    }
+
+    #[test]
+    fn long_ids_are_hashed_within_the_event_id_limit() {
+        assert_eq!(event_id("mailbox:abc@x"), "mailbox:abc@x");
+        let long = format!("mailbox:{}", "y".repeat(300));
+        let hashed = event_id(&long);
+        assert!(hashed.starts_with("mailbox:") && hashed.len() <= limits::EVENT_ID, "{hashed}");
+        assert_eq!(hashed, event_id(&long));
     }
 }

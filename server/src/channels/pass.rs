@@ -18,7 +18,9 @@ use super::settings::Integrations;
 use super::{tracking, Channels, Job};
 use crate::runtime::outbox::Failure;
 
-/// What a pass prepared for one email.
+/// What a pass prepared for one email. (`Mail` is much the largest; a pass
+/// holds one of these per email of its batch, so boxing it would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Ready {
     /// An earlier try sent it.
     Sent,
@@ -32,7 +34,7 @@ pub(super) enum Ready {
 #[derive(Default)]
 pub(super) struct Pass {
     ready: HashMap<String, Ready>,
-    closings: Vec<(String, Result<(String, String), Failure>, bool)>,
+    closings: Vec<conversations::Closing>,
 }
 
 /// The email an effect sends to a contact, before tracking.

@@ -432,7 +432,7 @@ impl Dispatcher {
                     };
                     // A call's outcome comes later, from its provider: only
                     // a failure to place it is fed back now.
-                    let event = (awaited && !(later && result.is_ok())).then(|| Event::Effect {
+                    let event = (awaited && !(later && result.is_ok())).then_some(Event::Effect {
                         result: match result {
                             Ok(updates) => EffectResult::Done { updates },
                             Err(failure) => EffectResult::Failed { reason: failure.reason },

@@ -142,10 +142,10 @@ async fn write_batch(runtime: &Runtime, batch: &[Pending]) -> Result<Vec<Answer>
                 let end = batch[at..].iter().position(|p| !matches!(p.kind, Kind::Open)).map_or(batch.len(), |n| at + n);
                 // Each message's opens of the run, in order of arrival.
                 let mut of_message: Vec<(i64, Vec<usize>)> = Vec::new();
-                for i in at..end {
-                    match of_message.iter_mut().find(|(c, _)| *c == batch[i].conversation) {
+                for (i, pending) in batch.iter().enumerate().take(end).skip(at) {
+                    match of_message.iter_mut().find(|(c, _)| *c == pending.conversation) {
                         Some((_, hits)) => hits.push(i),
-                        None => of_message.push((batch[i].conversation, vec![i])),
+                        None => of_message.push((pending.conversation, vec![i])),
                     }
                 }
                 for (conversation, indices) in of_message {
