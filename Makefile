@@ -28,7 +28,7 @@ run: tools site-release
 	LEPTOS_SITE_ROOT=$(SITE_RELEASE) $(CARGO_TARGET_DIR)/release/waymark --database-url $(DATABASE_URL) serve --addr $(ADDR)
 
 ## test: every test: unit, property, integration (real SQLite), CLI, browser (headless Chromium)
-test: tools browser site-debug unit pg api-contract e2e
+test: tools browser site-debug lint unit pg api-contract e2e
 
 ## tools: the wasm target, wasm-bindgen (same version as Cargo.lock), wasm-opt
 tools:
