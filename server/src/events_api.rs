@@ -32,7 +32,7 @@ use app::core::limits::EVENTS_PER_BATCH;
 use crate::auth::{Auth, Endpoint};
 use crate::error::{Error, Json, Result};
 use crate::runtime::events::{self, NewEvent};
-use crate::runtime::import::{existing, normalize_mobile, valid_email};
+use crate::runtime::import::{existing, normalize_mobile, refused_email, refused_mobile, valid_email};
 use crate::AppState;
 
 pub fn endpoints() -> Vec<Endpoint> {
@@ -82,20 +82,15 @@ fn key_of(at: &str, contact: &ContactRef) -> Result<Key> {
         (None, Some(email), None) => {
             let email = email.trim();
             if !valid_email(email) {
-                return Err(bad(format!("{field}.email"), "invalid_email", format!("“{}” is not an email address.", clip(email))));
+                return Err(refused_email(format!("{field}.email"), email));
             }
             Ok(Key::Email(email.to_lowercase()))
         }
         (None, None, Some(mobile)) => normalize_mobile(mobile.trim())
             .map(Key::Mobile)
-            .ok_or_else(|| bad(format!("{field}.mobile"), "invalid_mobile", format!("“{}” is not a mobile number (7 to 15 digits).", clip(mobile)))),
+            .ok_or_else(|| refused_mobile(format!("{field}.mobile"), mobile)),
         _ => Err(bad(field, "invalid_contact", "Name the contact by exactly one of id, email or mobile.")),
     }
-}
-
-/// A refused value quoted back, at most 80 characters.
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
 }
 
 /// One checked event: where it was in the body (`events[3]`), how the

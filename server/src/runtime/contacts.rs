@@ -49,6 +49,7 @@ fn from_row(row: &DbRow) -> StoredContact {
 /// Creates a contact (and any lists it names). An email already used by
 /// another contact is refused.
 pub async fn insert(conn: &mut Conn, contact: &Contact) -> Result<i64> {
+    app::core::limits::check_contact(contact)?;
     check_addresses(contact, None)?;
     let at = now_text();
     let id: i64 = sqlx::query_scalar(
@@ -640,25 +641,22 @@ pub async fn query_plan(conn: &mut Conn, search: &ContactSearch) -> Result<Vec<S
     Ok(plan)
 }
 
-/// A contact's texts within their limits, and its email and mobile (when
-/// given) usable as such, by the rules the import and the events API apply:
-/// an address with one `@`, a dotted domain and no spaces, commas or
-/// semicolons; a mobile of 7 to 15 digits. Before, the API and the contact
-/// page stored "not an email" or "a@x.test, b@y.test" as they came. On an
-/// update only a changed address is judged: one stored before these rules
-/// does not stop a list or a field being changed.
+/// A contact's email and mobile (when given) usable as such, by the rules
+/// the import and the events API apply: an address with one `@`, a dotted
+/// domain and no spaces, commas or semicolons; a mobile of 7 to 15 digits.
+/// Before, the API and the contact page stored "not an email" or
+/// "a@x.test, b@y.test" as they came. On an update only a changed address
+/// is judged: one stored before these rules does not stop a list or a
+/// field being changed.
 fn check_addresses(contact: &Contact, before: Option<&Contact>) -> Result<()> {
-    app::core::limits::check_contact(contact)?;
     fn changed<'a>(now: &'a Option<String>, was: Option<&Option<String>>) -> Option<&'a str> {
         now.as_deref().filter(|_| was != Some(now))
     }
     if let Some(email) = changed(&contact.email, before.map(|b| &b.email)).filter(|e| !super::import::valid_email(e)) {
-        let shown: String = email.chars().take(80).collect();
-        return Err(Error::InvalidField { code: "invalid_email", field: "email".into(), message: format!("“{shown}” is not an email address.") });
+        return Err(super::import::refused_email("email".into(), email));
     }
     if let Some(mobile) = changed(&contact.mobile, before.map(|b| &b.mobile)).filter(|m| super::import::normalize_mobile(m).is_none()) {
-        let shown: String = mobile.chars().take(80).collect();
-        return Err(Error::InvalidField { code: "invalid_mobile", field: "mobile".into(), message: format!("“{shown}” is not a mobile number (7 to 15 digits).") });
+        return Err(super::import::refused_mobile("mobile".into(), mobile));
     }
     Ok(())
 }

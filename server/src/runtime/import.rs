@@ -178,6 +178,19 @@ pub fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c == ',' || c == ';')
 }
 
+/// 422 `invalid_email` for `field`, the refused value quoted back (at most
+/// 80 characters).
+pub fn refused_email(field: String, email: &str) -> Error {
+    let shown: String = email.chars().take(80).collect();
+    Error::InvalidField { code: "invalid_email", field, message: format!("“{shown}” is not an email address.") }
+}
+
+/// 422 `invalid_mobile` for `field`, as [`refused_email`].
+pub fn refused_mobile(field: String, mobile: &str) -> Error {
+    let shown: String = mobile.chars().take(80).collect();
+    Error::InvalidField { code: "invalid_mobile", field, message: format!("“{shown}” is not a mobile number (7 to 15 digits).") }
+}
+
 /// `+1 (555) 010-0123` → `+15550100123`; None when it is not 7–15 digits.
 pub fn normalize_mobile(raw: &str) -> Option<String> {
     let mut out = String::with_capacity(raw.len());
