@@ -236,13 +236,7 @@ async fn two_workers_sharing_contacts_count_each_change_once_and_keep_the_cap() 
 
     const CONTACTS: usize = 20;
     const FLOWS: usize = 6;
-    let mut tx = pool.begin().await.unwrap();
-    let mut ids = Vec::with_capacity(CONTACTS);
-    for i in 0..CONTACTS {
-        let contact = serde_json::from_value::<Contact>(json!({"email": format!("shared{i}@x.test"), "fields": {"n": 0}})).unwrap();
-        ids.push(contacts::insert(&mut tx, &contact).await.unwrap());
-    }
-    tx.commit().await.unwrap();
+    let ids = counted_contacts(&pool, "shared", CONTACTS).await;
     for f in 0..FLOWS {
         let flow = publish(
             &store,
@@ -309,15 +303,21 @@ async fn two_workers_sharing_contacts_count_each_change_once_and_keep_the_cap() 
     assert_eq!(deferred, (CONTACTS * (FLOWS - 2)) as i64, "the rest wait for the window");
 }
 
-/// Contacts each in `flows` flows that add 1 to their `n` and exit.
-async fn counting_flows(store: &Store, runtime: &Runtime, contacts_n: usize, flows: usize) -> Vec<i64> {
-    let mut tx = store.pool().begin().await.unwrap();
-    let mut ids = Vec::with_capacity(contacts_n);
-    for i in 0..contacts_n {
-        let contact = serde_json::from_value::<Contact>(json!({"email": format!("loop{i}@x.test"), "fields": {"n": 0}})).unwrap();
+/// `n` contacts (`{prefix}{i}@x.test`) whose field `n` is 0.
+async fn counted_contacts(pool: &server::db::Pool, prefix: &str, n: usize) -> Vec<i64> {
+    let mut tx = pool.begin().await.unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let contact = serde_json::from_value::<Contact>(json!({"email": format!("{prefix}{i}@x.test"), "fields": {"n": 0}})).unwrap();
         ids.push(contacts::insert(&mut tx, &contact).await.unwrap());
     }
     tx.commit().await.unwrap();
+    ids
+}
+
+/// Contacts each in `flows` flows that add 1 to their `n` and exit.
+async fn counting_flows(store: &Store, runtime: &Runtime, contacts_n: usize, flows: usize) -> Vec<i64> {
+    let ids = counted_contacts(store.pool(), "loop", contacts_n).await;
     for f in 0..flows {
         let flow = counting_flow(store, &format!("Count {f}")).await;
         runtime.enroll(flow, &ids).await.unwrap();
