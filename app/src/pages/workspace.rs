@@ -349,8 +349,7 @@ fn Composer(
             done.update(|d| *d += 1);
         }
     });
-    // Only in the browser, after hydration (see the thread in ContactContext).
-    let templates = LocalResource::new(|| list_templates(Some("email".into())));
+    let templates = Resource::new(|| (), |_| list_templates(Some("email".into())));
     let blocked = reach.blocked.clone();
     let attachments = draft.attachments.clone();
     view! {
@@ -451,7 +450,7 @@ fn SmsPanel(participant: i64, reach: crate::workspace_api::Reach, refresh: RwSig
             refresh.update(|r| *r += 1);
         }
     });
-    let templates = LocalResource::new(|| list_templates(Some("sms".into())));
+    let templates = Resource::new(|| (), |_| list_templates(Some("sms".into())));
     let blocked = reach.blocked.clone();
     view! {
         <form class="sms" on:submit=move |ev| { ev.prevent_default(); send.dispatch((participant, to.get_untracked(), text.get_untracked())); }>
