@@ -278,6 +278,20 @@ pub fn csrf_token() -> Option<String> {
     leptos::prelude::use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<CsrfToken>().map(|t| t.0.clone()))
 }
 
+/// Whether a `Content-Type` is a problem document (RFC 9457).
+pub fn is_problem(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/problem+json"))
+}
+
+/// The sentence to show for a problem document: its `detail`, else its
+/// `title`; a body that is not one is shown as a generic failure (never
+/// as raw text, which could be anything a proxy sent).
+pub fn problem_sentence(body: &str) -> String {
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let text = |key: &str| problem.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+    text("detail").or_else(|| text("title")).unwrap_or_else(|| "The server refused this request.".to_owned())
+}
+
 /// The client every server function is called through from the browser:
 /// the framework's fetch client, with the session's anti-forgery token
 /// added to each request. On the server (where the functions run, not
@@ -293,9 +307,10 @@ pub mod client {
     mod browser {
         use leptos::server_fn::client::browser::BrowserClient;
         use leptos::server_fn::client::Client as ClientTrait;
-        use leptos::server_fn::error::FromServerFnError;
+        use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
         use leptos::server_fn::request::browser::BrowserRequest;
         use leptos::server_fn::response::browser::BrowserResponse;
+        use leptos::server_fn::response::ClientRes;
 
         pub struct Client;
 
@@ -312,9 +327,28 @@ pub mod client {
             type Request = BrowserRequest;
             type Response = BrowserResponse;
 
+            /// A refusal the server answers before the function runs (the
+            /// guard: signed out, a stale page, a role, a body too big) is a
+            /// problem document, not the function's error encoding: it
+            /// becomes the function's error with the problem's sentence,
+            /// rather than a failure to read the answer.
             fn send(request: BrowserRequest) -> impl std::future::Future<Output = Result<BrowserResponse, E>> + Send {
                 request.headers().set(super::super::CSRF_HEADER, &token());
-                <BrowserClient as ClientTrait<E, IS, OS>>::send(request)
+                let sent = <BrowserClient as ClientTrait<E, IS, OS>>::send(request);
+                async move {
+                    let response = sent.await?;
+                    let refused = (400..=599).contains(&ClientRes::<E>::status(&response));
+                    let problem = response
+                        .generate_headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(super::super::is_problem);
+                    if !(refused && problem) {
+                        return Ok(response);
+                    }
+                    let body = ClientRes::<E>::try_into_string(response).await?;
+                    Err(E::from_server_fn_error(ServerFnErrorErr::ServerError(super::super::problem_sentence(&body))))
+                }
             }
 
             #[allow(clippy::type_complexity)]
@@ -350,6 +384,19 @@ mod tests {
         assert!(!Role::Marketer.may(Access::Admin));
         assert!(!Role::Agent.may(Access::Marketer));
         assert!(Role::Agent.may(Access::Public));
+    }
+
+    #[test]
+    fn a_problem_reads_as_its_sentence() {
+        assert!(is_problem("application/problem+json"));
+        assert!(is_problem("Application/Problem+JSON; charset=utf-8"));
+        assert!(!is_problem("application/json"));
+        assert!(!is_problem("text/plain"));
+        let stale = r#"{"code":"session_changed","title":"Forbidden","detail":"You signed in again since this page was loaded."}"#;
+        assert_eq!(problem_sentence(stale), "You signed in again since this page was loaded.");
+        assert_eq!(problem_sentence(r#"{"title":"Payload Too Large","detail":"  "}"#), "Payload Too Large");
+        assert_eq!(problem_sentence("<html>bad gateway</html>"), "The server refused this request.");
+        assert_eq!(problem_sentence(r#"{"detail":42}"#), "The server refused this request.");
     }
 
     #[test]

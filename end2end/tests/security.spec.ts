@@ -101,6 +101,37 @@ test("an agent sees only the inbox; other pages are refused", async ({ browser }
   await page.context().close();
 });
 
+test("a page loaded before signing in again says so and does nothing", async ({ browser }) => {
+  addUser("mo@waymark.test", "marketer", "mo's long password");
+  const page = await signedInAs(browser, "mo@waymark.test", "mo's long password");
+  await open(page, "/");
+  // Another tab of the same browser signs out and in again: a new session.
+  const other = await page.context().newPage();
+  await open(other, "/inbox");
+  await other.getByRole("button", { name: "Sign out" }).click();
+  await expect(other).toHaveURL(/\/login\?signed_out=1/);
+  await open(other, "/inbox");
+  await other.getByLabel("Email").fill("mo@waymark.test");
+  await other.getByLabel("Password").fill("mo's long password");
+  await other.getByRole("button", { name: "Sign in" }).click();
+  await expect(other).toHaveURL(/\/inbox$/);
+  // The first tab still holds the old session's token.
+  await page.getByLabel("New flow name").fill("Made by a stale page");
+  await page.getByRole("button", { name: "Create flow" }).click();
+  // Said where the flow was to be created (and where the list, asked again, was refused too).
+  await expect(page.getByText("You signed in again since this page was loaded").first()).toBeVisible();
+  // In words, not as a failure to read the server's answer.
+  await expect(page.getByText(/deserializ|server function/i)).toHaveCount(0);
+  const flows = await (await other.request.get("/api/v1/flows")).json();
+  expect(JSON.stringify(flows)).not.toContain("Made by a stale page");
+  // Reloaded, it works.
+  await open(page, "/");
+  await page.getByLabel("New flow name").fill("Made after reloading");
+  await page.getByRole("button", { name: "Create flow" }).click();
+  await expect(page).toHaveURL(/\/flows\/\d+$/);
+  await page.context().close();
+});
+
 test("a wrong password is refused with a readable message", async ({ browser }) => {
   const context = await browser.newContext({ storageState: { cookies: [], origins: [] } });
   const page = await context.newPage();
