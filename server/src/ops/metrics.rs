@@ -15,6 +15,7 @@
 //! | `waymark_outbox_oldest_due_age_seconds` | gauge | `channel`: how long the earliest due one has waited |
 //! | `waymark_sends_total` | counter | `channel`, `outcome`: sent, failed, retried |
 //! | `waymark_events_received_total` | counter | `kind`, `result`: accepted, duplicate (REST API) |
+//! | `waymark_tracking_hits_total` / `waymark_tracking_commits_total` | counter | opens and clicks written, and the transactions that wrote them |
 //! | `waymark_http_requests_total` | counter | `method`, `route` (the route's template), `status` |
 //! | `waymark_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `waymark_db_pool_connections` | gauge | `state`: idle, in_use |
@@ -91,6 +92,8 @@ fn describe() {
     describe_gauge!("waymark_outbox_oldest_due_age_seconds", Unit::Seconds, "How long the earliest due effect has waited, by channel.");
     describe_counter!("waymark_sends_total", "Effects carried out by the outbox, by channel and outcome (sent, failed, retried).");
     describe_counter!("waymark_events_received_total", "Contact events received by POST /api/v1/events, by kind and result.");
+    describe_counter!("waymark_tracking_hits_total", "Opens and clicks written (the pixel and the redirect).");
+    describe_counter!("waymark_tracking_commits_total", "Transactions that wrote opens and clicks (hits per commit: the two's ratio).");
     describe_counter!("waymark_http_requests_total", "HTTP requests answered, by method, route template and status.");
     describe_histogram!("waymark_http_request_duration_seconds", Unit::Seconds, "Time to answer an HTTP request (until its headers).");
     describe_gauge!("waymark_db_pool_connections", "Database connections of this process, idle or in use.");
@@ -146,6 +149,12 @@ pub fn send(channel: &'static str, outcome: &'static str) {
 /// `n` events of one kind posted to the REST API were stored (or were duplicates).
 pub fn events_received(kind: &'static str, duplicate: bool, n: u64) {
     counter!("waymark_events_received_total", "kind" => kind, "result" => if duplicate { "duplicate" } else { "accepted" }).increment(n);
+}
+
+/// A committed batch of `hits` opens and clicks.
+pub fn hits_committed(hits: usize) {
+    counter!("waymark_tracking_commits_total").increment(1);
+    counter!("waymark_tracking_hits_total").increment(hits as u64);
 }
 
 /// A committed batch of a contact import.
