@@ -35,6 +35,23 @@ test("the demo flow is seeded and its warning is shown", async ({ page }) => {
   await expect(page.locator("li.finding.selected")).toHaveCount(0);
 });
 
+test("on a phone the top bar keeps the account in view and the links on a row of their own", async ({ page }) => {
+  await page.setViewportSize({ width: 400, height: 800 });
+  await open(page, "/");
+  const signOut = await page.getByRole("button", { name: "Sign out" }).boundingBox();
+  expect(signOut!.x + signOut!.width).toBeLessThanOrEqual(400);
+  const account = await page.locator(".topbar .account").boundingBox();
+  const nav = await page.locator(".topbar nav").boundingBox();
+  expect(nav!.y).toBeGreaterThanOrEqual(account!.y + account!.height - 1);
+  expect(nav!.height).toBeLessThan(60); // one row, not a column of links
+  // The page does not scroll sideways (the flows table scrolls in its own box).
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(400);
+  await shot(page, "01b-flows-list-phone");
+  // The last link is reached by scrolling the row.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await expect(page).toHaveURL(/\/audit$/);
+});
+
 test("a marketer creates, renames and deletes a flow", async ({ page }) => {
   await open(page, "/");
   await page.getByLabel("New flow name").fill("Spring campaign");
