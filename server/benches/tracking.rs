@@ -150,7 +150,9 @@ impl Serve {
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-demo", "--lease-secs", "5"])
             .args(["--public-url", &format!("http://127.0.0.1:{port}")])
             .env("DATABASE_URL", url)
-            .env("RUST_LOG", "warn")
+            // `WAYMARK_BENCH_SERVE_LOG=warn,server::db=debug` shows the
+            // write gate's breathers in the run's serve.log (with --keep).
+            .env("RUST_LOG", std::env::var("WAYMARK_BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".into()))
             .env("TOKIO_WORKER_THREADS", workers().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
