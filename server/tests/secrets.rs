@@ -190,7 +190,7 @@ async fn a_copy_of_the_database_with_another_key_cannot_read_the_secrets() {
         let server = std::env::var("WAYMARK_TEST_POSTGRES").unwrap();
         let original = url::Url::parse(&w.db.url).unwrap().path().trim_start_matches('/').to_owned();
         let copy = format!("{original}_copy");
-        admin_sql(&server, &format!("CREATE DATABASE {copy} TEMPLATE {original}")).await;
+        create_copy(&server, &original, &copy).await;
         let mut url = url::Url::parse(&w.db.url).unwrap();
         url.set_path(&copy);
         let pool = store::connect(url.as_str()).await.unwrap();
@@ -227,6 +227,25 @@ async fn a_copy_of_the_database_with_another_key_cannot_read_the_secrets() {
     let pool = store::connect(&w.db.url).await.unwrap();
     let loaded = Integrations::load(&pool).await.unwrap();
     assert_eq!(secret_of(&loaded, "crm").as_deref(), Some("crm-token-Okapi-5567"));
+}
+
+/// `CREATE DATABASE copy TEMPLATE original`, once the original's last
+/// session is gone: a closed pool's server processes end a moment after
+/// their sockets close, and until then PostgreSQL refuses the template
+/// as "being accessed by other users" (55006).
+async fn create_copy(server: &str, original: &str, copy: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(server).await.unwrap();
+    for _ in 0..100 {
+        match sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {copy} TEMPLATE {original}").as_str()).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("55006") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("copying {original}: {err}"),
+        }
+    }
+    panic!("{original} was still in use after 5 s");
 }
 
 async fn admin_sql(server: &str, sql: &str) {
