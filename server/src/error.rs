@@ -48,6 +48,9 @@ pub enum Error {
     /// 410 `link_expired`: a download link past its 24 hours.
     #[error("This download link expired at {0}; links are valid for 24 hours. Ask for the data file again.")]
     LinkExpired(String),
+    /// 410 `data_file_removed`: a contact in the data file was erased since it was made.
+    #[error("This data file was removed: a contact in it was erased since it was made. Ask for the data file again.")]
+    DataFileRemoved,
     /// 409 `contact_exists`.
     #[error("A contact with the email “{0}” already exists.")]
     ContactExists(String),
@@ -173,7 +176,7 @@ impl Error {
             | Error::CallNotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::LinkInvalid | Error::BadSignature => StatusCode::FORBIDDEN,
-            Error::LinkExpired(_) => StatusCode::GONE,
+            Error::LinkExpired(_) | Error::DataFileRemoved => StatusCode::GONE,
             Error::NameTaken(_)
             | Error::StaleRevision { .. }
             | Error::ContactExists(_)
@@ -220,6 +223,7 @@ impl Error {
             Error::RunNotFound(_) => "bulk_run_not_found",
             Error::LinkInvalid => "link_invalid",
             Error::LinkExpired(_) => "link_expired",
+            Error::DataFileRemoved => "data_file_removed",
             Error::FlowHasParticipants(_) => "flow_has_participants",
             Error::NoPendingAction(_) => "nothing_to_do",
             Error::NotFailed(_) => "not_failed",

@@ -195,7 +195,7 @@ fn operation(method: &Method, path: &str, c: &mut Map<String, Value>) -> Option<
         ("GET", "/bulk-runs") => op(None, 200, Json(list(schema::<s::RunView>(c))), &[]),
         ("GET", "/bulk-runs/{id}") => op(None, 200, Json(schema::<s::RunView>(c)), &[(404, "bulk_run_not_found")]),
         ("POST", "/bulk-runs/{id}/undo") => op(None, 200, Json(schema::<s::Undone>(c)), &[(404, "bulk_run_not_found"), (409, "already_undone"), (409, "run_not_finished"), (409, "job_taken_over"), (422, "not_reversible")]),
-        ("GET", "/data-files/{id}") => op(None, 200, File, &[(403, "link_invalid"), (410, "link_expired")]),
+        ("GET", "/data-files/{id}") => op(None, 200, File, &[(403, "link_invalid"), (410, "link_expired"), (410, "data_file_removed")]),
 
         ("POST", "/events") => {
             let event = schema::<s::PostedEvent>(c);

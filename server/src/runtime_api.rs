@@ -581,7 +581,8 @@ struct Signed {
 }
 
 /// A data file behind its signed link: 403 `link_invalid` when the link was
-/// changed, 410 `link_expired` after 24 hours.
+/// changed, 410 `link_expired` after 24 hours, 410 `data_file_removed` when
+/// a contact in it was erased since.
 async fn download_data_file(State(state): State<AppState>, Path(raw): Path<String>, Query(signed): Query<Signed>) -> Result<Response> {
     let file = raw.parse::<i64>().map_err(|_| Error::LinkInvalid)?;
     let (Some(expires), Some(sig)) = (signed.expires, signed.sig) else { return Err(Error::LinkInvalid) };

@@ -762,6 +762,56 @@ async fn rest_import_polls_to_done_and_lists_refused_rows() {
 }
 
 #[tokio::test]
+async fn a_data_file_goes_when_a_contact_in_it_is_erased_or_its_link_expires() {
+    let api = api().await;
+    let smtp = SmtpSink::start(false);
+    api.w.smtp(smtp.port).await;
+    let flow = api.w.call_flow("Calls").await;
+    let participants = api.w.waiting_at_call(flow, 3).await;
+    let pool = api.w.pool().clone();
+    let make = || async {
+        let request = json!({"action": "email_data_file", "criteria": {"flow_ids": [flow]}});
+        let (status, run) = api.json(Method::POST, "/api/v1/participants/bulk", request).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run = api.finished(&format!("/api/v1/bulk-runs/{}", run["id"])).await;
+        let path: String = sqlx::query_scalar("SELECT path FROM data_files WHERE run_id = $1").bind(run["id"].as_i64().unwrap()).fetch_one(&pool).await.unwrap();
+        assert!(std::path::Path::new(&path).exists(), "{path}");
+        (run["link"].as_str().unwrap().to_owned(), path)
+    };
+    let removed = |path: String| {
+        let pool = pool.clone();
+        async move {
+            let at: Option<String> = sqlx::query_scalar("SELECT removed_at FROM data_files WHERE path = $1").bind(&path).fetch_one(&pool).await.unwrap();
+            (std::path::Path::new(&path).exists(), at)
+        }
+    };
+
+    // Erasing a contact whose row is in a file removes the file; its
+    // still-valid link says why.
+    let (link, path) = make().await;
+    let contact: i64 = sqlx::query_scalar("SELECT contact_id FROM participants WHERE id = $1").bind(participants[0]).fetch_one(&pool).await.unwrap();
+    let (status, erased) = api.json(Method::DELETE, &format!("/api/v1/contacts/{contact}"), json!({})).await;
+    assert_eq!((status, erased["erased"].as_bool()), (StatusCode::OK, Some(true)), "{erased}");
+    let (on_disk, removed_at) = removed(path.clone()).await;
+    assert!(!on_disk && removed_at.is_some(), "{path}: {removed_at:?}");
+    let (status, _, bytes) = api.get_anonymous(&link).await;
+    problem(status, &bytes, StatusCode::GONE, "data_file_removed");
+
+    // A file made since stays until its link expires; then the scheduler's
+    // sweep removes it, and the record stays.
+    let (link, path) = make().await;
+    assert_eq!(server::runtime::datafile::sweep(&pool, api.w.clock.now()).await.unwrap(), 0);
+    assert!(removed(path.clone()).await.0, "kept while its link works");
+    api.w.clock.advance(SignedDuration::from_hours(25));
+    assert_eq!(server::runtime::datafile::sweep(&pool, api.w.clock.now()).await.unwrap(), 1);
+    let (on_disk, removed_at) = removed(path.clone()).await;
+    assert!(!on_disk && removed_at.is_some(), "{path}: {removed_at:?}");
+    assert_eq!(server::runtime::datafile::sweep(&pool, api.w.clock.now()).await.unwrap(), 0, "each file once");
+    let (status, _, bytes) = api.get_anonymous(&link).await;
+    problem(status, &bytes, StatusCode::GONE, "link_expired");
+}
+
+#[tokio::test]
 async fn rest_bulk_runs_in_the_background_and_data_file_links_are_emailed_signed_and_expire() {
     let api = api().await;
     let smtp = SmtpSink::start(false);

@@ -785,6 +785,7 @@ pub async fn erase(conn: &mut Conn, ids_sql: &str, now: &str) -> Result<u64> {
         erasure::outbox(conn, &people, &of, &pids).await?;
         erasure::http_calls(conn, &people, &of, &pids).await?;
         erasure::conversations(conn, &people, &of, &format!("participant_id IN ({pids}) AND contact_id IS NULL")).await?;
+        super::datafile::remove_including(conn, &pids, now).await?;
     }
     erasure::conversations(conn, &people, &of, &format!("contact_id IN ({ids})")).await?;
     // Its consent choices go with its consent; its messages' tracked links

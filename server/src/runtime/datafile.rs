@@ -183,12 +183,65 @@ async fn forget(pool: &Pool, run: i64) -> Result<()> {
     Ok(())
 }
 
-/// The file behind a verified link: its path on disk.
+/// The file behind a verified link: its path on disk. 410
+/// `data_file_removed` when a contact in it was erased since.
 pub async fn open(pool: &Pool, id: i64, expires: i64, sig: &str, now: Timestamp) -> Result<PathBuf> {
     let key = secret(pool).await?;
     verify(&key, id, expires, sig, now)?;
-    let path: Option<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE id = $1").bind(id).fetch_optional(pool).await?;
-    path.map(PathBuf::from).ok_or(Error::LinkInvalid)
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT path, removed_at FROM data_files WHERE id = $1").bind(id).fetch_optional(pool).await?;
+    match row {
+        None => Err(Error::LinkInvalid),
+        Some((_, Some(_))) => Err(Error::DataFileRemoved),
+        Some((path, None)) => Ok(PathBuf::from(path)),
+    }
+}
+
+/// Removes the ZIPs of data files whose links have expired: nobody can
+/// download them any more, and each holds contacts' data. Their records
+/// stay, marked `removed_at`. The scheduler calls this now and then;
+/// returns how many were removed.
+pub async fn sweep(pool: &Pool, now: Timestamp) -> Result<usize> {
+    let kept: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, path, expires_at FROM data_files WHERE removed_at IS NULL").fetch_all(pool).await?;
+    let expired: Vec<(i64, String)> = kept
+        .into_iter()
+        .filter(|(_, _, expires_at)| expires_at.parse::<Timestamp>().is_ok_and(|at| at < now))
+        .map(|(id, path, _)| (id, path))
+        .collect();
+    let mut conn = pool.acquire().await?;
+    remove(&mut conn, &expired, &now.to_string()).await?;
+    Ok(expired.len())
+}
+
+/// Removes the ZIPs of the data files made of runs that included any of
+/// `participants` (an id list): erasing a contact takes its row out of the
+/// files made before, by removing them. In the caller's transaction.
+pub async fn remove_including(conn: &mut crate::db::Conn, participants: &str, now: &str) -> Result<()> {
+    let files: Vec<(i64, String)> = sqlx::query_as(&format!(
+        "SELECT id, path FROM data_files WHERE removed_at IS NULL
+             AND run_id IN (SELECT run_id FROM bulk_run_items WHERE participant_id IN ({participants}))"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    remove(conn, &files, now).await
+}
+
+/// Deletes the files (one already gone is fine) and marks their records.
+async fn remove(conn: &mut crate::db::Conn, files: &[(i64, String)], now: &str) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    for (_, path) in files {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::Internal(anyhow::anyhow!("data file {path} cannot be removed: {err}"))),
+        }
+    }
+    let ids = crate::db::id_list(&files.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    sqlx::query(&format!("UPDATE data_files SET removed_at = $1 WHERE id IN ({ids})")).bind(now).execute(&mut *conn).await?;
+    Ok(())
 }
 
 #[cfg(test)]

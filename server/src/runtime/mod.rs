@@ -1043,8 +1043,9 @@ pub fn spawn_workers_until(
 /// A scheduler loop of [`spawn_workers_until`]: a pass after another while
 /// there is work, else every `idle`, until `stop`; each pass that moved
 /// someone wakes the outbox (`queued`). The loop that `recovers` also looks
-/// for jobs of stopped processes and forgets full rate-limit buckets: at
-/// start, then every [`RECOVER_EVERY`], between its passes.
+/// for jobs of stopped processes, forgets full rate-limit buckets and
+/// removes expired data files: at start, then every [`RECOVER_EVERY`],
+/// between its passes.
 async fn schedule_until(
     runtime: Runtime,
     queued: Arc<tokio::sync::Notify>,
@@ -1061,6 +1062,9 @@ async fn schedule_until(
             }
             if let Err(err) = crate::auth::limit::forget_full(runtime.pool()).await {
                 tracing::error!(error = %err, "forgetting full rate-limit buckets failed");
+            }
+            if let Err(err) = datafile::sweep(runtime.pool(), runtime.now()).await {
+                tracing::error!(error = %err, "removing expired data files failed");
             }
             recovered_at = Some(std::time::Instant::now());
         }
