@@ -66,7 +66,8 @@ pg:
 		--test api --test runtime --test contacts --test channels --test security --test scale_out \
 		--test ops \
 		--test templating \
-		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test reports --test workspace
+		--test secrets --test erasure --test concurrency --test events --test mailbox --test provider_hooks --test tracking --test pressure --test reports --test workspace \
+		--test migrations
 
 ## api-contract: schemathesis against a running server (debug build, a
 ## fresh SQLite database, an API token, then an admin's session for the
