@@ -52,6 +52,46 @@ test("on a phone the top bar keeps the account in view and the links on a row of
   await expect(page).toHaveURL(/\/audit$/);
 });
 
+test("on a phone the task inbox is a list of cards", async ({ page, request }) => {
+  const run = Date.now();
+  const flow = await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name: `Phone inbox ${run}`,
+        steps: [
+          { id: "start", kind: "start" },
+          { id: "ring", kind: "task", name: "Call them", settings: { priority: "high" } },
+          { id: "done", kind: "exit" },
+        ],
+        edges: [
+          { from: "start", port: "next", to: "ring" },
+          { from: "ring", port: "next", to: "done" },
+        ],
+      },
+    },
+  });
+  expect(flow.status()).toBe(201);
+  const flowId = (await flow.json()).id;
+  expect((await request.post(`/api/v1/flows/${flowId}/publish`)).status()).toBe(201);
+  const contact = (await (await request.post("/api/v1/contacts", { data: { email: `phone-${run}@example.com` } })).json()).id;
+  const participant = (await (await request.post(`/api/v1/flows/${flowId}/enroll`, { data: { contact_ids: [contact] } })).json()).enrolled[0];
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/participants/${participant}`)).json()).step, { timeout: 10_000 })
+    .toBe("ring");
+
+  await page.setViewportSize({ width: 400, height: 800 });
+  await open(page, "/inbox");
+  const card = page.locator(`table.tasks tr[data-participant="${participant}"]`);
+  await expect(card).toBeVisible();
+  await expect(page.locator("table.tasks thead")).toBeHidden();
+  await expect(card.locator('td[data-label="Contact"]')).toContainText(`phone-${run}@example.com`);
+  const complete = await card.getByRole("button", { name: "Complete" }).boundingBox();
+  expect(complete!.x + complete!.width).toBeLessThanOrEqual(400);
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(400);
+  await shot(page, "01c-inbox-phone");
+});
+
 test("a marketer creates, renames and deletes a flow", async ({ page }) => {
   await open(page, "/");
   await page.getByLabel("New flow name").fill("Spring campaign");

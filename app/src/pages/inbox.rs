@@ -93,9 +93,9 @@ fn TaskRow(task: Task, act: ServerAction<ActOnTask>) -> impl IntoView {
         <tr data-participant=id data-kind=task.kind.clone()>
             <td class="due">{readable(&task.due_at)} {task.deferred.then_some(" (deferred)")}</td>
             <td><span class="pill">{task.kind.replace('_', " ")}</span> " " {what}</td>
-            <td><a href=format!("/participants/{id}")>{task.contact.clone()}</a></td>
-            <td><a href=format!("/flows/{}", task.flow_id)>{task.flow_name.clone()}</a></td>
-            <td>{task.owner.clone().unwrap_or_else(|| "unassigned".into())}</td>
+            <td data-label="Contact"><a href=format!("/participants/{id}")>{task.contact.clone()}</a></td>
+            <td data-label="Flow"><a href=format!("/flows/{}", task.flow_id)>{task.flow_name.clone()}</a></td>
+            <td data-label="Owner">{task.owner.clone().unwrap_or_else(|| "unassigned".into())}</td>
             <td class="row-actions">
                 <a class="button" href=format!("/workspace/{id}")>"Work it"</a>
                 <ActionForm action=act attr:class="inline-form">
