@@ -172,15 +172,20 @@ fn message(rows: u64, run: i64, url: &str, expires_at: Timestamp, by: &str) -> S
 /// Removes a run's data files and their records (an earlier try, or one whose email failed).
 async fn forget(pool: &Pool, run: i64) -> Result<()> {
     let paths: Vec<String> = sqlx::query_scalar("SELECT path FROM data_files WHERE run_id = $1").bind(run).fetch_all(pool).await?;
-    for path in paths {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(Error::Internal(anyhow::anyhow!("data file {path} cannot be removed: {err}"))),
-        }
+    for path in &paths {
+        delete_file(path)?;
     }
     sqlx::query("DELETE FROM data_files WHERE run_id = $1").bind(run).execute(pool).await?;
     Ok(())
+}
+
+/// Deletes a data file's ZIP; one already gone is fine.
+fn delete_file(path: &str) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(Error::Internal(anyhow::anyhow!("data file {path} cannot be removed: {err}"))),
+    }
 }
 
 /// The file behind a verified link: its path on disk. 410
@@ -209,6 +214,9 @@ pub async fn sweep(pool: &Pool, now: Timestamp) -> Result<usize> {
         .filter(|(_, _, expires_at)| expires_at.parse::<Timestamp>().is_ok_and(|at| at < now))
         .map(|(id, path, _)| (id, path))
         .collect();
+    if expired.is_empty() {
+        return Ok(0);
+    }
     let mut conn = pool.acquire().await?;
     remove(&mut conn, &expired, &now.to_string()).await?;
     Ok(expired.len())
@@ -227,17 +235,13 @@ pub async fn remove_including(conn: &mut crate::db::Conn, participants: &str, no
     remove(conn, &files, now).await
 }
 
-/// Deletes the files (one already gone is fine) and marks their records.
+/// Deletes the files and marks their records.
 async fn remove(conn: &mut crate::db::Conn, files: &[(i64, String)], now: &str) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
     for (_, path) in files {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(Error::Internal(anyhow::anyhow!("data file {path} cannot be removed: {err}"))),
-        }
+        delete_file(path)?;
     }
     let ids = crate::db::id_list(&files.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     sqlx::query(&format!("UPDATE data_files SET removed_at = $1 WHERE id IN ({ids})")).bind(now).execute(&mut *conn).await?;
