@@ -1,4 +1,4 @@
-import { test, expect, Page, Browser, request as requests } from "./support";
+import { test, expect, Page, Browser, publishLinearFlow, request as requests } from "./support";
 import { execFileSync, spawn, ChildProcess } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -120,46 +120,19 @@ test("an agent works the day: edits and sends the email, places the call, picks 
   });
   expect(saved.status()).toBe(200);
 
-  const flow = await request.post("/api/v1/flows", {
-    data: {
-      document: {
-        format: "waymark.flow/v1",
-        name: `Agent day e2e ${run}`,
-        steps: [
-          { id: "start", kind: "start" },
-          { id: "mail", kind: "send_email", name: "Intro email",
-            settings: { activation: "manual", subject: "Hello {{first_name}}", body: "<p>Template body for {{first_name}}</p>", cc: "manager@example.com" } },
-          { id: "done", kind: "exit" },
-        ],
-        edges: [
-          { from: "start", port: "next", to: "mail" },
-          { from: "mail", port: "next", to: "done" },
-        ],
-      },
-    },
+  const flowId = await publishLinearFlow(request, `Agent day e2e ${run}`, {
+    id: "mail",
+    kind: "send_email",
+    name: "Intro email",
+    settings: { activation: "manual", subject: "Hello {{first_name}}", body: "<p>Template body for {{first_name}}</p>", cc: "manager@example.com" },
   });
-  expect(flow.status()).toBe(201);
-  const flowId = (await flow.json()).id;
   // The call is its own flow: the contact reaches it at once.
-  const callFlow = await request.post("/api/v1/flows", {
-    data: {
-      document: {
-        format: "waymark.flow/v1",
-        name: `Agent calls e2e ${run}`,
-        steps: [
-          { id: "start", kind: "start" },
-          { id: "ring", kind: "call", name: "Intro call", settings: { script: "Ask {{first_name}} about the pilot", dispositions: { Interested: "", "Not now": "" } } },
-          { id: "done", kind: "exit" },
-        ],
-        edges: [
-          { from: "start", port: "next", to: "ring" },
-          { from: "ring", port: "next", to: "done" },
-        ],
-      },
-    },
+  const callFlowId = await publishLinearFlow(request, `Agent calls e2e ${run}`, {
+    id: "ring",
+    kind: "call",
+    name: "Intro call",
+    settings: { script: "Ask {{first_name}} about the pilot", dispositions: { Interested: "", "Not now": "" } },
   });
-  const callFlowId = (await callFlow.json()).id;
-  for (const id of [flowId, callFlowId]) expect((await request.post(`/api/v1/flows/${id}/publish`)).status()).toBe(201);
   const mailContact = (await (await request.post("/api/v1/contacts", {
     data: { email: `ada-${run}@example.com`, owner: agent, fields: { first_name: "Ada" } },
   })).json()).id;

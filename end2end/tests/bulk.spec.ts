@@ -1,4 +1,4 @@
-import { test, expect, Page } from "./support";
+import { test, expect, Page, publishLinearFlow } from "./support";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -8,26 +8,7 @@ async function open(page: Page, url: string) {
 }
 
 test("a marketer searches participants, previews a bulk pause, applies it, watches it finish and undoes it", async ({ page, request }) => {
-  const flow = await request.post("/api/v1/flows", {
-    data: {
-      document: {
-        format: "waymark.flow/v1",
-        name: "Bulk e2e",
-        steps: [
-          { id: "start", kind: "start" },
-          { id: "call", kind: "call", name: "Intro call", settings: { owner: "user:agent-1" } },
-          { id: "done", kind: "exit" },
-        ],
-        edges: [
-          { from: "start", port: "next", to: "call" },
-          { from: "call", port: "next", to: "done" },
-        ],
-      },
-    },
-  });
-  expect(flow.status()).toBe(201);
-  const flowId = (await flow.json()).id;
-  expect((await request.post(`/api/v1/flows/${flowId}/publish`)).status()).toBe(201);
+  const flowId = await publishLinearFlow(request, "Bulk e2e", { id: "call", kind: "call", name: "Intro call", settings: { owner: "user:agent-1" } });
   const ids: number[] = [];
   for (const [i, region] of ["north", "south", "north"].entries()) {
     const contact = await request.post("/api/v1/contacts", {

@@ -1,4 +1,4 @@
-import { test, expect, Page } from "./support";
+import { test, expect, Page, publishLinearFlow } from "./support";
 import * as path from "path";
 
 /// Waits until the page is hydrated: clicks before that do nothing.
@@ -54,26 +54,7 @@ test("on a phone the top bar keeps the account in view and the links on a row of
 
 test("on a phone the task inbox is a list of cards", async ({ page, request }) => {
   const run = Date.now();
-  const flow = await request.post("/api/v1/flows", {
-    data: {
-      document: {
-        format: "waymark.flow/v1",
-        name: `Phone inbox ${run}`,
-        steps: [
-          { id: "start", kind: "start" },
-          { id: "ring", kind: "task", name: "Call them", settings: { priority: "high" } },
-          { id: "done", kind: "exit" },
-        ],
-        edges: [
-          { from: "start", port: "next", to: "ring" },
-          { from: "ring", port: "next", to: "done" },
-        ],
-      },
-    },
-  });
-  expect(flow.status()).toBe(201);
-  const flowId = (await flow.json()).id;
-  expect((await request.post(`/api/v1/flows/${flowId}/publish`)).status()).toBe(201);
+  const flowId = await publishLinearFlow(request, `Phone inbox ${run}`, { id: "ring", kind: "task", name: "Call them", settings: { priority: "high" } });
   const contact = (await (await request.post("/api/v1/contacts", { data: { email: `phone-${run}@example.com` } })).json()).id;
   const participant = (await (await request.post(`/api/v1/flows/${flowId}/enroll`, { data: { contact_ids: [contact] } })).json()).enrolled[0];
   await expect

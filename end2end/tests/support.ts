@@ -5,7 +5,7 @@
 // else, or passes. So any uncaught error a page throws, and any hydration
 // or panic message it logs, in any page of any context the test opens,
 // fails the test with the page's address and the message.
-import { test as base, expect, BrowserContext, Page } from "@playwright/test";
+import { test as base, expect, APIRequestContext, BrowserContext, Page } from "@playwright/test";
 
 export * from "@playwright/test";
 
@@ -55,3 +55,25 @@ export const test = base.extend<{ context: BrowserContext; scriptErrors: void }>
     { auto: true },
   ],
 });
+
+/// Creates and publishes, through the REST API, a flow start → `step` →
+/// exit (`step` is the middle one: id, kind, name, settings); its id.
+export async function publishLinearFlow(request: APIRequestContext, name: string, step: { id: string; [key: string]: unknown }): Promise<number> {
+  const flow = await request.post("/api/v1/flows", {
+    data: {
+      document: {
+        format: "waymark.flow/v1",
+        name,
+        steps: [{ id: "start", kind: "start" }, step, { id: "done", kind: "exit" }],
+        edges: [
+          { from: "start", port: "next", to: step.id },
+          { from: step.id, port: "next", to: "done" },
+        ],
+      },
+    },
+  });
+  expect(flow.status()).toBe(201);
+  const id: number = (await flow.json()).id;
+  expect((await request.post(`/api/v1/flows/${id}/publish`)).status()).toBe(201);
+  return id;
+}
